@@ -1,0 +1,316 @@
+"""Shared machinery for the simulated recordings.
+
+Everything here works on a fine simulation grid (1 ms by default) and knows nothing about any
+particular dataset:
+
+* random number streams derived from one integer seed,
+* Ornstein-Uhlenbeck processes (the smooth random signals behind trajectories and currents),
+* Poisson counts per fine bin turned into spike times jittered uniformly inside their bin,
+* a recurrent linear-nonlinear-Poisson simulation whose spike-history and coupling filters are
+  sums of exponentials, run as one compiled ``jax.lax.scan``.
+
+Why exponentials: a filter written as ``sum_e W[e] * exp(-lag / tau[e])`` needs only one decaying
+trace per time constant and unit, so a step of the scan costs ``E * n**2`` operations instead of
+the ``window * n**2`` of a finite impulse response (and no buffer shift). The time constants used
+by the datasets are short enough that every filter is negligible beyond its documented window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pynapple as nap
+from scipy.signal import lfilter
+
+#: Simulation bin (s). Fine enough that refractoriness (a few ms) is resolved.
+DT = 0.001
+
+#: Ceiling on the simulated rate (Hz). Keeps an unstable excursion of the exponential
+#: nonlinearity from producing absurd counts; the documented parameters never get near it.
+MAX_RATE_HZ = 500.0
+
+#: Largest count drawn per fine bin and unit. With ``MAX_RATE_HZ * DT <= 0.5`` the probability
+#: of more is below 1e-6, and a truncated tail only removes (never adds) spikes.
+_MAX_COUNT = 6
+
+
+def streams(seed: int, n: int) -> list[np.random.Generator]:
+    """Independent random generators derived from one seed.
+
+    Separate streams (behaviour, parameters, spikes, ...) mean that changing, say, the number of
+    units does not change the animal's trajectory for the same seed.
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative integer seed.
+    n : int
+        Number of streams.
+
+    Returns
+    -------
+    list of numpy.random.Generator
+        ``Generator(PCG64(child))`` for each child of ``SeedSequence(seed)``.
+    """
+    children = np.random.SeedSequence(int(seed)).spawn(n)
+    return [np.random.Generator(np.random.PCG64(child)) for child in children]
+
+
+def ou_process(rng: np.random.Generator, n_samples: int, tau: float, dt: float,
+               size: int | None = None) -> np.ndarray:
+    """Stationary Ornstein-Uhlenbeck process with unit variance.
+
+    Uses the exact AR(1) discretisation ``x[k] = a x[k-1] + sqrt(1 - a**2) xi[k]`` with
+    ``a = exp(-dt / tau)``, started from its stationary distribution, so the statistics do not
+    depend on ``dt``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of the Gaussian innovations.
+    n_samples : int
+        Number of samples.
+    tau : float
+        Correlation time (s).
+    dt : float
+        Sampling interval (s).
+    size : int, optional
+        Number of independent processes (columns). ``None`` returns a 1-D array.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n_samples,)`` or ``(n_samples, size)``; zero mean, unit variance.
+    """
+    shape = (n_samples,) if size is None else (n_samples, size)
+    xi = rng.standard_normal(shape)
+    a = np.exp(-dt / tau)
+    xi[1:] *= np.sqrt(1.0 - a * a)
+    # lfilter runs the AR(1) recursion in C; a Python loop would dominate generation time.
+    return lfilter([1.0], [1.0, -a], xi, axis=0)
+
+
+def grid(epochs: nap.IntervalSet, dt: float = DT) -> tuple[np.ndarray, np.ndarray]:
+    """Fine simulation bins tiling each epoch from its start.
+
+    Parameters
+    ----------
+    epochs : pynapple.IntervalSet
+        Epochs whose lengths are multiples of ``dt`` (the dataset functions make them so).
+    dt : float
+        Bin size (s).
+
+    Returns
+    -------
+    starts : numpy.ndarray
+        Left edge of every bin (s), epochs concatenated in order.
+    first : numpy.ndarray of bool
+        True for the first bin of each epoch (where spike history restarts).
+    """
+    starts, first = [], []
+    for s, e in zip(epochs.start, epochs.end):
+        n = int(round((e - s) / dt))
+        starts.append(s + dt * np.arange(n))
+        f = np.zeros(n, dtype=bool)
+        f[:1] = True
+        first.append(f)
+    return np.concatenate(starts), np.concatenate(first)
+
+
+def poisson_counts(log_rate: np.ndarray, rng: np.random.Generator, dt: float = DT) -> np.ndarray:
+    """Independent Poisson counts per fine bin.
+
+    Parameters
+    ----------
+    log_rate : numpy.ndarray
+        Natural log of the rate (log-Hz), any shape.
+    rng : numpy.random.Generator
+        Source of randomness.
+    dt : float
+        Bin size (s).
+
+    Returns
+    -------
+    numpy.ndarray of int
+        Counts, same shape as ``log_rate``.
+    """
+    lam = np.exp(np.minimum(log_rate, np.log(MAX_RATE_HZ))) * dt
+    return rng.poisson(lam)
+
+
+def spike_times(counts: np.ndarray, bin_starts: np.ndarray, rng: np.random.Generator,
+                dt: float = DT) -> list[np.ndarray]:
+    """Turn per-bin counts into sorted spike times, uniformly jittered inside their bin.
+
+    Parameters
+    ----------
+    counts : numpy.ndarray of int, shape (n_bins, n_units)
+        Spike counts per fine bin.
+    bin_starts : numpy.ndarray, shape (n_bins,)
+        Left edge of each bin (s).
+    rng : numpy.random.Generator
+        Source of the jitter.
+    dt : float
+        Bin size (s).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Sorted spike times (s) of each unit.
+    """
+    counts = np.asarray(counts)
+    b, u = np.nonzero(counts)
+    c = counts[b, u]
+    b, u = np.repeat(b, c), np.repeat(u, c)
+    t = bin_starts[b] + rng.random(b.size) * dt
+    order = np.lexsort((t, u))
+    t, u = t[order], u[order]
+    edges = np.searchsorted(u, np.arange(counts.shape[1] + 1))
+    return [t[edges[i]:edges[i + 1]] for i in range(counts.shape[1])]
+
+
+def tsgroup(times: Sequence[np.ndarray], support: nap.IntervalSet,
+            metadata: Mapping[str, Any] | None = None) -> nap.TsGroup:
+    """Pack spike times as a TsGroup with index ``0 .. n-1``.
+
+    Parameters
+    ----------
+    times : sequence of numpy.ndarray
+        Spike times (s) per unit.
+    support : pynapple.IntervalSet
+        Time support of the group (the epochs that were simulated).
+    metadata : mapping, optional
+        Per-unit metadata columns.
+
+    Returns
+    -------
+    pynapple.TsGroup
+    """
+    units = {i: nap.Ts(t=np.asarray(t, dtype=float), time_support=support)
+             for i, t in enumerate(times)}
+    return nap.TsGroup(units, time_support=support, metadata=dict(metadata or {}))
+
+
+def exp_filter(amplitudes: Sequence[float], taus: Sequence[float]):
+    """A causal filter ``h(lag) = sum_e amplitudes[e] * exp(-lag / taus[e])`` for ``lag > 0``.
+
+    Parameters
+    ----------
+    amplitudes : sequence of float
+        Weight of each exponential (log-rate units).
+    taus : sequence of float
+        Time constants (s).
+
+    Returns
+    -------
+    callable
+        Vectorised ``h(lag_seconds) -> ndarray``; zero for ``lag <= 0`` (strictly causal).
+    """
+    a = np.asarray(amplitudes, dtype=float)
+    tau = np.asarray(taus, dtype=float)
+
+    def h(lag):
+        lag = np.asarray(lag, dtype=float)
+        # Clip before exponentiating so negative lags give 0 rather than overflow warnings.
+        pos = np.maximum(lag, 0.0)[..., None]
+        value = np.sum(a * np.exp(-pos / tau), axis=-1)
+        return np.where(lag > 0, value, 0.0)
+
+    return h
+
+
+def _poisson_step(carry, inputs, weights, decay, max_log_lam):
+    traces = carry
+    drive, u, first = inputs
+    traces = jnp.where(first, jnp.zeros_like(traces), traces)
+    eta = drive + jnp.einsum("eij,ej->i", weights, traces)
+    lam = jnp.exp(jnp.minimum(eta, max_log_lam))
+    # Inverse-CDF Poisson draw from a pre-drawn uniform keeps the randomness in numpy's
+    # Generator (one seed, one stream) and makes the compiled step branch-free.
+    p = jnp.exp(-lam)
+    cdf = p
+    y = jnp.zeros_like(lam)
+    for k in range(1, _MAX_COUNT + 1):
+        y = y + (u > cdf).astype(lam.dtype)
+        p = p * lam / k
+        cdf = cdf + p
+    traces = traces * decay[:, None] + y[None, :]
+    return traces, y
+
+
+@jax.jit
+def _scan(drive, uniforms, first, weights, decay, max_log_lam):
+    n_exp, n_units = weights.shape[0], weights.shape[1]
+    init = jnp.zeros((n_exp, n_units), dtype=drive.dtype)
+
+    def step(carry, inputs):
+        return _poisson_step(carry, inputs, weights, decay, max_log_lam)
+
+    _, y = jax.lax.scan(step, init, (drive, uniforms, first))
+    return y
+
+
+def simulate_recurrent(log_drive: np.ndarray, taus: Sequence[float], weights: np.ndarray,
+                       first: np.ndarray, rng: np.random.Generator, dt: float = DT) -> np.ndarray:
+    """Recurrent LNP simulation with exponential history and coupling filters.
+
+    The log rate of unit ``i`` in fine bin ``t`` is::
+
+        log_drive[t, i] + sum_e sum_j weights[e, i, j] * sum_{l >= 1} exp(-l dt / taus[e]) * y[t-l, j]
+
+    i.e. post-synaptic unit ``i`` receives from pre-synaptic unit ``j`` (``j == i``: its own
+    history) the filter ``h_ij(lag) = sum_e weights[e, i, j] * exp(-lag / taus[e])`` evaluated
+    exactly at the lags ``l * dt``. History restarts (empty past) at bins flagged in ``first``.
+
+    Parameters
+    ----------
+    log_drive : numpy.ndarray, shape (n_bins, n_units)
+        Feed-forward log rate (log-Hz): baseline plus covariate effects.
+    taus : sequence of float, length E
+        Time constants of the exponential filter components (s).
+    weights : numpy.ndarray, shape (E, n_units, n_units)
+        Amplitude of each component (log-rate change per spike), indexed ``[e, post, pre]``.
+    first : numpy.ndarray of bool, shape (n_bins,)
+        Bins that start an epoch.
+    rng : numpy.random.Generator
+        Source of the uniforms behind the Poisson draws.
+    dt : float
+        Bin size (s).
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n_bins, n_units)
+        Spike counts per fine bin.
+    """
+    log_drive = np.asarray(log_drive, dtype=np.float32)
+    decay = np.exp(-dt / np.asarray(taus, dtype=float))
+    # Pre-multiplying by one decay step makes the trace (which holds lags 1, 2, ... with weights
+    # 1, decay, ...) reproduce exp(-l dt / tau) exactly at lag l * dt.
+    w = np.asarray(weights, dtype=float) * decay[:, None, None]
+    uniforms = rng.random(log_drive.shape, dtype=np.float32)
+    # Explicit float32 everywhere: results must not depend on whether another module switched
+    # JAX to 64-bit mode.
+    y = _scan(jnp.asarray(log_drive + np.float32(np.log(dt))),
+              jnp.asarray(uniforms),
+              jnp.asarray(np.asarray(first, dtype=bool)),
+              jnp.asarray(w.astype(np.float32)),
+              jnp.asarray(decay.astype(np.float32)),
+              jnp.asarray(np.float32(np.log(MAX_RATE_HZ * dt))))
+    return np.asarray(y).astype(np.int64)
+
+
+def readonly(array_like) -> np.ndarray:
+    """A read-only copy of an array (truth values must not be editable by a test by accident)."""
+    a = np.array(array_like, copy=True)
+    a.flags.writeable = False
+    return a
+
+
+def frozen_mapping(d: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A read-only view of a fresh dict copy."""
+    return MappingProxyType(dict(d))

@@ -1,0 +1,48 @@
+"""Causal temporal terms: lag, filter, history, coupling.
+
+They read the past: ``lag`` shifts a covariate, ``filter`` convolves a covariate with k
+raised-cosine filters, ``history`` filters the response unit's own spike counts and
+``coupling`` the other units'. Bin t sees bins t-1 ... t-window only, never across an epoch
+border; rows whose window would start before their epoch are dropped.
+"""
+
+from __future__ import annotations
+
+from ..terms import params as kinds
+from ..terms.registry import Param, TermFunction, register
+from ..terms.values import Duration, UnitSet
+
+DEFAULT_FILTERS = 8
+DEFAULT_WINDOW = Duration(0.1)
+DEFAULT_SPACING = "log"
+
+register(TermFunction(
+    name="lag", role="transform", example="lag(speed, 50ms)",
+    summary="the covariate shifted by dt (dt > 0: its past value)",
+    params=(Param("x", kinds.Covariate()), Param("dt", kinds.Time(positive=False)))))
+
+register(TermFunction(
+    name="filter", role="temporal", example="filter(current, 8, window=200ms)",
+    summary="the covariate convolved causally with k raised-cosine filters over window",
+    params=(Param("x", kinds.Covariate()),
+            Param("k", kinds.Count(minimum=1), DEFAULT_FILTERS, always_shown=True),
+            Param("window", kinds.Time(), DEFAULT_WINDOW, keyword=True, always_shown=True),
+            Param("log", kinds.Flag(), True, keyword=True, always_shown=True))))
+
+register(TermFunction(
+    name="history", role="temporal", example="history(8, log, window=100ms)",
+    summary="the response unit's own past spike counts through k causal filters",
+    params=(Param("k", kinds.Count(minimum=1), DEFAULT_FILTERS, always_shown=True),
+            Param("spacing", kinds.Spacing(), DEFAULT_SPACING, always_shown=True),
+            Param("window", kinds.Time(), DEFAULT_WINDOW, keyword=True, always_shown=True))))
+
+register(TermFunction(
+    name="coupling", role="temporal", example="coupling(all, 8, log, window=100ms)",
+    summary="the other units' past spike counts through k causal filters each",
+    params=(Param("units", kinds.Units(), UnitSet(None), always_shown=True),
+            Param("k", kinds.Count(minimum=1), None, always_shown=True,
+                  inherit_from="history", fallback=DEFAULT_FILTERS),
+            Param("spacing", kinds.Spacing(), None, always_shown=True,
+                  inherit_from="history", fallback=DEFAULT_SPACING),
+            Param("window", kinds.Time(), None, keyword=True, always_shown=True,
+                  inherit_from="history", fallback=DEFAULT_WINDOW))))

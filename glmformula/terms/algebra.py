@@ -1,0 +1,134 @@
+"""Wilkinson term algebra: expand a syntax tree into an ordered set of terms.
+
+Semantics follow patsy/formulaic: ``+`` union, ``-`` removal, ``a:b`` all pairwise products,
+``a*b = a + b + a:b``, ``a/b = a + (all of a):b``, ``(a+b)**n`` all products up to order n.
+``1`` is the intercept (the empty term), ``0``/``-1`` remove it. Terms form a set; the result
+is ordered by degree, then by first appearance.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ..errors import FormulaSyntaxError
+from ..syntax import ast
+from .registry import normalise_call
+from .values import Term, Variable
+
+INTERCEPT = Term(())
+
+
+@attrs.frozen
+class TermSet:
+    """An ordered set of terms, and whether the intercept was removed (``0``, ``- 1``)."""
+
+    terms: tuple[Term, ...]
+    no_intercept: bool = False
+
+
+def expand(rhs, formula: str) -> tuple[tuple[Term, ...], bool]:
+    """Expand a right-hand side into ``(terms without the intercept, has_intercept)``.
+
+    The intercept is implicit unless removed by ``0``, ``+ 0``, ``- 1`` or ``-1 + ...``.
+    """
+    result = _Expander(formula).visit(rhs)
+    terms = [t for t in result.terms if t != INTERCEPT]
+    return _order(terms), not result.no_intercept
+
+
+def _order(terms: list[Term]) -> tuple[Term, ...]:
+    unique = list(dict.fromkeys(terms))
+    return tuple(sorted(unique, key=lambda t: t.degree))  # sorted() is stable
+
+
+class _Expander:
+    def __init__(self, formula: str):
+        self.formula = formula
+        self._factor_order: dict = {}
+
+    def visit(self, node) -> TermSet:
+        if isinstance(node, ast.BinaryOp):
+            return getattr(self, _OPS[node.op])(node)
+        if isinstance(node, ast.Negate):
+            operand = self.visit(node.operand)
+            return _subtract(TermSet((INTERCEPT,)), operand)
+        if isinstance(node, ast.Number):
+            return self._constant(node)
+        if isinstance(node, ast.Word):
+            return TermSet((self._term((Variable(node.name),)),))
+        if isinstance(node, ast.Call):
+            return TermSet((self._term((normalise_call(node, self.formula),)),))
+        raise FormulaSyntaxError(f"{_describe(node)} cannot be a term", formula=self.formula,
+                                 column=getattr(node, "column", None),
+                                 hint="terms are covariate names or term-function calls")
+
+    def _constant(self, node: ast.Number) -> TermSet:
+        if node.is_integer and node.value == 1:
+            return TermSet((INTERCEPT,))
+        if node.is_integer and node.value == 0:
+            return TermSet((), no_intercept=True)
+        raise FormulaSyntaxError(
+            f"the number {node.text} cannot be a term", formula=self.formula, column=node.column,
+            hint="only 1 (intercept) and 0 (no intercept) may stand alone; numbers belong "
+                 "inside calls, e.g. rcos(x, 5)")
+
+    def _term(self, factors) -> Term:
+        for factor in factors:
+            self._factor_order.setdefault(factor, len(self._factor_order))
+        ordered = sorted(dict.fromkeys(factors), key=self._factor_order.__getitem__)
+        return Term(tuple(ordered))
+
+    def _product(self, left: TermSet, right: TermSet) -> TermSet:
+        terms = [self._term(a.factors + b.factors) for a in left.terms for b in right.terms]
+        return TermSet(tuple(dict.fromkeys(terms)), left.no_intercept or right.no_intercept)
+
+    def add(self, node) -> TermSet:
+        left, right = self.visit(node.left), self.visit(node.right)
+        return TermSet(tuple(dict.fromkeys(left.terms + right.terms)),
+                       left.no_intercept or right.no_intercept)
+
+    def subtract(self, node) -> TermSet:
+        return _subtract(self.visit(node.left), self.visit(node.right))
+
+    def interact(self, node) -> TermSet:
+        return self._product(self.visit(node.left), self.visit(node.right))
+
+    def cross(self, node) -> TermSet:
+        left, right = self.visit(node.left), self.visit(node.right)
+        product = self._product(left, right)
+        return TermSet(tuple(dict.fromkeys(left.terms + right.terms + product.terms)),
+                       left.no_intercept or right.no_intercept)
+
+    def nest(self, node) -> TermSet:
+        left, right = self.visit(node.left), self.visit(node.right)
+        all_left = [f for t in left.terms for f in t.factors]
+        merged = TermSet((self._term(tuple(all_left)),))
+        product = self._product(merged, right)
+        return TermSet(tuple(dict.fromkeys(left.terms + product.terms)), left.no_intercept)
+
+    def power(self, node) -> TermSet:
+        base = self.visit(node.left)
+        result = base
+        for _ in range(int(node.right.value) - 1):
+            product = self._product(result, base)
+            result = TermSet(tuple(dict.fromkeys(result.terms + product.terms)),
+                             base.no_intercept)
+        return result
+
+
+def _subtract(left: TermSet, right: TermSet) -> TermSet:
+    removed = set(right.terms)
+    terms = tuple(t for t in left.terms if t not in removed)
+    no_intercept = left.no_intercept or INTERCEPT in removed
+    if right.no_intercept:  # "- 0" puts the intercept back, as in patsy
+        no_intercept = False
+    return TermSet(terms, no_intercept)
+
+
+_OPS = {"+": "add", "-": "subtract", ":": "interact", "*": "cross", "/": "nest",
+        "**": "power"}
+
+
+def _describe(node) -> str:
+    return {ast.Quantity: "a duration", ast.String: "a string", ast.ListValue: "a list",
+            ast.TupleValue: "a tuple"}.get(type(node), type(node).__name__)

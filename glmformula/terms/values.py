@@ -1,0 +1,138 @@
+"""Immutable values that give a formula its meaning: factors, terms, durations, unit sets.
+
+A *factor* is one atomic feature: a covariate by name (:class:`Variable`) or a call of a
+registered term function with normalised arguments (:class:`FunctionCall`). A *term* is a set
+of factors multiplied row-wise (``a:b``); the empty term is the intercept. Every value has a
+canonical text, and equal text means equal meaning.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+
+def format_number(value: float) -> str:
+    """Shortest text that reads back as the same number (``12``, ``0.5``, ``1e-06``)."""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+def format_angle(value: float) -> str:
+    """Write multiples of pi as such (``2pi``), other numbers plainly."""
+    multiple = value / math.pi
+    rounded = round(multiple, 9)
+    if rounded != 0 and abs(multiple - rounded) < 1e-12 and len(format_number(rounded)) <= 6:
+        coefficient = format_number(rounded)
+        return "pi" if coefficient == "1" else f"{coefficient}pi"
+    return format_number(value)
+
+
+@attrs.frozen
+class Duration:
+    """A time span in seconds, written canonically as ``100ms`` or ``1.5s``."""
+
+    seconds: float
+
+    def __str__(self) -> str:
+        magnitude = abs(self.seconds)
+        if magnitude != 0 and magnitude < 1:
+            return f"{format_number(round(self.seconds * 1e3, 9))}ms"
+        return f"{format_number(round(self.seconds, 12))}s"
+
+
+@attrs.frozen
+class UnitSet:
+    """Which units a coupling term draws from: all of them (``ids=None``) or listed ids."""
+
+    ids: tuple[int, ...] | None = None
+
+    def __str__(self) -> str:
+        if self.ids is None:
+            return "all"
+        return "[" + ", ".join(str(i) for i in self.ids) + "]"
+
+
+@attrs.frozen
+class Variable:
+    """A covariate named in the formula, used as it is."""
+
+    name: str
+
+    @property
+    def function(self) -> None:
+        return None
+
+    def __str__(self) -> str:
+        return self.name
+
+    def variables(self) -> tuple[str, ...]:
+        return (self.name,)
+
+
+@attrs.frozen
+class FunctionCall:
+    """A call of a registered term function; ``arguments`` holds every parameter, normalised.
+
+    ``text`` is the canonical text (defaults written out where the function asks for it); it
+    is computed by the registry when the call is normalised.
+    """
+
+    function: str
+    arguments: tuple[tuple[str, object], ...]
+    text: str = attrs.field(eq=False)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def argument(self, name: str):
+        return dict(self.arguments)[name]
+
+    @property
+    def kwargs(self) -> dict:
+        return dict(self.arguments)
+
+    def variables(self) -> tuple[str, ...]:
+        """Names of the covariates this factor reads (nested calls included), in order."""
+        found: list[str] = []
+        for _, value in self.arguments:
+            if isinstance(value, (Variable, FunctionCall)):
+                found.extend(v for v in value.variables() if v not in found)
+        return tuple(found)
+
+
+Factor = Variable | FunctionCall
+
+
+@attrs.frozen(eq=False)
+class Term:
+    """A set of factors multiplied row-wise; ``a:b`` equals ``b:a``. No factors = intercept."""
+
+    factors: tuple[Factor, ...]
+
+    @property
+    def degree(self) -> int:
+        return len(self.factors)
+
+    @property
+    def key(self) -> frozenset:
+        return frozenset(self.factors)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Term) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __str__(self) -> str:
+        return ":".join(str(f) for f in self.factors) if self.factors else "1"
+
+    def variables(self) -> tuple[str, ...]:
+        found: list[str] = []
+        for factor in self.factors:
+            found.extend(v for v in factor.variables() if v not in found)
+        return tuple(found)
