@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from ..graph import nodes
 from ..terms import params as kinds
 from ..terms.registry import Param, TermFunction, register
 
@@ -30,25 +31,38 @@ def _cyclic_fits(call) -> str | None:
     return None
 
 
+def _build_basis(call, compiler):
+    args = call.kwargs
+    if call.function == "cyclic":
+        x = compiler.node(args["x"], period=args["period"])
+        options = (("order", args["order"]), ("period", args["period"]))
+    else:
+        x = compiler.node(args["x"])
+        options = {"rcos": (("log", args.get("log")),), "bspline": (("order", args.get("order")),),
+                   "onehot": ()}[call.function]
+    k = args["bins"] if call.function == "onehot" else args["k"]
+    return nodes.Basis(call.function, x, k, options, args.get("range"))
+
+
 register(TermFunction(
-    name="rcos", role="basis", example="rcos(position, 7)",
+    name="rcos", role="basis", build=_build_basis, example="rcos(position, 7)",
     summary="raised-cosine bumps evaluated on the covariate (linearly or log spaced)",
     params=(_X, _K, Param("log", kinds.Flag(), False, keyword=True), _RANGE)))
 
 register(TermFunction(
-    name="bspline", role="basis", example="bspline(speed, 6)",
+    name="bspline", role="basis", build=_build_basis, example="bspline(speed, 6)",
     summary="B-spline basis evaluated on the covariate",
     params=(_X, _K, Param("order", kinds.Count(minimum=1), 4, keyword=True), _RANGE),
     check=_order_fits))
 
 register(TermFunction(
-    name="cyclic", role="basis", example="cyclic(head_direction, 12)",
+    name="cyclic", role="basis", build=_build_basis, example="cyclic(head_direction, 12)",
     summary="periodic B-spline basis, for angles and phases",
     params=(_X, _K, Param("order", kinds.Count(minimum=1), 4, keyword=True),
             Param("period", kinds.Real(positive=True, angle=True), 2 * math.pi, keyword=True)),
     check=_cyclic_fits))
 
 register(TermFunction(
-    name="onehot", role="basis", example="onehot(position, 7, range=(0, 100))",
+    name="onehot", role="basis", build=_build_basis, example="onehot(position, 7, range=(0, 100))",
     summary="indicator of which of `bins` equal bins the covariate falls in",
     params=(_X, Param("bins", kinds.Count(minimum=1)), _RANGE)))

@@ -8,6 +8,7 @@ border; rows whose window would start before their epoch are dropped.
 
 from __future__ import annotations
 
+from ..graph import nodes
 from ..terms import params as kinds
 from ..terms.registry import Param, TermFunction, register
 from ..terms.values import Duration, UnitSet
@@ -16,13 +17,33 @@ DEFAULT_FILTERS = 8
 DEFAULT_WINDOW = Duration(0.1)
 DEFAULT_SPACING = "log"
 
+def _build_lag(call, compiler):
+    bins = compiler.bins(call.argument("dt"), call, allow_negative=True)
+    return nodes.Lag(compiler.node(call.argument("x")), bins)
+
+
+def _build_filter(call, compiler):
+    window = compiler.bins(call.argument("window"), call)
+    return nodes.CausalFilter(compiler.node(call.argument("x")), call.argument("k"), window,
+                              call.argument("log"))
+
+
+def _build_spike_filters(call, compiler):
+    """Filtered spike counts of every unit the term may read (one bank shared by all units)."""
+    window = compiler.bins(call.argument("window"), call)
+    counts = nodes.SpikeCounts(compiler.response, compiler.bank_units)
+    return nodes.CausalFilter(counts, call.argument("k"), window,
+                              call.argument("spacing") == "log")
+
+
 register(TermFunction(
-    name="lag", role="transform", example="lag(speed, 50ms)",
+    name="lag", role="transform", example="lag(speed, 50ms)", build=_build_lag,
     summary="the covariate shifted by dt (dt > 0: its past value)",
     params=(Param("x", kinds.Covariate()), Param("dt", kinds.Time(positive=False)))))
 
 register(TermFunction(
     name="filter", role="temporal", example="filter(current, 8, window=200ms)",
+    build=_build_filter,
     summary="the covariate convolved causally with k raised-cosine filters over window",
     params=(Param("x", kinds.Covariate()),
             Param("k", kinds.Count(minimum=1), DEFAULT_FILTERS, always_shown=True),
@@ -30,14 +51,16 @@ register(TermFunction(
             Param("log", kinds.Flag(), True, keyword=True, always_shown=True))))
 
 register(TermFunction(
-    name="history", role="temporal", example="history(8, log, window=100ms)",
+    name="history", role="spikes", example="history(8, log, window=100ms)",
+    build=_build_spike_filters,
     summary="the response unit's own past spike counts through k causal filters",
     params=(Param("k", kinds.Count(minimum=1), DEFAULT_FILTERS, always_shown=True),
             Param("spacing", kinds.Spacing(), DEFAULT_SPACING, always_shown=True),
             Param("window", kinds.Time(), DEFAULT_WINDOW, keyword=True, always_shown=True))))
 
 register(TermFunction(
-    name="coupling", role="temporal", example="coupling(all, 8, log, window=100ms)",
+    name="coupling", role="spikes", example="coupling(all, 8, log, window=100ms)",
+    build=_build_spike_filters,
     summary="the other units' past spike counts through k causal filters each",
     params=(Param("units", kinds.Units(), UnitSet(None), always_shown=True),
             Param("k", kinds.Count(minimum=1), None, always_shown=True,

@@ -9,15 +9,27 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..graph import nodes
 from ..terms import params as kinds
 from ..terms.registry import Param, TermFunction, register
 
 _X = Param("x", kinds.Covariate())
 
 
+def build_rowwise(call, compiler):
+    """Any registered function with a ``compute``: covariate arguments become inputs."""
+    inputs, numbers = [], []
+    for name, value in call.arguments:
+        if compiler.is_factor(value):
+            inputs.append(compiler.node(value))
+        else:
+            numbers.append((name, value))
+    return nodes.Rowwise(call.function, tuple(inputs), tuple(numbers))
+
+
 def _rowwise(name: str, compute, summary: str) -> TermFunction:
     return register(TermFunction(name=name, params=(_X,), role="transform", summary=summary,
-                                 example=f"{name}(speed)", compute=compute))
+                                 example=f"{name}(speed)", compute=compute, build=build_rowwise))
 
 
 def _safe_log(x):
@@ -40,20 +52,23 @@ _rowwise("cos", np.cos, "cosine (x in radians)")
 register(TermFunction(
     name="pow", params=(_X, Param("n", kinds.Real())), role="transform",
     summary="x raised to the power n", example="pow(speed, 2)",
-    compute=lambda x, n: np.power(x, n)))
+    compute=lambda x, n: np.power(x, n), build=build_rowwise))
 
 register(TermFunction(
     name="center", params=(_X,), role="transform",
     summary="x minus its mean over the training rows (remembered for prediction)",
-    example="center(speed)"))
+    example="center(speed)",
+    build=lambda call, compiler: nodes.Standardise(compiler.node(call.argument("x")), False)))
 
 register(TermFunction(
     name="scale", params=(_X,), role="transform",
     summary="x standardised by the mean and standard deviation of the training rows "
             "(remembered for prediction)",
-    example="scale(speed)"))
+    example="scale(speed)",
+    build=lambda call, compiler: nodes.Standardise(compiler.node(call.argument("x")), True)))
 
 register(TermFunction(
     name="offset", params=(_X,), role="offset",
     summary="added to the linear predictor with a fixed weight of 1 (no column)",
-    example="offset(log_exposure)"))
+    example="offset(log_exposure)",
+    build=lambda call, compiler: compiler.node(call.argument("x"))))

@@ -20,7 +20,14 @@ INTERCEPT = Term(())
 
 @attrs.frozen
 class TermSet:
-    """An ordered set of terms, and whether the intercept was removed (``0``, ``- 1``)."""
+    """An ordered set of terms and the intercept state of a sub-expression (patsy's rules).
+
+    ``terms`` may hold the empty term :data:`INTERCEPT` when a ``1`` was written (it also acts
+    as the identity in products: ``(a + 1):b`` is ``a:b + b``). ``no_intercept`` records a
+    ``0`` or ``- 1``; like patsy's ``intercept_removed`` it travels left to right through
+    ``+`` and ``-`` only, and the products ``: * / **`` reset it, so ``(a - 1):b`` keeps the
+    intercept while ``(a - 1) + b`` and ``1 + (a + 0)`` follow patsy exactly.
+    """
 
     terms: tuple[Term, ...]
     no_intercept: bool = False
@@ -50,8 +57,7 @@ class _Expander:
         if isinstance(node, ast.BinaryOp):
             return getattr(self, _OPS[node.op])(node)
         if isinstance(node, ast.Negate):
-            operand = self.visit(node.operand)
-            return _subtract(TermSet((INTERCEPT,)), operand)
+            return self.negate(node)
         if isinstance(node, ast.Number):
             return self._constant(node)
         if isinstance(node, ast.Word):
@@ -79,16 +85,40 @@ class _Expander:
         return Term(tuple(ordered))
 
     def _product(self, left: TermSet, right: TermSet) -> TermSet:
+        # products reset the intercept state (patsy): "(a - 1):b" still has an intercept
         terms = [self._term(a.factors + b.factors) for a in left.terms for b in right.terms]
-        return TermSet(tuple(dict.fromkeys(terms)), left.no_intercept or right.no_intercept)
+        return TermSet(tuple(dict.fromkeys(terms)))
 
     def add(self, node) -> TermSet:
-        left, right = self.visit(node.left), self.visit(node.right)
-        return TermSet(tuple(dict.fromkeys(left.terms + right.terms)),
-                       left.no_intercept or right.no_intercept)
+        left = self.visit(node.left)
+        if _is_literal(node.right, 0):  # "+ 0" removes the intercept, even an explicit "1"
+            return TermSet(tuple(t for t in left.terms if t != INTERCEPT), no_intercept=True)
+        right = self.visit(node.right)
+        terms = _union(left.terms, right.terms)
+        if INTERCEPT in right.terms:  # "+ 1" restores it
+            return TermSet(terms)
+        # otherwise the left side decides: "1 + (a + 0)" keeps the intercept, as in patsy
+        return TermSet(terms, left.no_intercept)
 
     def subtract(self, node) -> TermSet:
-        return _subtract(self.visit(node.left), self.visit(node.right))
+        left = self.visit(node.left)
+        if _is_literal(node.right, 0):  # "- 0" puts the intercept back, as in patsy
+            return TermSet(_union(left.terms, (INTERCEPT,)))
+        right = self.visit(node.right)
+        removed = set(right.terms)
+        terms = tuple(t for t in left.terms if t not in removed)
+        return TermSet(terms, INTERCEPT in removed or left.no_intercept)
+
+    def negate(self, node) -> TermSet:
+        if _is_literal(node.operand, 0):
+            return TermSet((INTERCEPT,))
+        if _is_literal(node.operand, 1):
+            return TermSet((), no_intercept=True)
+        # patsy refuses this too; formulaic silently reads "-a" as nothing at all
+        raise FormulaSyntaxError(
+            "a leading '-' can only remove the intercept ('- 1') or restore it ('- 0')",
+            formula=self.formula, column=node.column,
+            hint="to leave a term out, subtract it after the others, e.g. 'a*b - a:b'")
 
     def interact(self, node) -> TermSet:
         return self._product(self.visit(node.left), self.visit(node.right))
@@ -96,33 +126,30 @@ class _Expander:
     def cross(self, node) -> TermSet:
         left, right = self.visit(node.left), self.visit(node.right)
         product = self._product(left, right)
-        return TermSet(tuple(dict.fromkeys(left.terms + right.terms + product.terms)),
-                       left.no_intercept or right.no_intercept)
+        return TermSet(_union(left.terms, right.terms, product.terms))
 
     def nest(self, node) -> TermSet:
         left, right = self.visit(node.left), self.visit(node.right)
         all_left = [f for t in left.terms for f in t.factors]
         merged = TermSet((self._term(tuple(all_left)),))
         product = self._product(merged, right)
-        return TermSet(tuple(dict.fromkeys(left.terms + product.terms)), left.no_intercept)
+        return TermSet(_union(left.terms, product.terms))
 
     def power(self, node) -> TermSet:
         base = self.visit(node.left)
         result = base
         for _ in range(int(node.right.value) - 1):
-            product = self._product(result, base)
-            result = TermSet(tuple(dict.fromkeys(result.terms + product.terms)),
-                             base.no_intercept)
-        return result
+            result = TermSet(_union(result.terms, self._product(result, base).terms))
+        return TermSet(result.terms)
 
 
-def _subtract(left: TermSet, right: TermSet) -> TermSet:
-    removed = set(right.terms)
-    terms = tuple(t for t in left.terms if t not in removed)
-    no_intercept = left.no_intercept or INTERCEPT in removed
-    if right.no_intercept:  # "- 0" puts the intercept back, as in patsy
-        no_intercept = False
-    return TermSet(terms, no_intercept)
+def _union(*term_lists) -> tuple[Term, ...]:
+    return tuple(dict.fromkeys(t for terms in term_lists for t in terms))
+
+
+def _is_literal(node, value: int) -> bool:
+    """Whether ``node`` is the bare number ``value`` (``0`` or ``1``; parentheses vanish)."""
+    return isinstance(node, ast.Number) and node.is_integer and node.value == value
 
 
 _OPS = {"+": "add", "-": "subtract", ":": "interact", "*": "cross", "/": "nest",

@@ -1,0 +1,223 @@
+"""Compile a formula into a design plan: which nodes give which columns, for which unit.
+
+Columns shared by every unit (covariates, bases, filters of covariates) are stored once.
+``history`` and ``coupling`` read one bank of filtered spike counts of every unit involved;
+each unit's model selects its own columns from it: its own bank for ``history``, the other
+units' banks for ``coupling`` (a unit never couples to itself).
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from ..errors import DataError, TermArgumentError
+from ..terms.formula import Formula
+from ..terms.registry import lookup
+from ..terms.values import Duration, FunctionCall, Variable
+from . import nodes
+from .features import FeatureGraph
+
+
+@attrs.frozen(eq=False)
+class TermColumns:
+    """One formula term and where its columns come from.
+
+    ``role`` is ``"shared"`` (same columns for every unit), ``"history"`` or ``"coupling"``.
+    For shared terms ``labels`` are the column labels; spike terms read ``node`` (the bank of
+    filtered counts of ``bank_units``) unit by unit.
+    """
+
+    text: str
+    role: str
+    node: object
+    labels: tuple[str, ...]
+    sources: tuple = ()
+
+
+@attrs.frozen(eq=False)
+class DesignPlan:
+    """Everything needed to build the design (in full or in blocks of rows) for a formula.
+
+    Attributes
+    ----------
+    storage_columns : tuple of str
+        Names of the stored columns: shared terms, then each bank of filtered spike counts.
+    term_storage : dict
+        Term text -> slice of the stored columns it reads.
+    unit_columns : tuple of ndarray
+        For each response unit, the stored column indices of its own design, in order.
+    unit_labels : tuple of tuple
+        For each response unit, ``(term, label)`` of each of its columns.
+    """
+
+    formula: Formula
+    response: str
+    unit_ids: tuple
+    bank_units: tuple
+    terms: tuple[TermColumns, ...]
+    offsets: tuple
+    lead: int
+    blocks: tuple            # (node, first stored column, stop)
+    storage_columns: tuple[str, ...]
+    term_storage: dict
+    unit_columns: tuple
+    unit_labels: tuple
+
+    @property
+    def n_storage(self) -> int:
+        return len(self.storage_columns)
+
+    def column_mask(self) -> np.ndarray:
+        mask = np.zeros((len(self.unit_ids), self.n_storage), dtype=bool)
+        for u, columns in enumerate(self.unit_columns):
+            mask[u, columns] = True
+        return mask
+
+
+class Compiler:
+    """Turns factors into nodes; passed to each term function's ``build``."""
+
+    def __init__(self, formula: Formula, graph: FeatureGraph, bank_units: tuple):
+        self.formula = formula
+        self.graph = graph
+        self.response = formula.response
+        self.bank_units = bank_units
+
+    @staticmethod
+    def is_factor(value) -> bool:
+        return isinstance(value, (Variable, FunctionCall))
+
+    def node(self, factor, period: float | None = None):
+        if isinstance(factor, Variable):
+            if factor.name == self.response:
+                raise DataError(
+                    f"the response '{factor.name}' cannot also be a covariate",
+                    formula=str(self.formula),
+                    hint="a unit's own past enters through history(...), other units' through "
+                         "coupling(...)")
+            self.graph.source.get(factor.name)
+            if period is None and self.graph.source.is_interval_set(factor.name):
+                return nodes.Covariate(factor.name)
+            return nodes.Covariate(factor.name, period)
+        function = lookup(factor.function)
+        if function.build is None and function.compute is not None:
+            from ..functions.transforms import build_rowwise  # user-registered functions
+            return build_rowwise(factor, self)
+        return function.build(factor, self)
+
+    def bins(self, duration: Duration, call: FunctionCall, *, allow_negative=False) -> int:
+        bin_size = self.graph.grid.bin_size
+        bins = int(round(duration.seconds / bin_size))
+        if bins == 0 or (bins < 0 and not allow_negative):
+            raise TermArgumentError(
+                f"{call.function}(): {duration} is shorter than one bin ({bin_size * 1e3:g} ms)",
+                formula=str(self.formula),
+                hint="use a longer window or a smaller bin_size")
+        return bins
+
+
+def compile_formula(formula: Formula, graph: FeatureGraph) -> DesignPlan:
+    """Compile ``formula`` against the data and grid of ``graph`` into a :class:`DesignPlan`."""
+    spikes = graph.source.spikes(formula.response, formula.units)
+    unit_ids = spikes.unit_ids
+    all_ids = graph.source.spikes(formula.response, None).unit_ids
+    sources = _coupling_sources(formula, all_ids)
+    bank_units = tuple(u for u in all_ids if u in set(unit_ids) | set(sources))
+    compiler = Compiler(formula, graph, bank_units)
+
+    terms, offsets = [], []
+    for term in formula.term_objects:
+        roles = [lookup(f.function).role if isinstance(f, FunctionCall) else "covariate"
+                 for f in term.factors]
+        text = str(term)
+        if "spikes" in roles:
+            if len(term.factors) > 1:
+                raise TermArgumentError(
+                    f"'{text}': history() and coupling() cannot be interacted with other terms",
+                    formula=str(formula), hint="add them as separate terms")
+            call = term.factors[0]
+            node = compiler.node(call)
+            role = call.function
+            src = sources if role == "coupling" else ()
+            terms.append(TermColumns(text, role, node, (), src))
+            continue
+        if "offset" in roles:
+            if len(term.factors) > 1:
+                raise TermArgumentError(f"'{text}': offset() cannot be interacted",
+                                        formula=str(formula), hint="add offset(x) on its own")
+            offsets.append(compiler.node(term.factors[0]))
+            continue
+        factor_nodes = [compiler.node(f) for f in term.factors]
+        node = factor_nodes[0] if len(factor_nodes) == 1 else nodes.Product(tuple(factor_nodes))
+        terms.append(TermColumns(text, "shared", node, node.labels(graph)))
+
+    lead = max([t.node.lead for t in terms] + [o.lead for o in offsets] + [0])
+    return _layout(formula, unit_ids, bank_units, tuple(terms), tuple(offsets), lead)
+
+
+def _coupling_sources(formula: Formula, all_ids: tuple) -> tuple:
+    calls = formula.calls("coupling")
+    if not calls:
+        return ()
+    units = calls[0].argument("units")
+    if units.ids is None:
+        return all_ids
+    missing = [u for u in units.ids if u not in set(all_ids)]
+    if missing:
+        raise DataError(f"coupling(): unit id(s) {missing} are not in '{formula.response}'",
+                        formula=str(formula),
+                        hint="list existing unit ids, or write coupling(all)")
+    return tuple(u for u in all_ids if u in set(units.ids))
+
+
+def _layout(formula, unit_ids, bank_units, terms, offsets, lead) -> DesignPlan:
+    names, blocks, term_storage = [], [], {}
+    for term in terms:
+        if term.role == "shared":
+            start = len(names)
+            names.extend(term.text + label for label in term.labels)
+            blocks.append((term.node, start, len(names)))
+            term_storage[term.text] = slice(start, len(names))
+    bank_start = {}
+    # A bank read by coupling is named after it (its columns are other units' inputs).
+    spike_terms = sorted((t for t in terms if t.role != "shared"), key=lambda t: t.role != "coupling")
+    for term in spike_terms:
+        if term.node not in bank_start:
+            start = len(names)
+            k = term.node.k
+            names.extend(f"{term.text}[unit {u}][{j}]" for u in bank_units for j in range(k))
+            blocks.append((term.node, start, len(names)))
+            bank_start[term.node] = start
+    for term in spike_terms:
+        k = term.node.k
+        term_storage[term.text] = slice(bank_start[term.node],
+                                        bank_start[term.node] + k * len(bank_units))
+
+    unit_columns, unit_labels = [], []
+    position = {u: i for i, u in enumerate(bank_units)}
+    for unit in unit_ids:
+        columns, labels = [], []
+        for term in terms:
+            if term.role == "shared":
+                block = term_storage[term.text]
+                columns.extend(range(block.start, block.stop))
+                labels.extend((term.text, label) for label in term.labels)
+                continue
+            start, k = bank_start[term.node], term.node.k
+            if term.role == "history":
+                first = start + position[unit] * k
+                columns.extend(range(first, first + k))
+                labels.extend((term.text, f"[{j}]") for j in range(k))
+            else:
+                for source in term.sources:
+                    if source == unit:
+                        continue
+                    first = start + position[source] * k
+                    columns.extend(range(first, first + k))
+                    labels.extend((term.text, f"[unit {source}][{j}]") for j in range(k))
+        unit_columns.append(np.asarray(columns, dtype=np.int64))
+        unit_labels.append(tuple(labels))
+    return DesignPlan(formula, formula.response, unit_ids, bank_units, terms, offsets, lead,
+                      tuple(blocks), tuple(names), term_storage, tuple(unit_columns),
+                      tuple(unit_labels))

@@ -1,0 +1,309 @@
+"""Design matrices: bind a formula to data on a time grid and build its columns.
+
+:func:`prepare` does the binding (bin size, epochs, checks) and compiles the formula;
+:func:`build` materialises the columns; :func:`design_matrix` is the public one-call form.
+The stored design covers every bin of the grid, with a ``valid`` mask for the rows used (the
+others are zero and get weight 0 in fits), so filtered spike trains are written straight into
+the final array and peak memory stays close to the design itself.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+
+import attrs
+import numpy as np
+import pandas as pd
+import pynapple as nap
+
+from ..errors import DataError, FormulaError
+from ..syntax import ast
+from ..syntax.parser import parse_number
+from ..terms.formula import Formula, parse
+from .compile import DesignPlan, compile_formula
+from .data import DataSource, covered_fraction, intersect_intervals
+from .features import FeatureGraph
+from .grid import TimeGrid
+from .nodes import CausalFilter, SpikeCounts
+
+
+def parse_bin_size(bin_size) -> float:
+    """Seconds from a number (seconds) or a quantity string such as ``"10ms"``."""
+    if isinstance(bin_size, str):
+        text = bin_size.strip()
+        try:
+            value = parse_number(text, 1, text)
+        except (FormulaError, AttributeError, TypeError):
+            value = None
+        if not isinstance(value, ast.Quantity):
+            raise DataError(f"bin_size {bin_size!r} is not a duration",
+                            hint="write it as seconds (0.01) or with a unit (\"10ms\")")
+        seconds = value.seconds
+    elif isinstance(bin_size, (int, float, np.floating, np.integer)) and \
+            not isinstance(bin_size, bool):
+        seconds = float(bin_size)
+    else:
+        raise DataError(f"bin_size must be seconds or a string such as \"10ms\", not "
+                        f"{bin_size!r}", hint="e.g. bin_size=\"10ms\"")
+    if not np.isfinite(seconds) or seconds <= 0:
+        raise DataError(f"bin_size must be positive, got {bin_size!r}", hint="e.g. \"10ms\"")
+    return seconds
+
+
+def resolve_epochs(source: DataSource, formula: Formula, epochs) -> np.ndarray:
+    """The epochs to fit, as an (E, 2) array: given, named, or the intersection of supports."""
+    if isinstance(epochs, str):
+        intervals = source.interval_set(epochs)
+    elif isinstance(epochs, nap.IntervalSet):
+        intervals = np.stack([np.asarray(epochs.start, float),
+                              np.asarray(epochs.end, float)], axis=1)
+    elif epochs is None:
+        intervals = None
+        for name in _used_names(formula):
+            support = source.support_of(name)
+            if support is None or len(support) == 0:
+                continue
+            intervals = support if intervals is None else intersect_intervals(intervals, support)
+        if intervals is None:
+            raise DataError("no epochs: nothing in the formula has a time support",
+                            hint="pass epochs=IntervalSet(...) or the name of one in the data")
+    else:
+        raise DataError(f"epochs must be an IntervalSet or the name of one, not "
+                        f"{type(epochs).__name__}", hint="e.g. epochs=\"wake\"")
+    intervals = np.asarray(intervals, float).reshape(-1, 2)
+    if len(intervals) == 0 or np.all(intervals[:, 1] <= intervals[:, 0]):
+        raise DataError("the epochs are empty (no time in common between the objects the "
+                        "formula uses)", hint="check the time supports, or pass epochs=...")
+    order = np.argsort(intervals[:, 0])
+    intervals = intervals[order]
+    if np.any(intervals[1:, 0] < intervals[:-1, 1]):
+        raise DataError("the epochs overlap", hint="merge them first (IntervalSet.merge_close_"
+                                                   "intervals or union)")
+    return intervals[intervals[:, 1] > intervals[:, 0]]
+
+
+def _used_names(formula: Formula) -> tuple[str, ...]:
+    names = (formula.response,) if formula.response else ()
+    return names + formula.variables()
+
+
+def _check_coverage(source: DataSource, formula: Formula, epochs: np.ndarray,
+                    bin_size: float) -> None:
+    total = float(np.sum(epochs[:, 1] - epochs[:, 0]))
+    for name in _used_names(formula):
+        support = source.support_of(name)
+        if support is None or len(support) == 0:
+            continue
+        uncovered = (1 - covered_fraction(epochs, support)) * total
+        if uncovered > max(2 * bin_size * len(epochs), 0.01 * total):
+            raise DataError(
+                f"'{name}' does not cover the epochs: {uncovered:.3g} s of the "
+                f"{total:.3g} s to fit lie outside its time support",
+                hint="restrict the fit to where it is defined (epochs=...), or leave epochs "
+                     "out to use the intersection of all time supports")
+
+
+@attrs.frozen(eq=False)
+class Prepared:
+    """A formula bound to data: the feature graph (data + grid) and the compiled plan."""
+
+    formula: Formula
+    graph: FeatureGraph
+    plan: DesignPlan | None
+
+
+def prepare(formula, data: Mapping, *, bin_size, epochs=None, state: dict | None = None,
+            graph: FeatureGraph | None = None, require_response: bool = True) -> Prepared:
+    """Bind a formula to data: check the data, lay the grid, compile the plan."""
+    formula = parse(formula, require_response=require_response)
+    if graph is None:
+        source = DataSource(data)
+        seconds = parse_bin_size(bin_size)
+        for name in _used_names(formula):
+            source.get(name, role="response" if name == formula.response else "covariate")
+        intervals = resolve_epochs(source, formula, epochs)
+        _check_coverage(source, formula, intervals, seconds)
+        grid = TimeGrid.from_epochs(intervals[:, 0], intervals[:, 1], seconds)
+        graph = FeatureGraph(source, grid, state)
+    plan = compile_formula(formula, graph) if formula.response else None
+    if plan is not None and plan.lead >= int(graph.grid.bins_per_epoch.max()):
+        raise DataError(
+            f"the longest filter window ({plan.lead} bins) is as long as every epoch "
+            f"(longest: {int(graph.grid.bins_per_epoch.max())} bins)",
+            hint="use shorter windows, a larger bin_size or longer epochs")
+    return Prepared(formula, graph, plan)
+
+
+@attrs.frozen(eq=False)
+class DesignMatrix:
+    """The design (and binned response) of a formula on data.
+
+    The columns are stored once for the whole population over every bin of the grid;
+    ``valid`` marks the rows used. For a single unit, ``columns``/``to_numpy()`` are that unit's
+    design; for a population they are the stored columns (shared terms once, then each unit's
+    filtered spike counts, which ``history`` and ``coupling`` select from per unit: see
+    :meth:`unit_design`).
+    """
+
+    formula: Formula
+    plan: DesignPlan
+    graph: FeatureGraph
+    storage: np.ndarray
+    valid: np.ndarray
+    counts: np.ndarray
+    offset: np.ndarray | None
+    dropped: dict
+
+    # -- shape and names ---------------------------------------------------------------------
+    @property
+    def unit_ids(self) -> tuple:
+        return self.plan.unit_ids
+
+    @property
+    def grid(self) -> TimeGrid:
+        return self.graph.grid
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.valid.sum())
+
+    @property
+    def is_population(self) -> bool:
+        return len(self.unit_ids) != 1
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        if self.is_population:
+            return self.plan.storage_columns
+        return tuple(t + label for t, label in self.plan.unit_labels[0])
+
+    @property
+    def term_slices(self) -> dict[str, slice]:
+        """Canonical term text -> slice of :attr:`columns` (without the Intercept column)."""
+        if self.is_population:
+            return dict(self.plan.term_storage)
+        slices, start = {}, 0
+        for term in self.formula.terms:
+            n = sum(1 for t, _ in self.plan.unit_labels[0] if t == term)
+            if n or term in self.plan.term_storage:
+                slices[term] = slice(start, start + n)
+            start += n
+        return slices
+
+    @functools.cached_property
+    def rows(self) -> np.ndarray:
+        """Grid row indices of the rows used."""
+        return np.flatnonzero(self.valid)
+
+    @property
+    def times(self) -> np.ndarray:
+        """Bin centres (s) of the rows used."""
+        return self.grid.centers[self.rows]
+
+    @property
+    def time_support(self) -> nap.IntervalSet:
+        """The epochs the rows come from."""
+        return nap.IntervalSet(start=self.grid.starts, end=self.grid.ends)
+
+    # -- arrays ------------------------------------------------------------------------------
+    def _unit_columns(self) -> np.ndarray | slice:
+        return slice(None) if self.is_population else self.plan.unit_columns[0]
+
+    def to_numpy(self, intercept: bool | None = None) -> np.ndarray:
+        """The design of the rows used; an ``Intercept`` column first when the formula has one."""
+        X = self.storage[self.rows][:, self._unit_columns()]
+        if self.formula.intercept if intercept is None else intercept:
+            X = np.concatenate([np.ones((X.shape[0], 1), X.dtype), X], axis=1)
+        return X
+
+    def to_tsdframe(self) -> nap.TsdFrame:
+        columns = (("Intercept",) if self.formula.intercept else ()) + self.columns
+        return nap.TsdFrame(t=self.times, d=self.to_numpy(), columns=list(columns),
+                            time_support=self.time_support)
+
+    @property
+    def response(self):
+        """Binned spike counts of the rows used: Tsd (one unit) or TsdFrame (population)."""
+        counts = self.counts[self.rows]
+        if not self.is_population:
+            return nap.Tsd(t=self.times, d=counts[:, 0], time_support=self.time_support)
+        return nap.TsdFrame(t=self.times, d=counts, columns=list(self.unit_ids),
+                            time_support=self.time_support)
+
+    def unit_design(self, unit) -> pd.DataFrame:
+        """One unit's own design (rows used x its columns), labelled."""
+        u = self.unit_ids.index(unit)
+        labels = [t + label for t, label in self.plan.unit_labels[u]]
+        return pd.DataFrame(self.storage[self.rows][:, self.plan.unit_columns[u]],
+                            index=pd.Index(self.times, name="time"), columns=labels)
+
+    def __repr__(self) -> str:
+        return (f"DesignMatrix({str(self.formula)!r}, rows={self.n_rows}, "
+                f"columns={len(self.columns)}, units={len(self.unit_ids)})")
+
+
+def build(prepared: Prepared, *, dtype=np.float64) -> DesignMatrix:
+    """Materialise the design of a prepared formula over the whole grid."""
+    plan, graph = prepared.plan, prepared.graph
+    grid = graph.grid
+    storage = np.zeros((grid.n_rows, plan.n_storage), dtype=dtype)
+    finite = np.ones(grid.n_rows, dtype=bool)
+    for node, start, stop in plan.blocks:
+        target = storage[:, start:stop]
+        if isinstance(node, CausalFilter) and isinstance(node.input, SpikeCounts):
+            _filter_spikes_into(node, graph, target)
+        else:
+            values = graph.evaluate(node)
+            finite &= np.isfinite(values).all(axis=1)
+            target[...] = values
+    offset = None
+    for node in plan.offsets:
+        values = graph.evaluate(node)[:, 0]
+        offset = values if offset is None else offset + values
+    if offset is not None:
+        finite &= np.isfinite(offset)
+    counts = graph.counts(plan.response, plan.unit_ids)
+    window_ok = grid.row_in_epoch >= plan.lead
+    valid = window_ok & finite
+    dropped = {"window": int((~window_ok).sum()), "missing": int((window_ok & ~finite).sum())}
+    if not valid.any():
+        raise DataError("no rows are left to fit after dropping missing values and the first "
+                        "window of each epoch", formula=str(prepared.formula),
+                        hint="check for covariates that are NaN everywhere, or shorten windows")
+    storage[~valid] = 0.0  # rows not used get weight 0; zero keeps products finite
+    if offset is not None:
+        offset = np.where(valid, offset, 0.0)
+    return DesignMatrix(prepared.formula, plan, graph, storage, valid, counts, offset, dropped)
+
+
+def _filter_spikes_into(node: CausalFilter, graph: FeatureGraph, out: np.ndarray) -> None:
+    from .convolution import causal_convolve
+    counts = graph.evaluate(node.input)
+    causal_convolve(counts, node.kernels(), graph.grid.segments, out=out)
+
+
+def design_matrix(formula, data: Mapping, *, bin_size, epochs=None,
+                  dtype="float64") -> DesignMatrix:
+    """Build the design matrix (and binned response) of ``formula`` on ``data``.
+
+    Parameters
+    ----------
+    formula : str or Formula
+        e.g. ``"spikes ~ cyclic(hd, 12) + history(8, log, window=100ms)"``.
+    data : mapping
+        Names -> pynapple objects (TsGroup, Ts, Tsd, TsdFrame, IntervalSet).
+    bin_size : float or str
+        Seconds, or a quantity such as ``"10ms"``.
+    epochs : IntervalSet or str, optional
+        Epochs to use (or the name of an IntervalSet in ``data``). Default: the intersection of
+        the time supports of everything the formula uses.
+    dtype : str
+        ``"float64"`` or ``"float32"``.
+
+    Returns
+    -------
+    DesignMatrix
+    """
+    prepared = prepare(formula, data, bin_size=bin_size, epochs=epochs, require_response=True)
+    return build(prepared, dtype=np.dtype(dtype))

@@ -1,0 +1,248 @@
+"""Feature-graph nodes: immutable descriptions of what to compute.
+
+A node is a hashable value, so identical sub-graphs (the same covariate, the same basis on it,
+the same filtered spike trains) are one cache entry however many terms or formulas use them.
+``evaluate(graph, rows)`` computes the node on a contiguous range of grid rows, asking the
+graph for its inputs; temporal nodes ask for ``lead`` extra rows before the range and never
+let a value cross an epoch border. Outputs are float arrays of shape (n_rows, n_columns) with
+NaN marking missing values (those rows are dropped).
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from .. import bases
+from ..terms.registry import lookup
+from .convolution import causal_convolve
+from .sampling import indicator_on_grid, sample_on_grid
+
+
+def _segments_in(grid, lo: int, hi: int) -> np.ndarray:
+    """Epoch row ranges clipped to [lo, hi), relative to lo."""
+    seg = np.clip(grid.segments, lo, hi) - lo
+    return seg[seg[:, 1] > seg[:, 0]]
+
+
+@attrs.frozen
+class Covariate:
+    """A covariate from the data, sampled on the grid (``period`` set for angles)."""
+
+    name: str
+    period: float | None = None
+    lead: int = 0
+
+    def labels(self, graph) -> tuple[str, ...]:
+        return graph.source_labels(self.name)
+
+    def evaluate(self, graph, rows: slice) -> np.ndarray:
+        source = graph.source
+        if source.is_interval_set(self.name):
+            intervals = source.interval_set(self.name)
+            return indicator_on_grid(intervals[:, 0], intervals[:, 1], graph.grid, rows)
+        signal = graph.signal(self.name)
+        return sample_on_grid(signal.times, signal.values, signal.support, graph.grid, rows,
+                              period=self.period)
+
+
+@attrs.frozen
+class Rowwise:
+    """A registered row-wise function (``log``, ``sqrt``, user functions) of its inputs."""
+
+    function: str
+    inputs: tuple
+    params: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def lead(self) -> int:
+        return max(i.lead for i in self.inputs)
+
+    def labels(self, graph) -> tuple[str, ...]:
+        return self.inputs[0].labels(graph)
+
+    def evaluate(self, graph, rows: slice) -> np.ndarray:
+        arrays = [graph.evaluate(i, rows) for i in self.inputs]
+        with np.errstate(all="ignore"):
+            out = np.asarray(lookup(self.function).compute(*arrays, **dict(self.params)),
+                             dtype=float)
+        if out.ndim == 1:
+            out = out[:, None]
+        if out.shape[0] != rows.stop - rows.start:
+            raise ValueError(f"term function {self.function}() returned {out.shape[0]} rows "
+                             f"for {rows.stop - rows.start} inputs; it must act row by row")
+        return np.where(np.isfinite(out), out, np.nan)
+
+
+@attrs.frozen
+class Standardise:
+    """``center(x)`` / ``scale(x)``: uses the mean (and sd) remembered from training rows."""
+
+    input: object
+    divide: bool
+
+    @property
+    def lead(self) -> int:
+        return self.input.lead
+
+    def labels(self, graph) -> tuple[str, ...]:
+        return self.input.labels(graph)
+
+    def evaluate(self, graph, rows: slice) -> np.ndarray:
+        mean, sd = graph.statistic(self, lambda x: (np.nanmean(x, axis=0),
+                                                    np.nanstd(x, axis=0)))
+        x = graph.evaluate(self.input, rows) - mean
+        if self.divide:
+            x = x / np.where(sd > 0, sd, 1.0)
+        return x
+
+
+@attrs.frozen
+class Lag:
+    """The input shifted by ``bins`` (> 0: the past), never across an epoch border."""
+
+    input: object
+    bins: int
+
+    @property
+    def lead(self) -> int:
+        return self.input.lead + max(self.bins, 0)
+
+    def labels(self, graph) -> tuple[str, ...]:
+        return self.input.labels(graph)
+
+    def evaluate(self, graph, rows: slice) -> np.ndarray:
+        grid, n = graph.grid, rows.stop - rows.start
+        source_rows = np.arange(rows.start, rows.stop) - self.bins
+        position = grid.row_in_epoch[rows] - self.bins
+        ok = (position >= 0) & (position < grid.bins_per_epoch[grid.epoch_of_row[rows]])
+        lo = int(max(min(source_rows.min(initial=rows.start), rows.start), 0))
+        hi = int(min(max(source_rows.max(initial=rows.stop - 1) + 1, rows.stop), grid.n_rows))
+        values = graph.evaluate(self.input, slice(lo, hi))
+        out = np.full((n, values.shape[1]), np.nan)
+        out[ok] = values[source_rows[ok] - lo]
+        return out
+
+
+@attrs.frozen
+class Basis:
+    """A basis family evaluated on a one-column input (per column for several columns).
+
+    ``bounds`` None means: the range of the training data, remembered for prediction.
+    """
+
+    family: str
+    input: object
+    k: int
+    options: tuple[tuple[str, object], ...] = ()
+    bounds: tuple[float, float] | None = None
+
+    @property
+    def lead(self) -> int:
+        return self.input.lead
+
+    def labels(self, graph) -> tuple[str, ...]:
+        inner = self.input.labels(graph)
+        own = tuple(f"[{j}]" for j in range(self.k))
+        if len(inner) <= 1:
+            return own
+        return tuple(f"{c}{o}" for c in inner for o in own)
+
+    def evaluate(self, graph, rows: slice) -> np.ndarray:
+        x = graph.evaluate(self.input, rows)
+        options = dict(self.options)
+        if self.family == "cyclic":
+            blocks = [bases.cyclic_bspline(x[:, j], self.k, **options)
+                      for j in range(x.shape[1])]
+            return np.concatenate(blocks, axis=1)
+        if self.bounds is not None:
+            bounds = (np.full(x.shape[1], self.bounds[0]), np.full(x.shape[1], self.bounds[1]))
+        else:
+            bounds = graph.statistic(self, _finite_range)
+        function = {"rcos": bases.raised_cosine, "bspline": bases.bspline,
+                    "onehot": bases.onehot}[self.family]
+        blocks = []
+        for j in range(x.shape[1]):
+            low, high = bounds[0][j], bounds[1][j]
+            blocks.append(function(x[:, j], self.k, bounds=(low, high), **options))
+        return np.concatenate(blocks, axis=1)
+
+
+def _finite_range(x: np.ndarray):
+    with np.errstate(all="ignore"):
+        low, high = np.nanmin(x, axis=0), np.nanmax(x, axis=0)
+    high = np.where(high > low, high, low + 1.0)  # a constant covariate still gets a range
+    return low, high
+
+
+@attrs.frozen
+class CausalFilter:
+    """The input convolved with ``k`` causal raised-cosine filters over ``window`` bins.
+
+    Output row t sees input rows t-1 ... t-window of its own epoch (lag 1 = previous bin).
+    """
+
+    input: object
+    k: int
+    window: int
+    log: bool
+
+    @property
+    def lead(self) -> int:
+        return self.input.lead + self.window
+
+    def kernels(self) -> np.ndarray:
+        return bases.causal_filters(self.window, self.k, log=self.log)
+
+    def labels(self, graph) -> tuple[str, ...]:
+        inner = self.input.labels(graph)
+        own = tuple(f"[{j}]" for j in range(self.k))
+        if len(inner) <= 1:
+            return own
+        return tuple(f"{c}{o}" for c in inner for o in own)
+
+    def evaluate(self, graph, rows: slice, *, dtype=np.float64) -> np.ndarray:
+        lo = max(rows.start - self.window, 0)
+        signal = graph.evaluate(self.input, slice(lo, rows.stop))
+        out = causal_convolve(signal, self.kernels(), _segments_in(graph.grid, lo, rows.stop),
+                              dtype=dtype)
+        return out[rows.start - lo:]
+
+
+@attrs.frozen
+class SpikeCounts:
+    """Binned spike counts of the listed units of the response (one column per unit)."""
+
+    response: str
+    units: tuple
+    lead: int = 0
+
+    def labels(self, graph) -> tuple[str, ...]:
+        return tuple(f"[unit {u}]" for u in self.units)
+
+    def evaluate(self, graph, rows: slice) -> np.ndarray:
+        return graph.counts(self.response, self.units)[rows]
+
+
+@attrs.frozen
+class Product:
+    """Row-wise products of all column pairs of the inputs (``a:b``), first input slowest."""
+
+    inputs: tuple
+
+    @property
+    def lead(self) -> int:
+        return max(i.lead for i in self.inputs)
+
+    def labels(self, graph) -> tuple[str, ...]:
+        labels = ("",)
+        for node in self.inputs:
+            labels = tuple(a + b for a in labels for b in node.labels(graph))
+        return labels
+
+    def evaluate(self, graph, rows: slice) -> np.ndarray:
+        out = graph.evaluate(self.inputs[0], rows)
+        for node in self.inputs[1:]:
+            other = graph.evaluate(node, rows)
+            out = (out[:, :, None] * other[:, None, :]).reshape(out.shape[0], -1)
+        return out
