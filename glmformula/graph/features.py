@@ -27,7 +27,7 @@ class FeatureGraph:
     grid : TimeGrid
         The bins (rows).
     state : dict, optional
-        Training statistics to reuse (node -> value). Missing ones are learned from this data
+        Training statistics to reuse (node text -> value). Missing ones are learned from this data
         and added.
     cache : bool
         Keep full-grid results of nodes (on by default; blocked fits turn it off for the large
@@ -89,11 +89,15 @@ class FeatureGraph:
         return node.evaluate(self, rows)
 
     def statistic(self, node, compute: Callable[[np.ndarray], object]):
-        """A statistic of ``node.input`` over the training rows, learned once and remembered."""
-        if node not in self.state:
+        """A statistic of ``node.input`` over the training rows, learned once and remembered.
+
+        Keys are the nodes' text (``repr``), so a saved result can restore them.
+        """
+        key = repr(node)
+        if key not in self.state:
             x = self.evaluate(node.input)
             if not np.isfinite(x).any():
                 raise DataError("a covariate has no finite value on the grid",
                                 hint="check that it covers the epochs being fitted")
-            self.state[node] = compute(x)
-        return self.state[node]
+            self.state[key] = tuple(np.asarray(v, float) for v in compute(x))
+        return self.state[key]

@@ -17,6 +17,7 @@ from ..errors import DataError
 # Bins are counted with a little slack so that an epoch of exactly n * bin_size seconds gives n
 # bins despite floating-point error in (end - start) / bin_size.
 _EDGE_SLACK = 1e-9
+_TIME_PRECISION = 1e-9  # seconds; pynapple rounds timestamps to this
 
 
 @attrs.frozen(eq=False)
@@ -88,7 +89,12 @@ class TimeGrid:
         epoch = np.searchsorted(self.starts, times, side="right") - 1
         epoch_ok = epoch >= 0
         epoch = np.where(epoch_ok, epoch, 0)
-        within = np.floor((times - self.starts[epoch]) / self.bin_size).astype(np.int64)
+        start = self.starts[epoch]
+        within = np.floor((times - start) / self.bin_size).astype(np.int64)
+        # Division can land a time sitting on an edge in the neighbouring bin; compare with the
+        # edges themselves, to pynapple's time precision (1e-9 s), as pynapple does.
+        within -= times < start + within * self.bin_size - _TIME_PRECISION
+        within += times >= start + (within + 1) * self.bin_size - _TIME_PRECISION
         ok = epoch_ok & (within >= 0) & (within < self.bins_per_epoch[epoch])
         return np.where(ok, self.segments[epoch, 0] + within, -1)
 

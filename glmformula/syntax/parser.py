@@ -6,6 +6,7 @@ caret under the offending column and a hint.
 
 from __future__ import annotations
 
+import decimal
 import math
 import re
 
@@ -121,12 +122,19 @@ def parse_number(text: str, column: int, formula: str) -> ast.Number | ast.Quant
     """Split a NUMBER token into a plain number, a time quantity or a multiple of pi."""
     match = _NUMBER.match(text)
     number, unit = float(match["num"]), match["unit"]
-    if unit is None:
-        return ast.Number(number, text, column)
-    if unit == "pi":
-        return ast.Number(number * math.pi, text, column)
     if unit in TIME_UNITS:
-        return ast.Quantity(number * TIME_UNITS[unit], text, column)
+        # decimal arithmetic, so that 700ms and 0.7s are the same float (canonical text of a
+        # duration must read back exactly: see glmformula.terms.values.Duration)
+        number = float(decimal.Decimal(match["num"]) * decimal.Decimal(repr(TIME_UNITS[unit])))
+    elif unit == "pi":
+        number = number * math.pi
+    if not math.isfinite(number):
+        raise FormulaSyntaxError(f"the number {text!r} is too large", formula=formula,
+                                 column=column, hint="write a number below 1e308")
+    if unit is None or unit == "pi":
+        return ast.Number(number, text, column)
+    if unit in TIME_UNITS:
+        return ast.Quantity(number, text, column)
     raise FormulaSyntaxError(
         f"unknown unit {unit!r} in {text!r}", formula=formula, column=column + len(match["num"]),
         hint="time quantities take us, ms, s, min or h (e.g. 100ms); angles may use pi (2pi)")
@@ -141,8 +149,9 @@ class _ToSyntax(lark.Transformer):
 
     # -- formula and response -----------------------------------------------------------
     def formula(self, children):
-        response, rhs = children
-        return ast.FormulaSyntax(response, rhs, self._text)
+        # "response?" leaves no placeholder: "~ x" gives one child, "y ~ x" two
+        *response, rhs = children
+        return ast.FormulaSyntax(response[0] if response else None, rhs, self._text)
 
     def bare_rhs(self, children):
         return ast.FormulaSyntax(None, children[0], self._text)

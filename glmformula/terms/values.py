@@ -8,6 +8,7 @@ canonical text, and equal text means equal meaning.
 
 from __future__ import annotations
 
+import decimal
 import math
 
 import attrs
@@ -23,13 +24,19 @@ def format_number(value: float) -> str:
 
 
 def format_angle(value: float) -> str:
-    """Write multiples of pi as such (``2pi``), other numbers plainly."""
-    multiple = value / math.pi
-    rounded = round(multiple, 9)
-    if rounded != 0 and abs(multiple - rounded) < 1e-12 and len(format_number(rounded)) <= 6:
-        coefficient = format_number(rounded)
+    """Write multiples of pi as such (``2pi``), other numbers plainly; both read back exactly."""
+    rounded = round(value / math.pi, 9)
+    coefficient = format_number(rounded)
+    # "2pi" only when it reads back as this very float (the parser computes 2 * math.pi)
+    if rounded != 0 and float(coefficient) * math.pi == value and len(coefficient) <= 6:
         return "pi" if coefficient == "1" else f"{coefficient}pi"
     return format_number(value)
+
+
+def _decimal_text(value: decimal.Decimal) -> str:
+    if value == value.to_integral_value() and abs(value) < 10**15:
+        return str(int(value))
+    return str(value.normalize()).replace("E", "e")
 
 
 @attrs.frozen
@@ -39,10 +46,12 @@ class Duration:
     seconds: float
 
     def __str__(self) -> str:
-        magnitude = abs(self.seconds)
-        if magnitude != 0 and magnitude < 1:
-            return f"{format_number(round(self.seconds * 1e3, 9))}ms"
-        return f"{format_number(round(self.seconds, 12))}s"
+        # shift the shortest decimal of the float, rather than multiplying floats, so that
+        # the text reads back as exactly this duration (the parser multiplies decimals too)
+        seconds = decimal.Decimal(repr(float(self.seconds)))
+        if seconds != 0 and abs(seconds) < 1:
+            return f"{_decimal_text(seconds * 1000)}ms"
+        return f"{_decimal_text(seconds)}s"
 
 
 @attrs.frozen

@@ -1,0 +1,139 @@
+"""``gf.fit``: formula + data -> design -> Poisson GLM solve -> :class:`FitResult`.
+
+The steps: bind and build the design (:mod:`glmformula.graph.design`), reparametrise terms
+that span the constant (:mod:`glmformula.graph.constraints`), solve all units at once
+(:mod:`glmformula.backend`), map weights and covariances back to the original basis and wrap
+them in a :class:`~glmformula.results.FitResult`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+
+import numpy as np
+
+from . import backend
+from .errors import FitError, FormulaError
+from .graph.constraints import find_constraints
+from .graph.design import DesignMatrix, build, prepare
+from .results.fit_result import FitResult
+from .results.scores import poisson_log_likelihood
+
+
+def fit(formula, data: Mapping, *, bin_size, epochs=None, regularizer=None, solver="auto",
+        dtype=None, tol: float | None = None, max_iter: int | None = None,
+        design: DesignMatrix | None = None) -> FitResult:
+    """Fit a Poisson GLM (rate = exp(X w + b)) for every unit of the formula's response.
+
+    Parameters
+    ----------
+    formula : str or Formula
+        e.g. ``"spikes ~ cyclic(hd, 12) + history(8, log, window=100ms)"``.
+    data : mapping
+        Names -> pynapple objects.
+    bin_size : float or str
+        Seconds, or a quantity such as ``"10ms"``.
+    epochs : IntervalSet or str, optional
+        Epochs to fit (default: intersection of the time supports of what the formula uses).
+    regularizer : Ridge, Lasso, ElasticNet, GroupLasso or None
+        Penalty on the weights (never on the intercept). Groups are the formula's terms.
+    solver : str
+        ``"auto"`` (chosen from the problem's size), ``"newton"``, ``"lbfgs"`` or
+        ``"proximal"``. The choice is reported as ``result.solver``.
+    dtype : str, optional
+        ``"float64"`` (default on CPU) or ``"float32"`` (default on GPU).
+
+    Returns
+    -------
+    FitResult
+    """
+    if design is None:
+        prepared = prepare(formula, data, bin_size=bin_size, epochs=epochs)
+        design = build(prepared, dtype=np.dtype(_storage_dtype(dtype)))
+    return fit_design(design, regularizer=regularizer, solver=solver, dtype=dtype, tol=tol,
+                      max_iter=max_iter)
+
+
+def _storage_dtype(dtype) -> str:
+    return "float32" if str(dtype) == "float32" else "float64"
+
+
+def fit_design(design: DesignMatrix, *, regularizer=None, solver="auto", dtype=None,
+               tol=None, max_iter=None, row_weight: np.ndarray | None = None,
+               init=None) -> FitResult:
+    """Fit an already built design (used by cross-validation: ``row_weight`` selects rows)."""
+    plan = design.plan
+    shared = tuple(t.text for t in plan.terms if t.role == "shared")
+    constraints = find_constraints(design.storage, design.valid, plan.term_storage, shared) \
+        if design.formula.intercept else {}
+    weights = design.valid.astype(design.storage.dtype) if row_weight is None else \
+        (design.valid & (row_weight > 0)).astype(design.storage.dtype)
+    options = {k: v for k, v in {"tol": tol, "max_iter": max_iter}.items() if v is not None}
+    with _rotated(design, constraints) as (X, mask):
+        problem = backend.Problem(X=X, y=design.counts, column_mask=mask, offset=design.offset,
+                                  row_weight=weights, column_groups=_groups(plan))
+        try:
+            solution = backend.solve(problem, regularizer=regularizer, solver=solver,
+                                     dtype=dtype, init=init, **options)
+        except FormulaError:
+            raise
+        except (ValueError, TypeError) as err:
+            raise FitError(f"the fit could not run: {err}",
+                           hint="check the regularizer and solver options") from None
+        covariance = backend.fisher_covariance(problem, solution, regularizer=regularizer)
+        eta = X @ solution.weights + solution.intercept
+    w, cov = _restore(solution.weights, covariance, constraints, plan)
+    if design.offset is not None:
+        eta = eta + design.offset[:, None]
+    loglik = poisson_log_likelihood(design.counts, np.exp(np.clip(eta, -700, 700)), weights)
+    return FitResult.from_fit(design=design, weights=w, intercept=solution.intercept,
+                              covariance=cov, solution=solution, log_likelihood=loglik,
+                              row_weight=weights, regularizer=regularizer,
+                              constraints=constraints)
+
+
+def _groups(plan) -> tuple[str, ...]:
+    groups = [""] * plan.n_storage
+    for text, block in plan.term_storage.items():
+        for j in range(block.start, block.stop):
+            groups[j] = groups[j] or text
+    return tuple(groups)
+
+
+@contextlib.contextmanager
+def _rotated(design: DesignMatrix, constraints: dict):
+    """Rotate each constrained term's columns by its ``Q`` in place (masking the constant
+    direction) for the duration of the solve, then rotate back."""
+    plan = design.plan
+    X = design.storage
+    mask = plan.column_mask()
+    for text, Q in constraints.items():
+        block = plan.term_storage[text]
+        X[:, block] = X[:, block] @ Q
+        mask[:, block.stop - 1] = False
+    try:
+        yield X, mask
+    finally:
+        for text, Q in constraints.items():
+            block = plan.term_storage[text]
+            X[:, block] = X[:, block] @ Q.T
+
+
+def _restore(weights, covariance, constraints, plan):
+    """Weights (P, U) and covariances back in the original basis of every term."""
+    P = plan.n_storage
+    T = np.eye(P)
+    for text, Z in constraints.items():
+        block = plan.term_storage[text]
+        T[block, block] = Z
+    w = T @ np.asarray(weights, float)
+    # Covariance (U, P+1, P+1) with the intercept first.
+    T1 = np.zeros((P + 1, P + 1))
+    T1[0, 0] = 1.0
+    T1[1:, 1:] = T
+    cov = np.einsum("ij,ujk,lk->uil", T1, np.asarray(covariance, float), T1)
+    return w, cov
+
+
+__all__ = ["fit", "fit_design"]

@@ -1,0 +1,350 @@
+"""Causal convolution of multichannel signals with a filter bank, per epoch.
+
+The design matrix of history and coupling terms is
+``out[t, c*K + k] = sum_{j=1..W} kernels[j-1, k] * signal[t-j, c]`` where the
+sum only uses rows of ``t``'s own segment (epoch). Two exact methods compute
+it in bounded memory, writing channel blocks straight into a preallocated
+(typically float32) output:
+
+- ``"direct"``: lagged copies of the signal (im2col) times the kernels in one
+  BLAS matrix product per block; cost ~ W per (row, channel, filter).
+- ``"fft"``: overlap-save with real FFTs along time, one forward transform per
+  channel and one inverse per (channel, filter); cost ~ log(W) per
+  (row, channel, filter), independent of the window length otherwise.
+
+Segments are laid end to end in a *gapped* row space with W zero rows before
+each one, so a single sweep over fixed-size chunks handles one long recording
+and thousands of short trials alike, and no window ever reaches across a
+segment border.
+
+Non-finite input (NaN, inf) makes every output of that channel NaN while it
+is inside the window (lags 1..W), in both methods, so the caller drops those
+rows.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import scipy.fft
+from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+__all__ = ["causal_convolve", "valid_rows", "choose_method"]
+
+# Crossover from benchmarks/convolution.py (50 channels, 1e5 rows, K = 8
+# filters, float32 output, 2-core machine, scipy.fft workers=2):
+#   W:        5     10     20     30     50    100    200
+#   direct: 0.10   0.15   0.25   0.35   0.55   1.05   2.10  s
+#   fft:    0.22   0.22   0.23   0.24   0.25   0.27   0.30  s
+# so the direct path only wins for the shortest windows.
+FFT_MIN_WINDOW = 16
+
+# Working-set targets per block (bytes of float64 temporaries), small enough
+# to stay near cache and to keep peak memory close to the output itself.
+_DIRECT_BLOCK_BYTES = 8 * 2**20
+_FFT_BLOCK_BYTES = 24 * 2**20
+
+
+def choose_method(window_bins: int, n_filters: int) -> Literal["direct", "fft"]:
+    """The faster exact method for a window length, from the benchmark.
+
+    Parameters
+    ----------
+    window_bins :
+        Filter length W, in bins.
+    n_filters :
+        Number of filters K (unused by the current rule: both methods scale
+        linearly in K at the sizes we measured).
+
+    Returns
+    -------
+    str
+        ``"direct"`` for windows shorter than ``FFT_MIN_WINDOW`` bins, else
+        ``"fft"``.
+    """
+    del n_filters
+    return "direct" if window_bins < FFT_MIN_WINDOW else "fft"
+
+
+def valid_rows(segments: ArrayLike, n_rows: int, lead_bins: int) -> NDArray[np.bool_]:
+    """Rows whose whole causal window lies inside their own segment.
+
+    Parameters
+    ----------
+    segments :
+        Int array ``(E, 2)`` of ``[start_row, stop_row)`` ranges.
+    n_rows :
+        Number of rows T of the grid.
+    lead_bins :
+        Window length W in bins: row ``t`` needs rows ``t-W .. t-1``.
+
+    Returns
+    -------
+    np.ndarray
+        Bool ``(n_rows,)``: True where ``t`` is in a segment and
+        ``t - start >= lead_bins``. Rows outside every segment are False.
+    """
+    segs = _check_segments(segments, n_rows)
+    if lead_bins < 0:
+        raise ValueError(f"lead_bins must be >= 0, got {lead_bins}.")
+    ok = np.zeros(n_rows, dtype=bool)
+    for start, stop in segs:
+        ok[min(start + lead_bins, stop) : stop] = True
+    return ok
+
+
+def causal_convolve(
+    signal: ArrayLike,
+    kernels: ArrayLike,
+    segments: ArrayLike,
+    *,
+    out: NDArray | None = None,
+    dtype: DTypeLike = np.float32,
+    method: Literal["auto", "direct", "fft"] = "auto",
+    workers: int | None = -1,
+) -> NDArray:
+    """Convolve every channel with every causal filter, within segments.
+
+    Parameters
+    ----------
+    signal :
+        ``(T, C)`` values on a row grid of bins (spike counts of C units, or a
+        covariate with C columns); 1-D is read as ``C = 1``. Any real dtype.
+    kernels :
+        ``(W, K)`` filters, row ``j`` the weight at lag ``j + 1`` bins (as from
+        :func:`glmformula.bases.causal_filters`).
+    segments :
+        Int ``(E, 2)`` disjoint ``[start_row, stop_row)`` ranges (epochs).
+        Windows never cross a segment border; the first rows of a segment get
+        the partial sums over what exists (see :func:`valid_rows`).
+    out :
+        Optional preallocated ``(T, C*K)`` float array to fill in place.
+    dtype :
+        Output dtype when ``out`` is None. Sums are accumulated in float64
+        whatever the output dtype.
+    method :
+        ``"direct"``, ``"fft"`` or ``"auto"`` (:func:`choose_method`).
+    workers :
+        Threads for ``scipy.fft`` (``-1``: all cores). BLAS threading of the
+        direct path follows the BLAS library's own settings.
+
+    Returns
+    -------
+    np.ndarray
+        ``(T, C*K)``, channel-major columns: ``out[t, c*K + k]``. Rows outside
+        every segment are 0. A window containing NaN or inf of channel c gives
+        NaN in channel c's K columns.
+    """
+    signal = np.asarray(signal)
+    if signal.ndim == 1:
+        signal = signal[:, None]
+    if signal.ndim != 2:
+        raise ValueError(f"signal must be (T, C), got shape {signal.shape}.")
+    n_rows, n_channels = signal.shape
+    kernels = _check_kernels(kernels)
+    width, n_filters = kernels.shape
+    segs = _check_segments(segments, n_rows)
+    out = _prepare_out(out, (n_rows, n_channels * n_filters), dtype)
+    if method == "auto":
+        method = choose_method(width, n_filters)
+    if method == "direct":
+        engine = _DirectEngine(kernels)
+    elif method == "fft":
+        engine = _FFTEngine(kernels, workers)
+    else:
+        raise ValueError(f"method must be 'auto', 'direct' or 'fft', got {method!r}.")
+
+    uncovered = ~_covered(segs, n_rows)
+    if uncovered.any():
+        out[uncovered] = 0
+    layout = _GappedLayout(segs, width)
+    if layout.n_rows == 0 or n_channels == 0:
+        return out
+    block = engine.channel_block(n_channels)
+    for c0 in range(0, n_channels, block):
+        c1 = min(c0 + block, n_channels)
+        cols = slice(c0 * n_filters, c1 * n_filters)
+        for p0, p1 in layout.chunks(engine.chunk_rows(c1 - c0)):
+            src = layout.source_rows(p0 - width, p1)
+            u, bad = _gather(signal, src, c0, c1)
+            y = engine(u, p1 - p0)
+            if bad is not None:
+                _poison(y, bad, width, n_filters)
+            rows = src[width:]
+            keep = rows >= 0
+            if not keep.all():
+                rows, y = rows[keep], y[keep]
+            _scatter(out, rows, cols, y)
+    return out
+
+
+class _GappedLayout:
+    """Segments end to end, each preceded by W zero rows ("gapped" rows).
+
+    Gapped row ``p`` of segment ``e`` is original row
+    ``starts[e] + p - gstarts[e]``; gap rows map to -1 and read as zeros,
+    which is what makes every window stop at its segment's start.
+    """
+
+    def __init__(self, segs: NDArray[np.int64], width: int) -> None:
+        lengths = segs[:, 1] - segs[:, 0]
+        keep = lengths > 0
+        self.starts = segs[keep, 0]
+        self.lengths = lengths[keep]
+        before = np.concatenate([[0], np.cumsum(self.lengths)[:-1]])
+        self.gstarts = before + width * np.arange(1, self.lengths.size + 1)
+        self.n_rows = int(self.lengths.sum())
+        self.first = int(self.gstarts[0]) if self.lengths.size else 0
+        self.end = int(self.gstarts[-1] + self.lengths[-1]) if self.lengths.size else 0
+
+    def chunks(self, rows: int):
+        """Yield ``(p0, p1)`` gapped output ranges of at most ``rows`` rows."""
+        for p0 in range(self.first, self.end, rows):
+            yield p0, min(p0 + rows, self.end)
+
+    def source_rows(self, p0: int, p1: int) -> NDArray[np.int64]:
+        """Original row of each gapped row in ``[p0, p1)``; -1 for gaps."""
+        pos = np.arange(p0, p1)
+        seg = np.searchsorted(self.gstarts, pos, side="right") - 1
+        seg_c = np.maximum(seg, 0)
+        offset = pos - self.gstarts[seg_c]
+        inside = (seg >= 0) & (offset < self.lengths[seg_c])
+        return np.where(inside, self.starts[seg_c] + offset, -1)
+
+
+class _DirectEngine:
+    """im2col: lagged copies of a block times the reversed kernels (BLAS)."""
+
+    def __init__(self, kernels: NDArray[np.float64]) -> None:
+        # Window position q of output row i holds lag W - q.
+        self.reversed = np.ascontiguousarray(kernels[::-1])
+        self.width, self.n_filters = kernels.shape
+
+    def channel_block(self, n_channels: int) -> int:
+        return n_channels
+
+    def chunk_rows(self, n_channels: int) -> int:
+        per_row = 8 * n_channels * (self.width + self.n_filters)
+        return max(64, _DIRECT_BLOCK_BYTES // per_row)
+
+    def __call__(self, u: NDArray[np.float64], rows: int) -> NDArray[np.float64]:
+        n_channels = u.shape[1]
+        lagged = sliding_window_view(u, self.width, axis=0)[:rows]
+        lagged = np.ascontiguousarray(lagged).reshape(rows * n_channels, self.width)
+        return (lagged @ self.reversed).reshape(rows, n_channels * self.n_filters)
+
+
+class _FFTEngine:
+    """Overlap-save along time, channels and filters batched in the last axes."""
+
+    def __init__(self, kernels: NDArray[np.float64], workers: int | None) -> None:
+        self.width, self.n_filters = kernels.shape
+        self.workers = workers
+        # ~8x the window keeps the overlap overhead near 1/8 while the FFT
+        # stays small enough for cache; 4096 floors it for short windows.
+        self.n_fft = scipy.fft.next_fast_len(max(8 * (self.width + 1), 4096), real=True)
+        # Lag-1 alignment: prepend a zero so tap m of the filter is lag m.
+        taps = np.zeros((self.n_filters, self.width + 1))
+        taps[:, 1:] = kernels.T
+        self.spectra = scipy.fft.rfft(taps, self.n_fft, axis=-1)
+
+    def channel_block(self, n_channels: int) -> int:
+        per_channel = 8 * self.n_fft * (self.n_filters * 3 + 2)
+        return int(max(1, min(n_channels, _FFT_BLOCK_BYTES // per_channel)))
+
+    def chunk_rows(self, n_channels: int) -> int:
+        return self.n_fft - self.width
+
+    def __call__(self, u: NDArray[np.float64], rows: int) -> NDArray[np.float64]:
+        n_channels = u.shape[1]
+        # Time on the last axis: contiguous lines are the fast case for pocketfft.
+        spec = scipy.fft.rfft(np.ascontiguousarray(u.T), self.n_fft, axis=-1, workers=self.workers)
+        prod = spec[:, None, :] * self.spectra[None, :, :]
+        full = scipy.fft.irfft(prod, self.n_fft, axis=-1, workers=self.workers)
+        # Linear-convolution index W + i is output row i; no wrap-around
+        # reaches it because n_fft >= rows + W.
+        y = full[:, :, self.width : self.width + rows]
+        return y.reshape(n_channels * self.n_filters, rows).T
+
+
+def _gather(
+    signal: NDArray, src: NDArray[np.int64], c0: int, c1: int
+) -> tuple[NDArray[np.float64], NDArray[np.bool_] | None]:
+    """Input block in float64 with gap rows (and non-finite values) zeroed."""
+    u = np.zeros((src.size, c1 - c0))
+    inside = src >= 0
+    u[inside] = signal[src[inside], c0:c1]
+    finite = np.isfinite(u)
+    if finite.all():
+        return u, None
+    bad = ~finite
+    u[bad] = 0.0
+    return u, bad
+
+
+def _poison(y: NDArray[np.float64], bad: NDArray[np.bool_], width: int, n_filters: int) -> None:
+    """NaN every output whose window (lags 1..W) holds a non-finite input."""
+    counts = np.concatenate([np.zeros((1, bad.shape[1])), np.cumsum(bad, axis=0)])
+    rows = y.shape[0]
+    # Window of output i is u[i : i + W].
+    hit = counts[width : width + rows] - counts[:rows] > 0
+    y[np.repeat(hit, n_filters, axis=1)] = np.nan
+
+
+def _scatter(out: NDArray, rows: NDArray[np.int64], cols: slice, y: NDArray) -> None:
+    """Write rows of a block; a plain slice when they are consecutive."""
+    if rows.size == 0:
+        return
+    if rows[-1] - rows[0] + 1 == rows.size:
+        out[rows[0] : rows[-1] + 1, cols] = y
+    else:
+        out[rows, cols] = y
+
+
+def _covered(segs: NDArray[np.int64], n_rows: int) -> NDArray[np.bool_]:
+    """Rows inside some segment."""
+    covered = np.zeros(n_rows, dtype=bool)
+    for start, stop in segs:
+        covered[start:stop] = True
+    return covered
+
+
+def _check_kernels(kernels: ArrayLike) -> NDArray[np.float64]:
+    kernels = np.asarray(kernels, dtype=np.float64)
+    if kernels.ndim != 2 or kernels.shape[0] < 1 or kernels.shape[1] < 1:
+        raise ValueError(f"kernels must be (W, K) with W, K >= 1, got {kernels.shape}.")
+    if not np.isfinite(kernels).all():
+        raise ValueError("kernels must be finite.")
+    return kernels
+
+
+def _check_segments(segments: ArrayLike, n_rows: int) -> NDArray[np.int64]:
+    """Validate ``[start, stop)`` row ranges: inside the grid and disjoint."""
+    segs = np.asarray(segments)
+    if segs.size == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    if segs.ndim != 2 or segs.shape[1] != 2:
+        raise ValueError(f"segments must be (E, 2), got shape {segs.shape}.")
+    if not np.issubdtype(segs.dtype, np.integer):
+        raise TypeError(f"segments must be integer row indices, got {segs.dtype}.")
+    segs = segs.astype(np.int64)
+    segs = segs[np.argsort(segs[:, 0], kind="stable")]
+    if (segs[:, 0] < 0).any() or (segs[:, 1] > n_rows).any():
+        raise ValueError(f"segments must lie within rows [0, {n_rows}].")
+    if (segs[:, 1] < segs[:, 0]).any():
+        raise ValueError("each segment needs start <= stop.")
+    if (segs[1:, 0] < segs[:-1, 1]).any():
+        raise ValueError("segments must not overlap.")
+    return segs
+
+
+def _prepare_out(out: NDArray | None, shape: tuple[int, int], dtype: DTypeLike) -> NDArray:
+    if out is None:
+        return np.zeros(shape, dtype=dtype)
+    if out.shape != shape:
+        raise ValueError(f"out must have shape {shape}, got {out.shape}.")
+    if not np.issubdtype(out.dtype, np.floating):
+        raise TypeError(f"out must be a float array, got {out.dtype}.")
+    return out

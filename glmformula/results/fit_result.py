@@ -1,0 +1,277 @@
+"""The fitted model, read in terms of the formula: per-term tables, predictions, scores.
+
+:class:`FitResult` keeps everything needed to apply the model to new data (the formula, the
+binning, the statistics learned from the training data) and nothing tied to the training
+arrays, so it can be saved and loaded (see :mod:`.persistence`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+import numpy as np
+import pandas as pd
+import pynapple as nap
+from scipy import stats
+
+from ..errors import FormulaError
+from ..graph.design import build, prepare
+from ..terms.formula import Formula, parse
+from . import scores
+
+
+@attrs.frozen(eq=False)
+class FitResult:
+    """A fitted Poisson GLM for one or several units.
+
+    Attributes
+    ----------
+    formula : Formula
+    unit_ids : tuple
+        The response units, in the TsGroup's order.
+    bin_size : float
+        Seconds.
+    epochs : ndarray (E, 2)
+        The epochs fitted (s).
+    storage_columns : tuple of str
+        Names of the stored design columns (see :class:`~glmformula.DesignMatrix`).
+    unit_columns, unit_labels :
+        Per unit: stored column indices of its own design, and their (term, label).
+    weights : ndarray (P, U)
+        Weights of the stored columns in the original basis (0 where a unit does not use one).
+    intercepts : ndarray (U,)
+    covariance : ndarray (U, P+1, P+1)
+        Covariance of (intercept, weights) from the (penalised) Fisher information.
+    state : dict
+        Statistics learned from the training data (basis ranges, means), by node text.
+    """
+
+    formula: Formula
+    unit_ids: tuple
+    bin_size: float
+    epochs: np.ndarray
+    storage_columns: tuple
+    unit_columns: tuple
+    unit_labels: tuple
+    term_storage: dict
+    weights: np.ndarray
+    intercepts: np.ndarray
+    covariance: np.ndarray
+    state: dict
+    log_likelihood_units: np.ndarray
+    n_rows: int
+    n_spikes: np.ndarray
+    converged_units: np.ndarray
+    n_iter_units: np.ndarray
+    grad_norm: np.ndarray
+    solver: str
+    dtype: str
+    regularizer: object = None
+    constrained_terms: tuple = ()
+    fit_seconds: float = float("nan")
+    compile_seconds: float = float("nan")
+    dropped: dict = attrs.field(factory=dict)
+
+    @classmethod
+    def from_fit(cls, *, design, weights, intercept, covariance, solution, log_likelihood,
+                 row_weight, regularizer, constraints) -> "FitResult":
+        plan = design.plan
+        used = row_weight > 0
+        return cls(
+            formula=design.formula, unit_ids=tuple(plan.unit_ids),
+            bin_size=design.grid.bin_size,
+            epochs=np.stack([design.grid.starts, design.grid.ends], axis=1),
+            storage_columns=plan.storage_columns, unit_columns=plan.unit_columns,
+            unit_labels=plan.unit_labels, term_storage=dict(plan.term_storage),
+            weights=np.asarray(weights, float), intercepts=np.asarray(intercept, float),
+            covariance=np.asarray(covariance, float), state=dict(design.graph.state),
+            log_likelihood_units=np.asarray(log_likelihood, float), n_rows=int(used.sum()),
+            n_spikes=np.asarray(design.counts[used].sum(axis=0), float),
+            converged_units=np.asarray(solution.converged, bool).reshape(-1),
+            n_iter_units=np.broadcast_to(np.asarray(solution.n_iter), (len(plan.unit_ids),)).copy(),
+            grad_norm=np.asarray(solution.grad_norm, float).reshape(-1),
+            solver=str(solution.solver), dtype=str(solution.dtype), regularizer=regularizer,
+            constrained_terms=tuple(constraints),
+            fit_seconds=float(getattr(solution, "solve_seconds", np.nan)),
+            compile_seconds=float(getattr(solution, "compile_seconds", np.nan)),
+            dropped=dict(design.dropped))
+
+    # -- coefficients ------------------------------------------------------------------------
+    @property
+    def rows(self) -> pd.MultiIndex:
+        """(term, column) of every coefficient, in formula order, over all units."""
+        seen = {}
+        for labels in self.unit_labels:
+            for pair in labels:
+                seen.setdefault(pair, None)
+        order = {t: i for i, t in enumerate(self.formula.terms)}
+        pairs = sorted(seen, key=lambda p: order.get(p[0], len(order)))  # stable within term
+        return pd.MultiIndex.from_tuples(pairs, names=["term", "column"])
+
+    def _unit_values(self, values_of_unit) -> pd.DataFrame:
+        index = self.rows
+        position = {pair: i for i, pair in enumerate(index)}
+        out = np.full((len(index), len(self.unit_ids)), np.nan)
+        for u, labels in enumerate(self.unit_labels):
+            values = values_of_unit(u)
+            for pair, value in zip(labels, values):
+                out[position[pair], u] = value
+        return pd.DataFrame(out, index=index, columns=pd.Index(self.unit_ids, name="unit"))
+
+    @property
+    def coef(self) -> pd.DataFrame:
+        """Weights: rows MultiIndex (term, column), columns unit ids (NaN: not in that unit's
+        model, e.g. a unit's coupling to itself)."""
+        return self._unit_values(lambda u: self.weights[self.unit_columns[u], u])
+
+    @property
+    def intercept(self) -> pd.Series:
+        """Intercept per unit (log expected count per bin)."""
+        return pd.Series(self.intercepts, index=pd.Index(self.unit_ids, name="unit"),
+                         name="intercept")
+
+    def standard_errors(self) -> pd.DataFrame:
+        """Standard errors of :attr:`coef` from the Fisher information."""
+        def se(u):
+            idx = self.unit_columns[u] + 1
+            return np.sqrt(np.clip(np.diagonal(self.covariance[u])[idx], 0, None))
+        return self._unit_values(se)
+
+    def resolve_term(self, term: str) -> str:
+        """Canonical text of a term given by its text or a short alias (``"hd"``)."""
+        terms = self.formula.terms
+        if term in terms:
+            return term
+        try:
+            canonical = str(parse(f"y ~ {term}").term_objects[0])
+            if canonical in terms:
+                return canonical
+        except FormulaError:
+            pass
+        matches = [t for t in terms if term in self.formula.term(t).variables()
+                   or t.split("(")[0] == term]
+        if len(matches) == 1:
+            return matches[0]
+        raise FormulaError(
+            f"no term {term!r} in the model" + (" (ambiguous)" if matches else ""),
+            hint="terms: " + ", ".join(terms))
+
+    def table(self, term: str, unit=None) -> pd.DataFrame:
+        """One term's coefficients with standard errors, z and p (two-sided Wald) per weight.
+
+        Rows: (unit, column); columns: estimate, std_error, z, p_value, lower, upper (95%).
+        """
+        term = self.resolve_term(term)
+        coef = self.coef.xs(term, level="term")
+        se = self.standard_errors().xs(term, level="term")
+        frames = []
+        for unit in (self.unit_ids if unit is None else [unit]):
+            est, err = coef[unit], se[unit]
+            z = est / err
+            frame = pd.DataFrame({
+                "estimate": est, "std_error": err, "z": z,
+                "p_value": 2 * stats.norm.sf(np.abs(z)),
+                "lower": est - 1.959963984540054 * err, "upper": est + 1.959963984540054 * err})
+            frame.index = pd.MultiIndex.from_product([[unit], frame.index],
+                                                     names=["unit", "column"])
+            frames.append(frame.dropna(how="all"))
+        return pd.concat(frames)
+
+    # -- model size and information criteria -------------------------------------------------
+    @property
+    def n_params_units(self) -> np.ndarray:
+        """Free parameters per unit: its columns, minus one per constrained term, plus the
+        intercept."""
+        n = np.array([len(c) for c in self.unit_columns]) - len(self.constrained_terms)
+        return n + int(self.formula.intercept)
+
+    @property
+    def n_params(self) -> int:
+        return int(self.n_params_units.sum())
+
+    @property
+    def log_likelihood(self) -> float:
+        """Training log-likelihood (nats), summed over units."""
+        return float(self.log_likelihood_units.sum())
+
+    @property
+    def aic(self) -> float:
+        return 2 * self.n_params - 2 * self.log_likelihood
+
+    @property
+    def bic(self) -> float:
+        return self.n_params * np.log(self.n_rows) - 2 * self.log_likelihood
+
+    @property
+    def converged(self) -> bool:
+        return bool(np.all(self.converged_units))
+
+    @property
+    def n_iter(self) -> int:
+        return int(np.max(self.n_iter_units))
+
+    # -- prediction and scores ---------------------------------------------------------------
+    def design(self, data: Mapping, *, epochs=None):
+        """The design of this model on ``data`` with the training statistics."""
+        prepared = prepare(self.formula, data, bin_size=self.bin_size, epochs=epochs,
+                           state=dict(self.state))
+        design = build(prepared)
+        if tuple(design.plan.storage_columns) != tuple(self.storage_columns):
+            raise FormulaError(
+                "the new data give different columns than the training data (different units "
+                "or covariate columns)", hint="predict on data with the same units and names")
+        return design
+
+    def _linear_predictor(self, design) -> np.ndarray:
+        eta = design.storage @ self.weights + self.intercepts
+        if design.offset is not None:
+            eta = eta + design.offset[:, None]
+        return eta
+
+    def predict(self, data: Mapping, *, epochs=None):
+        """Firing rate (Hz) on the rows of new data: Tsd (one unit) or TsdFrame."""
+        design = self.design(data, epochs=epochs)
+        rows = design.rows
+        rate = np.exp(np.clip(self._linear_predictor(design)[rows], -700, 700)) / self.bin_size
+        support = design.time_support
+        if len(self.unit_ids) == 1:
+            return nap.Tsd(t=design.times, d=rate[:, 0], time_support=support)
+        return nap.TsdFrame(t=design.times, d=rate, columns=list(self.unit_ids),
+                            time_support=support)
+
+    def score(self, data: Mapping, metric: str = "bits_per_spike", *, epochs=None,
+              per_unit: bool = False):
+        """Goodness of fit on ``data``: ``"bits_per_spike"``, ``"pseudo_r2"`` or
+        ``"log_likelihood"`` (nats). Pooled over units unless ``per_unit``."""
+        design = self.design(data, epochs=epochs)
+        rows = design.rows
+        counts = design.counts[rows].astype(float)
+        expected = np.exp(np.clip(self._linear_predictor(design)[rows], -700, 700))
+        return score_counts(counts, expected, metric, self.unit_ids, per_unit)
+
+    def __repr__(self) -> str:
+        return (f"FitResult({str(self.formula)!r}, units={len(self.unit_ids)}, "
+                f"solver={self.solver!r}, converged={self.converged})")
+
+
+def score_counts(counts, expected, metric, unit_ids, per_unit):
+    """Score expected counts against observed ones, per unit or pooled over units."""
+    functions = {"bits_per_spike": scores.bits_per_spike, "pseudo_r2": scores.pseudo_r2,
+                 "log_likelihood": scores.poisson_log_likelihood}
+    if metric not in functions:
+        raise FormulaError(f"unknown metric {metric!r}",
+                           hint="use one of: " + ", ".join(functions))
+    values = functions[metric](counts, expected)
+    if per_unit:
+        return pd.Series(values, index=pd.Index(unit_ids, name="unit"), name=metric)
+    if metric == "log_likelihood":
+        return float(values.sum())
+    if metric == "bits_per_spike":
+        spikes = counts.sum(axis=0)
+        gain = values * spikes
+        return float(np.nansum(gain) / spikes.sum())
+    ll = scores.poisson_log_likelihood(counts, expected).sum()
+    sat = scores.saturated_log_likelihood(counts).sum()
+    null = scores.mean_rate_log_likelihood(counts).sum()
+    return float(1 - (sat - ll) / (sat - null))
