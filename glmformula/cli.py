@@ -1,0 +1,246 @@
+"""The ``glmformula`` command: compare, fit, check and demo.
+
+Every error becomes a one-paragraph message and a non-zero exit status, never a traceback
+(set GLMFORMULA_DEBUG=1 to see one). Output files are written under a temporary name and
+renamed when complete, so an interrupted run leaves nothing that looks finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EXAMPLES = """examples:
+  glmformula demo                               the built-in head-direction example
+  glmformula check models.toml                  parse and validate a spec, fit nothing
+  glmformula compare models.toml --out results  compare its models (table, CSV, PNG)
+  glmformula fit models.toml --model hd --out results
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="glmformula", description="Formula-driven Poisson GLMs of spike trains.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def add(name, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        return p
+
+    p = add("compare", "cross-validated comparison of the models in a spec file")
+    p.add_argument("spec", help="model-spec file (TOML)")
+    p.add_argument("--out", help="folder for comparison.csv and comparison.png")
+    p.add_argument("--workers", type=int, help="run (model, fold) fits on N local Dask workers")
+    p.add_argument("--scheduler", help="address of a Dask scheduler to run the fits on")
+
+    p = add("fit", "fit one model of a spec file and write its tables and curves")
+    p.add_argument("spec", help="model-spec file (TOML)")
+    p.add_argument("--model", required=True, help="name of the model in [models]")
+    p.add_argument("--out", help="folder for coefficients.csv, summary.csv and plots")
+
+    p = add("check", "parse and validate a spec file (and its data) without fitting")
+    p.add_argument("spec", help="model-spec file (TOML)")
+
+    p = add("demo", "run the built-in head-direction example (no files needed)")
+    p.add_argument("--out", help="folder for the demo's CSV and PNG files")
+    p.add_argument("--duration", type=float, default=600.0,
+                   help="seconds of simulated recording (default 600)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .errors import FormulaError
+    try:
+        return {"compare": _compare, "fit": _fit, "check": _check, "demo": _demo}[
+            args.command](args)
+    except FormulaError as err:
+        print(f"glmformula {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"glmformula {args.command}: interrupted; no output was completed.",
+              file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the one place that turns crashes into messages
+        if os.environ.get("GLMFORMULA_DEBUG"):
+            raise
+        print(f"glmformula {args.command}: internal error ({type(err).__name__}: {err}). "
+              "This is a bug in glmformula; please report it with the spec file "
+              "(run with GLMFORMULA_DEBUG=1 for the traceback).", file=sys.stderr)
+        return 1
+
+
+# -- commands ------------------------------------------------------------------------------------
+def _check(args) -> int:
+    from .graph.design import prepare
+    from .spec import load_spec
+    spec = load_spec(args.spec)
+    data = spec.load_data()
+    for name, formula in spec.models.items():
+        prepare(formula, data, bin_size=spec.data.bin_size, epochs=spec.data.epochs)
+    print(f"{args.spec}: OK ({len(spec.models)} models: {', '.join(spec.models)})")
+    return 0
+
+
+def _executor(args):
+    if getattr(args, "scheduler", None) or getattr(args, "workers", None):
+        from .compare.distributed import dask_executor
+        return dask_executor(address=args.scheduler, workers=args.workers)
+    return None
+
+
+def _compare(args) -> int:
+    from .compare import compare
+    from .spec import load_spec
+    spec = load_spec(args.spec)
+    data = spec.load_data()
+    started = time.perf_counter()
+    executor = _executor(args)
+    try:
+        table = compare(spec.models, data, bin_size=spec.data.bin_size,
+                        epochs=spec.data.epochs, cv=spec.cv, regularizer=spec.regularizer,
+                        solver=spec.solver, dtype=spec.dtype, per_unit=spec.per_unit,
+                        progress=True, **({"executor": executor} if executor else {}))
+    finally:
+        if executor is not None and hasattr(executor, "close"):
+            executor.close()
+    _print_table(table, f"{spec.source.name}: {len(spec.models)} models, cv={spec.cv} "
+                        f"({time.perf_counter() - started:.1f} s)")
+    if args.out:
+        _write_comparison(table, Path(args.out))
+    return 0
+
+
+def _fit(args) -> int:
+    from .errors import SpecError
+    from .fitting import fit
+    from .spec import load_spec
+    spec = load_spec(args.spec)
+    if args.model not in spec.models:
+        raise SpecError(f"{spec.source}: no model named {args.model!r} in [models]",
+                        hint="models: " + ", ".join(spec.models))
+    data = spec.load_data()
+    result = fit(spec.models[args.model], data, bin_size=spec.data.bin_size,
+                 epochs=spec.data.epochs, regularizer=spec.regularizer, solver=spec.solver,
+                 dtype=spec.dtype)
+    summary = result.summary()
+    _print_table(summary, f"{args.model}: {result.formula}")
+    if args.out:
+        out = Path(args.out)
+        atomic_write(out / "coefficients.csv", result.coef.to_csv().encode())
+        atomic_write(out / "summary.csv", summary.to_csv().encode())
+        _write_curves(result, out)
+        print(f"wrote {out}/coefficients.csv, summary.csv and curve plots")
+    return 0
+
+
+def _demo(args) -> int:
+    from . import datasets
+    from .compare import compare
+    data = datasets.head_direction(duration=args.duration)
+    print(data.description)
+    models = {
+        "null": "spikes ~ 1",
+        "hd": "spikes ~ cyclic(head_direction, 12)",
+        "hd+history": "spikes ~ cyclic(head_direction, 12) + history(8, log, window=100ms)",
+        "hd+history+coupling": "spikes ~ cyclic(head_direction, 12) + "
+                               "history(8, log, window=100ms) + coupling(all)",
+    }
+    started = time.perf_counter()
+    table = compare(models, data, bin_size="10ms", epochs="wake", cv=5, progress=True)
+    _print_table(table, f"simulated head-direction population, wake, 10 ms bins, cv=5 "
+                        f"({time.perf_counter() - started:.1f} s)")
+    best = table["cv_bits_per_spike"].idxmax()
+    print(f"best model by cross-validated bits/spike: {best}")
+    if args.out:
+        _write_comparison(table, Path(args.out))
+    return 0
+
+
+# -- output helpers --------------------------------------------------------------------------------
+def atomic_write(path: Path, content: bytes) -> None:
+    """Write ``content`` to ``path`` via a temporary file and a rename (all or nothing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _print_table(table, title: str) -> None:
+    import pandas as pd
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(title)
+        print(table.to_string())
+        return
+    shown = table.reset_index()
+    rich_table = Table(title=title)
+    for column in shown.columns:
+        rich_table.add_column(str(column), justify="right")
+    for _, row in shown.iterrows():
+        rich_table.add_row(*[_fmt(v) for v in row])
+    Console(width=max(100, min(200, 16 * len(shown.columns)))).print(rich_table)
+
+
+def _fmt(value) -> str:
+    import numpy as np
+    if isinstance(value, (float, np.floating)):
+        if np.isnan(value):
+            return ""
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _write_comparison(table, out: Path) -> None:
+    atomic_write(out / "comparison.csv", table.to_csv().encode())
+    written = ["comparison.csv"]
+    try:
+        from .compare.plotting import plot_comparison
+        figure = plot_comparison(table)
+    except ImportError:
+        figure = None
+    if figure is not None:
+        _save_figure(figure, out / "comparison.png")
+        written.append("comparison.png")
+    print(f"wrote {', '.join(str(out / w) for w in written)}")
+
+
+def _save_figure(figure, path: Path) -> None:
+    import io
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    atomic_write(path, buffer.getvalue())
+    import matplotlib.pyplot as plt
+    plt.close(figure)
+
+
+def _write_curves(result, out: Path) -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    for term in result.formula.terms:
+        try:
+            figure = result.plot(term)
+        except Exception:  # noqa: BLE001 - a term without a curve (e.g. a bare covariate)
+            continue
+        safe = "".join(c if c.isalnum() else "_" for c in term).strip("_")
+        _save_figure(figure, out / f"curve_{safe}.png")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

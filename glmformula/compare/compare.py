@@ -1,0 +1,221 @@
+"""``gf.compare``: cross-validated comparison of several formulas on the same data.
+
+All formulas share one feature graph, so a term used by several models is computed once; all
+models are fitted and scored on the same rows (the rows every model can use), so likelihoods
+are comparable; folds are contiguous blocks of time; each (model, fold) fit is independent
+and runs on the executor if one is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import attrs
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..errors import FormulaError
+from ..fitting import fit_design
+from ..graph.design import build, bind, prepare
+from ..results.scores import bits_per_spike, poisson_log_likelihood
+from ..terms.formula import parse
+from .folds import contiguous_folds
+from .nesting import largest_nested
+
+
+def _named(models) -> dict:
+    if isinstance(models, Mapping):
+        named = dict(models)
+    elif isinstance(models, Sequence) and not isinstance(models, str):
+        named = {str(parse(m)): m for m in models}
+    else:
+        raise FormulaError("models must be a dict of name -> formula, or a list of formulas",
+                           hint='e.g. {"hd": "spikes ~ cyclic(hd, 12)", "null": "spikes ~ 1"}')
+    if not named:
+        raise FormulaError("no models to compare", hint="give at least one formula")
+    formulas = {name: parse(text) for name, text in named.items()}
+    responses = {(f.response, f.units) for f in formulas.values()}
+    if len(responses) > 1:
+        raise FormulaError("all models must have the same response (and unit selection)",
+                           hint="compare models of the same units: " +
+                                ", ".join(f"{n}: {f.response_text}" for n, f in formulas.items()))
+    return formulas
+
+
+@attrs.frozen(eq=False)
+class ModelScores:
+    """Per-unit results of one model: full-data fit and held-out scores per fold."""
+
+    name: str
+    n_params: np.ndarray          # (U,)
+    train_ll: np.ndarray          # (U,) nats
+    train_bps: np.ndarray         # (U,)
+    train_spikes: np.ndarray      # (U,)
+    fold_ll: np.ndarray           # (F, U) nats on the held-out rows
+    fold_bps: np.ndarray          # (F, U)
+    fold_spikes: np.ndarray       # (F, U)
+    n_rows: int
+    converged: bool
+
+
+class Comparison:
+    """Shared state of one comparison: graph, designs, common rows and folds."""
+
+    def __init__(self, formulas: dict, data, *, bin_size, epochs, cv, regularizer, solver,
+                 dtype):
+        self.formulas = formulas
+        self.graph = bind(list(formulas.values()), data, bin_size=bin_size, epochs=epochs)
+        self.designs = {}
+        common = None
+        for name, formula in formulas.items():
+            design = build(prepare(formula, None, graph=self.graph), cache_spike_filters=True)
+            self.designs[name] = design
+            common = design.valid if common is None else common & design.valid
+        self.valid = common
+        self.folds = contiguous_folds(common, cv) if cv else []
+        self.options = {"regularizer": regularizer, "solver": solver, "dtype": dtype}
+
+    def fit(self, name: str, rows: np.ndarray, init=None):
+        return fit_design(self.designs[name], row_weight=rows.astype(float), init=init,
+                          **self.options)
+
+    def heldout(self, name: str, result, test: np.ndarray):
+        """Log-likelihood (nats) and bits/spike per unit on the test rows."""
+        design = self.designs[name]
+        eta = design.storage @ result.weights + result.intercepts
+        if design.offset is not None:
+            eta = eta + design.offset[:, None]
+        rows = np.flatnonzero(test)
+        counts = design.counts[rows].astype(float)
+        expected = np.exp(np.clip(eta[rows], -700, 700))
+        return (poisson_log_likelihood(counts, expected), bits_per_spike(counts, expected),
+                counts.sum(axis=0))
+
+    def score_model(self, name: str) -> ModelScores:
+        full = self.fit(name, self.valid)
+        counts = self.designs[name].counts[self.valid].astype(float)
+        train_ll, train_bps, train_spikes = self.heldout(name, full, self.valid)
+        lls, bpss, spikes = [], [], []
+        for test in self.folds:
+            result = self.fit(name, self.valid & ~test, init=full)
+            ll, bps, n = self.heldout(name, result, test)
+            lls.append(ll), bpss.append(bps), spikes.append(n)
+        F = len(self.folds)
+        U = counts.shape[1]
+        return ModelScores(name, full.n_params_units, train_ll, train_bps, train_spikes,
+                           np.asarray(lls).reshape(F, U), np.asarray(bpss).reshape(F, U),
+                           np.asarray(spikes).reshape(F, U), int(self.valid.sum()),
+                           full.converged)
+
+
+def compare(models, data: Mapping, *, bin_size, epochs=None, cv: int = 5, regularizer=None,
+            solver: str = "auto", dtype=None, per_unit: bool = False,
+            progress: bool = False) -> pd.DataFrame:
+    """Compare formulas by cross-validated log-likelihood (bits per spike).
+
+    Parameters
+    ----------
+    models : dict or list
+        Name -> formula (or a list of formulas, named by their text). Same response for all.
+    data, bin_size, epochs :
+        As for :func:`glmformula.fit`.
+    cv : int
+        Number of contiguous folds (0: no cross-validation).
+    per_unit : bool
+        One row per (model, unit) instead of one per model (pooled over units).
+
+    Returns
+    -------
+    DataFrame
+        Indexed by model (or (model, unit)); columns n_params, train_bits_per_spike,
+        cv_bits_per_spike, cv_bits_per_spike_se, delta_cv_bits_per_spike, cv_log_likelihood,
+        log_likelihood, aic, bic, lr_stat, lr_df, lr_pvalue, nested_in, converged.
+    """
+    formulas = _named(models)
+    comparison = Comparison(formulas, data, bin_size=bin_size, epochs=epochs, cv=cv,
+                            regularizer=regularizer, solver=solver, dtype=dtype)
+    results = {}
+    for name in _progress(formulas, progress, "models"):
+        results[name] = comparison.score_model(name)
+    return comparison_table(formulas, results, comparison.designs[next(iter(formulas))].unit_ids,
+                            per_unit)
+
+
+def _progress(items, enabled: bool, what: str):
+    if not enabled:
+        return items
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # progress is optional
+        return items
+    return tqdm(list(items), desc=what)
+
+
+def comparison_table(formulas: dict, results: dict, unit_ids, per_unit: bool) -> pd.DataFrame:
+    """Assemble the comparison DataFrame from per-model scores."""
+    rows = {}
+    for name, r in results.items():
+        if per_unit:
+            for u, unit in enumerate(unit_ids):
+                rows[(name, unit)] = _summarise(r, [u])
+        else:
+            rows[name] = _summarise(r, list(range(len(unit_ids))))
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    if per_unit:
+        table.index = pd.MultiIndex.from_tuples(table.index, names=["model", "unit"])
+    else:
+        table.index.name = "model"
+    _add_likelihood_ratio(table, formulas, per_unit)
+    if per_unit:
+        best = table.groupby(level="unit")["cv_bits_per_spike"].transform("max")
+    else:
+        best = table["cv_bits_per_spike"].max()
+    table["delta_cv_bits_per_spike"] = table["cv_bits_per_spike"] - best
+    columns = ["n_params", "train_bits_per_spike", "cv_bits_per_spike", "cv_bits_per_spike_se",
+               "delta_cv_bits_per_spike", "cv_log_likelihood", "log_likelihood", "aic", "bic",
+               "lr_stat", "lr_df", "lr_pvalue", "nested_in", "n_rows", "converged"]
+    return table[columns]
+
+
+def fold_bits_per_spike(r: ModelScores, units: list[int]) -> np.ndarray:
+    """Held-out bits/spike of each fold, pooled over ``units`` (total gain / total spikes)."""
+    gains = np.nan_to_num(r.fold_bps[:, units]) * r.fold_spikes[:, units]
+    return gains.sum(axis=1) / np.maximum(r.fold_spikes[:, units].sum(axis=1), 1)
+
+
+def _summarise(r: ModelScores, units: list[int]) -> dict:
+    n_params = int(r.n_params[units].sum())
+    ll = float(r.train_ll[units].sum())
+    spikes = r.train_spikes[units]
+    train_bps = float(np.nansum(r.train_bps[units] * spikes) / max(spikes.sum(), 1))
+    if len(r.fold_ll):
+        per_fold = fold_bits_per_spike(r, units)
+        cv_bps = float(np.mean(per_fold))
+        cv_se = float(np.std(per_fold, ddof=1) / np.sqrt(len(per_fold)))
+        cv_ll = float(r.fold_ll[:, units].sum())
+    else:
+        cv_bps = cv_se = cv_ll = np.nan
+    return {"n_params": n_params, "train_bits_per_spike": train_bps, "cv_bits_per_spike": cv_bps,
+            "cv_bits_per_spike_se": cv_se, "cv_log_likelihood": cv_ll, "log_likelihood": ll,
+            "aic": 2 * n_params - 2 * ll, "bic": n_params * np.log(r.n_rows) - 2 * ll,
+            "n_rows": r.n_rows, "converged": r.converged}
+
+
+def _add_likelihood_ratio(table: pd.DataFrame, formulas: dict, per_unit: bool) -> None:
+    names = list(formulas)
+    stat, df, pvalue, nested = [], [], [], []
+    for index, row in table.iterrows():
+        name = index[0] if per_unit else index
+        key = (lambda n: (n, index[1])) if per_unit else (lambda n: n)
+        n_params = {n: table.loc[key(n), "n_params"] for n in names}
+        small = largest_nested(name, formulas, n_params)
+        if small is None:
+            stat.append(np.nan), df.append(np.nan), pvalue.append(np.nan), nested.append("")
+            continue
+        lr = 2 * (row["log_likelihood"] - table.loc[key(small), "log_likelihood"])
+        d = row["n_params"] - table.loc[key(small), "n_params"]
+        stat.append(lr), df.append(d), nested.append(small)
+        pvalue.append(float(stats.chi2.sf(lr, d)) if d > 0 else np.nan)
+    table["lr_stat"], table["lr_df"], table["lr_pvalue"] = stat, df, pvalue
+    table["nested_in"] = nested

@@ -1,0 +1,42 @@
+"""Plot a comparison table: held-out bits/spike per model with error bars (matplotlib)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def plot_comparison(table: pd.DataFrame, ax=None):
+    """Bits/spike per model (mean over folds, with standard errors); per-unit lines when the
+    table has one row per (model, unit). Returns the figure (never shows it)."""
+    import matplotlib
+    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        figure, ax = plt.subplots(figsize=(6.5, 4))
+    else:
+        figure = ax.figure
+    if isinstance(table.index, pd.MultiIndex):
+        models = list(dict.fromkeys(table.index.get_level_values("model")))
+        wide = table["cv_bits_per_spike"].unstack("unit").reindex(models)
+        x = np.arange(len(models))
+        for unit in wide.columns:
+            ax.plot(x, wide[unit], color="0.6", lw=0.8, alpha=0.7)
+        ax.plot(x, wide.mean(axis=1), "o-", color="C0", lw=2, label="mean over units")
+        ax.legend(frameon=False)
+    else:
+        models = list(table.index)
+        x = np.arange(len(models))
+        ax.errorbar(x, table["cv_bits_per_spike"], yerr=table["cv_bits_per_spike_se"],
+                    fmt="o", capsize=4, color="C0", label="held out (mean ± s.e. over folds)")
+        ax.plot(x, table["train_bits_per_spike"], "x", color="C1", label="training")
+        ax.legend(frameon=False)
+    ax.set_xticks(x)
+    ax.set_xticklabels(models, rotation=20, ha="right")
+    ax.set_ylabel("bits / spike")
+    ax.axhline(0, color="0.8", lw=0.8, zorder=0)
+    ax.set_title("Model comparison (cross-validated log-likelihood)")
+    figure.tight_layout()
+    return figure

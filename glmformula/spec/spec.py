@@ -1,0 +1,265 @@
+"""Model-spec files (TOML): data, fit options, competing models, comparison settings.
+
+A spec is read with :mod:`tomllib` and validated as a whole: every problem is reported at once
+with the file, line and key. A spec never evaluates code: formulas are parsed by the formula
+language, data are read through pynapple or built by a named simulation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from ..errors import FormulaError, SpecError
+from ..terms.formula import Formula, parse
+
+_SECTIONS = {
+    "data": {"path", "simulate", "options", "bin_size", "epochs"},
+    "fit": {"regularizer", "solver", "dtype"},
+    "models": None,   # any names
+    "compare": {"cv", "per_unit"},
+}
+_REGULARIZERS = {"ridge", "lasso", "group_lasso", "elastic_net"}
+
+
+@attrs.frozen
+class DataSpec:
+    """Where the data come from: a file (``path``) or a built-in simulation (``simulate``)."""
+
+    path: Path | None
+    simulate: str | None
+    options: dict
+    bin_size: str | float
+    epochs: str | None
+
+
+@attrs.frozen
+class ModelSpec:
+    """A validated spec file."""
+
+    source: Path
+    data: DataSpec
+    models: dict
+    regularizer: object
+    solver: str
+    dtype: str | None
+    cv: int
+    per_unit: bool
+
+    def load_data(self) -> Mapping:
+        """The data mapping: read through pynapple, or simulated."""
+        if self.data.simulate is not None:
+            from .. import datasets
+            return datasets.load(self.data.simulate, **self.data.options)
+        import pynapple as nap
+        try:
+            return nap.load_file(str(self.data.path))
+        except Exception as err:  # pynapple raises many kinds; the user needs one message
+            raise SpecError(f"{self.source}: [data] path: could not read {self.data.path}: "
+                            f"{type(err).__name__}: {err}",
+                            hint="give an NWB file or a pynapple .npz file") from None
+
+
+class _Problems:
+    def __init__(self, path: Path, text: str):
+        self.path, self.text, self.items = path, text, []
+
+    def add(self, section: str | None, key: str | None, message: str, hint: str = "") -> None:
+        line = _line_of(self.text, section, key)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        name = f"[{section}]" + (f" {key}" if key else "") if section else (key or "")
+        self.items.append(f"{where}: {name}: {message}" + (f" ({hint})" if hint else ""))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            count = len(self.items)
+            raise SpecError(f"{count} problem{'s' if count > 1 else ''} in the spec file:\n  " +
+                            "\n  ".join(self.items),
+                            hint="fix them and run `glmformula check` again")
+
+
+def _line_of(text: str, section: str | None, key: str | None) -> int | None:
+    current = None
+    header = re.compile(r"^\s*\[([^\]]+)\]")
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = header.match(line)
+        if match:
+            current = match.group(1).strip()
+            if key is None and current == section:
+                return number
+            continue
+        if key and (current == section or (section is None and current is None)) and \
+                re.match(rf"^\s*{re.escape(key)}\s*=", line):
+            return number
+    return None
+
+
+def load_spec(path) -> ModelSpec:
+    """Read and validate a model-spec file (every problem reported at once).
+
+    Raises
+    ------
+    SpecError
+        Naming the file, line and key of each problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file {path} not found", hint="check the path")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{path}: not valid TOML: {err}",
+                        hint="check quotes, brackets and '=' signs on that line") from None
+    problems = _Problems(path, text)
+    for section, value in raw.items():
+        if section not in _SECTIONS:
+            problems.add(None, section, "unknown section",
+                         "sections: " + ", ".join(f"[{s}]" for s in _SECTIONS))
+        elif not isinstance(value, dict):
+            problems.add(None, section, "must be a table")
+        elif _SECTIONS[section] is not None:
+            for key in value:
+                if key not in _SECTIONS[section]:
+                    problems.add(section, key, "unknown key",
+                                 "keys: " + ", ".join(sorted(_SECTIONS[section])))
+    data = _data_spec(raw.get("data", {}), path, problems)
+    models = _models(raw.get("models"), problems)
+    regularizer = _regularizer(raw.get("fit", {}).get("regularizer"), problems)
+    fit = raw.get("fit", {})
+    solver = fit.get("solver", "auto")
+    if not isinstance(solver, str) or solver not in {"auto", "newton", "lbfgs", "proximal"}:
+        problems.add("fit", "solver", f"unknown solver {solver!r}",
+                     "auto, newton, lbfgs or proximal")
+    dtype = fit.get("dtype")
+    if dtype not in (None, "float32", "float64"):
+        problems.add("fit", "dtype", f"unknown dtype {dtype!r}", "float32 or float64")
+    compare = raw.get("compare", {})
+    cv = compare.get("cv", 5)
+    if not isinstance(cv, int) or isinstance(cv, bool) or (cv != 0 and cv < 2):
+        problems.add("compare", "cv", f"must be a whole number >= 2 (or 0), got {cv!r}")
+    per_unit = compare.get("per_unit", False)
+    if not isinstance(per_unit, bool):
+        problems.add("compare", "per_unit", "must be true or false")
+    problems.raise_if_any()
+    return ModelSpec(path, data, models, regularizer, solver, dtype, cv, per_unit)
+
+
+def _data_spec(section: dict, path: Path, problems: _Problems) -> DataSpec | None:
+    if not isinstance(section, dict):
+        return None
+    file, simulate = section.get("path"), section.get("simulate")
+    if (file is None) == (simulate is None):
+        problems.add("data", None, "give exactly one of path = \"...\" or simulate = \"...\"")
+    resolved = None
+    if file is not None:
+        if not isinstance(file, str):
+            problems.add("data", "path", "must be a string")
+        else:
+            resolved = _resolve_path(file, path, problems)
+    if simulate is not None:
+        from .. import datasets
+        if simulate not in datasets.available():
+            problems.add("data", "simulate", f"unknown simulation {simulate!r}",
+                         "one of " + ", ".join(datasets.available()))
+    options = section.get("options", {})
+    if not isinstance(options, dict):
+        problems.add("data", "options", "must be a table, e.g. { seed = 1 }")
+        options = {}
+    bin_size = section.get("bin_size")
+    if bin_size is None:
+        problems.add("data", "bin_size", "is required", "e.g. bin_size = \"10ms\"")
+    else:
+        from ..graph.design import parse_bin_size
+        try:
+            parse_bin_size(bin_size)
+        except FormulaError as err:
+            problems.add("data", "bin_size", err.what, "e.g. bin_size = \"10ms\"")
+    epochs = section.get("epochs")
+    if epochs is not None and not isinstance(epochs, str):
+        problems.add("data", "epochs", "must be the name of an IntervalSet in the data")
+    return DataSpec(resolved, simulate, dict(options), bin_size, epochs)
+
+
+def _resolve_path(file: str, spec_path: Path, problems: _Problems) -> Path | None:
+    folder = spec_path.resolve().parent
+    target = (folder / file).resolve()
+    allowed = [folder] + [Path(p).resolve() for p in
+                          os.environ.get("GLMFORMULA_DATA", "").split(os.pathsep) if p]
+    if not any(target == root or root in target.parents for root in allowed):
+        problems.add("data", "path", f"{file!r} lies outside the spec file's folder",
+                     "a spec may only read files beside it or below; list other data folders "
+                     "in the GLMFORMULA_DATA environment variable")
+        return None
+    if not target.is_file():
+        problems.add("data", "path", f"file {file!r} not found (looked for {target})")
+        return None
+    if target.suffix.lower() not in (".nwb", ".npz"):
+        problems.add("data", "path", f"{target.suffix or 'no'} suffix: expected .nwb or .npz")
+    return target
+
+
+def _models(section, problems: _Problems) -> dict:
+    if section is None:
+        problems.add(None, "models", "the [models] section is missing",
+                     "e.g. [models] hd = \"spikes ~ cyclic(head_direction, 12)\"")
+        return {}
+    models = {}
+    for name, text in section.items():
+        if not isinstance(text, str):
+            problems.add("models", name, "must be a formula string")
+            continue
+        try:
+            models[name] = parse(text)
+        except FormulaError as err:
+            problems.add("models", name, err.what.replace("\n", " "),
+                         (err.hint or "").replace("\n", " "))
+    responses = {f.response_text for f in models.values()}
+    if len(responses) > 1:
+        problems.add("models", None, "all models must have the same response, found " +
+                     ", ".join(sorted(responses)))
+    return models
+
+
+def _regularizer(value, problems: _Problems):
+    if value is None:
+        return None
+    from .. import backend
+    if not isinstance(value, dict) or not value:
+        problems.add("fit", "regularizer", "must be a table such as { ridge = 1e-3 }")
+        return None
+    kinds = [k for k in value if k in _REGULARIZERS]
+    others = [k for k in value if k not in _REGULARIZERS | {"l1_ratio"}]
+    if len(kinds) != 1 or others:
+        problems.add("fit", "regularizer", "give one of ridge, lasso, group_lasso, elastic_net",
+                     "e.g. { ridge = 1e-3 }")
+        return None
+    kind, strength = kinds[0], value[kinds[0]]
+    if not isinstance(strength, (int, float)) or isinstance(strength, bool) or strength < 0:
+        problems.add("fit", "regularizer", f"{kind} strength must be a number >= 0")
+        return None
+    if kind == "ridge":
+        return backend.Ridge(float(strength))
+    if kind == "lasso":
+        return backend.Lasso(float(strength))
+    if kind == "group_lasso":
+        return backend.GroupLasso(float(strength))
+    return backend.ElasticNet(float(strength), float(value.get("l1_ratio", 0.5)))
+
+
+def run_spec(path, *, progress: bool = False):
+    """Load a spec, read its data and run it: the comparison table (pandas DataFrame)."""
+    from ..compare import compare
+    spec = load_spec(path)
+    data = spec.load_data()
+    return compare(spec.models, data, bin_size=spec.data.bin_size, epochs=spec.data.epochs,
+                   cv=spec.cv, regularizer=spec.regularizer, solver=spec.solver,
+                   dtype=spec.dtype, per_unit=spec.per_unit, progress=progress)
+
+
+__all__ = ["ModelSpec", "DataSpec", "load_spec", "run_spec", "Formula"]
