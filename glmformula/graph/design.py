@@ -113,19 +113,37 @@ class Prepared:
     plan: DesignPlan | None
 
 
+def bind(formulas, data: Mapping, *, bin_size, epochs=None,
+         state: dict | None = None) -> FeatureGraph:
+    """One feature graph (data + grid) for one or several formulas on the same data.
+
+    The default epochs are the intersection of the time supports of everything any of the
+    formulas uses, so every formula is built on the same bins.
+    """
+    formulas = [parse(f, require_response=False) for f in formulas]
+    source = DataSource(data)
+    seconds = parse_bin_size(bin_size)
+    combined = _union_formula(formulas)
+    for name in _used_names(combined):
+        source.get(name, role="response" if name == combined.response else "covariate")
+    intervals = resolve_epochs(source, combined, epochs)
+    _check_coverage(source, combined, intervals, seconds)
+    grid = TimeGrid.from_epochs(intervals[:, 0], intervals[:, 1], seconds)
+    return FeatureGraph(source, grid, state)
+
+
+def _union_formula(formulas) -> Formula:
+    terms = tuple(dict.fromkeys(t for f in formulas for t in f.term_objects))
+    response = next((f.response for f in formulas if f.response), None)
+    return Formula(response, None, terms, True)
+
+
 def prepare(formula, data: Mapping, *, bin_size, epochs=None, state: dict | None = None,
             graph: FeatureGraph | None = None, require_response: bool = True) -> Prepared:
-    """Bind a formula to data: check the data, lay the grid, compile the plan."""
+    """Bind a formula to data (or to an existing graph) and compile its plan."""
     formula = parse(formula, require_response=require_response)
     if graph is None:
-        source = DataSource(data)
-        seconds = parse_bin_size(bin_size)
-        for name in _used_names(formula):
-            source.get(name, role="response" if name == formula.response else "covariate")
-        intervals = resolve_epochs(source, formula, epochs)
-        _check_coverage(source, formula, intervals, seconds)
-        grid = TimeGrid.from_epochs(intervals[:, 0], intervals[:, 1], seconds)
-        graph = FeatureGraph(source, grid, state)
+        graph = bind([formula], data, bin_size=bin_size, epochs=epochs, state=state)
     plan = compile_formula(formula, graph) if formula.response else None
     if plan is not None and plan.lead >= int(graph.grid.bins_per_epoch.max()):
         raise DataError(
@@ -243,15 +261,21 @@ class DesignMatrix:
                 f"columns={len(self.columns)}, units={len(self.unit_ids)})")
 
 
-def build(prepared: Prepared, *, dtype=np.float64) -> DesignMatrix:
-    """Materialise the design of a prepared formula over the whole grid."""
+def build(prepared: Prepared, *, dtype=np.float64, cache_spike_filters: bool = False
+          ) -> DesignMatrix:
+    """Materialise the design of a prepared formula over the whole grid.
+
+    Filtered spike counts are written straight into the design (no second copy) unless
+    ``cache_spike_filters``, which keeps them in the graph for other formulas (comparisons).
+    """
     plan, graph = prepared.plan, prepared.graph
     grid = graph.grid
     storage = np.zeros((grid.n_rows, plan.n_storage), dtype=dtype)
     finite = np.ones(grid.n_rows, dtype=bool)
     for node, start, stop in plan.blocks:
         target = storage[:, start:stop]
-        if isinstance(node, CausalFilter) and isinstance(node.input, SpikeCounts):
+        if isinstance(node, CausalFilter) and isinstance(node.input, SpikeCounts) \
+                and not cache_spike_filters:
             _filter_spikes_into(node, graph, target)
         else:
             values = graph.evaluate(node)
@@ -307,3 +331,49 @@ def design_matrix(formula, data: Mapping, *, bin_size, epochs=None,
     """
     prepared = prepare(formula, data, bin_size=bin_size, epochs=epochs, require_response=True)
     return build(prepared, dtype=np.dtype(dtype))
+
+
+@attrs.frozen(eq=False)
+class DesignBlock:
+    """Rows ``[start, stop)`` of the grid: design, counts, offset and which rows are used."""
+
+    start: int
+    stop: int
+    storage: np.ndarray
+    counts: np.ndarray
+    offset: np.ndarray | None
+    valid: np.ndarray
+
+
+def build_block(prepared: Prepared, start: int, stop: int, *, dtype=np.float64) -> DesignBlock:
+    """Build grid rows ``[start, stop)`` only, reading back just the filter windows they need
+    (the same values as the corresponding rows of :func:`build`)."""
+    plan, graph = prepared.plan, prepared.graph
+    grid = graph.grid
+    rows = slice(start, stop)
+    storage = np.empty((stop - start, plan.n_storage), dtype=dtype)
+    finite = np.ones(stop - start, dtype=bool)
+    for node, first, last in plan.blocks:
+        values = node.evaluate(graph, rows)
+        if not (isinstance(node, CausalFilter) and isinstance(node.input, SpikeCounts)):
+            finite &= np.isfinite(values).all(axis=1)
+        storage[:, first:last] = values
+    offset = None
+    for node in plan.offsets:
+        values = node.evaluate(graph, rows)[:, 0]
+        offset = values if offset is None else offset + values
+    if offset is not None:
+        finite &= np.isfinite(offset)
+    valid = (grid.row_in_epoch[rows] >= plan.lead) & finite
+    storage[~valid] = 0.0
+    if offset is not None:
+        offset = np.where(valid, offset, 0.0)
+    counts = graph.counts(plan.response, plan.unit_ids)[rows]
+    return DesignBlock(start, stop, storage, counts, offset, valid)
+
+
+def iter_blocks(prepared: Prepared, chunk_size: int, *, dtype=np.float64):
+    """Blocks of ``chunk_size`` grid rows covering the whole grid, in time order."""
+    n = prepared.graph.grid.n_rows
+    for start in range(0, n, chunk_size):
+        yield build_block(prepared, start, min(start + chunk_size, n), dtype=dtype)

@@ -170,3 +170,17 @@ def test_to_tsdframe_keeps_time(small_population):
     assert np.allclose(frame.t, X.times)
     assert len(frame.time_support) == 3
     assert isinstance(X.response, nap.Tsd)
+
+
+def test_blocks_equal_the_full_design_across_epoch_borders(small_population):
+    from glmformula.graph.design import build, iter_blocks, prepare
+    f = ("spikes ~ cyclic(hd, 6) + center(speed) + lag(speed, 30ms) + filter(speed, 3, "
+         "window=80ms) + history(4, log, window=50ms) + coupling(all)")
+    prepared = prepare(f, small_population, bin_size="10ms", epochs="ep")
+    full = build(prepared)
+    blocks = list(iter_blocks(prepared, 777))   # block edges fall inside epochs and windows
+    assert sum(b.stop - b.start for b in blocks) == full.grid.n_rows
+    storage = np.concatenate([b.storage for b in blocks])
+    valid = np.concatenate([b.valid for b in blocks])
+    assert np.array_equal(valid, full.valid)
+    assert np.allclose(storage, full.storage, atol=1e-12)
