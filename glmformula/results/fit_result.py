@@ -250,6 +250,11 @@ class FitResult:
         expected = np.exp(np.clip(self._linear_predictor(design)[rows], -700, 700))
         return score_counts(counts, expected, metric, self.unit_ids, per_unit)
 
+    def save(self, path):
+        """Write the result to ``path`` (npz + JSON metadata; no pickle). Returns the path."""
+        from .persistence import save_result
+        return save_result(self, path)
+
     def __repr__(self) -> str:
         return (f"FitResult({str(self.formula)!r}, units={len(self.unit_ids)}, "
                 f"solver={self.solver!r}, converged={self.converged})")
