@@ -16,6 +16,7 @@ from scipy.signal import lfilter
 
 from glmformula.datasets._simulate import (
     DT,
+    MAX_RATE_HZ,
     SimulatedRecording,
     exp_filter,
     grid,
@@ -38,10 +39,10 @@ _SIGMA_MOD = 75.0  # pA
 _SIGMA_PERIOD = 5.0  # s
 _NOISE_TAU = 0.003  # s
 
-# Stimulus filter: a fast positive lobe (alpha function, peak at 4 ms) minus a slow shallow
-# negative lobe (peak at 16 ms), so the cell responds to upswings of the current and a constant
-# current drives it only half as much as a transient one.
-_STIM_AMPLITUDE = 0.0  # set below: log-Hz per pA per s, calibrated for a drive s.d. of about 1
+# Stimulus filter: a fast alpha function (tau 4 ms) minus a slow shallow one (tau 16 ms): positive
+# up to 18.5 ms (peak 0.94 at 3.8 ms), negative after (deepest, -0.087, at 29 ms). The cell
+# responds to upswings of the current, and the slow lobe cancels half of the fast lobe's response
+# to a constant current.
 _STIM_TAU_FAST = 0.004
 _STIM_TAU_SLOW = 0.016
 _STIM_SLOW_RATIO = 0.125  # slow-lobe peak relative to the fast one
@@ -71,9 +72,10 @@ def _stimulus_shape(lag):
     return np.where((lag > 0) & (lag <= STIMULUS_WINDOW), fast - _STIM_SLOW_RATIO * slow, 0.0)
 
 
-# log-Hz per pA per s: the weight of a sample of current held for dt seconds at lag `lag` is
-# stimulus_filter(lag) * dt. Chosen so that the filtered noise has a standard deviation of about
-# 1 log-unit at the mean noise amplitude (150 pA).
+# log-Hz per pA per s: a sample of current held for dt seconds at lag `lag` weighs
+# stimulus_filter(lag) * dt. Calibrated (not fitted to data) so that the filtered noise has a
+# standard deviation of about 0.8 log-units at the mean noise amplitude (150 pA) and the cell
+# fires at about 10 Hz with a 1.5:1 ratio between the strong and weak noise phases, as cell 3.
 _STIM_AMPLITUDE = 1.0
 _BASELINE = 1.3  # log-Hz
 
@@ -95,7 +97,9 @@ def current_injection(seed: int = 0, n_sweeps: int = 9, sweep_duration: float = 
     with ``dt = 1 ms`` and ``current[n]`` the sample at time ``sweep_start + n dt`` (held over
     its millisecond). The filter is a density (per second), so for a GLM with bins of width
     ``b`` (bin-averaged current) the expected per-bin weight at lag ``tau`` is about
-    ``stimulus_filter(tau) * b``. Filters never reach across sweeps.
+    ``stimulus_filter(tau) * b``. The stimulus filter sees 0 pA before each sweep onset (nothing
+    is injected between sweeps); spike history restarts at each onset. Counts are Poisson given
+    the rate, so a 1 ms bin can rarely hold two spikes.
 
     Parameters
     ----------
@@ -125,14 +129,16 @@ def current_injection(seed: int = 0, n_sweeps: int = 9, sweep_duration: float = 
 
         ``baseline`` : float, log-Hz.
         ``stimulus_filter(lag)`` : log-Hz per pA per s (density); 0 for ``lag <= 0`` and
-            ``lag > 0.2 s``. Fast positive lobe peaking at 4 ms, negative lobe peaking near 16 ms.
+            ``lag > 0.2 s``. Positive up to 18.5 ms (peak 0.94 at 3.8 ms), then a shallow negative
+            lobe (deepest, -0.087, at 29 ms); its integral is 0.0054 log-Hz per pA.
         ``stimulus_window`` : 0.2 s.
         ``history_filter(lag)`` : log-rate change per own spike ``lag`` s ago; 0 for
             ``lag <= 0``; negligible beyond 0.1 s.
         ``dc_offset`` : 150 pA. ``noise_tau`` : 0.003 s.
         ``noise_sd(t)`` : noise standard deviation (pA) at time ``t`` (s) since sweep onset.
         ``noise`` : (n_sweeps, n_samples) the unit-variance OU noise of each sweep.
-        ``frozen`` : bool. ``dt`` : simulation bin (s).
+        ``frozen`` : bool. ``max_rate`` : rate ceiling of the simulation (Hz; the feed-forward
+            rate exceeds it in about 0.03 % of bins). ``dt`` : simulation bin (s).
     """
     if sweep_period <= sweep_duration:
         raise ValueError(f"sweep_period ({sweep_period} s) must exceed sweep_duration "
@@ -155,6 +161,7 @@ def current_injection(seed: int = 0, n_sweeps: int = 9, sweep_duration: float = 
 
     # Causal FIR over the filter window, run per sweep (lfilter along time) so that the filter
     # never sees the previous sweep; lag 0 has weight 0, so bin t only sees samples before t.
+    # No current is injected between sweeps, so the filter sees 0 pA before each onset.
     lags = DT * np.arange(int(round(STIMULUS_WINDOW / DT)) + 1)
     taps = stimulus_filter(lags) * DT
     stim_drive = lfilter(taps, [1.0], current, axis=1)
@@ -177,6 +184,7 @@ def current_injection(seed: int = 0, n_sweeps: int = 9, sweep_duration: float = 
         "noise_sd": noise_sd,
         "noise": readonly(noise),
         "frozen": bool(frozen),
+        "max_rate": MAX_RATE_HZ,
         "dt": DT,
     }
     data = {

@@ -12,6 +12,7 @@ import pynapple as nap
 
 from glmformula.datasets._simulate import (
     DT,
+    MAX_RATE_HZ,
     SimulatedRecording,
     exp_filter,
     grid,
@@ -120,7 +121,7 @@ def head_direction(seed: int = 0, n_units: int = 12, duration: float = 600.0, *,
         ``coupling_lag_peak`` : float, s.
         ``virtual_heading`` : Tsd, internal heading (rad, [0, 2 pi)) at 40 Hz during sleep.
         ``window`` : 0.1 s, beyond which history and coupling filters are negligible.
-        ``dt`` : simulation bin (s).
+        ``max_rate`` : rate ceiling of the simulation (Hz). ``dt`` : simulation bin (s).
     """
     beh_rng, par_rng, spk_rng = streams(seed, 3)
     duration = round(float(duration) / ANGLE_DT) * ANGLE_DT
@@ -142,7 +143,7 @@ def head_direction(seed: int = 0, n_units: int = 12, duration: float = 600.0, *,
     pref = offset + 2.0 * np.pi * np.arange(n_units) / n_units
     pref = np.mod(pref + par_rng.normal(0.0, 0.1, n_units), 2.0 * np.pi)
     pref = pref[par_rng.permutation(n_units)]
-    kappa = par_rng.uniform(1.5, 2.5, n_units)
+    kappa = par_rng.uniform(2.5, 4.0, n_units)
     mean_rate = par_rng.uniform(2.0, 10.0, n_units)  # Hz, before recurrence
     # Mean of exp(kappa cos) over the circle is I0(kappa); this sets the average feed-forward rate.
     baseline = np.log(mean_rate) - np.log(np.i0(kappa))
@@ -197,6 +198,7 @@ def head_direction(seed: int = 0, n_units: int = 12, duration: float = 600.0, *,
         "coupling_lag_peak": float(_COUPLING_LAG_PEAK),
         "virtual_heading": virtual,
         "window": 0.1,
+        "max_rate": MAX_RATE_HZ,
         "dt": DT,
     }
     data = {"spikes": spikes, "head_direction": angle, "wake": wake, "sleep": sleep,

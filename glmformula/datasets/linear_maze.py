@@ -14,6 +14,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from glmformula.datasets._simulate import (
     DT,
+    MAX_RATE_HZ,
     SimulatedRecording,
     grid,
     poisson_counts,
@@ -116,7 +117,7 @@ def linear_maze(seed: int = 0, duration: float = 600.0) -> SimulatedRecording:
             unit 1).
         ``speed_tuning(unit, speed)`` : ``speed_coef[unit] * speed``.
         ``log_rate(unit, x, speed)`` : ``baseline + position_tuning + speed_tuning`` (log-Hz).
-        ``dt`` : simulation bin (s).
+        ``max_rate`` : rate ceiling of the simulation (Hz). ``dt`` : simulation bin (s).
 
         Spikes are inhomogeneous Poisson in 1 ms bins driven by ``position`` and ``speed``
         linearly interpolated at the bin centres.
@@ -167,6 +168,7 @@ def linear_maze(seed: int = 0, duration: float = 600.0) -> SimulatedRecording:
         "position_tuning": position_tuning,
         "speed_tuning": speed_tuning,
         "log_rate": log_rate,
+        "max_rate": MAX_RATE_HZ,
         "dt": DT,
     }
     data = {
