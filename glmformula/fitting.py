@@ -61,8 +61,9 @@ def _storage_dtype(dtype) -> str:
 
 def fit_design(design: DesignMatrix, *, regularizer=None, solver="auto", dtype=None,
                tol=None, max_iter=None, row_weight: np.ndarray | None = None,
-               init=None) -> FitResult:
-    """Fit an already built design (used by cross-validation: ``row_weight`` selects rows)."""
+               init=None, covariance: bool = True) -> FitResult:
+    """Fit an already built design (used by cross-validation: ``row_weight`` selects rows;
+    ``covariance=False`` skips the Fisher information where no standard errors are needed)."""
     plan = design.plan
     shared = tuple(t.text for t in plan.terms if t.role == "shared")
     constraints = find_constraints(design.storage, design.valid, plan.term_storage, shared) \
@@ -70,6 +71,10 @@ def fit_design(design: DesignMatrix, *, regularizer=None, solver="auto", dtype=N
     weights = design.valid.astype(design.storage.dtype) if row_weight is None else \
         (design.valid & (row_weight > 0)).astype(design.storage.dtype)
     options = {k: v for k, v in {"tol": tol, "max_iter": max_iter}.items() if v is not None}
+    if isinstance(init, FitResult):  # warm start from another fit of the same design
+        init = (_rotation(constraints, plan).T @ init.weights, init.intercepts)
+    if plan.n_storage == 0:
+        return _fit_mean_rate(design, weights, regularizer)
     with _rotated(design, constraints) as (X, mask):
         problem = backend.Problem(X=X, y=design.counts, column_mask=mask, offset=design.offset,
                                   row_weight=weights, column_groups=_groups(plan))
@@ -81,9 +86,13 @@ def fit_design(design: DesignMatrix, *, regularizer=None, solver="auto", dtype=N
         except (ValueError, TypeError) as err:
             raise FitError(f"the fit could not run: {err}",
                            hint="check the regularizer and solver options") from None
-        covariance = backend.fisher_covariance(problem, solution, regularizer=regularizer)
+        if covariance:
+            fisher = backend.fisher_covariance(problem, solution, regularizer=regularizer)
+        else:
+            P, U = solution.weights.shape
+            fisher = np.full((U, P + 1, P + 1), np.nan)
         eta = X @ solution.weights + solution.intercept
-    w, cov = _restore(solution.weights, covariance, constraints, plan)
+    w, cov = _restore(solution.weights, fisher, constraints, plan)
     if design.offset is not None:
         eta = eta + design.offset[:, None]
     loglik = poisson_log_likelihood(design.counts, np.exp(np.clip(eta, -700, 700)), weights)
@@ -91,6 +100,31 @@ def fit_design(design: DesignMatrix, *, regularizer=None, solver="auto", dtype=N
                               covariance=cov, solution=solution, log_likelihood=loglik,
                               row_weight=weights, regularizer=regularizer,
                               constraints=constraints)
+
+
+def _fit_mean_rate(design: DesignMatrix, weights: np.ndarray, regularizer) -> FitResult:
+    """``spikes ~ 1``: the maximum-likelihood intercept is closed-form, log(total count /
+    total exposure), with variance 1 / total expected count."""
+    counts = design.counts.astype(float)
+    exposure = np.exp(design.offset) if design.offset is not None else 1.0
+    total = weights @ counts
+    base = weights @ (np.ones(len(weights)) * exposure)
+    with np.errstate(divide="ignore"):
+        intercept = np.log(total / base)
+    intercept = np.where(np.isfinite(intercept), intercept, np.log(1e-12))
+    U = counts.shape[1]
+    covariance = (1.0 / np.maximum(total, 1e-12)).reshape(U, 1, 1)
+    expected = np.exp(intercept)[None, :] * (exposure if np.ndim(exposure) == 0
+                                             else exposure[:, None])
+    solution = backend.Solution(
+        weights=np.zeros((0, U)), intercept=intercept, converged=np.ones(U, bool),
+        n_iter=np.zeros(U, int), grad_norm=np.zeros(U), objective=np.zeros(U),
+        criterion=np.zeros(U), solver="closed-form", dtype="float64", compile_seconds=0.0,
+        solve_seconds=0.0)
+    loglik = poisson_log_likelihood(counts, np.broadcast_to(expected, counts.shape), weights)
+    return FitResult.from_fit(design=design, weights=np.zeros((0, U)), intercept=intercept,
+                              covariance=covariance, solution=solution, log_likelihood=loglik,
+                              row_weight=weights, regularizer=regularizer, constraints={})
 
 
 def _groups(plan) -> tuple[str, ...]:
@@ -120,20 +154,27 @@ def _rotated(design: DesignMatrix, constraints: dict):
             X[:, block] = X[:, block] @ Q.T
 
 
+def _rotation(constraints, plan) -> np.ndarray:
+    """The orthogonal (P, P) map from fitted (rotated) weights to the original basis."""
+    T = np.eye(plan.n_storage)
+    for text, Q in constraints.items():
+        block = plan.term_storage[text]
+        T[block, block] = Q
+    return T
+
+
 def _restore(weights, covariance, constraints, plan):
     """Weights (P, U) and covariances back in the original basis of every term."""
     P = plan.n_storage
-    T = np.eye(P)
-    for text, Z in constraints.items():
-        block = plan.term_storage[text]
-        T[block, block] = Z
+    T = _rotation(constraints, plan)
     w = T @ np.asarray(weights, float)
-    # Covariance (U, P+1, P+1) with the intercept first.
+    # The backend puts the intercept last; results keep it first.
     T1 = np.zeros((P + 1, P + 1))
-    T1[0, 0] = 1.0
-    T1[1:, 1:] = T
+    T1[:P, :P] = T
+    T1[P, P] = 1.0
     cov = np.einsum("ij,ujk,lk->uil", T1, np.asarray(covariance, float), T1)
-    return w, cov
+    order = np.r_[P, np.arange(P)]
+    return w, cov[:, order][:, :, order]
 
 
 __all__ = ["fit", "fit_design"]

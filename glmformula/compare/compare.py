@@ -76,9 +76,9 @@ class Comparison:
         self.folds = contiguous_folds(common, cv) if cv else []
         self.options = {"regularizer": regularizer, "solver": solver, "dtype": dtype}
 
-    def fit(self, name: str, rows: np.ndarray, init=None):
+    def fit(self, name: str, rows: np.ndarray, init=None, covariance: bool = False):
         return fit_design(self.designs[name], row_weight=rows.astype(float), init=init,
-                          **self.options)
+                          covariance=covariance, **self.options)
 
     def heldout(self, name: str, result, test: np.ndarray):
         """Log-likelihood (nats) and bits/spike per unit on the test rows."""

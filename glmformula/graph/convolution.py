@@ -33,13 +33,22 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 __all__ = ["causal_convolve", "valid_rows", "choose_method"]
 
-# Crossover from benchmarks/convolution.py (50 channels, 1e5 rows, K = 8
-# filters, float32 output, 2-core machine, scipy.fft workers=2):
-#   W:        5     10     20     30     50    100    200
-#   direct: 0.10   0.15   0.25   0.35   0.55   1.05   2.10  s
-#   fft:    0.22   0.22   0.23   0.24   0.25   0.27   0.30  s
-# so the direct path only wins for the shortest windows.
-FFT_MIN_WINDOW = 16
+# Crossover measured with benchmarks/convolution.py (T = 1e5 rows, C = 50
+# channels, K = 8 filters, one segment, float32 output, best of 3-5, seconds)
+# on the 2-core development machine, which other jobs were sharing:
+#   W:                                5    20    40    60    80   100   200
+#   load ~2, BLAS threads default: 0.08  0.12  0.19  0.28  0.39  0.46  0.93
+#                             fft: 0.37  0.33  0.29  0.30  0.29  0.36  0.37
+#   load ~6, OPENBLAS_NUM_THREADS=1: 0.15  0.37  0.60  1.32     -  2.45     -
+#                             fft: 0.50  0.72  0.72  0.74     -  0.57     -
+#   load ~5, BLAS threads default: 4.02  4.36  2.87  2.49  4.48  5.90  11.2
+#                             fft: 0.47  0.76  0.53  0.60  0.52  0.54  0.54
+# Direct grows linearly in W, FFT is flat; they cross at W ~ 50-70 in both
+# sound configurations (also for K = 4 and 16: both costs are linear in K).
+# The last block is multithreaded OpenBLAS on oversubscribed cores, where
+# every GEMM waits on busy threads: pass method="fft" (or limit BLAS to one
+# thread) when sharing cores. Ties go to the FFT.
+FFT_MIN_WINDOW = 48
 
 # Working-set targets per block (bytes of float64 temporaries), small enough
 # to stay near cache and to keep peak memory close to the output itself.
@@ -171,12 +180,8 @@ def causal_convolve(
             u, bad = _gather(signal, src, c0, c1)
             y = engine(u, p1 - p0)
             if bad is not None:
-                _poison(y, bad, width, n_filters)
-            rows = src[width:]
-            keep = rows >= 0
-            if not keep.all():
-                rows, y = rows[keep], y[keep]
-            _scatter(out, rows, cols, y)
+                _poison(y, bad, width)
+            _scatter(out, src[width:], cols, y)
     return out
 
 
@@ -223,17 +228,20 @@ class _DirectEngine:
         self.width, self.n_filters = kernels.shape
 
     def channel_block(self, n_channels: int) -> int:
-        return n_channels
+        # As many channels as keep chunks of >= 256 rows within the target.
+        per_channel = 8 * (self.width + self.n_filters) * 256
+        return int(max(1, min(n_channels, _DIRECT_BLOCK_BYTES // per_channel)))
 
     def chunk_rows(self, n_channels: int) -> int:
         per_row = 8 * n_channels * (self.width + self.n_filters)
-        return max(64, _DIRECT_BLOCK_BYTES // per_row)
+        return int(max(64, _DIRECT_BLOCK_BYTES // per_row))
 
     def __call__(self, u: NDArray[np.float64], rows: int) -> NDArray[np.float64]:
+        """``(rows, C, K)`` outputs for the ``rows + W`` input rows ``u``."""
         n_channels = u.shape[1]
         lagged = sliding_window_view(u, self.width, axis=0)[:rows]
         lagged = np.ascontiguousarray(lagged).reshape(rows * n_channels, self.width)
-        return (lagged @ self.reversed).reshape(rows, n_channels * self.n_filters)
+        return (lagged @ self.reversed).reshape(rows, n_channels, self.n_filters)
 
 
 class _FFTEngine:
@@ -258,15 +266,17 @@ class _FFTEngine:
         return self.n_fft - self.width
 
     def __call__(self, u: NDArray[np.float64], rows: int) -> NDArray[np.float64]:
-        n_channels = u.shape[1]
+        """``(rows, C, K)`` outputs (a strided view) for the input rows ``u``."""
         # Time on the last axis: contiguous lines are the fast case for pocketfft.
-        spec = scipy.fft.rfft(np.ascontiguousarray(u.T), self.n_fft, axis=-1, workers=self.workers)
+        spec = scipy.fft.rfft(
+            np.ascontiguousarray(u.T), self.n_fft, axis=-1, workers=self.workers
+        )
         prod = spec[:, None, :] * self.spectra[None, :, :]
         full = scipy.fft.irfft(prod, self.n_fft, axis=-1, workers=self.workers)
         # Linear-convolution index W + i is output row i; no wrap-around
-        # reaches it because n_fft >= rows + W.
-        y = full[:, :, self.width : self.width + rows]
-        return y.reshape(n_channels * self.n_filters, rows).T
+        # reaches it because n_fft >= rows + W. Returning a view leaves a
+        # single transposing copy, straight into the output.
+        return full[:, :, self.width : self.width + rows].transpose(2, 0, 1)
 
 
 def _gather(
@@ -284,23 +294,37 @@ def _gather(
     return u, bad
 
 
-def _poison(y: NDArray[np.float64], bad: NDArray[np.bool_], width: int, n_filters: int) -> None:
-    """NaN every output whose window (lags 1..W) holds a non-finite input."""
+def _poison(y: NDArray[np.float64], bad: NDArray[np.bool_], width: int) -> None:
+    """NaN every ``(row, channel)`` of ``y`` whose window holds a non-finite input."""
     counts = np.concatenate([np.zeros((1, bad.shape[1])), np.cumsum(bad, axis=0)])
     rows = y.shape[0]
     # Window of output i is u[i : i + W].
     hit = counts[width : width + rows] - counts[:rows] > 0
-    y[np.repeat(hit, n_filters, axis=1)] = np.nan
+    y[hit] = np.nan
 
 
 def _scatter(out: NDArray, rows: NDArray[np.int64], cols: slice, y: NDArray) -> None:
-    """Write rows of a block; a plain slice when they are consecutive."""
-    if rows.size == 0:
-        return
-    if rows[-1] - rows[0] + 1 == rows.size:
-        out[rows[0] : rows[-1] + 1, cols] = y
-    else:
-        out[rows, cols] = y
+    """Write a ``(rows, C, K)`` block, one slice per run of consecutive rows.
+
+    ``rows`` holds the output row of each block row, -1 for gap rows (not
+    written). A chunk spans a few segments at most, so a handful of slice
+    writes beats one fancy-indexed write, which would copy the strided block.
+    """
+    valid = rows >= 0
+    # A run starts where a valid row does not continue the previous one.
+    starts = valid & np.r_[True, (rows[1:] != rows[:-1] + 1) | ~valid[:-1]]
+    ends = valid & np.r_[(rows[1:] != rows[:-1] + 1) | ~valid[1:], True]
+    for lo, hi in zip(np.flatnonzero(starts), np.flatnonzero(ends) + 1):
+        _write_rows(out[rows[lo] : rows[hi - 1] + 1, cols], y[lo:hi])
+
+
+def _write_rows(dest: NDArray, y: NDArray) -> None:
+    """Copy ``(R, C, K)`` values into an ``(R, C*K)`` slice of the output."""
+    try:
+        # A 3-D view of the output lets a strided y land in a single copy.
+        dest.reshape(y.shape, copy=False)[...] = y
+    except ValueError:
+        dest[...] = y.reshape(dest.shape)
 
 
 def _covered(segs: NDArray[np.int64], n_rows: int) -> NDArray[np.bool_]:

@@ -138,7 +138,7 @@ def _union_formula(formulas) -> Formula:
     return Formula(response, None, terms, True)
 
 
-def prepare(formula, data: Mapping, *, bin_size, epochs=None, state: dict | None = None,
+def prepare(formula, data: Mapping, *, bin_size=None, epochs=None, state: dict | None = None,
             graph: FeatureGraph | None = None, require_response: bool = True) -> Prepared:
     """Bind a formula to data (or to an existing graph) and compile its plan."""
     formula = parse(formula, require_response=require_response)

@@ -207,9 +207,10 @@ class _ToSyntax(lark.Transformer):
                                      column=exponent.column, hint="write e.g. (a + b + c)**2")
         return ast.BinaryOp("**", base, number, _column_of(base))
 
-    def negate(self, children):
+    @lark.v_args(meta=True)
+    def negate(self, meta, children):
         (operand,) = children
-        return ast.Negate(operand, max(_column_of(operand) - 1, 1))
+        return ast.Negate(operand, meta.column)  # the '-'
 
     def variable(self, children):
         (name,) = children
@@ -249,10 +250,11 @@ class _ToSyntax(lark.Transformer):
         (token,) = children
         return parse_number(str(token), token.column, self._text)
 
-    def negative_number(self, children):
+    @lark.v_args(meta=True)
+    def negative_number(self, meta, children):
         (token,) = children
         value = parse_number(str(token), token.column, self._text)
-        column = max(token.column - 1, 1)
+        column = meta.column  # the '-' (there may be blanks before the number)
         if isinstance(value, ast.Quantity):
             return ast.Quantity(-value.seconds, "-" + value.text, column)
         return ast.Number(-value.value, "-" + value.text, column)
@@ -265,13 +267,15 @@ class _ToSyntax(lark.Transformer):
         (token,) = children
         return ast.Word(str(token), token.column)
 
-    def list(self, children):
+    @lark.v_args(meta=True)
+    def list(self, meta, children):
         items = tuple(c for c in children if c is not None)
-        return ast.ListValue(items, _column_of(items[0]) - 1 if items else 1)
+        return ast.ListValue(items, meta.column)  # the '[' (also for an empty list)
 
-    def tuple(self, children):
+    @lark.v_args(meta=True)
+    def tuple(self, meta, children):
         items = tuple(c for c in children if c is not None)
-        return ast.TupleValue(items, _column_of(items[0]) - 1)
+        return ast.TupleValue(items, meta.column)
 
 
 def _column_of(node) -> int:

@@ -2,8 +2,10 @@
 
 Semantics follow patsy/formulaic: ``+`` union, ``-`` removal, ``a:b`` all pairwise products,
 ``a*b = a + b + a:b``, ``a/b = a + (all of a):b``, ``(a+b)**n`` all products up to order n.
-``1`` is the intercept (the empty term), ``0``/``-1`` remove it. Terms form a set; the result
-is ordered by degree, then by first appearance.
+``1`` is the intercept (the empty term), ``0``/``-1`` remove it, with patsy's rules for where
+a removal reaches (see :class:`TermSet`). Terms form a set; the result is ordered by degree,
+then by first appearance; a term's factors keep the order in which the term was first written.
+tests/syntax/test_formulaic_conformance.py compares all this with formulaic and patsy.
 """
 
 from __future__ import annotations
@@ -51,7 +53,6 @@ def _order(terms: list[Term]) -> tuple[Term, ...]:
 class _Expander:
     def __init__(self, formula: str):
         self.formula = formula
-        self._factor_order: dict = {}
 
     def visit(self, node) -> TermSet:
         if isinstance(node, ast.BinaryOp):
@@ -78,11 +79,13 @@ class _Expander:
             hint="only 1 (intercept) and 0 (no intercept) may stand alone; numbers belong "
                  "inside calls, e.g. rcos(x, 5)")
 
-    def _term(self, factors) -> Term:
-        for factor in factors:
-            self._factor_order.setdefault(factor, len(self._factor_order))
-        ordered = sorted(dict.fromkeys(factors), key=self._factor_order.__getitem__)
-        return Term(tuple(ordered))
+    @staticmethod
+    def _term(factors) -> Term:
+        # factors keep the order in which the term was written (``b:a`` stays ``b:a``; a set
+        # keeps the first spelling it meets). Sorting them by where each factor first appears
+        # in the whole formula would not survive a round trip: in "x:y + y" the canonical
+        # text "y + x:y" meets y first.
+        return Term(tuple(dict.fromkeys(factors)))
 
     def _product(self, left: TermSet, right: TermSet) -> TermSet:
         # products reset the intercept state (patsy): "(a - 1):b" still has an intercept

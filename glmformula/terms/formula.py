@@ -122,11 +122,15 @@ def parse(text: "str | Formula", *, require_response: bool = True) -> Formula:
         if require_response and text.response is None:
             raise _missing_response(str(text))
         return text
-    return _parse_cached(text, require_response)
+    if not isinstance(text, str):  # before the cache: a list is not even hashable
+        parse_syntax(text)  # raises FormulaSyntaxError("a formula must be a string, ...")
+    return _parse_cached(text, require_response, registry.generation())
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse_cached(text: str, require_response: bool) -> Formula:
+def _parse_cached(text: str, require_response: bool, generation: int = 0) -> Formula:
+    # ``generation`` is only part of the cache key: a term function registered, replaced or
+    # removed since must not be answered from the cache
     syntax = parse_syntax(text)
     if syntax.response is None and require_response:
         raise _missing_response(syntax.text)
@@ -161,8 +165,10 @@ def _resolve_inherited(terms: tuple[Term, ...]) -> tuple[Term, ...]:
                 changes[param.name] = inherited if inherited is not None else param.fallback
         return registry.with_arguments(factor, **changes) if changes else factor
 
-    resolved = [Term(tuple(resolve(f) for f in t.factors)) for t in terms]
-    return tuple(dict.fromkeys(resolved))
+    # two calls may become one once resolved (coupling(all) and coupling(all, 8) with no
+    # history): merge them within a term and across terms, and re-sort by the new degree
+    resolved = [Term(tuple(dict.fromkeys(resolve(f) for f in t.factors))) for t in terms]
+    return tuple(sorted(dict.fromkeys(resolved), key=lambda t: t.degree))
 
 
 def _check_duplicate_roles(terms: tuple[Term, ...], text: str) -> None:

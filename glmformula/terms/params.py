@@ -104,9 +104,10 @@ class Time:
 
     def convert(self, node, where: Where, normalise_call=None) -> Duration:
         if isinstance(node, ast.Number):
+            guess = "" if "pi" in node.text else f"did you mean {node.text}ms or {node.text}s? "
             raise where.error(f"{where.param} needs a time unit, got the plain number "
                               f"{node.text}", _column(node),
-                              f"{where.function}() takes {where.param} with a time unit, "
+                              f"{guess}Glue the unit to the number (us, ms, s, min or h), "
                               f"e.g. {where.example}")
         if not isinstance(node, ast.Quantity):
             raise where.error(f"{where.param} must be a duration such as 100ms, not "
@@ -195,8 +196,15 @@ class Units:
             return UnitSet(None)
         if isinstance(node, ast.Number) and node.is_integer:
             return UnitSet((int(node.value),))
-        if isinstance(node, ast.ListValue) and node.items and all(
-                isinstance(i, ast.Number) and i.is_integer for i in node.items):
+        if isinstance(node, ast.ListValue):
+            if not node.items:
+                raise where.error(f"{where.param}: the list of unit ids is empty",
+                                  _column(node), "write e.g. coupling([3, 5]) or coupling(all)")
+            for item in node.items:
+                if not (isinstance(item, ast.Number) and item.is_integer):
+                    raise where.error(f"{where.param}: unit ids are whole numbers, not "
+                                      f"{_describe(item)}", _column(item),
+                                      "write e.g. coupling([3, 5]) or coupling(all)")
             return UnitSet(tuple(sorted({int(i.value) for i in node.items})))
         raise where.error(f"{where.param} must be all or a list of unit ids, not "
                           f"{_describe(node)}", _column(node))

@@ -88,6 +88,12 @@ class TermFunction:
 
 
 _REGISTRY: dict[str, TermFunction] = {}
+_GENERATION = [0]  # bumped on every change, so cached parses never outlive the registry
+
+
+def generation() -> int:
+    """A number that changes whenever a term function is registered or removed."""
+    return _GENERATION[0]
 
 
 def register(function: TermFunction, *, replace: bool = False) -> TermFunction:
@@ -98,12 +104,14 @@ def register(function: TermFunction, *, replace: bool = False) -> TermFunction:
         raise ValueError(f"a term function named {function.name!r} is already registered; "
                          "pass replace=True to redefine it")
     _REGISTRY[function.name] = function
+    _GENERATION[0] += 1
     return function
 
 
 def unregister(name: str) -> None:
     """Remove a user-registered term function."""
-    _REGISTRY.pop(name, None)
+    if _REGISTRY.pop(name, None) is not None:
+        _GENERATION[0] += 1
 
 
 def lookup(name: str) -> TermFunction | None:
@@ -153,7 +161,8 @@ def _bind(function: TermFunction, node: ast.Call, formula: str) -> dict:
     if len(node.args) > len(function.params):
         extra = node.args[len(function.params)]
         raise TermArgumentError(
-            f"{function.name}() takes at most {len(function.params)} arguments, "
+            f"{function.name}() takes at most {len(function.params)} "
+            f"argument{'' if len(function.params) == 1 else 's'}, "
             f"got {len(node.args)}", formula=formula, column=getattr(extra, "column", node.column),
             hint=f"write e.g. {function.example}")
     for param, arg in zip(function.params, node.args):
@@ -214,7 +223,8 @@ def with_arguments(call: FunctionCall, **changes) -> FunctionCall:
     return _make_call(function, values)
 
 
-def term_function(name: str | None = None, *, params: tuple[Param, ...] | None = None,
+def term_function(name: str | Callable | None = None, *,
+                  params: tuple[Param, ...] | None = None,
                   summary: str = "", replace: bool = False):
     """Register a row-wise term function from Python (never from a formula).
 
@@ -235,6 +245,9 @@ def term_function(name: str | None = None, *, params: tuple[Param, ...] | None =
     >>> gf.parse("spikes ~ halfwave(speed, threshold=2.5)").terms
     ('halfwave(speed, threshold=2.5)',)
     """
+
+    if callable(name):  # used bare, as @term_function without parentheses
+        return term_function(params=params, summary=summary, replace=replace)(name)
 
     def decorate(compute: Callable) -> Callable:
         function_name = name or compute.__name__

@@ -29,6 +29,7 @@ def format_angle(value: float) -> str:
     coefficient = format_number(rounded)
     # "2pi" only when it reads back as this very float (the parser computes 2 * math.pi)
     if rounded != 0 and float(coefficient) * math.pi == value and len(coefficient) <= 6:
+        # a bare "pi" is a word, and the grammar has no "-word": write -pi as -1pi
         return "pi" if coefficient == "1" else f"{coefficient}pi"
     return format_number(value)
 
