@@ -8,7 +8,8 @@ design builder drops them. Definitions match NeMoS 0.2.8.
 
 from .bspline import bspline, cyclic_bspline
 from .onehot import onehot
-from .raised_cosine import causal_filters, raised_cosine, rescale_to_unit
+from .raised_cosine import (causal_filters, raised_cosine, rescale_to_unit,
+                            resolvable_time_scaling)
 
 __all__ = [
     "bspline",
@@ -17,4 +18,5 @@ __all__ = [
     "onehot",
     "raised_cosine",
     "rescale_to_unit",
+    "resolvable_time_scaling",
 ]

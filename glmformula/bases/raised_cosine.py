@@ -206,3 +206,33 @@ def _check_n_basis(n_basis: int) -> int:
     if int(n_basis) != n_basis or n_basis < 2:
         raise ValueError(f"raised cosine needs an integer n_basis >= 2, got {n_basis}.")
     return int(n_basis)
+
+
+def resolvable_time_scaling(window_bins: int, n_basis: int, *, width: float = 2.0,
+                            preferred: float = 50.0) -> float:
+    """The strongest log stretch (<= ``preferred``) whose first two filters peak at least one
+    bin apart.
+
+    NeMoS's default stretch (50) squeezes the first few of k log-spaced filters into the first
+    lag when the window has only a few bins (8 filters over 10 bins: 100 ms at 10 ms bins), so
+    their columns are numerically identical and the design is rank deficient. On a grid fine
+    enough to resolve them (e.g. 100 ms at 1 ms bins) this returns ``preferred`` unchanged;
+    on a coarse grid it relaxes the stretch towards linear spacing just enough to keep every
+    filter distinct.
+    """
+    if window_bins < 2 or n_basis < 2:
+        return preferred
+    second_peak = _peaks(n_basis, True, width)[1]
+
+    def first_gap_in_bins(scaling: float) -> float:
+        return np.expm1(second_peak * np.log1p(scaling)) / scaling * (window_bins - 1)
+
+    if first_gap_in_bins(preferred) >= 1.0:
+        return float(preferred)
+    low, high = 1e-6, float(preferred)
+    if first_gap_in_bins(low) < 1.0:
+        return low  # even linear spacing cannot separate them: as close to linear as it gets
+    for _ in range(60):  # bisection on the (monotone) gap
+        middle = np.sqrt(low * high)
+        low, high = (middle, high) if first_gap_in_bins(middle) >= 1.0 else (low, middle)
+    return float(low)

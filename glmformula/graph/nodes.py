@@ -192,7 +192,11 @@ class CausalFilter:
         return self.input.lead + self.window
 
     def kernels(self) -> np.ndarray:
-        return bases.causal_filters(self.window, self.k, log=self.log)
+        """(window, k) filters. Log spacing uses NeMoS's stretch where the bins resolve it,
+        relaxed on coarse grids so that no two filters coincide (see
+        :func:`~glmformula.bases.raised_cosine.resolvable_time_scaling`)."""
+        scaling = bases.resolvable_time_scaling(self.window, self.k) if self.log else 50.0
+        return bases.causal_filters(self.window, self.k, log=self.log, time_scaling=scaling)
 
     def labels(self, graph) -> tuple[str, ...]:
         inner = self.input.labels(graph)

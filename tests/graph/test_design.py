@@ -9,7 +9,7 @@ import pynapple as nap
 import pytest
 
 import glmformula as gf
-from glmformula.bases import causal_filters, cyclic_bspline
+from glmformula.bases import causal_filters, cyclic_bspline, resolvable_time_scaling
 from glmformula.graph.design import design_matrix
 
 
@@ -44,7 +44,8 @@ def test_history_and_coupling_equal_loop_reference_across_epochs(small_populatio
     grid = X.grid
     counts = X.counts.astype(float)
     starts = grid.segments[grid.epoch_of_row, 0]
-    reference = _loop_history(counts, starts, causal_filters(5, 3, log=True))
+    kernels = causal_filters(5, 3, log=True, time_scaling=resolvable_time_scaling(5, 3))
+    reference = _loop_history(counts, starts, kernels)
     # Stored bank: every unit's filtered counts, channel-major.
     bank = X.storage[:, X.plan.term_storage["history(3, log, window=50ms)"]]
     assert np.allclose(bank[X.valid], reference[X.valid], atol=1e-10)

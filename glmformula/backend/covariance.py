@@ -1,0 +1,106 @@
+"""Covariance of the fitted weights from the (penalised) Fisher information.
+
+For unit ``u`` at the fitted parameters the Fisher information of the total
+(not mean) log-likelihood is ``I_u = sum_t rw_t rate_tu [x_t; 1][x_t; 1]'``;
+a ridge adds ``n * l2`` to its weight diagonal (the objective is a mean over
+``n = sum rw`` rows). The covariance is ``I_u^-1``: for an unpenalised fit its
+diagonal gives the usual Wald standard errors (statsmodels' ``bse``); with a
+ridge it is the inverse penalised information (the Bayesian posterior
+covariance under the matching Gaussian prior). L1 and group penalties are not
+differentiable: only their ridge part enters, so the result is conditional on
+the fitted support and is not a valid post-selection covariance.
+
+Rows/columns of weights a unit does not use (``column_mask``, empty columns)
+are 0. Intercept is the last row/column.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import problem as pb
+from .newton import robust_factor
+from .regularizers import Regularizer, resolve_penalty
+from .warnings import RankDeficientWarning
+
+__all__ = ["fisher_covariance", "standard_errors"]
+
+
+def _information(block: pb.Block, W, b, *, strategy: str):
+    eta = pb.linear_predictor(block, W, b)
+    return pb.hessian_sum(block.X, pb.curvature(eta, block.rw), strategy), jnp.sum(block.rw)
+
+
+def _invert(info, m):
+    """Inverse of each masked information matrix, with the masked coordinates zeroed."""
+    n = info.shape[-1]
+    eye = jnp.eye(n, dtype=info.dtype)
+    A = info * m[:, :, None] * m[:, None, :] + eye * (1.0 - m)[:, None, :]
+    L, s, deficient = robust_factor(A)
+    inv = jax.vmap(lambda L, s: (s[:, None] * jax.scipy.linalg.cho_solve((L, True), jnp.diag(s))))(L, s)
+    return inv * m[:, :, None] * m[:, None, :], deficient
+
+
+def fisher_covariance(problem: pb.Problem, solution, regularizer: Regularizer | None = None) -> np.ndarray:
+    """Inverse (penalised) Fisher information of every unit, intercept last.
+
+    Parameters
+    ----------
+    problem : Problem
+        The problem that was fitted.
+    solution : Solution
+        Its fit (``weights`` (P, U), ``intercept`` (U,)).
+    regularizer : optional
+        The regularizer of the fit (its ridge part enters the information).
+
+    Returns
+    -------
+    ndarray, shape (U, P+1, P+1)
+        ``cov[u]``; standard errors are ``sqrt(diag(cov[u]))`` (:func:`standard_errors`).
+
+    Warns
+    -----
+    RankDeficientWarning
+        Where the information is singular; the pseudo-inverse is returned there.
+    """
+    P, U = problem.n_cols, problem.n_units
+    dtype = jnp.dtype(getattr(solution, "dtype", "float64"))
+    with jax.enable_x64(True):
+        block = pb.block_from_arrays(problem.X, problem.y, problem.offset, problem.row_weight, dtype, U)
+        W = jnp.asarray(solution.weights, dtype)
+        b = jnp.asarray(solution.intercept, dtype)
+        (H, n), _, _ = pb.compiled_call(_information, dict(strategy=pb.hessian_strategy(U, P)), block, W, b)
+        mask = np.ones((U, P), bool) if problem.column_mask is None else problem.column_mask.copy()
+        excluded = list(getattr(solution, "excluded_columns", ()))
+        mask[:, excluded] = False
+        penalty = resolve_penalty(regularizer, problem.column_groups, mask)
+        l2 = np.concatenate([penalty.l2, np.zeros((1, U))]).T * float(n)  # (U, P+1)
+        idx = np.arange(P + 1)
+        H = H.at[:, idx, idx].add(jnp.asarray(l2, dtype))
+        m = jnp.asarray(np.concatenate([mask, np.ones((U, 1), bool)], axis=1), dtype)
+        cov, deficient = pb.compiled_call(_invert, {}, H, m)[0]
+        cov = np.array(cov)  # writable: singular units are patched below
+        deficient = np.asarray(deficient)
+        if deficient.any():
+            Hn, mn = np.asarray(H), np.asarray(m, bool)
+            for u in np.flatnonzero(deficient):
+                keep = np.flatnonzero(mn[u])
+                cov[u] = 0.0
+                cov[u][np.ix_(keep, keep)] = np.linalg.pinv(Hn[u][np.ix_(keep, keep)], hermitian=True)
+            warnings.warn(
+                f"the Fisher information is singular for units {np.flatnonzero(deficient).tolist()[:20]}: "
+                "returned its pseudo-inverse; standard errors of non-identified weights are meaningless "
+                "(add a Ridge penalty or remove redundant columns).",
+                RankDeficientWarning, stacklevel=2,
+            )
+    return cov
+
+
+def standard_errors(problem: pb.Problem, solution, regularizer: Regularizer | None = None) -> np.ndarray:
+    """``sqrt(diag(fisher_covariance))`` as (P+1, U): weights' rows, then the intercept."""
+    cov = fisher_covariance(problem, solution, regularizer)
+    return np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0)).T
