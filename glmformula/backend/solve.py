@@ -1,0 +1,572 @@
+"""Entry points: :func:`solve` (in memory) and :func:`solve_blocked` (rows in blocks).
+
+Precision. Everything here runs inside ``jax.enable_x64(True)`` — a scoped,
+thread-local context, never the global flag — so the backend can compute in
+float64 without changing how the rest of a program uses JAX. The compute dtype
+is float64 by default on CPU and float32 when JAX's default backend is a GPU;
+``dtype=`` overrides it.
+
+Compilation. Kernels take arrays only and are compiled ahead of time and
+cached by shape (:func:`~glmformula.backend.problem.compiled_call`): refitting
+new data of the same shapes never recompiles, and :class:`Solution` reports the
+compile time of the call apart from the solve time.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterable
+
+import attrs
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import problem as pb
+from .lbfgs import LBFGS
+from .newton import MAX_ITER, NO_SPIKES, OK, STALLED, Newton, NewtonRule, RawResult, tolerance_floor
+from .problem import FitData, Problem
+from .proximal import ProximalNewton, ProximalRule
+from .regularizers import PenaltyArrays, Regularizer, resolve_penalty
+from .warnings import ConvergenceWarning, NoSpikesWarning, RankDeficientWarning, SeparationWarning
+
+__all__ = ["Solution", "solve", "solve_blocked", "choose_solver", "default_dtype"]
+
+SOLVERS = {"newton": Newton, "lbfgs": LBFGS, "proximal": ProximalNewton}
+
+#: a weight that moves the log-rate by more than this many nats over the range of
+#: its column (rate factor e^20 ~ 5e8) is taken as a sign of separation
+SEPARATION_NATS = 20.0
+
+
+@attrs.frozen(eq=False)
+class Solution:
+    """A fitted population of Poisson GLMs.
+
+    Attributes
+    ----------
+    weights : ndarray (P, U)
+        Exactly 0 where a unit may not use a column (``column_mask``) and for
+        columns that are all zero in the fitted rows (``excluded_columns``).
+    intercept : ndarray (U,)
+    converged : ndarray of bool (U,)
+        Criterion <= tol. Units without spikes are never "converged" (no finite MLE).
+    n_iter : ndarray of int (U,)
+        Iterations in which the unit moved.
+    grad_norm : ndarray (U,)
+        Max-abs of the penalised gradient of the mean objective (for L1/group
+        penalties: of the minimum-norm subgradient, i.e. the KKT residual).
+    objective : ndarray (U,)
+        Mean negative log-likelihood (without ``log y!``) + penalty.
+    criterion : ndarray (U,)
+        The scale-aware convergence measure: rate-weighted RMS change of the
+        linear predictor (nats) a further Newton step would make.
+    solver : str
+        The solver that ran ("newton", "lbfgs" or "proximal").
+    dtype : str
+        Compute precision ("float64" or "float32"); arrays are returned in it.
+    compile_seconds, solve_seconds : float
+        Time spent compiling kernels in this call (0.0 when every kernel was
+        already compiled for these shapes) and running them.
+    status : tuple of str (U,)
+        "converged", "max_iter", "stalled" (line search found no decrease: the
+        limit of the precision) or "no_spikes".
+    rank_deficient : ndarray of bool (U,)
+    excluded_columns : tuple of int
+        All-zero columns (in the fitted rows): weight fixed at 0.
+    n_hessian_passes, n_matmul_passes : int
+        Passes over the rows forming Hessians (X.T diag(d) X for all units) and
+        forming X @ V or X.T @ R (all units at once): the dominant costs.
+    tol : float
+        The tolerance used (after raising it to the dtype's floor).
+    """
+
+    weights: np.ndarray
+    intercept: np.ndarray
+    converged: np.ndarray
+    n_iter: np.ndarray
+    grad_norm: np.ndarray
+    objective: np.ndarray
+    criterion: np.ndarray
+    solver: str
+    dtype: str
+    compile_seconds: float
+    solve_seconds: float
+    status: tuple[str, ...] = ()
+    rank_deficient: np.ndarray | None = None
+    excluded_columns: tuple[int, ...] = ()
+    n_hessian_passes: int = 0
+    n_matmul_passes: int = 0
+    tol: float = float("nan")
+
+
+# --------------------------------------------------------------------------- choices
+
+
+def default_dtype() -> str:
+    """float32 on GPU (float64 is 30-60x slower there), float64 elsewhere."""
+    return "float32" if jax.default_backend() == "gpu" else "float64"
+
+
+def _resolve_dtype(dtype) -> str:
+    name = default_dtype() if dtype is None else jnp.dtype(dtype).name
+    if name not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    return name
+
+
+def choose_solver(n_rows: int, n_cols: int, n_units: int, penalty_kind: str) -> str:
+    """The solver ``solver="auto"`` uses.
+
+    Rule, from measurements on a 2-core AMD EPYC (float64; benchmarks/fit.py,
+    numbers in docs/performance_fit.md):
+
+    - L1 or group penalties → "proximal" (proximal Newton).
+    - One unit → "newton": its Hessian is one BLAS-efficient product and it
+      converges in ~5-8 passes, while L-BFGS needs 30-100 memory-bound
+      matrix-vector passes (T=1e5..1e6, P=50..200: Newton 1.5-3x faster).
+    - Populations → "newton" while ``(P+1)^2 * U <= 2e5`` (about P=60 for 50
+      units), else "lbfgs" (Gram-preconditioned, two passes per iteration
+      shared by all units). Newton's cost grows as U*P^2 per iteration and
+      L-BFGS's as U*P. Measured crossover (T=1e5): U=50, P=50: Newton 1.0 s vs
+      L-BFGS 0.6 s...
+    """
+    if penalty_kind in ("l1", "group"):
+        return "proximal"
+    if n_units == 1:
+        return "newton"
+    return "newton" if (n_cols + 1) ** 2 * n_units <= 2e5 else "lbfgs"
+
+
+# --------------------------------------------------------------------------- preparation
+
+
+@attrs.frozen(eq=False)
+class _Setup:
+    """Host-side results of the statistics pass, shared by in-memory and blocked fits."""
+
+    mask: np.ndarray  # (U, P) bool, user mask & non-empty columns
+    penalty: PenaltyArrays
+    active: np.ndarray  # (U,) bool
+    scale: np.ndarray  # (U,)
+    b0: np.ndarray  # (U,)
+    W0: np.ndarray  # (P, U)
+    n: float
+    excluded: tuple[int, ...]
+    col_max: np.ndarray  # (P,)
+
+
+def _setup(stats, column_mask, column_groups, regularizer, init, n_cols, n_units) -> _Setup:
+    n, spikes, off_mass, col_sq, col_max, bad, negative = (np.asarray(x, dtype=float) for x in stats)
+    if bad:
+        raise ValueError("the data contain NaN or infinite values (X, y, offset or row_weight)")
+    if negative:
+        raise ValueError("y must be non-negative spike counts and row_weight non-negative")
+    n = float(n)
+    if not n > 0:
+        raise ValueError("all row weights are zero: nothing to fit")
+    nonempty = col_sq > 0
+    mask = np.ones((n_units, n_cols), bool) if column_mask is None else np.asarray(column_mask, bool).copy()
+    mask &= nonempty[None, :]
+    penalty = resolve_penalty(regularizer, column_groups, mask)
+    active = spikes > 0
+    # No spikes: the MLE of the intercept is -inf. Use the value that predicts
+    # half a spike over all fitted rows (the usual 0.5-count correction).
+    with np.errstate(divide="ignore"):
+        b0 = np.where(active, np.log(np.where(active, spikes, 0.5) / off_mass), np.log(0.5 / off_mass))
+    W0 = np.zeros((n_cols, n_units))
+    if init is not None:
+        Wi, bi = (init.weights, init.intercept) if isinstance(init, Solution) else init
+        W0 = np.broadcast_to(np.asarray(Wi, float).reshape(n_cols, -1), (n_cols, n_units)).copy()
+        b0 = np.where(active, np.broadcast_to(np.asarray(bi, float), (n_units,)), b0)
+    W0 = W0 * mask.T * active[None, :]
+    scale = np.where(active, spikes / n, 1.0)
+    return _Setup(mask, penalty, active, scale, b0, W0, n, tuple(np.flatnonzero(~nonempty).tolist()), col_max)
+
+
+def _fit_data(block: pb.Block, s: _Setup, dtype) -> FitData:
+    a = lambda x: jnp.asarray(x, dtype)
+    p = s.penalty
+    return FitData(
+        block, a(s.mask.T), a(p.l2), a(p.l1), a(p.group_matrix), a(p.group_strength),
+        a(s.W0), a(s.b0), a(s.n), a(s.scale), jnp.asarray(s.active),
+    )
+
+
+# --------------------------------------------------------------------------- results and warnings
+
+_STATUS = {0: "converged", MAX_ITER: "max_iter", STALLED: "stalled", NO_SPIKES: "no_spikes"}
+
+
+def _units(idx) -> str:
+    idx = list(map(int, idx))
+    return ", ".join(map(str, idx[:20])) + (f", ... ({len(idx)} units)" if len(idx) > 20 else "")
+
+
+def _finish(raw: RawResult, s: _Setup, solver: str, dtype: str, tol: float, compile_s: float, run_s: float,
+            max_iter: int, X: np.ndarray | None = None) -> Solution:
+    raw = jax.tree_util.tree_map(np.asarray, raw)
+    W = np.where(s.mask.T, raw.W, 0.0).astype(raw.W.dtype)
+    status = tuple(_STATUS.get(int(c), "max_iter") if not conv else "converged"
+                   for c, conv in zip(raw.status, raw.converged))
+    sol = Solution(
+        weights=W, intercept=raw.b, converged=raw.converged, n_iter=raw.n_iter, grad_norm=raw.grad_norm,
+        objective=raw.objective, criterion=raw.criterion, solver=solver, dtype=dtype,
+        compile_seconds=compile_s, solve_seconds=run_s, status=status, rank_deficient=raw.rank_deficient,
+        excluded_columns=s.excluded, n_hessian_passes=int(raw.n_hessian), n_matmul_passes=int(raw.n_matmul),
+        tol=tol,
+    )
+    _warn(sol, s, max_iter, X)
+    return sol
+
+
+def _null_columns(X: np.ndarray, mask_u: np.ndarray) -> list[int]:
+    """Columns carrying the (numerical) null space of [X, 1] restricted to a unit's columns."""
+    cols = np.flatnonzero(mask_u)
+    A = np.concatenate([X[:, cols], np.ones((X.shape[0], 1))], axis=1)
+    G = A.T @ A
+    d = np.sqrt(np.maximum(np.diag(G), 1e-300))
+    lam, V = np.linalg.eigh(G / d[:, None] / d[None, :])
+    null = V[:, lam < lam.max() * 1e-9]
+    if null.shape[1] == 0:
+        null = V[:, :1]
+    involved = np.flatnonzero(np.abs(null).max(axis=1) > 1e-3)
+    return [int(cols[i]) if i < cols.size else -1 for i in involved]
+
+
+def _warn(sol: Solution, s: _Setup, max_iter: int, X) -> None:
+    no_spikes = np.flatnonzero(~s.active)
+    if no_spikes.size:
+        warnings.warn(
+            f"units {_units(no_spikes)} have no spikes in the fitted rows: their intercept has no finite "
+            "maximum-likelihood value (it tends to -inf); it was set to predict half a spike over the fitted "
+            "rows and the weights to 0. A Ridge does not change this (the intercept is unpenalised); drop "
+            "these units or fit them on rows where they fire.",
+            NoSpikesWarning, stacklevel=3,
+        )
+    with np.errstate(invalid="ignore", over="ignore"):
+        reach = np.abs(sol.weights) * s.col_max[:, None]
+    separated = np.flatnonzero(s.active & (reach.max(axis=0) > SEPARATION_NATS))
+    if separated.size:
+        cols = sorted({int(j) for u in separated for j in np.flatnonzero(reach[:, u] > SEPARATION_NATS)})
+        warnings.warn(
+            f"units {_units(separated)} have weights that change the log-rate by more than "
+            f"{SEPARATION_NATS:g} nats (columns {cols[:20]}): the data (nearly) separate, e.g. a feature "
+            "active only where the unit never fires, and the unpenalised MLE is infinite. The returned weights "
+            "are finite but arbitrary along that direction; add a Ridge penalty (e.g. Ridge(1e-3)).",
+            SeparationWarning, stacklevel=3,
+        )
+    deficient = np.flatnonzero(sol.rank_deficient & s.active)
+    if deficient.size:
+        detail = ""
+        if X is not None:
+            detail = f" For unit {int(deficient[0])} the dependent columns are {_null_columns(X, s.mask[deficient[0]])} (-1: the intercept)."
+        warnings.warn(
+            f"the design is (numerically) rank deficient for units {_units(deficient)}: some weights are not "
+            f"identified.{detail} The fit stayed finite (a jitter was added to the Hessian) but those weights are "
+            "arbitrary; remove the redundant columns or add a Ridge penalty, which makes the answer unique.",
+            RankDeficientWarning, stacklevel=3,
+        )
+    failed = np.flatnonzero(s.active & ~sol.converged)
+    if failed.size:
+        causes = []
+        if any(sol.status[u] == "max_iter" for u in failed):
+            causes.append(f"the iteration limit (max_iter={max_iter}) was reached: raise max_iter")
+        if any(sol.status[u] == "stalled" for u in failed):
+            causes.append(
+                "the line search found no decrease before the criterion met tol: rounding limits the precision "
+                + ("(use dtype='float64')" if sol.dtype == "float32" else "(loosen tol)")
+            )
+        if np.intersect1d(failed, separated).size:
+            causes.append("separation (see SeparationWarning): add a Ridge penalty")
+        if np.intersect1d(failed, deficient).size:
+            causes.append("a rank-deficient design: add a Ridge penalty")
+        worst = float(np.max(sol.criterion[failed]))
+        warnings.warn(
+            f"{sol.solver} did not converge for units {_units(failed)} (largest criterion {worst:.3g} > tol "
+            f"{sol.tol:.3g}). Likely cause: {'; '.join(causes) or 'slow convergence'}.",
+            ConvergenceWarning, stacklevel=3,
+        )
+
+
+# --------------------------------------------------------------------------- in memory
+
+
+def _make_solver(solver: str, penalty: PenaltyArrays, n_rows, n_cols, n_units, tol, max_iter, **options):
+    name = choose_solver(n_rows, n_cols, n_units, penalty.kind) if solver == "auto" else solver
+    if name not in SOLVERS:
+        raise ValueError(f"solver must be 'auto' or one of {sorted(SOLVERS)}, got {solver!r}")
+    if not penalty.smooth and name != "proximal":
+        raise ValueError(f"solver {name!r} cannot handle an L1/group penalty; use solver='proximal' or 'auto'")
+    cls = SOLVERS[name]
+    kwargs = dict(tol=tol)
+    if max_iter is not None:
+        kwargs["max_iter"] = int(max_iter)
+    kwargs.update({k: v for k, v in options.items() if k in attrs.fields_dict(cls)})
+    return cls(**kwargs)
+
+
+def solve(
+    problem: Problem,
+    *,
+    regularizer: Regularizer | None = None,
+    solver: str = "auto",
+    tol: float = 1e-8,
+    max_iter: int | None = None,
+    dtype=None,
+    init=None,
+    **options,
+) -> Solution:
+    """Fit a Poisson GLM per unit on a shared design.
+
+    Parameters
+    ----------
+    problem : Problem
+    regularizer : Ridge, Lasso, ElasticNet, GroupLasso, optional
+    solver : {"auto", "newton", "lbfgs", "proximal"}
+        "auto" follows :func:`choose_solver`; the choice is ``Solution.solver``.
+    tol : float
+        Tolerance on the scale-aware criterion: the rate-weighted RMS change of
+        the linear predictor (log-rate, nats) that one more Newton step would
+        make. Raised to the dtype's floor (1e-12 float64, 1e-5 float32).
+    max_iter : int, optional
+        Solver iteration limit (default: the solver's own).
+    dtype : {"float64", "float32"}, optional
+        Default float64 on CPU, float32 on GPU.
+    init : Solution or (weights (P, U), intercept (U,)), optional
+        Warm start (default: weights 0, intercept at the mean rate).
+    **options
+        Solver settings, e.g. ``history=`` for L-BFGS.
+
+    Returns
+    -------
+    Solution
+
+    Warns
+    -----
+    ConvergenceWarning, NoSpikesWarning, SeparationWarning, RankDeficientWarning
+    """
+    name = _resolve_dtype(dtype)
+    with jax.enable_x64(True):
+        dt = jnp.dtype(name)
+        t0 = time.perf_counter()
+        block = pb.block_from_arrays(problem.X, problem.y, problem.offset, problem.row_weight, dt, problem.n_units)
+        stats, c0, _ = pb.compiled_call(pb.block_stats, {}, block)
+        s = _setup(stats, problem.column_mask, problem.column_groups, regularizer, init, problem.n_cols, problem.n_units)
+        data = _fit_data(block, s, dt)
+        algo = _make_solver(solver, s.penalty, problem.n_rows, problem.n_cols, problem.n_units, tol, max_iter, **options)
+        raw, c1, _ = algo.run(data)
+        wall = time.perf_counter() - t0
+    eff_tol = max(tol, _floor(name))
+    return _finish(raw, s, algo.name, name, eff_tol, c0 + c1, wall - c0 - c1, algo.max_iter, problem.X)
+
+
+def _floor(dtype_name: str) -> float:
+    return tolerance_floor(jnp.dtype(dtype_name))
+
+
+# --------------------------------------------------------------------------- blocked
+
+
+def solve_blocked(
+    blocks: Callable[[], Iterable[Problem]],
+    n_cols: int,
+    n_units: int,
+    *,
+    column_mask=None,
+    column_groups=None,
+    regularizer: Regularizer | None = None,
+    solver: str = "auto",
+    tol: float = 1e-8,
+    max_iter: int | None = None,
+    dtype=None,
+    init=None,
+) -> Solution:
+    """Fit from a sequence of row blocks, never holding all rows at once.
+
+    Parameters
+    ----------
+    blocks : callable returning an iterable of Problem
+        Called once per pass over the data (a fit makes a few passes per
+        iteration), it yields the row blocks in order. Each block carries
+        ``X``, ``y`` and optionally ``offset`` and ``row_weight`` of its rows;
+        the first block fixes the block shape (kernels compile once) and shorter
+        blocks are padded with zero-weight rows. Longer blocks are an error.
+    n_cols, n_units : int
+    column_mask, column_groups :
+        As in :class:`Problem` (whole-problem properties, not per block).
+    regularizer, solver, tol, max_iter, dtype, init :
+        As in :func:`solve`; ``solver`` may be "newton" or "proximal" (both need
+        one pass for value, gradient and Hessians, one for the line search).
+
+    Returns
+    -------
+    Solution
+        Equal to ``solve`` on the concatenated rows (to the tolerance).
+    """
+    name = _resolve_dtype(dtype)
+    with jax.enable_x64(True):
+        dt = jnp.dtype(name)
+        t0 = time.perf_counter()
+        reader = _BlockReader(blocks, dt, n_cols, n_units)
+        stats = reader.stats()
+        s = _setup(stats, column_mask, column_groups, regularizer, init, n_cols, n_units)
+        if solver == "auto":
+            solver = "newton" if s.penalty.smooth else "proximal"
+        algo = _make_solver(solver, s.penalty, 0, n_cols, n_units, tol, max_iter)
+        if algo.name not in ("newton", "proximal"):
+            raise ValueError(f"solve_blocked supports solver 'newton' or 'proximal', got {algo.name!r}")
+        raw = run_blocked(reader, s, algo, dt)
+        wall = time.perf_counter() - t0
+    eff_tol = max(tol, _floor(name))
+    return _finish(raw, s, algo.name, name, eff_tol, reader.compile_seconds, wall - reader.compile_seconds,
+                   algo.max_iter)
+
+
+class _BlockReader:
+    """Runs a kernel over every row block and sums the results (one pass over the data)."""
+
+    def __init__(self, blocks, dtype, n_cols: int, n_units: int):
+        self.blocks, self.dtype, self.n_cols, self.n_units = blocks, dtype, n_cols, n_units
+        self.rows: int | None = None
+        self.compile_seconds = 0.0
+        self.passes = 0
+
+    def _device_blocks(self):
+        for p in self.blocks():
+            X = np.asarray(p.X)
+            y = np.asarray(p.y)
+            y = y[:, None] if y.ndim == 1 else y
+            T = X.shape[0]
+            if X.shape[1] != self.n_cols or y.shape != (T, self.n_units):
+                raise ValueError(f"block shapes X {X.shape}, y {y.shape} do not match n_cols={self.n_cols}, n_units={self.n_units}")
+            if self.rows is None:
+                self.rows = T
+            if T > self.rows:
+                raise ValueError(f"block of {T} rows after a first block of {self.rows}: blocks must not grow")
+            off, rw = p.offset, p.row_weight
+            if rw is None:
+                rw = np.ones(T)
+            if T < self.rows:
+                # pad to the fixed block shape so the kernels compile once; weight 0 rows add nothing
+                pad = self.rows - T
+                X = np.concatenate([X, np.zeros((pad, X.shape[1]), X.dtype)])
+                y = np.concatenate([y, np.zeros((pad, y.shape[1]), y.dtype)])
+                rw = np.concatenate([rw, np.zeros(pad)])
+                if off is not None:
+                    off = np.concatenate([off, np.zeros((pad,) + off.shape[1:], off.dtype)])
+            yield pb.block_from_arrays(X, y, off, rw, self.dtype, self.n_units)
+
+    def sum(self, fn, static, *args, combine=None):
+        total = None
+        for block in self._device_blocks():
+            out, c, _ = pb.compiled_call(fn, static, block, *args)
+            self.compile_seconds += c
+            if total is None:
+                total = out
+            else:
+                total = combine(total, out) if combine else jax.tree_util.tree_map(jnp.add, total, out)
+        if total is None:
+            raise ValueError("blocks() yielded no blocks")
+        self.passes += 1
+        return total
+
+    def stats(self):
+        def combine(a, b):
+            return (*[x + y for x, y in zip(a[:4], b[:4])], *[jnp.maximum(x, y) for x, y in zip(a[4:], b[4:])])
+
+        return self.sum(pb.block_stats, {}, combine=combine)
+
+    def call(self, fn, static, *args):
+        out, c, _ = pb.compiled_call(fn, static, *args)
+        self.compile_seconds += c
+        return out
+
+
+def _assemble(data: FitData, sums, W, *, rule):
+    """Block sums → mean objective (incl. penalty), masked gradient, penalised Hessians."""
+    loss, gw, gb, mag, Hsum = sums
+    inv_n = 1.0 / data.n
+    ridge = 0.5 * jnp.sum(data.l2 * W * W, axis=0)
+    h = rule.nonsmooth(data, W)
+    gw = (gw * inv_n + data.l2 * W) * data.mask
+    g = jnp.concatenate([gw, (gb * inv_n)[None, :]], axis=0) * data.active[None, :]
+    return loss * inv_n + ridge + h, g, mag * inv_n + ridge + h, pb.penalised_hessian(data, Hsum)
+
+
+def _direction(data: FitData, H, g, W, b, *, rule):
+    step, slope, crit, _, deficient = rule.direction(data, H, g, W, b)
+    return step, slope, crit, deficient, rule.grad_norm(data, g, W)
+
+
+def _line_objective(data: FitData, loss_k, W, dW, steps, *, rule):
+    """Objective at W + a dW for the K steps from the line-search pass's loss sums (K, U)."""
+    Wk = W[None] + steps[:, None, :] * dW[None]
+    ridge = 0.5 * jnp.sum(data.l2[None] * Wk * Wk, axis=1)
+    h = jax.vmap(lambda w: rule.nonsmooth(data, w))(Wk)
+    return loss_k / data.n + ridge + h
+
+
+def run_blocked(reader: _BlockReader, s: _Setup, algo, dt, n_steps: int = 8, c: float = 1e-4) -> RawResult:
+    """Newton / proximal Newton driven from the host, two passes over the blocks per iteration.
+
+    Pass 1 sums value, gradient and Hessians at the current point; pass 2 sums
+    the loss at ``n_steps`` trial steps ``1, 1/2, ...`` at once (eta is linear in
+    the step, so one pass serves all of them). The step rules are the same
+    compiled functions the in-memory solvers use.
+    """
+    P, U = s.W0.shape
+    data = _fit_data(None, s, dt)
+    rule = NewtonRule() if algo.name == "newton" else ProximalRule(algo.max_inner)
+    strategy = pb.hessian_strategy(U, P)
+    tol = max(algo.tol, tolerance_floor(dt))
+    eps = float(jnp.finfo(dt).eps)
+    W, b = data.W0, data.b0
+    active = np.asarray(s.active)
+    done = ~active
+    n_iter = np.zeros(U, np.int32)
+    status = np.where(active, OK, NO_SPIKES)
+    deficient_any = np.zeros(U, bool)
+    crit = np.full(U, np.inf)
+    n_hess = 0
+    for _ in range(algo.max_iter + 1):
+        sums = reader.sum(pb.block_value_grad_hessian, dict(strategy=strategy), W, b)
+        n_hess += 1
+        f, g, mag, H = reader.call(_assemble, dict(rule=rule), data, sums, W)
+        step, slope, crit_now, deficient, gnorm = reader.call(_direction, dict(rule=rule), data, H, g, W, b)
+        crit = np.where(done & ~active, crit, np.asarray(crit_now))
+        deficient_any |= np.asarray(deficient) & active
+        done = done | (crit <= tol)
+        if done.all() or n_hess > algo.max_iter:
+            break
+        go = ~done
+        step = jnp.where(jnp.asarray(go)[None, :], step, 0.0)
+        dW, db = step[:P], step[P]
+        f_np, slope_np, slack = np.asarray(f), np.asarray(slope), 64 * eps * np.asarray(mag)
+        a = np.zeros(U)
+        pending = go.copy()
+        for first in range(0, 40, n_steps):
+            steps = jnp.asarray(np.repeat(0.5 ** np.arange(first, first + n_steps)[:, None], U, 1), dt)
+            loss_k = reader.sum(pb.block_line_values, {}, W, b, dW, db, steps)
+            fk = np.asarray(reader.call(_line_objective, dict(rule=rule), data, loss_k, W, dW, steps, ))
+            steps_np = np.asarray(steps)
+            ok = fk <= f_np[None] + c * steps_np * slope_np[None] + slack[None]
+            first_ok = np.argmax(ok, axis=0)
+            found = pending & ok.any(axis=0)
+            a = np.where(found, steps_np[first_ok, np.arange(U)], a)
+            pending &= ~found
+            if not pending.any():
+                break
+        stalled = pending
+        status = np.where(stalled, STALLED, status)
+        done = done | stalled
+        n_iter += go & ~stalled
+        a_dev = jnp.asarray(a, dt)
+        W = W + a_dev * dW
+        b = b + a_dev * db
+    converged = active & (crit <= tol)
+    status = np.where(active & ~converged & (status == OK), MAX_ITER, status)
+    return RawResult(W, b, f, jnp.asarray(crit), gnorm, jnp.asarray(converged), jnp.asarray(n_iter),
+                     jnp.asarray(status), jnp.asarray(deficient_any), jnp.asarray(n_hess),
+                     jnp.asarray(reader.passes))
