@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import backend
+from . import backend, blocked
 from .errors import FitError, FormulaError
 from .graph.constraints import find_constraints
 from .graph.design import DesignMatrix, build, prepare
@@ -23,7 +23,7 @@ from .results.scores import poisson_log_likelihood
 
 def fit(formula, data: Mapping, *, bin_size, epochs=None, regularizer=None, solver="auto",
         dtype=None, tol: float | None = None, max_iter: int | None = None,
-        design: DesignMatrix | None = None) -> FitResult:
+        chunk_size: int | None = None) -> FitResult:
     """Fit a Poisson GLM (rate = exp(X w + b)) for every unit of the formula's response.
 
     Parameters
@@ -43,14 +43,24 @@ def fit(formula, data: Mapping, *, bin_size, epochs=None, regularizer=None, solv
         ``"proximal"``. The choice is reported as ``result.solver``.
     dtype : str, optional
         ``"float64"`` (default on CPU) or ``"float32"`` (default on GPU).
+    chunk_size : int, optional
+        Bins per block for a blocked fit, which never holds the whole design in memory (the
+        design is built block by block and the solver accumulates over blocks). Default:
+        in memory when the design fits in ``gf.config.memory_limit``, else blocked. The choice
+        is reported as ``result.chunk_size`` (None: in memory).
 
     Returns
     -------
     FitResult
     """
-    if design is None:
-        prepared = prepare(formula, data, bin_size=bin_size, epochs=epochs)
-        design = build(prepared, dtype=np.dtype(_storage_dtype(dtype)))
+    prepared = prepare(formula, data, bin_size=bin_size, epochs=epochs)
+    storage_dtype = np.dtype(_storage_dtype(dtype))
+    if chunk_size is None:
+        chunk_size = blocked.auto_chunk_size(prepared, storage_dtype)
+    if chunk_size:
+        return blocked.fit_blocked(prepared, int(chunk_size), regularizer=regularizer,
+                                   solver=solver, dtype=dtype, tol=tol, max_iter=max_iter)
+    design = build(prepared, dtype=storage_dtype)
     return fit_design(design, regularizer=regularizer, solver=solver, dtype=dtype, tol=tol,
                       max_iter=max_iter)
 

@@ -49,3 +49,32 @@ def find_constraints(storage: np.ndarray, valid: np.ndarray, term_storage: dict,
         if columns.shape[1] > 1 and spans_constant(columns):
             constraints[text] = sum_to_zero_rotation(columns)
     return constraints
+
+
+def term_moments(blocks, term_storage: dict, terms: tuple[str, ...]) -> dict:
+    """Per term: (Gram X'X, column sums X'1, row count) over the valid rows of all blocks."""
+    moments = {}
+    for block in blocks:
+        rows = block.valid
+        for text in terms:
+            X = block.storage[rows][:, term_storage[text]].astype(float)
+            gram, sums, n = moments.get(text, (0.0, 0.0, 0))
+            moments[text] = (gram + X.T @ X, sums + X.sum(axis=0), n + X.shape[0])
+    return moments
+
+
+def constraints_from_moments(moments: dict) -> dict[str, np.ndarray]:
+    """:func:`find_constraints` from accumulated moments (blocked designs).
+
+    The squared residual of the least-squares fit of a column of ones is
+    ``n - s' G^+ s`` with ``G = X'X`` and ``s = X'1``.
+    """
+    constraints = {}
+    for text, (gram, sums, n) in moments.items():
+        if np.ndim(gram) < 2 or gram.shape[0] < 2 or n == 0:
+            continue
+        residual = n - sums @ np.linalg.pinv(gram, hermitian=True) @ sums
+        if residual < _SPAN_TOLERANCE * n:
+            q, _ = np.linalg.qr((sums / n)[:, None], mode="complete")
+            constraints[text] = np.concatenate([q[:, 1:], q[:, :1]], axis=1)
+    return constraints

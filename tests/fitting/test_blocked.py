@@ -1,0 +1,59 @@
+"""Blocked fits (designs built and accumulated block by block) equal in-memory fits."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import glmformula as gf
+from glmformula.blocked import auto_chunk_size, check_fits_in_memory
+from glmformula.graph.design import prepare
+
+
+@pytest.fixture(scope="module")
+def recording():
+    return gf.datasets.head_direction(n_units=4, duration=300.0, seed=2)
+
+
+@pytest.mark.parametrize("regularizer", [None, gf.Ridge(1e-3)])
+def test_blocked_equals_in_memory(recording, regularizer):
+    """History and coupling across block edges and several disjoint epochs."""
+    import pynapple as nap
+    f = "spikes ~ history(3, log, window=60ms) + coupling(all)"
+    epochs = nap.IntervalSet([0.0, 105.3, 250.0], [100.0, 240.0, 400.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = gf.fit(f, recording, bin_size="10ms", epochs=epochs, chunk_size=0,
+                       regularizer=regularizer)
+        blocks = gf.fit(f, recording, bin_size="10ms", epochs=epochs, chunk_size=1777,
+                        regularizer=regularizer)
+    scale = np.abs(whole.weights).max(axis=0)
+    assert np.max(np.abs(whole.weights - blocks.weights) / scale) < 1e-8
+    assert np.allclose(whole.intercepts, blocks.intercepts, rtol=1e-8, atol=1e-12)
+    assert blocks.log_likelihood == pytest.approx(whole.log_likelihood, rel=1e-10)
+    assert np.allclose(whole.standard_errors(), blocks.standard_errors(), rtol=1e-6,
+                       equal_nan=True)
+    assert blocks.n_rows == whole.n_rows
+
+
+def test_constrained_term_blocked(recording):
+    f = "spikes[0] ~ cyclic(head_direction, 8) + history(3, log, window=60ms)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = gf.fit(f, recording, bin_size="10ms", epochs="wake", chunk_size=0)
+        blocks = gf.fit(f, recording, bin_size="10ms", epochs="wake", chunk_size=2500)
+    assert blocks.constrained_terms == whole.constrained_terms == ("cyclic(head_direction, 8)",)
+    assert np.allclose(whole.coef, blocks.coef, rtol=1e-8, atol=1e-10)
+
+
+def test_large_design_goes_blocked_or_is_refused(recording, monkeypatch):
+    prepared = prepare("spikes ~ history(3) + coupling(all)", recording, bin_size="10ms",
+                       epochs="wake")
+    assert auto_chunk_size(prepared, np.float64) is None
+    monkeypatch.setattr(gf.config, "memory_limit", 1024)
+    assert auto_chunk_size(prepared, np.float64) >= 1024
+    with pytest.raises(gf.FitError, match="chunk_size") as info:
+        check_fits_in_memory(prepared, np.float64)
+    assert "GiB" in str(info.value) and "float32" in str(info.value)
