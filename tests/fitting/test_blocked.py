@@ -22,7 +22,7 @@ def test_blocked_equals_in_memory(recording, regularizer):
     """History and coupling across block edges and several disjoint epochs."""
     import pynapple as nap
     f = "spikes ~ history(3, log, window=60ms) + coupling(all)"
-    epochs = nap.IntervalSet([0.0, 105.3, 250.0], [100.0, 240.0, 400.0])
+    epochs = nap.IntervalSet([0.0, 65.3, 140.0], [60.0, 130.0, 200.0])  # inside wake
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         whole = gf.fit(f, recording, bin_size="10ms", epochs=epochs, chunk_size=0,
