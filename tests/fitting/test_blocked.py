@@ -17,7 +17,9 @@ def recording():
     return gf.datasets.head_direction(n_units=4, duration=300.0, seed=2)
 
 
-@pytest.mark.parametrize("regularizer", [None, gf.Ridge(1e-3)])
+# Unpenalised, this population is separable (infinite MLE), so the weights are not
+# identified and cannot be compared; a ridge makes the optimum unique.
+@pytest.mark.parametrize("regularizer", [gf.Ridge(1e-5), gf.Ridge(1e-2)])
 def test_blocked_equals_in_memory(recording, regularizer):
     """History and coupling across block edges and several disjoint epochs."""
     import pynapple as nap
