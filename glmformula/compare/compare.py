@@ -75,6 +75,7 @@ class Comparison:
         self.valid = common
         self.folds = contiguous_folds(common, cv) if cv else []
         self.options = {"regularizer": regularizer, "solver": solver, "dtype": dtype}
+        self._full: dict = {}  # full-data fits, used to warm-start the fold fits
 
     def fit(self, name: str, rows: np.ndarray, init=None, covariance: bool = False):
         return fit_design(self.designs[name], row_weight=rows.astype(float), init=init,
@@ -92,26 +93,34 @@ class Comparison:
         return (poisson_log_likelihood(counts, expected), bits_per_spike(counts, expected),
                 counts.sum(axis=0))
 
+    def run_task(self, name: str, fold: int) -> dict:
+        """One unit of work: the fit of model ``name`` on all rows (``fold=-1``) or without
+        fold ``fold``, scored on the held-out rows (all rows for ``fold=-1``)."""
+        if fold < 0:
+            result = self.fit(name, self.valid)
+            self._full[name] = result
+            ll, bps, spikes = self.heldout(name, result, self.valid)
+            return {"ll": ll, "bps": bps, "spikes": spikes, "n_params": result.n_params_units,
+                    "converged": result.converged, "n_rows": int(self.valid.sum()),
+                    "unit_ids": tuple(self.designs[name].unit_ids)}
+        test = self.folds[fold]
+        result = self.fit(name, self.valid & ~test, init=self._full.get(name))
+        ll, bps, spikes = self.heldout(name, result, test)
+        return {"ll": ll, "bps": bps, "spikes": spikes}
+
+    def tasks(self) -> list[tuple[str, int]]:
+        """Every (model, fold) fit, each model's full-data fit first (-1)."""
+        return [(name, fold) for name in self.formulas for fold in range(-1, len(self.folds))]
+
     def score_model(self, name: str) -> ModelScores:
-        full = self.fit(name, self.valid)
-        counts = self.designs[name].counts[self.valid].astype(float)
-        train_ll, train_bps, train_spikes = self.heldout(name, full, self.valid)
-        lls, bpss, spikes = [], [], []
-        for test in self.folds:
-            result = self.fit(name, self.valid & ~test, init=full)
-            ll, bps, n = self.heldout(name, result, test)
-            lls.append(ll), bpss.append(bps), spikes.append(n)
-        F = len(self.folds)
-        U = counts.shape[1]
-        return ModelScores(name, full.n_params_units, train_ll, train_bps, train_spikes,
-                           np.asarray(lls).reshape(F, U), np.asarray(bpss).reshape(F, U),
-                           np.asarray(spikes).reshape(F, U), int(self.valid.sum()),
-                           full.converged)
+        outputs = {(name, fold): self.run_task(name, fold)
+                   for fold in range(-1, len(self.folds))}
+        return _assemble(name, outputs, len(self.folds))
 
 
 def compare(models, data: Mapping, *, bin_size, epochs=None, cv: int = 5, regularizer=None,
-            solver: str = "auto", dtype=None, per_unit: bool = False,
-            progress: bool = False) -> pd.DataFrame:
+            solver: str = "auto", dtype=None, per_unit: bool = False, progress: bool = False,
+            executor=None) -> pd.DataFrame:
     """Compare formulas by cross-validated log-likelihood (bits per spike).
 
     Parameters
@@ -124,6 +133,12 @@ def compare(models, data: Mapping, *, bin_size, epochs=None, cv: int = 5, regula
         Number of contiguous folds (0: no cross-validation).
     per_unit : bool
         One row per (model, unit) instead of one per model (pooled over units).
+    progress : bool
+        Show a progress bar over the (model, fold) fits.
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        Run the (model, fold) fits there; each worker builds the shared feature graph once.
+        Results equal the in-process run; a failed fit is retried once, then reported by model
+        and fold.
 
     Returns
     -------
@@ -133,23 +148,38 @@ def compare(models, data: Mapping, *, bin_size, epochs=None, cv: int = 5, regula
         log_likelihood, aic, bic, lr_stat, lr_df, lr_pvalue, nested_in, converged.
     """
     formulas = _named(models)
-    comparison = Comparison(formulas, data, bin_size=bin_size, epochs=epochs, cv=cv,
-                            regularizer=regularizer, solver=solver, dtype=dtype)
-    results = {}
-    for name in _progress(formulas, progress, "models"):
-        results[name] = comparison.score_model(name)
+    options = dict(bin_size=bin_size, epochs=epochs, cv=cv, regularizer=regularizer,
+                   solver=solver, dtype=dtype)
+    if executor is not None:
+        from .distributed import run_distributed
+        outputs = run_distributed(executor, formulas, data, options, progress)
+        results = {name: _assemble(name, outputs, cv) for name in formulas}
+        unit_ids = outputs[(next(iter(formulas)), -1)]["unit_ids"]
+        return comparison_table(formulas, results, unit_ids, per_unit)
+    comparison = Comparison(formulas, data, **options)
+    outputs = {}
+    for task in _progress(comparison.tasks(), progress, "fits (model x fold)"):
+        outputs[task] = comparison.run_task(*task)
+    results = {name: _assemble(name, outputs, len(comparison.folds)) for name in formulas}
     return comparison_table(formulas, results, comparison.designs[next(iter(formulas))].unit_ids,
                             per_unit)
+
+
+def _assemble(name, outputs, cv) -> ModelScores:
+    full = outputs[(name, -1)]
+    F, U = (cv or 0), len(full["ll"])
+    folds = [outputs[(name, f)] for f in range(F)]
+    stack = lambda key: np.asarray([o[key] for o in folds]).reshape(F, U)  # noqa: E731
+    return ModelScores(name, np.asarray(full["n_params"]), full["ll"], full["bps"],
+                       full["spikes"], stack("ll"), stack("bps"), stack("spikes"),
+                       int(full["n_rows"]), bool(full["converged"]))
 
 
 def _progress(items, enabled: bool, what: str):
     if not enabled:
         return items
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # progress is optional
-        return items
-    return tqdm(list(items), desc=what)
+    from rich.progress import track
+    return track(list(items), description=what, transient=True)
 
 
 def comparison_table(formulas: dict, results: dict, unit_ids, per_unit: bool) -> pd.DataFrame:
