@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import backend, blocked
+from . import backend, blocked, sharding
 from .errors import FitError, FormulaError
 from .graph.constraints import find_constraints
 from .graph.design import DesignMatrix, build, prepare
@@ -89,15 +89,16 @@ def fit_design(design: DesignMatrix, *, regularizer=None, solver="auto", dtype=N
         problem = backend.Problem(X=X, y=design.counts, column_mask=mask, offset=design.offset,
                                   row_weight=weights, column_groups=_groups(plan))
         try:
-            solution = backend.solve(problem, regularizer=regularizer, solver=solver,
-                                     dtype=dtype, init=init, **options)
+            solution = sharding.solve_on_devices(problem, regularizer=regularizer,
+                                                 solver=solver, dtype=dtype, init=init,
+                                                 **options)
         except FormulaError:
             raise
         except (ValueError, TypeError) as err:
             raise FitError(f"the fit could not run: {err}",
                            hint="check the regularizer and solver options") from None
         if covariance:
-            fisher = backend.fisher_covariance(problem, solution, regularizer=regularizer)
+            fisher = sharding.covariance_on_devices(problem, solution, regularizer)
         else:
             P, U = solution.weights.shape
             fisher = np.full((U, P + 1, P + 1), np.nan)
