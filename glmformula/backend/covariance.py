@@ -40,8 +40,9 @@ def _invert(info, m):
     n = info.shape[-1]
     eye = jnp.eye(n, dtype=info.dtype)
     A = info * m[:, :, None] * m[:, None, :] + eye * (1.0 - m)[:, None, :]
-    L, s, deficient = robust_factor(A)
-    inv = jax.vmap(lambda L, s: (s[:, None] * jax.scipy.linalg.cho_solve((L, True), jnp.diag(s))))(L, s)
+    Linv, s, deficient = robust_factor(A)
+    # A^-1 = S Linv' Linv S
+    inv = jnp.einsum("uki,ukj->uij", Linv, Linv) * s[:, :, None] * s[:, None, :]
     return inv * m[:, :, None] * m[:, None, :], deficient
 
 

@@ -76,8 +76,44 @@ def _rank_tol(dtype):
     return float(jnp.finfo(dtype).eps) ** (2.0 / 3.0)
 
 
+def cholesky(A):
+    """Batched Cholesky factor (lower) in plain JAX ops: (U, n, n) → (U, n, n).
+
+    Not ``jnp.linalg.cholesky``: on CPU, jaxlib 0.10's batched LAPACK kernels
+    (potrf, trsm) fan the batch out to XLA's intra-op thread pool and block
+    waiting for it; when the executor runs as many of them concurrently as the
+    pool has threads (2 here) the process deadlocks (observed in this code;
+    known upstream, fixed in later jaxlib). Column-by-column (Crout) in ``n``
+    steps of batched matrix-vector products: ``U n^3`` flops, negligible
+    next to one pass over the rows for the sizes this backend serves.
+    Where ``A`` is not positive definite the factor contains NaN (like LAPACK).
+    """
+    U, n, _ = A.shape
+    idx = jnp.arange(n)
+
+    def column(j, L):
+        col = A[:, :, j] - jnp.einsum("uik,uk->ui", L, L[:, j, :])  # only columns < j of L are set
+        ljj = jnp.sqrt(col[:, j])
+        new = jnp.where(idx[None, :] > j, col / ljj[:, None], jnp.where(idx[None, :] == j, ljj[:, None], 0.0))
+        return L.at[:, :, j].set(new)
+
+    return lax.fori_loop(0, n, column, jnp.zeros_like(A))
+
+
+def triangular_inverse(L):
+    """Inverse of batched lower-triangular matrices by forward substitution (plain JAX ops)."""
+    U, n, _ = L.shape
+    eye = jnp.eye(n, dtype=L.dtype)
+
+    def row(i, X):
+        r = (eye[i][None, :] - jnp.einsum("uk,ukm->um", L[:, i, :], X)) / L[:, i, i][:, None]
+        return X.at[:, i, :].set(r)
+
+    return lax.fori_loop(0, n, row, jnp.zeros_like(L))
+
+
 def robust_factor(H):
-    """Batched Cholesky of the correlation-scaled matrices, with a jitter fallback.
+    """Batched inverse Cholesky factor of the correlation-scaled matrices, with a jitter fallback.
 
     Parameters
     ----------
@@ -85,7 +121,7 @@ def robust_factor(H):
 
     Returns
     -------
-    L : (U, n, n) lower Cholesky factor of ``S H S`` (+ jitter where needed)
+    Linv : (U, n, n) inverse of the lower Cholesky factor of ``S H S`` (+ jitter where needed)
     s : (U, n) the scaling ``S = diag(s) = diag(H)^-1/2``
     deficient : (U,) bool, True where H is (numerically) singular
 
@@ -95,33 +131,32 @@ def robust_factor(H):
     Where the plain factor fails, ``sqrt(eps)`` is added to the diagonal: a
     Newton-type step only needs *a* positive definite matrix, the fixed point
     (gradient zero) is unchanged, so the fit stays exact where it is identified
-    and finite along null directions.
+    and finite along null directions. The inverse factor is formed once so
+    that every later solve is two matrix products (no triangular solves).
     """
     dtype = H.dtype
     n = H.shape[-1]
     d = jnp.diagonal(H, axis1=1, axis2=2)
     s = jnp.where(d > 0, lax.rsqrt(jnp.where(d > 0, d, 1.0)), 1.0)
     C = H * s[:, :, None] * s[:, None, :]
-    L = jnp.linalg.cholesky(C)
+    L = cholesky(C)
     piv = jnp.diagonal(L, axis1=1, axis2=2) ** 2
     finite = jnp.all(jnp.isfinite(L), axis=(1, 2))
     deficient = ~finite | (jnp.min(jnp.where(jnp.isfinite(piv), piv, 0.0), axis=1) < _rank_tol(dtype))
     jitter = float(jnp.finfo(dtype).eps) ** 0.5
 
     def refactor(L):
-        Lj = jnp.linalg.cholesky(C + jitter * jnp.eye(n, dtype=dtype))
+        Lj = cholesky(C + jitter * jnp.eye(n, dtype=dtype))
         return jnp.where(deficient[:, None, None], Lj, L)
 
     L = lax.cond(jnp.any(deficient), refactor, lambda L: L, L)
-    return L, s, deficient
+    return triangular_inverse(L), s, deficient
 
 
-def factor_solve(L, s, g):
+def factor_solve(Linv, s, g):
     """Solve ``H x = g`` for every unit given :func:`robust_factor` output; g, x: (n, U)."""
-    rhs = (s * g.T)[:, :, None]
-    z = lax.linalg.triangular_solve(L, rhs, left_side=True, lower=True)
-    x = lax.linalg.triangular_solve(L, z, left_side=True, lower=True, transpose_a=True)
-    return (s * x[:, :, 0]).T
+    z = jnp.einsum("uij,ju->ui", Linv, s.T * g)
+    return (s * jnp.einsum("uji,uj->ui", Linv, z)).T
 
 
 def backtrack(f_at, f0, slope, magnitude, go, c=1e-4, max_halvings=40):

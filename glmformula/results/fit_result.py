@@ -19,6 +19,7 @@ from ..errors import FormulaError
 from ..graph.design import build, prepare
 from ..terms.formula import Formula, parse
 from . import scores
+from .evaluation import record_covariate_ranges
 
 
 @attrs.frozen(eq=False)
@@ -45,6 +46,9 @@ class FitResult:
         Covariance of (intercept, weights) from the (penalised) Fisher information.
     state : dict
         Statistics learned from the training data (basis ranges, means), by node text.
+    covariate_ranges : dict
+        Covariate name -> :class:`~glmformula.results.evaluation.CovariateRange`: the values each
+        covariate took on the training rows (curves of bare covariates span them).
     """
 
     formula: Formula
@@ -72,6 +76,7 @@ class FitResult:
     fit_seconds: float = float("nan")
     compile_seconds: float = float("nan")
     dropped: dict = attrs.field(factory=dict)
+    covariate_ranges: dict = attrs.field(factory=dict)
 
     @classmethod
     def from_fit(cls, *, design, weights, intercept, covariance, solution, log_likelihood,
@@ -95,7 +100,8 @@ class FitResult:
             constrained_terms=tuple(constraints),
             fit_seconds=float(getattr(solution, "solve_seconds", np.nan)),
             compile_seconds=float(getattr(solution, "compile_seconds", np.nan)),
-            dropped=dict(design.dropped))
+            dropped=dict(design.dropped),
+            covariate_ranges=record_covariate_ranges(design, used))
 
     # -- coefficients ------------------------------------------------------------------------
     @property
@@ -249,6 +255,147 @@ class FitResult:
         counts = design.counts[rows].astype(float)
         expected = np.exp(np.clip(self._linear_predictor(design)[rows], -700, 700))
         return score_counts(counts, expected, metric, self.unit_ids, per_unit)
+
+    def simulate(self, data: Mapping, *, seed=0, epochs=None, max_rate: float = 1000.0):
+        """Poisson spike counts drawn from the model on the bins of ``data``.
+
+        Without ``history``/``coupling`` terms the counts are Poisson draws of
+        :meth:`predict` (times the bin size). With them the draw is recurrent, bin by bin:
+        each bin's rate reads the *simulated* past of the modelled units (recorded counts for
+        units the model reads but does not model), and the past is empty at each epoch start,
+        as the design's filters never reach across an epoch border.
+
+        Parameters
+        ----------
+        data : mapping
+            Names -> pynapple objects, with the covariates (and the response: its spike times
+            are only read for units the model couples to but does not model).
+        seed : int or numpy.random.Generator
+            Seed of the draws; the same seed gives the same counts.
+        epochs : IntervalSet or str, optional
+            Epochs to simulate (default: as for :meth:`predict`).
+        max_rate : float
+            Ceiling on the rate (Hz), so that a runaway excitatory network stays finite.
+
+        Returns
+        -------
+        Tsd or TsdFrame
+            Integer spike counts per bin (columns: unit ids), at bin centres (s), with the epochs
+            as time support. Every bin of the epochs where the covariates are defined is
+            simulated, including the first ``window`` bins of each epoch (whose past is empty);
+            bins with a missing covariate are left out (and given no spikes).
+        """
+        from .simulate import simulate
+        return simulate(self, data, seed=seed, epochs=epochs, max_rate=max_rate)
+
+    # -- curves, summaries and plots ---------------------------------------------------------
+    def curve(self, term: str, *, n_points: int = 100, scale: str = "gain",
+              unit=None) -> pd.DataFrame:
+        """The term's effect on the firing rate as a function of what it encodes, with 95%
+        pointwise bands (delta method on :attr:`covariance`).
+
+        * a basis or covariate term (``cyclic(hd, 12)``, ``rcos(x, 7)``, ``speed``,
+          ``log(speed)``): a tuning curve over ``n_points`` values of the covariate (a full
+          period for ``cyclic``; the training range otherwise; 0 and 1 for an IntervalSet);
+        * an interaction of two bases (``rcos(x, 5):rcos(y, 5)``): a map on an
+          ``n_points x n_points`` grid, index MultiIndex (x, y);
+        * an interaction of a basis with a scalar (``cyclic(hd, 8):speed``): the change per unit
+          of the scalar (held at 1), as a function of the other covariate (a gain curve);
+        * ``filter``, ``history``, ``coupling``: the filter over lag ``j * bin_size`` s,
+          ``j = 1 .. window`` (index ``"lag (s)"``; ``n_points`` is not used), the per-bin
+          weight of one spike (or one unit of the covariate) ``j`` bins back.
+
+        A term constrained to average zero over the training rows (see
+        :attr:`constrained_terms`) gives the centred effect: the curve minus its mean over the
+        training rows, with the band of that centred effect.
+
+        Parameters
+        ----------
+        term : str
+            Canonical text or a short alias (``"hd"``, ``"history"``).
+        n_points : int
+            Grid points per covariate.
+        scale : {"gain", "log"}
+            ``"gain"``: the multiplicative gain on the rate ``exp(effect)`` and ``exp`` of the
+            band; ``"log"``: the effect and band in log-rate.
+        unit : unit id or list, optional
+            Units to return (default: all).
+
+        Returns
+        -------
+        DataFrame
+            Indexed by the grid (named after the covariate, or ``"lag (s)"``); columns a
+            MultiIndex (unit, stat) with stat ``"estimate" | "lower" | "upper"``, or
+            (unit, source, stat) for ``coupling`` (source: the presynaptic unit).
+        """
+        from .curves import curve
+        return curve(self, term, n_points=n_points, scale=scale, unit=unit)
+
+    def coupling_matrix(self, *, statistic: str = "integral") -> pd.DataFrame:
+        """Functional connectivity: a summary of each coupling filter, post x pre.
+
+        Parameters
+        ----------
+        statistic : {"integral", "peak"}
+            ``"integral"``: the sum over lags of the log-space filter ``sum_j (K w)_j`` (the
+            total log-rate change a spike of the source causes over the window);
+            ``"peak"``: the filter's value of largest magnitude.
+
+        Returns
+        -------
+        DataFrame
+            Rows: target units (``post``); columns: source units (``pre``), labelled by unit id.
+            NaN on the diagonal (a unit never couples to itself) and for pairs not modelled.
+        """
+        from .curves import coupling_matrix
+        return coupling_matrix(self, statistic=statistic)
+
+    def summary(self, *, data: Mapping | None = None, refit: bool = False) -> pd.DataFrame:
+        """One row per (term, unit): the term's size and the Wald test of the whole term.
+
+        Columns: ``columns`` (the unit's weights in the term), ``df`` (free weights: one fewer
+        for a term constrained to sum to zero), ``wald_chi2`` (``w' S^+ w``), ``p_value``
+        (chi-square, ``df``). With ``refit=True`` (``data`` = the training data) each term is
+        dropped in turn and the formula refitted on the same rows: ``lr_stat`` (twice the
+        log-likelihood lost), ``lr_pvalue`` and ``deviance_explained`` (``lr_stat`` over the
+        null deviance: the share of the mean-rate model's deviance this term explains on its
+        own). Print it with :meth:`print_summary`.
+
+        Returns
+        -------
+        DataFrame
+            Index MultiIndex (term, unit).
+        """
+        from .summary import summary
+        return summary(self, data=data, refit=refit)
+
+    def print_summary(self, *, data: Mapping | None = None, refit: bool = False,
+                      console=None) -> None:
+        """Print :meth:`summary` as a table (rich) under the fit's headline numbers."""
+        from .summary import render
+        render(self, self.summary(data=data, refit=refit), console=console)
+
+    def plot(self, term: str, *, unit=None, scale: str = "gain", n_points: int = 100):
+        """Draw :meth:`curve` with its bands, one panel per unit (2-D maps as images, filters
+        against lag, coupling filters one line per source). Needs matplotlib.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            Built on the Agg canvas without pyplot: never shown; ``fig.savefig(path)``.
+        """
+        from .plotting import plot_curve
+        return plot_curve(self, term, unit=unit, scale=scale, n_points=n_points)
+
+    def plot_coupling(self, *, statistic: str = "integral", ax=None):
+        """Heat map of :meth:`coupling_matrix` (post x pre, centred on 0). Needs matplotlib.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from .plotting import plot_coupling
+        return plot_coupling(self, statistic=statistic, ax=ax)
 
     def save(self, path):
         """Write the result to ``path`` (npz + JSON metadata; no pickle). Returns the path."""

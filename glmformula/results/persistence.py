@@ -19,7 +19,9 @@ from ..errors import FormulaError
 from ..terms.formula import parse
 
 FORMAT = "glmformula-result"
-VERSION = 1
+#: 2 added the covariates' training ranges; files of version 1 still load (without them).
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 _ARRAYS = ("weights", "intercepts", "covariance", "epochs", "log_likelihood_units",
            "n_spikes", "converged_units", "n_iter_units", "grad_norm")
@@ -42,6 +44,11 @@ def save_result(result, path) -> Path:
         state_keys.append([key, len(values)])
         for j, value in enumerate(values):
             arrays[f"state_{i}_{j}"] = np.asarray(value, dtype=float)
+    range_keys = []
+    for i, (name, rng) in enumerate(result.covariate_ranges.items()):
+        range_keys.append([name, bool(rng.interval)])
+        arrays[f"range_{i}_low"] = np.asarray(rng.low, dtype=float)
+        arrays[f"range_{i}_high"] = np.asarray(rng.high, dtype=float)
     regularizer = result.regularizer
     metadata = {
         "format": FORMAT, "version": VERSION, "formula": str(result.formula),
@@ -49,7 +56,7 @@ def save_result(result, path) -> Path:
         "storage_columns": list(result.storage_columns),
         "unit_labels": [[list(pair) for pair in labels] for labels in result.unit_labels],
         "term_storage": {k: [v.start, v.stop] for k, v in result.term_storage.items()},
-        "state_keys": state_keys, "n_rows": result.n_rows, "solver": result.solver,
+        "state_keys": state_keys, "covariate_ranges": range_keys, "n_rows": result.n_rows, "solver": result.solver,
         "dtype": result.dtype, "constrained_terms": list(result.constrained_terms),
         "fit_seconds": result.fit_seconds, "compile_seconds": result.compile_seconds,
         "dropped": result.dropped,
@@ -82,6 +89,7 @@ def _strength_json(strength):
 def load_result(path):
     """Read a result written by :meth:`FitResult.save` (no pickle involved)."""
     from .. import backend
+    from .evaluation import CovariateRange
     from .fit_result import FitResult
 
     path = Path(path)
@@ -97,9 +105,15 @@ def load_result(path):
     if metadata.get("format") != FORMAT:
         raise FormulaError(f"{path} is not a glmformula result file",
                            hint="results are written by FitResult.save()")
+    if metadata.get("version") not in READABLE_VERSIONS:
+        raise FormulaError(f"{path} was written by a newer glmformula (result format version "
+                           f"{metadata.get('version')})", hint="upgrade glmformula to read it")
     state = {}
     for i, (key, n) in enumerate(metadata["state_keys"]):
         state[key] = tuple(arrays[f"state_{i}_{j}"] for j in range(n))
+    ranges = {name: CovariateRange(arrays[f"range_{i}_low"], arrays[f"range_{i}_high"],
+                                   bool(interval))
+              for i, (name, interval) in enumerate(metadata.get("covariate_ranges", []))}
     units = metadata["unit_ids"]
     regularizer = None
     if metadata["regularizer"] is not None:
@@ -124,4 +138,5 @@ def load_result(path):
         solver=metadata["solver"], dtype=metadata["dtype"], regularizer=regularizer,
         constrained_terms=tuple(metadata["constrained_terms"]),
         fit_seconds=float(metadata["fit_seconds"]),
-        compile_seconds=float(metadata["compile_seconds"]), dropped=metadata["dropped"])
+        compile_seconds=float(metadata["compile_seconds"]), dropped=metadata["dropped"],
+        covariate_ranges=ranges)

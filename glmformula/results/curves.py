@@ -1,0 +1,250 @@
+"""A term's effect on the firing rate as a function of what it encodes, with 95% bands.
+
+Three kinds of curve, chosen from the term:
+
+* **over covariates** (``rcos``, ``bspline``, ``cyclic``, ``onehot``, bare covariates and their
+  transforms, and their interactions): the term's columns evaluated on a grid of covariate
+  values (see :mod:`.evaluation`) times its weights. One covariate gives a tuning curve, two
+  (``rcos(x, 5):rcos(y, 5)``) a map on a 2-D grid. In an interaction of a basis with a scalar
+  (``cyclic(hd, 8):speed``) the scalar is held at 1: the curve is the change of log rate per
+  unit of the scalar, as a function of the other covariate (a gain curve).
+* **over lag** (``filter``, ``history``, ``coupling``): the filter ``K w`` at lags
+  ``j * bin_size`` for ``j = 1 .. window``, with ``K`` the very kernels the design convolved
+  with (:meth:`~glmformula.graph.nodes.CausalFilter.kernels`). ``K w`` is the weight of one
+  spike (or one unit of the covariate) in a bin ``j`` bins back.
+
+Bands are pointwise, by the delta method: the effect ``x' w`` has variance ``x' S x`` with
+``S`` the weights' block of :attr:`FitResult.covariance`. A term constrained to average zero
+over the training rows (see :attr:`FitResult.constrained_terms`) has a covariance that is
+singular along the constant, so its curve and band are those of the *centred* effect.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import pandas as pd
+
+from ..graph import nodes
+from .errors import ResultError
+from .evaluation import (GridGraph, contains, evaluate_columns, leaves, spike_filter_call,
+                         term_factor_nodes)
+
+#: Two-sided 95% normal quantile.
+Z95 = 1.959963984540054
+
+SCALES = ("gain", "log")
+LAG_INDEX = "lag (s)"
+
+
+@attrs.frozen(eq=False)
+class WeightBlock:
+    """Weights of one curve: a unit's weights of a term, or of one source unit (coupling).
+
+    ``columns`` are stored column indices (rows of ``FitResult.weights``; the covariance index
+    is ``columns + 1`` because the intercept comes first).
+    """
+
+    unit: object
+    unit_index: int
+    source: object
+    columns: np.ndarray
+
+
+def weight_blocks(result, term: str, *, group_size: int | None = None) -> list[WeightBlock]:
+    """Per unit (and, for lag terms read in groups of ``group_size``, per source) the stored
+    columns of ``term``, in the order of the unit's own columns."""
+    blocks = []
+    for u, unit in enumerate(result.unit_ids):
+        labels = result.unit_labels[u]
+        own = [(c, label) for c, (t, label) in zip(result.unit_columns[u], labels) if t == term]
+        if not own:
+            continue
+        if group_size is None:
+            blocks.append(WeightBlock(unit, u, None, np.asarray([c for c, _ in own], int)))
+            continue
+        for start in range(0, len(own), group_size):
+            group = own[start:start + group_size]
+            prefix = group[0][1][:group[0][1].rfind("[")]
+            blocks.append(WeightBlock(unit, u, _source_id(result, prefix),
+                                      np.asarray([c for c, _ in group], int)))
+    return blocks
+
+
+def _source_id(result, prefix: str):
+    """``"[unit 3]"`` -> the unit id 3 (as the TsGroup spells it); ``""`` -> None; other column
+    labels (a multi-column covariate's ``"[x]"``) -> the label's text."""
+    if not prefix:
+        return None
+    text = prefix.strip("[]")
+    if text.startswith("unit "):
+        text = text[len("unit "):]
+        for unit in result.unit_ids:
+            if str(unit) == text:
+                return unit
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    return text
+
+
+def select_units(result, unit) -> list:
+    """The unit ids asked for (None: all), checked."""
+    if unit is None:
+        return list(result.unit_ids)
+    wanted = list(unit) if isinstance(unit, (list, tuple, np.ndarray)) else [unit]
+    missing = [u for u in wanted if u not in result.unit_ids]
+    if missing:
+        raise ResultError(f"unit(s) {missing} are not in this model",
+                          hint="its units: " + ", ".join(map(str, result.unit_ids)))
+    return wanted
+
+
+def band(X: np.ndarray, w: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Effect ``X w`` and its pointwise standard error ``sqrt(diag(X S X'))``."""
+    effect = X @ w
+    var = np.einsum("ij,jk,ik->i", X, S, X)
+    return effect, np.sqrt(np.clip(var, 0.0, None))
+
+
+def _weights_and_cov(result, block: WeightBlock):
+    idx = block.columns + 1
+    S = result.covariance[block.unit_index][np.ix_(idx, idx)]
+    return result.weights[block.columns, block.unit_index], S
+
+
+def _frame(index, blocks, X, result, scale, with_source: bool) -> pd.DataFrame:
+    data, keys = [], []
+    for block in blocks:
+        w, S = _weights_and_cov(result, block)
+        effect, se = band(X, w, S)
+        lower, upper = effect - Z95 * se, effect + Z95 * se
+        if scale == "gain":
+            effect, lower, upper = np.exp(effect), np.exp(lower), np.exp(upper)
+        head = (block.unit, block.source) if with_source else (block.unit,)
+        for stat, values in (("estimate", effect), ("lower", lower), ("upper", upper)):
+            keys.append(head + (stat,))
+            data.append(values)
+    names = ["unit", "source", "stat"] if with_source else ["unit", "stat"]
+    columns = pd.MultiIndex.from_tuples(keys, names=names)
+    return pd.DataFrame(np.column_stack(data) if data else np.empty((len(index), 0)),
+                        index=index, columns=columns)
+
+
+def curve(result, term: str, *, n_points: int = 100, scale: str = "gain",
+          unit=None) -> pd.DataFrame:
+    """See :meth:`FitResult.curve`."""
+    if scale not in SCALES:
+        raise ResultError(f"unknown scale {scale!r}",
+                          hint="use scale=\"gain\" (multiplicative gain on the rate) or "
+                               "scale=\"log\" (log-rate)")
+    if int(n_points) != n_points or n_points < 2:
+        raise ResultError(f"n_points must be an integer >= 2, got {n_points!r}",
+                          hint="e.g. n_points=100")
+    term = result.resolve_term(term)
+    units = select_units(result, unit)
+    factor_nodes = term_factor_nodes(result, term)
+    if spike_filter_call(result, term) is not None or (
+            len(factor_nodes) == 1 and isinstance(factor_nodes[0], nodes.CausalFilter)):
+        return _lag_curve(result, term, factor_nodes[0], units, scale)
+    return _covariate_curve(result, term, factor_nodes, int(n_points), units, scale)
+
+
+def lag_kernels(node: nodes.CausalFilter, bin_size: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lags (s) ``j * bin_size`` for ``j = 1 .. window`` and the design's kernels (window, k)."""
+    return bin_size * np.arange(1, node.window + 1), node.kernels()
+
+
+def _lag_curve(result, term, node, units, scale) -> pd.DataFrame:
+    lags, K = lag_kernels(node, result.bin_size)
+    blocks = [b for b in weight_blocks(result, term, group_size=node.k) if b.unit in units]
+    with_source = any(b.source is not None for b in blocks)
+    index = pd.Index(lags, name=LAG_INDEX)
+    return _frame(index, blocks, K, result, scale, with_source)
+
+
+def _covariate_curve(result, term, factor_nodes, n_points, units, scale) -> pd.DataFrame:
+    has_basis = [contains(n, nodes.Basis) for n in factor_nodes]
+    if any(contains(n, nodes.CausalFilter) for n in factor_nodes):
+        raise ResultError(f"'{term}' interacts a filter with other factors: it has no curve",
+                          hint="read its weights with table(term)")
+    # With a basis in the term, scalar factors are held at 1: the curve is the gain per unit
+    # of the scalar; without one, every factor is evaluated on the grid.
+    gain = {i for i, b in enumerate(has_basis) if any(has_basis) and not b}
+    grid_leaves = []
+    for i, node in enumerate(factor_nodes):
+        if i not in gain:
+            grid_leaves.extend(leaf for leaf in leaves(node) if leaf not in grid_leaves)
+    names = list(dict.fromkeys(leaf.name for leaf in grid_leaves))
+    if len(names) > 2:
+        raise ResultError(f"'{term}' reads {len(names)} covariates ({', '.join(names)}); curves "
+                          "are drawn over one or two", hint="read its weights with table(term)")
+    axes = {name: _axis(result, name, [x for x in grid_leaves if x.name == name], n_points)
+            for name in names}
+    if len(names) == 1:
+        index = pd.Index(axes[names[0]], name=names[0])
+        values = {names[0]: axes[names[0]]}
+    else:
+        index = pd.MultiIndex.from_product([axes[names[0]], axes[names[1]]], names=names)
+        values = {n: index.get_level_values(n).to_numpy(float) for n in names}
+    X = evaluate_columns(factor_nodes, gain, GridGraph(values, result.state))
+    blocks = [b for b in weight_blocks(result, term) if b.unit in units]
+    if blocks and X.shape[1] != len(blocks[0].columns):
+        raise ResultError(f"'{term}': the grid gives {X.shape[1]} columns but the model has "
+                          f"{len(blocks[0].columns)} weights", hint="curves of multi-column "
+                          "covariates are not supported; read them with table(term)")
+    return _frame(index, blocks, X, result, scale, with_source=False)
+
+
+def _axis(result, name: str, name_leaves: list, n_points: int) -> np.ndarray:
+    """Grid values of one covariate: a full period for circular ones, 0/1 for an indicator,
+    else ``n_points`` evenly spaced over the training range."""
+    periods = [leaf.period for leaf in name_leaves if leaf.period is not None]
+    if periods:
+        return np.linspace(0.0, periods[0], n_points, endpoint=False)
+    rng = result.covariate_ranges.get(name)
+    if rng is None:
+        raise ResultError(f"this result has no training range of '{name}'",
+                          hint="refit the model (results saved by an older version lack it)")
+    if rng.interval:
+        return np.array([0.0, 1.0])
+    if rng.n_columns != 1:
+        raise ResultError(f"'{name}' has {rng.n_columns} columns; curves are drawn over "
+                          "one-column covariates", hint="read the weights with table(term), "
+                          "or pass the columns as separate Tsd covariates")
+    low, high = float(rng.low[0]), float(rng.high[0])
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ResultError(f"'{name}' had no finite value on the training rows",
+                          hint="check the covariate")
+    return np.linspace(low, high, n_points)
+
+
+def coupling_matrix(result, *, statistic: str = "integral") -> pd.DataFrame:
+    """See :meth:`FitResult.coupling_matrix`."""
+    statistics = ("integral", "peak")
+    if statistic not in statistics:
+        raise ResultError(f"unknown statistic {statistic!r}",
+                          hint="use statistic=\"integral\" or \"peak\"")
+    terms = [t for t in result.formula.terms
+             if (call := spike_filter_call(result, t)) is not None and call.function == "coupling"]
+    if not terms:
+        raise ResultError("the model has no coupling term",
+                          hint="add coupling(all) to the formula, e.g. "
+                               "\"spikes ~ ... + history(8, log) + coupling(all)\"")
+    term = terms[0]
+    node = term_factor_nodes(result, term)[0]
+    _, K = lag_kernels(node, result.bin_size)
+    blocks = weight_blocks(result, term, group_size=node.k)
+    sources = list(result.unit_ids) + [b.source for b in blocks if b.source not in result.unit_ids]
+    sources = list(dict.fromkeys(sources))
+    out = pd.DataFrame(np.nan, index=pd.Index(result.unit_ids, name="post"),
+                       columns=pd.Index(sources, name="pre"))
+    for block in blocks:
+        kernel = K @ result.weights[block.columns, block.unit_index]
+        value = kernel.sum() if statistic == "integral" else kernel[np.argmax(np.abs(kernel))]
+        out.loc[block.unit, block.source] = value
+    return out
+
+
+__all__ = ["curve", "coupling_matrix", "weight_blocks", "band", "Z95", "lag_kernels"]

@@ -1,0 +1,174 @@
+"""Per-term summary of a fit: Wald test of each whole term, optionally the deviance it explains.
+
+One row per (term, unit): a population model asks "does this term matter for this unit?"
+once per unit, and a pooled test would hide the units it matters for. The Wald statistic of a
+term is ``w' S^+ w`` on that unit's weights ``w`` of the term with ``S`` their covariance block;
+its degrees of freedom are the free weights: a term constrained to sum to zero over the training
+rows (:attr:`FitResult.constrained_terms`) loses one, and a pseudo-inverse keeps only the
+identified directions.
+
+With ``refit=True`` each term is dropped in turn and the formula refitted on the same rows of
+the training data (rows are those of the full model, so dropping ``history`` does not add the
+first window of each epoch back), giving the likelihood-ratio statistic and the share of the
+null deviance the term explains on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import scores
+from .curves import weight_blocks
+from .errors import ResultError
+
+COLUMNS = ("columns", "df", "wald_chi2", "p_value")
+REFIT_COLUMNS = ("lr_stat", "lr_pvalue", "deviance_explained")
+
+# Eigenvalues of a term's covariance below this fraction of its largest are not identified
+# (the constant direction of a constrained term is exactly such a direction).
+_RELATIVE_TOL = 1e-10
+
+
+def wald_test(w: np.ndarray, S: np.ndarray, max_df: int) -> tuple[float, int]:
+    """Wald statistic ``w' S^+ w`` and its degrees of freedom.
+
+    Parameters
+    ----------
+    w : ndarray (k,)
+        Weights.
+    S : ndarray (k, k)
+        Their covariance.
+    max_df : int
+        Free weights (k, less one for a sum-to-zero constraint).
+
+    Returns
+    -------
+    (float, int)
+        The statistic (chi-square with ``df`` degrees of freedom under "all weights are 0") and
+        ``df``: the number of identified directions of ``S``, at most ``max_df``.
+    """
+    S = 0.5 * (S + S.T)
+    values, vectors = np.linalg.eigh(S)
+    order = np.argsort(values)[::-1]
+    values, vectors = values[order], vectors[:, order]
+    top = values[0] if len(values) else 0.0
+    identified = int(np.sum(values > _RELATIVE_TOL * max(top, 0.0))) if top > 0 else 0
+    df = min(identified, max_df)
+    if df == 0:
+        return float("nan"), 0
+    projected = vectors[:, :df].T @ w
+    return float(np.sum(projected ** 2 / values[:df])), df
+
+
+def summary(result, *, data: Mapping | None = None, refit: bool = False) -> pd.DataFrame:
+    """See :meth:`FitResult.summary`."""
+    if refit and data is None:
+        raise ResultError("summary(refit=True) needs the training data to refit the model "
+                          "without each term", hint="call res.summary(data=data, refit=True)")
+    records, index = [], []
+    for term in result.formula.terms:
+        constrained = term in result.constrained_terms
+        for block in weight_blocks(result, term):
+            idx = block.columns + 1
+            w = result.weights[block.columns, block.unit_index]
+            S = result.covariance[block.unit_index][np.ix_(idx, idx)]
+            k = len(block.columns)
+            stat, df = wald_test(w, S, k - int(constrained))
+            p = float(stats.chi2.sf(stat, df)) if df > 0 else float("nan")
+            records.append({"columns": k, "df": df, "wald_chi2": stat, "p_value": p})
+            index.append((term, block.unit))
+    frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
+    frame.index = pd.MultiIndex.from_tuples(index, names=["term", "unit"]) if index else \
+        pd.MultiIndex.from_tuples([], names=["term", "unit"])
+    if refit:
+        frame = frame.join(_refit_columns(result, data))
+    return frame
+
+
+def _refit_columns(result, data: Mapping) -> pd.DataFrame:
+    """Likelihood-ratio statistic and deviance explained by each term, from refits without it."""
+    import pynapple as nap
+
+    from ..fitting import fit_design  # results sit below fitting; imported only when refitting
+    from ..graph.design import build, prepare
+
+    epochs = nap.IntervalSet(start=result.epochs[:, 0], end=result.epochs[:, 1])
+    full = result.design(data, epochs=epochs)
+    rows = full.rows
+    counts = full.counts[rows].astype(float)
+    expected = np.exp(np.clip(result._linear_predictor(full)[rows], -700, 700))
+    ll_full = scores.poisson_log_likelihood(counts, expected)
+    null_deviance = 2 * (scores.saturated_log_likelihood(counts)
+                         - scores.mean_rate_log_likelihood(counts))
+    records, index = [], []
+    for term in result.formula.terms:
+        others = [t for t in result.formula.term_objects if str(t) != term]
+        reduced = prepare(result.formula.with_terms(others), data, bin_size=result.bin_size,
+                          epochs=epochs)
+        design = build(reduced)
+        if design.grid.n_rows != full.grid.n_rows:
+            raise ResultError("the reduced model's time grid differs from the full one's",
+                              hint="pass the data the model was fitted on")
+        # Same rows as the full model, so the two log-likelihoods are comparable.
+        refitted = fit_design(design, regularizer=result.regularizer,
+                              row_weight=full.valid.astype(float), covariance=False)
+        ll_reduced = refitted.log_likelihood_units
+        for u, unit in enumerate(result.unit_ids):
+            lr = 2 * (ll_full[u] - ll_reduced[u])
+            df = _term_df(result, term, u)
+            records.append({
+                "lr_stat": lr,
+                "lr_pvalue": float(stats.chi2.sf(max(lr, 0.0), df)) if df > 0 else np.nan,
+                "deviance_explained": lr / null_deviance[u] if null_deviance[u] > 0 else np.nan})
+            index.append((term, unit))
+    return pd.DataFrame.from_records(records, index=pd.MultiIndex.from_tuples(
+        index, names=["term", "unit"]), columns=list(REFIT_COLUMNS))
+
+
+def _term_df(result, term: str, u: int) -> int:
+    n = sum(1 for t, _ in result.unit_labels[u] if t == term)
+    return n - int(term in result.constrained_terms)
+
+
+def render(result, frame: pd.DataFrame, *, console=None) -> None:
+    """Print the summary as a rich table under a header with the fit's headline numbers."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # rich is a dependency; keep printing if an install lacks it
+        print(_header(result))
+        print(frame.to_string())
+        return
+    console = console or Console(width=max(100, 14 * len(frame.columns) + 60))
+    console.print(_header(result), markup=False, highlight=False, soft_wrap=True)
+    table = Table()
+    shown = frame.reset_index()
+    for column in shown.columns:
+        table.add_column(str(column), justify="left" if column in ("term",) else "right")
+    for _, row in shown.iterrows():
+        table.add_row(*[_fmt(column, value) for column, value in row.items()])
+    console.print(table)
+
+
+def _header(result) -> str:
+    return (f"{result.formula}\n{len(result.unit_ids)} unit(s), {result.n_rows} bins of "
+            f"{result.bin_size * 1e3:g} ms, log-likelihood {result.log_likelihood:.6g} nats, "
+            f"AIC {result.aic:.6g}, solver {result.solver}"
+            + ("" if result.converged else " (NOT converged)"))
+
+
+def _fmt(column, value) -> str:
+    if isinstance(value, (float, np.floating)):
+        if np.isnan(value):
+            return ""
+        if column in ("p_value", "lr_pvalue"):
+            return "<1e-16" if value < 1e-16 else f"{value:.3g}"
+        return f"{value:.4g}"
+    return str(value)
+
+
+__all__ = ["summary", "wald_test", "render"]
