@@ -144,6 +144,9 @@ def curve(result, term: str, *, n_points: int = 100, scale: str = "gain",
                           hint="e.g. n_points=100")
     term = result.resolve_term(term)
     units = select_units(result, unit)
+    if not any(t == term for labels in result.unit_labels for t, _ in labels):
+        raise ResultError(f"'{term}' has no fitted weights (an offset enters with weight 1)",
+                          hint="curves are drawn for terms with weights; see res.coef")
     factor_nodes = term_factor_nodes(result, term)
     if spike_filter_call(result, term) is not None or (
             len(factor_nodes) == 1 and isinstance(factor_nodes[0], nodes.CausalFilter)):

@@ -15,6 +15,8 @@ model was fitted on, also for a result loaded from a file.
 
 from __future__ import annotations
 
+import warnings
+
 import attrs
 import numpy as np
 
@@ -96,9 +98,11 @@ def record_covariate_ranges(design, used: np.ndarray) -> dict[str, CovariateRang
                 continue
             interval = graph.source.is_interval_set(leaf.name)
             values = np.asarray(graph.evaluate(leaf), float)[used]
-            with np.errstate(all="ignore"):
-                low = np.nanmin(values, axis=0) if len(values) else np.full(values.shape[1], np.nan)
-                high = np.nanmax(values, axis=0) if len(values) else np.full(values.shape[1], np.nan)
+            missing = np.full(values.shape[1], np.nan)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column: NaN range
+                low = np.nanmin(values, axis=0) if len(values) else missing
+                high = np.nanmax(values, axis=0) if len(values) else missing
             ranges[leaf.name] = CovariateRange(np.asarray(low, float), np.asarray(high, float),
                                                bool(interval))
     return ranges

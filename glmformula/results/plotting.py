@@ -111,10 +111,13 @@ def plot_coupling(result, *, statistic: str = "integral", ax=None):
     return figure
 
 
-def draw_matrix(figure, ax, matrix: pd.DataFrame, *, label: str, cmap: str = "RdBu_r"):
-    """A post x pre heat map centred on 0 (the diagonal, NaN, is left blank)."""
+def draw_matrix(figure, ax, matrix: pd.DataFrame, *, label: str, cmap: str = "RdBu_r",
+                limit: float | None = None):
+    """A post x pre heat map centred on 0 (the diagonal, NaN, is left blank); colours span
+    +-``limit`` (default: the largest magnitude)."""
     values = matrix.to_numpy(float)
-    limit = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
+    if limit is None:
+        limit = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
     image = ax.imshow(values, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
     n_post, n_pre = values.shape
     step = max(1, math.ceil(max(n_post, n_pre) / 16))

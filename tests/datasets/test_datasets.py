@@ -187,13 +187,6 @@ def test_spikes_sorted_and_inside_their_support(name):
         assert inside.all()
 
 
-@pytest.mark.parametrize("name", list(SMALL))
-def test_default_generation_is_fast(name, default):
-    default(name)
-    # Includes one-off JIT compilation when this is the first recurrent dataset of the session.
-    assert _TIMINGS[name] < 3.0, f"{name} took {_TIMINGS[name]:.2f} s"
-
-
 # --------------------------------------------------------------------------- simulation machinery
 
 

@@ -11,9 +11,9 @@ import pytest
 import glmformula as gf
 from glmformula.bases import bspline, cyclic_bspline
 
-#: The population model of the simulated head-direction cells. A light Ridge penalty: at 10 ms
-#: bins the log-spaced history filters are nearly collinear, and the unpenalised fit is
-#: needlessly ill-conditioned (the truth is well inside what the penalty allows).
+#: The population model of the simulated head-direction cells. A light Ridge penalty: without it
+#: some coupling filters of rarely co-firing pairs are nearly separated at 10 ms bins
+#: (SeparationWarning) and the coupling matrix is mostly noise.
 HD_FORMULA = ("spikes ~ cyclic(head_direction, 8) + history(4, log, window=100ms) "
               "+ coupling(all)")
 
@@ -30,6 +30,32 @@ def hd_fit(hd_sim):
         warnings.simplefilter("ignore")
         return gf.fit(HD_FORMULA, hd_sim, bin_size="10ms", epochs="wake",
                       regularizer=gf.Ridge(1e-4))
+
+
+@pytest.fixture(scope="session")
+def maze():
+    """Simulated linear track: unit 0 a place cell, unit 1 a speed cell (300 s)."""
+    return gf.datasets.linear_maze(seed=3, duration=300.0)
+
+
+@pytest.fixture(scope="session")
+def place_fit():
+    """2-D place cells (3 units, 300 s) fitted with a 25-column place map."""
+    data = gf.datasets.place_2d(seed=2, n_units=3, duration=300.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return data, gf.fit("spikes ~ rcos(x, 5):rcos(y, 5)", data, bin_size="20ms")
+
+
+@pytest.fixture(scope="session")
+def injection_fit():
+    """Simulated current clamp (5 sweeps of 20 s) fitted at 2 ms with a stimulus filter over
+    200 ms and spike history over 100 ms."""
+    data = gf.datasets.current_injection(seed=0, n_sweeps=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return data, gf.fit("spikes ~ filter(current, 10, window=200ms) "
+                            "+ history(8, log, window=100ms)", data, bin_size="2ms")
 
 
 @pytest.fixture(scope="session")

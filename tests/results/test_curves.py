@@ -8,8 +8,6 @@ bands must cover.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -76,11 +74,6 @@ def test_gain_curve_holds_the_scalar_at_one(lnp):
     assert np.allclose(gain[(1, "upper")], np.exp(curve[(1, "upper")]))
 
 
-@pytest.fixture(scope="module")
-def maze():
-    return gf.datasets.linear_maze(seed=5, duration=240.0)
-
-
 def test_curve_columns_are_the_design_columns(maze):
     """Rebuilt nodes evaluated on the design's own covariate values, with the training state,
     give exactly the design's columns: curves use the same basis and statistics."""
@@ -120,9 +113,8 @@ def test_terms_are_addressed_by_text_and_alias(maze):
         res.curve("speed", unit=7)
 
 
-def test_two_dimensional_map_peaks_at_the_place_field():
-    data = gf.datasets.place_2d(seed=2, n_units=3, duration=300.0)
-    res = gf.fit("spikes ~ rcos(x, 5):rcos(y, 5)", data, bin_size="20ms")
+def test_two_dimensional_map_peaks_at_the_place_field(place_fit):
+    data, res = place_fit
     curve = res.curve("rcos(x, 5):rcos(y, 5)", n_points=30)
     assert curve.index.names == ["x", "y"] and len(curve) == 900
     centres = np.asarray(data.truth["centers"])
@@ -136,14 +128,10 @@ def test_two_dimensional_map_peaks_at_the_place_field():
         assert corner["upper"] / corner["lower"] > centre["upper"] / centre["lower"]
 
 
-def test_filter_and_history_curves_recover_the_current_injection_truth():
+def test_filter_and_history_curves_recover_the_current_injection_truth(injection_fit):
     """The stimulus filter is a density (log-Hz per pA per s): the per-bin weight at lag tau is
     about stimulus_filter(tau) * bin_size. Shapes agree (correlation > 0.9) for both filters."""
-    data = gf.datasets.current_injection(seed=0, n_sweeps=6)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = gf.fit("spikes ~ filter(current, 10, window=200ms) + history(8, log, window=100ms)",
-                     data, bin_size="2ms")
+    data, res = injection_fit
     truth = data.truth
     stim = res.curve("filter", scale="log")
     assert stim.index.name == "lag (s)"
@@ -152,7 +140,8 @@ def test_filter_and_history_curves_recover_the_current_injection_truth():
     expected = truth["stimulus_filter"](lags) * res.bin_size
     r_stim = np.corrcoef(stim[(0, "estimate")], expected)[0, 1]
     hist = res.curve("history", scale="log")
-    r_hist = np.corrcoef(hist[(0, "estimate")], truth["history_filter"](hist.index.to_numpy()))[0, 1]
+    true_history = truth["history_filter"](hist.index.to_numpy())
+    r_hist = np.corrcoef(hist[(0, "estimate")], true_history)[0, 1]
     print(f"stimulus filter r = {r_stim:.3f}, history filter r = {r_hist:.3f}")
     assert r_stim > 0.9 and r_hist > 0.9
     # The curve is the design's kernels times the weights: K w at lag j * bin_size.

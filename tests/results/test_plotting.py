@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import glmformula as gf
-
 pytest.importorskip("matplotlib")
 
 
@@ -50,9 +48,11 @@ def test_coupling_heat_map(hd_fit, tmp_path):
     assert _no_pyplot_figures()
 
 
-def test_map_is_an_image():
-    data = gf.datasets.place_2d(seed=0, n_units=2, duration=120.0)
-    res = gf.fit("spikes ~ rcos(x, 4):rcos(y, 4)", data, bin_size="25ms")
-    figure = res.plot("rcos(x, 4):rcos(y, 4)", n_points=20)
+def test_map_is_an_image(place_fit):
+    _, res = place_fit
+    figure = res.plot("rcos(x, 5):rcos(y, 5)", n_points=20)
     images = [ax.get_images()[0] for ax in figure.axes if ax.get_images()]
-    assert len(images) == 2 and images[0].get_array().shape == (20, 20)
+    assert len(images) == 3 and images[0].get_array().shape == (20, 20)
+    curve = res.curve("rcos(x, 5):rcos(y, 5)", n_points=20)
+    # image rows are y, columns x
+    assert np.allclose(images[1].get_array(), curve[(1, "estimate")].to_numpy().reshape(20, 20).T)

@@ -58,7 +58,8 @@ def test_history_curve_per_unit(hd_fit):
     assert set(curve.columns.get_level_values("unit")) == set(hd_fit.unit_ids)
     log = hd_fit.curve("history", scale="log")
     assert np.allclose(curve, np.exp(log))
-    assert (log.xs("lower", axis=1, level="stat") <= log.xs("estimate", axis=1, level="stat")).all().all()
+    lower = log.xs("lower", axis=1, level="stat")
+    assert (lower <= log.xs("estimate", axis=1, level="stat")).all().all()
 
 
 def test_predict_on_other_epochs_keeps_their_time_support(hd_sim, hd_fit):
@@ -120,18 +121,36 @@ def test_simulation_is_recurrent_and_restarts_at_each_epoch(hd_sim, hd_fit):
     assert across > 0  # the past is forgotten at the epoch border
 
 
-def test_simulated_rate_of_a_refractory_cell_matches_the_data():
-    data = gf.datasets.current_injection(seed=1, n_sweeps=3)
-    res = gf.fit("spikes ~ filter(current, 8, window=100ms) + history(8, log, window=50ms)",
-                 data, bin_size="2ms")
+def test_simulated_rate_of_a_refractory_cell_matches_the_data(injection_fit):
+    data, res = injection_fit
     sim = res.simulate(data, seed=0)
-    assert len(sim.time_support) == 3
+    assert len(sim.time_support) == 5
     observed = gf.design_matrix("spikes ~ 1", data, bin_size="2ms").response
     ratio = sim.values.sum() / observed.values.sum()
     assert 0.85 < ratio < 1.15
-    # Refractoriness: the model's own past keeps consecutive-bin spikes rarer than in the
-    # feed-forward draw from the same rate.
-    ff = gf.fit("spikes ~ filter(current, 8, window=100ms)", data, bin_size="2ms")
-    ff_sim = ff.simulate(data, seed=0)
+    # Refractoriness: the model's own past keeps consecutive-bin spikes rarer than in a draw
+    # from the same model with its history weights set to 0.
+    history = res.term_storage[res.resolve_term("history")]
+    weights = res.weights.copy()
+    weights[history] = 0.0
+    feedforward = attrs.evolve(res, weights=weights).simulate(data, seed=0)
     pairs = lambda c: np.sum((c[1:] > 0) & (c[:-1] > 0))  # noqa: E731
-    assert pairs(sim.values) < 0.5 * pairs(ff_sim.values)
+    assert pairs(sim.values) < 0.5 * pairs(feedforward.values)
+
+
+def test_coupling_matrix_is_post_by_pre():
+    """Unit 1 fires 20 ms after unit 0's spikes (and not the reverse): the coupling 0 -> 1 is
+    in row 1 (post), column 0 (pre)."""
+    rng = np.random.default_rng(0)
+    leader = np.sort(rng.uniform(0, 150, 1500))
+    follows = leader[rng.random(len(leader)) < 0.5] + 0.02
+    follower = np.sort(np.concatenate([follows, rng.uniform(0, 150, 750)]))
+    support = nap.IntervalSet(0, 150.5)
+    data = {"spikes": nap.TsGroup({0: nap.Ts(leader), 1: nap.Ts(follower)}, time_support=support)}
+    res = gf.fit("spikes ~ coupling(all, 4, log, window=50ms)", data, bin_size="5ms",
+                 epochs=nap.IntervalSet(0, 150))
+    matrix = res.coupling_matrix()
+    assert matrix.loc[1, 0] > 1.0
+    assert abs(matrix.loc[0, 1]) < 0.5 * matrix.loc[1, 0]
+    curve = res.curve("coupling", scale="log")
+    assert abs(curve[(1, 0, "estimate")].idxmax() - 0.02) <= 0.0051  # within a bin

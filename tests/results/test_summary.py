@@ -16,11 +16,6 @@ from glmformula.graph.design import build, prepare
 sm = pytest.importorskip("statsmodels.api")
 
 
-@pytest.fixture(scope="module")
-def maze():
-    return gf.datasets.linear_maze(seed=3, duration=300.0)
-
-
 def test_wald_test_of_a_term_equals_statsmodels(maze):
     formula = "spikes[1] ~ rcos(position, 4, log=True) + speed"
     res = gf.fit(formula, maze, bin_size="20ms", epochs="run")
@@ -82,17 +77,14 @@ def test_refit_keeps_the_rows_of_the_full_model(hd_sim):
         res = gf.fit("spikes[[0, 1]] ~ cyclic(head_direction, 6) + history(3, log, window=50ms)",
                      hd_sim, bin_size="10ms", epochs="wake", regularizer=gf.Ridge(1e-4))
         table = res.summary(data=hd_sim, refit=True)
-        X = gf.design_matrix("spikes[[0, 1]] ~ cyclic(head_direction, 6) + "
-                             "history(3, log, window=50ms)", hd_sim, bin_size="10ms",
-                             epochs="wake")
-        rows = np.zeros(X.grid.n_rows)
-        rows[X.rows] = 1.0
-        plain = gf.fit("spikes[[0, 1]] ~ cyclic(head_direction, 6)", hd_sim, bin_size="10ms",
-                       epochs="wake", regularizer=gf.Ridge(1e-4))
-    assert plain.n_rows > res.n_rows  # no history: more rows
-    prepared = prepare("spikes[[0, 1]] ~ cyclic(head_direction, 6)", hd_sim, bin_size="10ms",
-                       epochs="wake")
-    same_rows = fit_design(build(prepared), row_weight=rows, regularizer=gf.Ridge(1e-4))
+    X = gf.design_matrix("spikes[[0, 1]] ~ cyclic(head_direction, 6) + "
+                         "history(3, log, window=50ms)", hd_sim, bin_size="10ms", epochs="wake")
+    rows = np.zeros(X.grid.n_rows)
+    rows[X.rows] = 1.0
+    plain = build(prepare("spikes[[0, 1]] ~ cyclic(head_direction, 6)", hd_sim, bin_size="10ms",
+                          epochs="wake"))
+    assert plain.n_rows > res.n_rows  # without history: more rows
+    same_rows = fit_design(plain, row_weight=rows, regularizer=gf.Ridge(1e-4))
     lr = 2 * (res.log_likelihood_units - same_rows.log_likelihood_units)
     assert np.allclose(table.xs("history(3, log, window=50ms)", level="term")["lr_stat"], lr,
                        rtol=1e-5)
