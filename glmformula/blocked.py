@@ -6,6 +6,7 @@ solver accumulates likelihood, gradient and Hessians block by block
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 
 from . import backend
@@ -111,7 +112,7 @@ def fit_blocked(prepared: Prepared, chunk_size: int, *, regularizer=None, solver
                                 covariance=cov, solution=solution, log_likelihood=loglik,
                                 row_weight=valid.astype(float), regularizer=regularizer,
                                 constraints=constraints)
-    return result
+    return attrs.evolve(result, chunk_size=chunk_size)
 
 
 def blocked_fisher(problems, solution, mask, regularizer, groups) -> np.ndarray:

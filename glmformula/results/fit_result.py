@@ -76,6 +76,7 @@ class FitResult:
     fit_seconds: float = float("nan")
     compile_seconds: float = float("nan")
     dropped: dict = attrs.field(factory=dict)
+    chunk_size: int | None = None  # bins per block of a blocked fit; None: in memory
     covariate_ranges: dict = attrs.field(factory=dict)
 
     @classmethod

@@ -38,6 +38,7 @@ def test_blocked_equals_in_memory(recording, regularizer):
     assert np.allclose(whole.standard_errors(), blocks.standard_errors(), rtol=1e-6,
                        equal_nan=True)
     assert blocks.n_rows == whole.n_rows
+    assert blocks.chunk_size == 1777 and whole.chunk_size is None
 
 
 def test_constrained_term_blocked(recording):
