@@ -75,6 +75,11 @@ def fit_design(design: DesignMatrix, *, regularizer=None, solver="auto", dtype=N
     """Fit an already built design (used by cross-validation: ``row_weight`` selects rows;
     ``covariance=False`` skips the Fisher information where no standard errors are needed)."""
     plan = design.plan
+    if not design.formula.intercept:
+        raise FitError("fits without an intercept are not supported yet",
+                       formula=str(design.formula),
+                       hint="keep the intercept (remove '- 1' / '0 +'); design_matrix() builds "
+                            "intercept-free designs")
     shared = tuple(t.text for t in plan.terms if t.role == "shared")
     constraints = find_constraints(design.storage, design.valid, plan.term_storage, shared) \
         if design.formula.intercept else {}

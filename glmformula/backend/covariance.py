@@ -40,9 +40,8 @@ def _invert(info, m):
     n = info.shape[-1]
     eye = jnp.eye(n, dtype=info.dtype)
     A = info * m[:, :, None] * m[:, None, :] + eye * (1.0 - m)[:, None, :]
-    Linv, s, deficient = robust_factor(A)
-    # A^-1 = S Linv' Linv S
-    inv = jnp.einsum("uki,ukj->uij", Linv, Linv) * s[:, :, None] * s[:, None, :]
+    Cinv, s, deficient = robust_factor(A)
+    inv = Cinv * s[:, :, None] * s[:, None, :]  # A^-1 = S Cinv S
     return inv * m[:, :, None] * m[:, None, :], deficient
 
 

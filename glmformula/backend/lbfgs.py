@@ -69,9 +69,10 @@ class _State(NamedTuple):
     n_iter: jax.Array
     crit: jax.Array
     status: jax.Array
-    L0: jax.Array  # (U, P+1, P+1) factor of the preconditioner B0
+    L0: jax.Array  # (U, P+1, P+1) inverse of the scaled preconditioner B0 (robust_factor)
     s0: jax.Array
     n_hess: jax.Array
+    deficient: jax.Array
 
 
 def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, strategy: str) -> RawResult:
@@ -86,20 +87,35 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
     m = history
     G = gram_sum(blk.X, blk.rw)
     B0 = penalised_hessian(data, (data.scale * data.n)[:, None, None] * (G / data.n)[None, :, :])
-    L0, s0, deficient = robust_factor(B0)
-    precond = lambda q, st=None: factor_solve(L0, s0, q) if st is None else factor_solve(st.L0, st.s0, q)
-    crit_of = lambda g, st=None: jnp.sqrt(jnp.maximum(jnp.sum(g * precond(g, st), axis=0), 0.0) / data.scale)
+    precond = lambda q, st: factor_solve(st.L0, st.s0, q)
+    crit_of = lambda g, st: jnp.sqrt(jnp.maximum(jnp.sum(g * precond(g, st), axis=0), 0.0) / data.scale)
 
     W = data.W0 * data.mask
     theta = jnp.concatenate([W, data.b0[None, :]], axis=0)
     eta = linear_predictor(blk, W, data.b0)
     f, g, mag = smooth_objective(data, eta, W)
-    crit = crit_of(g)
-    done = ~data.active | (crit <= tol)
     zeros = jnp.zeros((m, P + 1, U), dtype)
     st = _State(theta, eta, f, g, mag, zeros, zeros, jnp.zeros((m, U), dtype), jnp.array(0),
-                jnp.ones(U, dtype), jnp.array(0), done, jnp.zeros(U, jnp.int32), crit,
-                jnp.where(data.active, OK, NO_SPIKES).astype(jnp.int32), L0, s0, jnp.array(1))
+                jnp.ones(U, dtype), jnp.array(0), ~data.active, jnp.zeros(U, jnp.int32),
+                jnp.full((U,), jnp.inf, dtype), jnp.where(data.active, OK, NO_SPIKES).astype(jnp.int32),
+                jnp.zeros_like(B0), jnp.ones((U, P + 1), dtype), jnp.array(0), jnp.zeros(U, bool))
+
+    def renew(st):
+        # Factor B0 (first iteration) or the current Hessian (refresh), and
+        # forget pairs measured against the old preconditioner. One call site:
+        # the factorisation is the largest part of the compiled program.
+        if refresh:
+            M = lax.cond(
+                st.it == 0,
+                lambda st: B0,
+                lambda st: penalised_hessian(data, hessian_sum(blk.X, curvature(st.eta, blk.rw), strategy)),
+                st,
+            )
+        else:
+            M = B0
+        L, s, deficient = robust_factor(M)
+        return st._replace(L0=L, s0=s, rho=jnp.zeros_like(st.rho), gamma=jnp.ones_like(st.gamma),
+                           n_hess=st.n_hess + 1, deficient=st.deficient | (deficient & data.active))
 
     def direction(st):
         # two-loop recursion, newest pair first; empty slots have rho = 0.
@@ -124,6 +140,12 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
         return (st.it < max_iter) & jnp.any(~st.done)
 
     def body(st):
+        # Slow progress means the rates modulate the curvature far from the
+        # start's: every `refresh` iterations, the current Hessian becomes B0.
+        need = st.it == 0
+        if refresh:
+            need = need | (st.it % refresh == 0)
+        st = lax.cond(need, renew, lambda st: st, st)
         go = ~st.done
         d = direction(st)
         slope = jnp.sum(st.g * d, axis=0)
@@ -152,7 +174,8 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
         valid = go & (sy > jnp.finfo(dtype).eps * jnp.sqrt(jnp.sum(step * step, axis=0) * jnp.sum(y * y, axis=0)))
         rho = jnp.where(valid, 1.0 / jnp.where(valid, sy, 1.0), 0.0)
         stalled = go & ~ok
-        new = st._replace(
+        crit = jnp.where(go, crit_of(g, st), st.crit)
+        return st._replace(
             theta=theta, eta=eta, f=f, g=g, mag=mag,
             S=st.S.at[st.head].set(step), Y=st.Y.at[st.head].set(y), rho=st.rho.at[st.head].set(rho),
             head=(st.head + 1) % m,
@@ -160,30 +183,16 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
             it=st.it + 1,
             n_iter=st.n_iter + go.astype(jnp.int32),
             status=jnp.where(stalled, STALLED, st.status),
+            crit=crit,
+            done=st.done | stalled | (crit <= tol),
         )
-        done = st.done | stalled
-        if refresh:
-            # Slow progress means the rates modulate the curvature far from the
-            # start's: take the current Hessian as the new B0 (and forget pairs
-            # measured against the old one).
-            due = ((st.it + 1) % refresh == 0) & jnp.any(~done)
-
-            def renew(st):
-                H = penalised_hessian(data, hessian_sum(blk.X, curvature(st.eta, blk.rw), strategy))
-                L, s, _ = robust_factor(H)
-                return st._replace(L0=L, s0=s, rho=jnp.zeros_like(st.rho), gamma=jnp.ones_like(st.gamma),
-                                   n_hess=st.n_hess + 1)
-
-            new = lax.cond(due, renew, lambda st: st, new)
-        crit = jnp.where(go, crit_of(g, new), st.crit)
-        return new._replace(crit=crit, done=done | (crit <= tol))
 
     st = lax.while_loop(cond, body, st)
     converged = data.active & (st.crit <= tol)
     status = jnp.where(data.active & ~converged & (st.status == OK), MAX_ITER, st.status)
     return RawResult(
         st.theta[:P], st.theta[P], st.f, st.crit, jnp.max(jnp.abs(st.g), axis=0), converged, st.n_iter,
-        status, deficient & data.active, st.n_hess, 2 + 2 * st.it,
+        status, st.deficient, st.n_hess, 2 + 2 * st.it,
     )
 
 

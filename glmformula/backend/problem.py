@@ -56,6 +56,46 @@ def _as_float_array(x, name: str, ndim: tuple[int, ...]) -> np.ndarray:
     return a
 
 
+_ALIGN = 64  # bytes: what XLA's CPU client needs to use a host buffer in place
+
+
+def aligned(a, name: str = "X") -> np.ndarray:
+    """``a`` as a C-contiguous float array whose data start on a 64-byte boundary.
+
+    Such an array reaches the device without a copy on CPU
+    (:func:`to_device`); for a design of 1e6 x 200 float64 that saves a 1.6 GB
+    copy at every fit. An array that already qualifies is returned as is;
+    anything else (integers, Fortran order, numpy's usual 16-byte alignment)
+    is copied once, here.
+    """
+    a = _as_float_array(a, name, (2,))
+    dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    if a.dtype == dtype and a.flags.c_contiguous and a.ctypes.data % _ALIGN == 0:
+        return a
+    buf = np.empty(a.size * dtype.itemsize + _ALIGN, np.uint8)
+    start = (-buf.ctypes.data) % _ALIGN
+    out = buf[start : start + a.size * dtype.itemsize].view(dtype).reshape(a.shape)
+    np.copyto(out, a, casting="unsafe")
+    return out
+
+
+def to_device(a, dtype):
+    """Host array → device array in ``dtype``, without a copy where possible (aligned, CPU)."""
+    a = np.asarray(a)
+    if (
+        a.dtype == dtype
+        and a.flags.c_contiguous
+        and a.ctypes.data % _ALIGN == 0
+        and a.size
+        and jax.default_backend() == "cpu"
+    ):
+        try:
+            return jnp.from_dlpack(a, copy=False)
+        except (ValueError, RuntimeError, TypeError):  # pragma: no cover - jaxlib without zero-copy import
+            pass
+    return jnp.asarray(a, dtype)
+
+
 def _y_converter(y) -> np.ndarray:
     a = _as_float_array(y, "y", (1, 2))
     return a[:, None] if a.ndim == 1 else a
@@ -73,6 +113,8 @@ class Problem:
     ----------
     X : array, shape (T, P)
         Design shared by all units (rows: time bins; columns: features).
+        Stored as a C-contiguous, 64-byte aligned float array (copied once if
+        it is not one already) so that fits can use it without copying.
     y : array, shape (T, U) or (T,)
         Spike counts per bin (non-negative). A 1-D ``y`` is one unit.
     column_mask : bool array, shape (U, P), optional
@@ -88,7 +130,7 @@ class Problem:
         per-term penalty strengths).
     """
 
-    X: np.ndarray = attrs.field(converter=lambda x: _as_float_array(x, "X", (2,)))
+    X: np.ndarray = attrs.field(converter=aligned)
     y: np.ndarray = attrs.field(converter=_y_converter)
     column_mask: np.ndarray | None = attrs.field(default=None, converter=_optional(lambda m: np.asarray(m, dtype=bool)))
     offset: np.ndarray | None = attrs.field(default=None, converter=_optional(lambda o: _as_float_array(o, "offset", (1, 2))))
@@ -162,7 +204,7 @@ def block_from_arrays(X, y, offset, row_weight, dtype, n_units: int) -> Block:
         off = jnp.asarray(offset, dtype)
         off = off[:, None] if off.ndim == 1 else off
     rw = jnp.ones((T,), dtype) if row_weight is None else jnp.asarray(row_weight, dtype)
-    return Block(jnp.asarray(X, dtype), jnp.asarray(y, dtype), off, rw)
+    return Block(to_device(X, dtype), jnp.asarray(y, dtype), off, rw)
 
 
 # --------------------------------------------------------------------------- the rate
@@ -387,7 +429,8 @@ def block_stats(block: Block):
     n = jnp.sum(rw)
     spikes = rw @ block.Y
     off_mass = rw @ jnp.exp(jnp.minimum(block.offset, eta_cap(rw.dtype)))
-    col_sq = rw @ (block.X * block.X)
+    # reductions, not products with rw: no (T, P) temporary for X * X
+    col_sq = jnp.sum(rw[:, None] * block.X * block.X, axis=0)
     col_max = jnp.max(jnp.where(rw[:, None] > 0, jnp.abs(block.X), 0.0), axis=0)
     # validity of the data, read in the same pass (NaN/inf propagate into these)
     bad = (

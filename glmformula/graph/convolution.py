@@ -24,6 +24,10 @@ rows.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -48,12 +52,27 @@ __all__ = ["causal_convolve", "valid_rows", "choose_method"]
 # The last block is multithreaded OpenBLAS on oversubscribed cores, where
 # every GEMM waits on busy threads: pass method="fft" (or limit BLAS to one
 # thread) when sharing cores. Ties go to the FFT.
+# Since then causal_convolve holds BLAS to one thread itself (threadpoolctl)
+# and runs chunks on its own threads, and the FFT path got cheaper (1024-point
+# floor, packed writes). Same shapes, load ~4.5, benchmarks/convolution.py:
+#   W:       10    20    30    40    48    64   100
+#   direct: 0.17  0.24  0.32  0.43  0.47  0.63  0.85
+#   fft:    0.34  0.24  0.35  0.34  0.32  0.37  0.29
+# i.e. a crossover near W ~ 30-40; 48 is kept until measured on a quiet machine.
 FFT_MIN_WINDOW = 48
 
 # Working-set targets per block (bytes of float64 temporaries), small enough
 # to stay near cache and to keep peak memory close to the output itself.
 _DIRECT_BLOCK_BYTES = 8 * 2**20
 _FFT_BLOCK_BYTES = 24 * 2**20
+# Shortest FFT. CPU seconds of the FFT path for T = 1e5, C = 50, K = 8, float32
+# output, one thread (benchmarks/design.py session, best of 5 x 2, load ~5-9):
+#   floor:     512   1024   2048   4096
+#   W =  48: 0.231  0.233  0.259  0.288
+#   W = 100: 0.199  0.186  0.219  0.246
+#   W = 200: 0.292  0.274  0.277  0.288   (8 * (W + 1) > 1024 from W = 128 on)
+# Shorter transforms stay in cache; much shorter ones waste the W-row overlap.
+_FFT_MIN_LENGTH = 1024
 
 
 def choose_method(window_bins: int, n_filters: int) -> Literal["direct", "fft"]:
@@ -136,8 +155,11 @@ def causal_convolve(
     method :
         ``"direct"``, ``"fft"`` or ``"auto"`` (:func:`choose_method`).
     workers :
-        Threads for ``scipy.fft`` (``-1``: all cores). BLAS threading of the
-        direct path follows the BLAS library's own settings.
+        Threads, as ``scipy.fft`` reads it (``-1``: all cores, ``None`` or
+        1: one): chunks of rows are processed in parallel. On the direct
+        path this needs ``threadpoolctl`` (BLAS is then held to one thread
+        per product); without it the direct path runs serially and BLAS
+        threads as the library is configured.
 
     Returns
     -------
@@ -158,11 +180,7 @@ def causal_convolve(
     out = _prepare_out(out, (n_rows, n_channels * n_filters), dtype)
     if method == "auto":
         method = choose_method(width, n_filters)
-    if method == "direct":
-        engine = _DirectEngine(kernels)
-    elif method == "fft":
-        engine = _FFTEngine(kernels, workers)
-    else:
+    if method not in ("direct", "fft"):
         raise ValueError(f"method must be 'auto', 'direct' or 'fft', got {method!r}.")
 
     uncovered = ~_covered(segs, n_rows)
@@ -171,18 +189,113 @@ def causal_convolve(
     layout = _GappedLayout(segs, width)
     if layout.n_rows == 0 or n_channels == 0:
         return out
+    # Whole chunks (gather, products or transforms, write) run on a pool of
+    # threads: NumPy, BLAS and pocketfft release the GIL, and every chunk writes
+    # its own rows. On the direct path that needs BLAS held to one thread per
+    # product (threadpoolctl): the products are long and thin, (rows * C, W) @
+    # (W, K), and multithreaded OpenBLAS on them ran 10x slower than one thread
+    # whenever other processes wanted the cores (1.6-3.0 s vs 0.15-0.27 s for
+    # T = 2.3e5, C = 32, W = 10, K = 8 on the 2-core development machine).
+    # Without threadpoolctl the direct path stays serial, BLAS threading as is.
+    limited = method == "fft" or _BLAS.available()
+    wanted = _thread_count(workers) if limited else 1
+    # Each thread holds one chunk's temporaries: the threads share the budget,
+    # so that peak memory does not grow with the number of cores.
+    if method == "direct":
+        engine = _DirectEngine(kernels, _DIRECT_BLOCK_BYTES // wanted)
+    else:
+        engine = _FFTEngine(kernels, 1, _FFT_BLOCK_BYTES // wanted)
     block = engine.channel_block(n_channels)
-    for c0 in range(0, n_channels, block):
-        c1 = min(c0 + block, n_channels)
-        cols = slice(c0 * n_filters, c1 * n_filters)
-        for p0, p1 in layout.chunks(engine.chunk_rows(c1 - c0)):
-            src = layout.source_rows(p0 - width, p1)
-            u, bad = _gather(signal, src, c0, c1)
-            y = engine(u, p1 - p0)
-            if bad is not None:
-                _poison(y, bad, width)
-            _scatter(out, src[width:], cols, y)
+    tasks = [
+        (c0, c1, p0, p1)
+        for c0 in range(0, n_channels, block)
+        for c1 in [min(c0 + block, n_channels)]
+        for p0, p1 in layout.chunks(engine.chunk_rows(c1 - c0))
+    ]
+    threads = min(wanted, len(tasks))
+    if method == "fft" and threads == 1:
+        engine.workers = workers  # one chunk at a time: pocketfft may use the cores
+
+    def run(task: tuple[int, int, int, int]) -> None:
+        c0, c1, p0, p1 = task
+        src = layout.source_rows(p0 - width, p1)
+        u, bad = _gather(signal, src, c0, c1)
+        y = engine(u, p1 - p0)
+        if bad is not None:
+            _poison(y, bad, width)
+        _scatter(out, src[width:], slice(c0 * n_filters, c1 * n_filters), y)
+
+    with _BLAS.one_thread() if method == "direct" and limited else _NO_LIMIT:
+        if threads > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                for _ in pool.map(run, tasks):
+                    pass
+        else:
+            for task in tasks:
+                run(task)
     return out
+
+
+class _BlasThreads:
+    """Holds BLAS to one thread while any direct convolution runs (threadpoolctl).
+
+    Reference-counted, so that overlapping calls from several threads restore the
+    library's own setting only when the last one ends. The controller (which finds
+    the loaded BLAS libraries, ~2 ms) is made once; a limit then costs ~20 us.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._controller = None
+        self._looked = False
+        self._depth = 0
+        self._limiter = None
+
+    def available(self) -> bool:
+        with self._lock:
+            if not self._looked:
+                self._looked = True
+                try:
+                    import threadpoolctl
+
+                    controller = threadpoolctl.ThreadpoolController()
+                    if controller.select(user_api="blas").lib_controllers:
+                        self._controller = controller
+                except Exception:  # not installed, or no BLAS it knows
+                    self._controller = None
+            return self._controller is not None
+
+    @contextlib.contextmanager
+    def one_thread(self):
+        with self._lock:
+            if self._depth == 0:
+                self._limiter = self._controller.limit(limits=1, user_api="blas")
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._limiter.restore_original_limits()
+                    self._limiter = None
+
+
+_BLAS = _BlasThreads()
+_NO_LIMIT = contextlib.nullcontext()
+
+
+def _thread_count(workers: int | None) -> int:
+    """Threads for ``workers`` as scipy.fft reads it: None is 1, -1 all usable cores."""
+    if workers is None:
+        return 1
+    if workers < 0:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+        return max(1, cores + 1 + workers)
+    return max(1, int(workers))
 
 
 class _GappedLayout:
@@ -222,19 +335,22 @@ class _GappedLayout:
 class _DirectEngine:
     """im2col: lagged copies of a block times the reversed kernels (BLAS)."""
 
-    def __init__(self, kernels: NDArray[np.float64]) -> None:
+    def __init__(
+        self, kernels: NDArray[np.float64], budget: int = _DIRECT_BLOCK_BYTES
+    ) -> None:
         # Window position q of output row i holds lag W - q.
         self.reversed = np.ascontiguousarray(kernels[::-1])
         self.width, self.n_filters = kernels.shape
+        self.budget = budget  # bytes of float64 temporaries per chunk
 
     def channel_block(self, n_channels: int) -> int:
         # As many channels as keep chunks of >= 256 rows within the target.
         per_channel = 8 * (self.width + self.n_filters) * 256
-        return int(max(1, min(n_channels, _DIRECT_BLOCK_BYTES // per_channel)))
+        return int(max(1, min(n_channels, self.budget // per_channel)))
 
     def chunk_rows(self, n_channels: int) -> int:
         per_row = 8 * n_channels * (self.width + self.n_filters)
-        return int(max(64, _DIRECT_BLOCK_BYTES // per_row))
+        return int(max(64, self.budget // per_row))
 
     def __call__(self, u: NDArray[np.float64], rows: int) -> NDArray[np.float64]:
         """``(rows, C, K)`` outputs for the ``rows + W`` input rows ``u``."""
@@ -247,20 +363,44 @@ class _DirectEngine:
 class _FFTEngine:
     """Overlap-save along time, channels and filters batched in the last axes."""
 
-    def __init__(self, kernels: NDArray[np.float64], workers: int | None) -> None:
+    def __init__(
+        self,
+        kernels: NDArray[np.float64],
+        workers: int | None,
+        budget: int = _FFT_BLOCK_BYTES,
+    ) -> None:
         self.width, self.n_filters = kernels.shape
         self.workers = workers
+        self.budget = budget  # bytes of temporaries per chunk
         # ~8x the window keeps the overlap overhead near 1/8 while the FFT
-        # stays small enough for cache; 4096 floors it for short windows.
-        self.n_fft = scipy.fft.next_fast_len(max(8 * (self.width + 1), 4096), real=True)
+        # stays small enough for cache; _FFT_MIN_LENGTH floors it for short windows.
+        self.n_fft = scipy.fft.next_fast_len(
+            max(8 * (self.width + 1), _FFT_MIN_LENGTH), real=True
+        )
         # Lag-1 alignment: prepend a zero so tap m of the filter is lag m.
         taps = np.zeros((self.n_filters, self.width + 1))
         taps[:, 1:] = kernels.T
         self.spectra = scipy.fft.rfft(taps, self.n_fft, axis=-1)
+        self._scratch = threading.local()
+
+    def _product_buffer(self, n_channels: int) -> NDArray[np.complex128]:
+        """This thread's (C, K, n_fft // 2 + 1) spectrum product, reused.
+
+        A fresh multi-megabyte temporary per chunk is mapped and faulted in anew
+        each time (glibc serves it with mmap): ~2.5 ms per chunk, twice the
+        transforms themselves, until the allocator's thresholds have grown (a
+        first call in a process took ~1.1 s instead of ~0.3 s for T = 1e5,
+        C = 50, K = 8, W = 100).
+        """
+        shape = (n_channels, self.n_filters, self.spectra.shape[1])
+        buffer = getattr(self._scratch, "product", None)
+        if buffer is None or buffer.shape != shape:
+            buffer = self._scratch.product = np.empty(shape, dtype=np.complex128)
+        return buffer
 
     def channel_block(self, n_channels: int) -> int:
         per_channel = 8 * self.n_fft * (self.n_filters * 3 + 2)
-        return int(max(1, min(n_channels, _FFT_BLOCK_BYTES // per_channel)))
+        return int(max(1, min(n_channels, self.budget // per_channel)))
 
     def chunk_rows(self, n_channels: int) -> int:
         return self.n_fft - self.width
@@ -271,8 +411,10 @@ class _FFTEngine:
         spec = scipy.fft.rfft(
             np.ascontiguousarray(u.T), self.n_fft, axis=-1, workers=self.workers
         )
-        prod = spec[:, None, :] * self.spectra[None, :, :]
-        full = scipy.fft.irfft(prod, self.n_fft, axis=-1, workers=self.workers)
+        prod = np.multiply(spec[:, None, :], self.spectra[None, :, :],
+                           out=self._product_buffer(spec.shape[0]))
+        full = scipy.fft.irfft(prod, self.n_fft, axis=-1, workers=self.workers,
+                               overwrite_x=True)
         # Linear-convolution index W + i is output row i; no wrap-around
         # reaches it because n_fft >= rows + W. Returning a view leaves a
         # single transposing copy, straight into the output.
@@ -310,6 +452,14 @@ def _scatter(out: NDArray, rows: NDArray[np.int64], cols: slice, y: NDArray) -> 
     written). A chunk spans a few segments at most, so a handful of slice
     writes beats one fancy-indexed write, which would copy the strided block.
     """
+    if not y.flags.c_contiguous:
+        # The FFT block is time-major per (channel, filter) line, and the lines
+        # sit n_fft (a power of two) values apart: reading across them, as the
+        # transposing write does, maps every line onto the same cache sets.
+        # Converting first to the output dtype, in the block's own memory order,
+        # packs the lines closely; the transposing write from that copy is ~3x
+        # faster (115 -> 32 ms of CPU per 1e5 rows x 400 float32 columns).
+        y = y.astype(out.dtype, order="K")
     valid = rows >= 0
     # A run starts where a valid row does not continue the previous one.
     starts = valid & np.r_[True, (rows[1:] != rows[:-1] + 1) | ~valid[:-1]]

@@ -98,7 +98,9 @@ def test_auto_choice_is_reported(population):
     assert solve(Problem(X, Y)).solver == choose_solver(*X.shape, Y.shape[1], "none") == "newton"
     assert solve(Problem(X, Y), regularizer=Lasso(0.01)).solver == "proximal"
     assert choose_solver(100_000, 400, 50, "none") == "lbfgs"
-    assert choose_solver(1_000_000, 200, 1, "smooth") == "newton"
+    assert choose_solver(1_000_000, 200, 1, "smooth") == "lbfgs"
+    assert choose_solver(100_000, 10, 50, "none") == "newton"
+    assert choose_solver(100_000, 50, 1, "none") == "newton"
 
 
 def test_kernels_hessian_hvp_gram_agree(simulator):

@@ -60,3 +60,9 @@ def test_large_design_goes_blocked_or_is_refused(recording, monkeypatch):
     with pytest.raises(gf.FitError, match="chunk_size") as info:
         check_fits_in_memory(prepared, np.float64)
     assert "GiB" in str(info.value) and "float32" in str(info.value)
+
+
+def test_fit_without_intercept_is_refused_clearly(recording):
+    with pytest.raises(gf.FitError, match="intercept"):
+        gf.fit("spikes[0] ~ cyclic(head_direction, 6) - 1", recording, bin_size="20ms",
+               epochs="wake")
