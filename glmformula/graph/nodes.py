@@ -19,6 +19,14 @@ from .convolution import causal_convolve
 from .sampling import indicator_on_grid, sample_on_grid
 
 
+def _expanded_labels(inner: tuple[str, ...], k: int) -> tuple[str, ...]:
+    """``[j]`` for each of k columns, after the input column's label when it has several."""
+    own = tuple(f"[{j}]" for j in range(k))
+    if len(inner) <= 1:
+        return own
+    return tuple(f"{c}{o}" for c in inner for o in own)
+
+
 def _segments_in(grid, lo: int, hi: int) -> np.ndarray:
     """Epoch row ranges clipped to [lo, hi), relative to lo."""
     seg = np.clip(grid.segments, lo, hi) - lo
@@ -142,11 +150,7 @@ class Basis:
         return self.input.lead
 
     def labels(self, graph) -> tuple[str, ...]:
-        inner = self.input.labels(graph)
-        own = tuple(f"[{j}]" for j in range(self.k))
-        if len(inner) <= 1:
-            return own
-        return tuple(f"{c}{o}" for c in inner for o in own)
+        return _expanded_labels(self.input.labels(graph), self.k)
 
     def evaluate(self, graph, rows: slice) -> np.ndarray:
         x = graph.evaluate(self.input, rows)
@@ -199,11 +203,7 @@ class CausalFilter:
         return bases.causal_filters(self.window, self.k, log=self.log, time_scaling=scaling)
 
     def labels(self, graph) -> tuple[str, ...]:
-        inner = self.input.labels(graph)
-        own = tuple(f"[{j}]" for j in range(self.k))
-        if len(inner) <= 1:
-            return own
-        return tuple(f"{c}{o}" for c in inner for o in own)
+        return _expanded_labels(self.input.labels(graph), self.k)
 
     def evaluate(self, graph, rows: slice, *, dtype=np.float64) -> np.ndarray:
         lo = max(rows.start - self.window, 0)
