@@ -36,7 +36,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .newton import MAX_ITER, NO_SPIKES, OK, STALLED, RawResult, backtrack, factor_solve, robust_factor, tolerance_floor
+from .newton import (
+    MAX_ITER, NO_SPIKES, OK, STALLED, RawResult, _rank_tol, backtrack, factor_solve, robust_factor, tolerance_floor,
+)
 from .problem import (
     FitData,
     compiled_call,
@@ -104,18 +106,23 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
         # Factor B0 (first iteration) or the current Hessian (refresh), and
         # forget pairs measured against the old preconditioner. One call site:
         # the factorisation is the largest part of the compiled program.
+        # Refresh Hessians are only preconditioners: formed with float32
+        # products (2x faster), they say nothing about the rank of the design,
+        # which the exact Gram matrix of the first iteration decides.
+        first = st.it == 0
         if refresh:
             M = lax.cond(
-                st.it == 0,
+                first,
                 lambda st: B0,
-                lambda st: penalised_hessian(data, hessian_sum(blk.X, curvature(st.eta, blk.rw), strategy)),
+                lambda st: penalised_hessian(data, hessian_sum(blk.X, curvature(st.eta, blk.rw), strategy, jnp.float32)),
                 st,
             )
+            tol_rank = jnp.where(first, _rank_tol(dtype), _rank_tol(jnp.float32)).astype(dtype)
         else:
-            M = B0
-        L, s, deficient = robust_factor(M)
+            M, tol_rank = B0, None
+        L, s, deficient = robust_factor(M, tol_rank)
         return st._replace(L0=L, s0=s, rho=jnp.zeros_like(st.rho), gamma=jnp.ones_like(st.gamma),
-                           n_hess=st.n_hess + 1, deficient=st.deficient | (deficient & data.active))
+                           n_hess=st.n_hess + 1, deficient=st.deficient | (deficient & data.active & first))
 
     def direction(st):
         # two-loop recursion, newest pair first; empty slots have rho = 0.

@@ -308,32 +308,43 @@ def _row_chunks(T: int, chunk: int):
     return n_full, rem
 
 
-def _xtdx(X, d, chunk: int = 8192):
+def _xtdx(X, d, chunk: int = 8192, compute=None):
     """``X.T @ (d[:, None] * X)`` accumulated over row chunks (P, P).
 
     Chunks keep the weighted copy of X in cache; on the 2-core EPYC this was
-    1.3-2.5x faster than one product over 1e5-1e6 rows.
+    1.3-2.5x faster than one product over 1e5-1e6 rows. ``compute`` (a dtype,
+    static) casts each chunk before its product (sums over chunks stay in
+    ``X.dtype``): float32 products run ~2x faster than float64 on CPU, good
+    enough for a Hessian that only shapes a step (see :func:`hessian_sum`).
     """
     T, P = X.shape
     dn = (((0,), (0,)), ((), ()))
+    cast = (lambda a: a) if compute is None else (lambda a: a.astype(compute))
+
+    def product(x, w):
+        x, w = cast(x), cast(w)
+        return lax.dot_general(x * w[:, None], x, dn).astype(X.dtype)
+
     if T <= chunk:
-        return lax.dot_general(X * d[:, None], X, dn)
+        return product(X, d)
     n_full, rem = _row_chunks(T, chunk)
 
     def body(i, acc):
         x = lax.dynamic_slice_in_dim(X, i * chunk, chunk)
         w = lax.dynamic_slice_in_dim(d, i * chunk, chunk)
-        return acc + lax.dot_general(x * w[:, None], x, dn)
+        return acc + product(x, w)
 
     acc = lax.fori_loop(0, n_full, body, jnp.zeros((P, P), X.dtype))
     if rem:
-        x, w = X[n_full * chunk :], d[n_full * chunk :]
-        acc = acc + lax.dot_general(x * w[:, None], x, dn)
+        acc = acc + product(X[n_full * chunk :], d[n_full * chunk :])
     return acc
 
 
-def _xtdx_pairs(X, D):
-    """``X.T diag(D[:, u]) X`` for all units via products of column pairs (U, P, P)."""
+def _xtdx_pairs(X, D, compute=None):
+    """``X.T diag(D[:, u]) X`` for all units via products of column pairs (U, P, P).
+
+    ``compute``: as in :func:`_xtdx` (chunk products in that dtype).
+    """
     T, P = X.shape
     U = D.shape[1]
     iu, ju = np.triu_indices(P)
@@ -342,9 +353,11 @@ def _xtdx_pairs(X, D):
     # small enough to stay near the cache and never blow up memory.
     chunk = int(np.clip((1 << 22) // n_pairs, 16, 4096))
     dn = (((0,), (0,)), ((), ()))
+    cast = (lambda a: a) if compute is None else (lambda a: a.astype(compute))
 
     def pairs(x, d):
-        return lax.dot_general(x[:, iu] * x[:, ju], d, dn)  # (n_pairs, U)
+        x, d = cast(x), cast(d)
+        return lax.dot_general(x[:, iu] * x[:, ju], d, dn).astype(X.dtype)  # (n_pairs, U)
 
     if T <= chunk:
         flat = pairs(X, D)
@@ -363,7 +376,7 @@ def _xtdx_pairs(X, D):
     return H + jnp.triu(H, 1).transpose(0, 2, 1)
 
 
-def hessian_sum(X, D, strategy: str):
+def hessian_sum(X, D, strategy: str, compute=None):
     """Row sums of the Hessian of every unit, intercept last: (U, P+1, P+1).
 
     Parameters
@@ -371,11 +384,19 @@ def hessian_sum(X, D, strategy: str):
     X : (T, P) design
     D : (T, U) curvature weights (:func:`curvature`)
     strategy : {"pairs", "per_unit"}, static (:func:`hessian_strategy`)
+    compute : dtype, optional, static
+        Form the ``X.T diag(d) X`` products of row chunks in this dtype
+        (``float32``: ~2x faster, relative error ~1e-6), summing chunks in
+        ``X.dtype``. For Hessians that only shape a step (early Newton
+        iterations, L-BFGS preconditioners): the fixed point of a solver is set
+        by the exact gradient, never by this.
     """
+    if compute is not None and jnp.dtype(compute) == X.dtype:
+        compute = None
     if strategy == "pairs":
-        H = _xtdx_pairs(X, D)
+        H = _xtdx_pairs(X, D, compute)
     else:
-        H = lax.map(lambda d: _xtdx(X, d), D.T)
+        H = lax.map(lambda d: _xtdx(X, d, compute=compute), D.T)
     xd = lax.dot_general(D, X, (((0,), (0,)), ((), ())))  # (U, P)
     dd = jnp.sum(D, axis=0)
     top = jnp.concatenate([H, xd[:, :, None]], axis=2)
@@ -418,29 +439,35 @@ def linear_predictor(block: Block, W, b):
 
 
 def block_stats(block: Block):
-    """Sums needed before fitting: total weight, spikes, offset mass, column energy and range.
+    """Sums needed before fitting: total weight, spikes, offset mass, column range.
 
-    Returns ``n (), spikes (U,), sum rw exp(offset) (U,), sum rw x^2 (P,), max |x| (P,),
-    non-finite data (bool), negative counts or weights (bool)`` (the last three
-    combine over blocks with ``maximum`` / ``or``, the others add). Checking the
-    data here, on the device, saves a host pass over ``X``.
+    Returns ``n (), spikes (U,), sum rw exp(offset) (U,), max |x| (P,) (in the
+    slot of a sum: positive iff the column is non-zero), max |x| (P,),
+    non-finite data (bool), negative counts or weights (bool)`` (the first four
+    add over blocks, the last three combine with ``maximum`` / ``or``).
+    Checking the data here, on the device, saves a host pass over ``X``.
+
+    One reduction reads ``X`` (the only large input): its column maxima, over
+    the rows with positive weight, give the empty columns, the column ranges
+    (separation warnings) and, since NaN and inf propagate into them (``inf *
+    0`` is NaN for unweighted rows), the validity of ``X``. Measured T=1e5,
+    P=50: 4.5 ms, against 33 ms for separate reductions.
     """
     rw = block.rw
     n = jnp.sum(rw)
     spikes = rw @ block.Y
     off_mass = rw @ jnp.exp(jnp.minimum(block.offset, eta_cap(rw.dtype)))
-    # reductions, not products with rw: no (T, P) temporary for X * X
-    col_sq = jnp.sum(rw[:, None] * block.X * block.X, axis=0)
-    col_max = jnp.max(jnp.where(rw[:, None] > 0, jnp.abs(block.X), 0.0), axis=0)
-    # validity of the data, read in the same pass (NaN/inf propagate into these)
+    # a product with the 0/1 row selector, not jnp.where: XLA's CPU select with a
+    # broadcast here was 5x slower (21 vs 4.5 ms for 1e5 x 50)
+    col_max = jnp.max(jnp.abs(block.X * (rw > 0).astype(block.X.dtype)[:, None]), axis=0)
     bad = (
-        ~jnp.all(jnp.isfinite(jnp.sum(block.X, axis=0)))
+        ~jnp.all(jnp.isfinite(col_max))
         | ~jnp.all(jnp.isfinite(jnp.sum(block.Y, axis=0)))
         | ~jnp.all(jnp.isfinite(jnp.sum(block.offset, axis=0)))
         | ~jnp.isfinite(n)
     )
     negative = (jnp.min(block.Y) < 0) | (jnp.min(rw) < 0)
-    return n, spikes, jnp.broadcast_to(off_mass, spikes.shape), col_sq, col_max, bad, negative
+    return n, spikes, jnp.broadcast_to(off_mass, spikes.shape), col_max, col_max, bad, negative
 
 
 def block_value_grad_hessian(block: Block, W, b, strategy: str):

@@ -166,7 +166,7 @@ class _Setup:
 
 
 def _setup(stats, column_mask, column_groups, regularizer, init, n_cols, n_units) -> _Setup:
-    n, spikes, off_mass, col_sq, col_max, bad, negative = (np.asarray(x, dtype=float) for x in stats)
+    n, spikes, off_mass, col_range, col_max, bad, negative = (np.asarray(x, dtype=float) for x in stats)
     if bad:
         raise ValueError("the data contain NaN or infinite values (X, y, offset or row_weight)")
     if negative:
@@ -174,7 +174,7 @@ def _setup(stats, column_mask, column_groups, regularizer, init, n_cols, n_units
     n = float(n)
     if not n > 0:
         raise ValueError("all row weights are zero: nothing to fit")
-    nonempty = col_sq > 0
+    nonempty = col_range > 0
     mask = np.ones((n_units, n_cols), bool) if column_mask is None else np.asarray(column_mask, bool).copy()
     mask &= nonempty[None, :]
     penalty = resolve_penalty(regularizer, column_groups, mask)

@@ -25,12 +25,15 @@ def test_blocked_equals_in_memory(recording, regularizer):
     import pynapple as nap
     f = "spikes ~ history(3, log, window=60ms) + coupling(all)"
     epochs = nap.IntervalSet([0.0, 65.3, 140.0], [60.0, 130.0, 200.0])  # inside wake
+    # The criterion (nats) is about the relative accuracy of the weights; both fits
+    # converged to 1e-10 must agree to 1e-8 (at the default 1e-8 each is only
+    # within ~1e-8 of the optimum, and their paths differ: lazy Newton in memory).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         whole = gf.fit(f, recording, bin_size="10ms", epochs=epochs, chunk_size=0,
-                       regularizer=regularizer)
+                       regularizer=regularizer, tol=1e-10)
         blocks = gf.fit(f, recording, bin_size="10ms", epochs=epochs, chunk_size=1777,
-                        regularizer=regularizer)
+                        regularizer=regularizer, tol=1e-10)
     scale = np.abs(whole.weights).max(axis=0)
     assert np.max(np.abs(whole.weights - blocks.weights) / scale) < 1e-8
     assert np.allclose(whole.intercepts, blocks.intercepts, rtol=1e-8, atol=1e-12)
@@ -45,8 +48,8 @@ def test_constrained_term_blocked(recording):
     f = "spikes[0] ~ cyclic(head_direction, 8) + history(3, log, window=60ms)"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        whole = gf.fit(f, recording, bin_size="10ms", epochs="wake", chunk_size=0)
-        blocks = gf.fit(f, recording, bin_size="10ms", epochs="wake", chunk_size=2500)
+        whole = gf.fit(f, recording, bin_size="10ms", epochs="wake", chunk_size=0, tol=1e-10)
+        blocks = gf.fit(f, recording, bin_size="10ms", epochs="wake", chunk_size=2500, tol=1e-10)
     assert blocks.constrained_terms == whole.constrained_terms == ("cyclic(head_direction, 8)",)
     assert np.allclose(whole.coef, blocks.coef, rtol=1e-8, atol=1e-10)
 
