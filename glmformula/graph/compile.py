@@ -194,30 +194,38 @@ def _layout(formula, unit_ids, bank_units, terms, offsets, lead) -> DesignPlan:
         term_storage[term.text] = slice(bank_start[term.node],
                                         bank_start[term.node] + k * len(bank_units))
 
-    unit_columns, unit_labels = [], []
+    # Per term, the columns and labels of each source are made once and each unit's
+    # design concatenates them (50 units coupled to 49 others: 2,500 pieces, not
+    # 20,000 label strings formatted per unit).
     position = {u: i for i, u in enumerate(bank_units)}
+    pieces = []  # per term: (role, {source: (columns, labels)})
+    for term in terms:
+        if term.role == "shared":
+            block = term_storage[term.text]
+            pieces.append(("shared", (np.arange(block.start, block.stop),
+                                      tuple((term.text, label) for label in term.labels))))
+            continue
+        start, k = bank_start[term.node], term.node.k
+        sources = bank_units if term.role == "history" else term.sources
+        own = "[{j}]" if term.role == "history" else "[unit {u}][{j}]"
+        pieces.append((term.role, {
+            u: (start + position[u] * k + np.arange(k),
+                tuple((term.text, own.format(u=u, j=j)) for j in range(k)))
+            for u in sources}))
+
+    unit_columns, unit_labels = [], []
     for unit in unit_ids:
-        columns, labels = [], []
-        for term in terms:
-            if term.role == "shared":
-                block = term_storage[term.text]
-                columns.extend(range(block.start, block.stop))
-                labels.extend((term.text, label) for label in term.labels)
-                continue
-            start, k = bank_start[term.node], term.node.k
-            if term.role == "history":
-                first = start + position[unit] * k
-                columns.extend(range(first, first + k))
-                labels.extend((term.text, f"[{j}]") for j in range(k))
+        parts = []
+        for role, piece in pieces:
+            if role == "shared":
+                parts.append(piece)
+            elif role == "history":
+                parts.append(piece[unit])
             else:
-                for source in term.sources:
-                    if source == unit:
-                        continue
-                    first = start + position[source] * k
-                    columns.extend(range(first, first + k))
-                    labels.extend((term.text, f"[unit {source}][{j}]") for j in range(k))
-        unit_columns.append(np.asarray(columns, dtype=np.int64))
-        unit_labels.append(tuple(labels))
+                parts.extend(p for source, p in piece.items() if source != unit)
+        unit_columns.append(np.concatenate([c for c, _ in parts]).astype(np.int64) if parts
+                            else np.zeros(0, np.int64))
+        unit_labels.append(tuple(label for _, labels in parts for label in labels))
     return DesignPlan(formula, formula.response, unit_ids, bank_units, terms, offsets, lead,
                       tuple(blocks), tuple(names), term_storage, tuple(unit_columns),
                       tuple(unit_labels))
