@@ -444,21 +444,11 @@ def write_report(rows, args):
         lines.append(f"| {name} | {rn:.1f}x ({tn}x) | {dobj:.1e} | {rf:.1f}x ({fname}) | {od:.1e} |")
     lines.append("")
     text = "\n".join(lines) + "\n"
-    _write_section(args.out, text)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _common import write_section
+
+    write_section(args.out, text, "benchmarks/fit.py")
     print("\n" + text)
-
-
-def _write_section(path, text):
-    """Replace the generated section of ``path`` (between markers), keeping the hand-written rest."""
-    begin, end = "<!-- BEGIN benchmarks/fit.py -->", "<!-- END benchmarks/fit.py -->"
-    old = open(path).read() if os.path.exists(path) else ""
-    block = f"{begin}\n{text}{end}\n"
-    if begin in old and end in old:
-        new = old[: old.index(begin)] + block + old[old.index(end) + len(end) + 1 :]
-    else:
-        new = old + ("\n" if old else "") + block
-    with open(path, "w") as fh:
-        fh.write(new)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -55,12 +57,77 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Interrupts:
+    """Ctrl-C handling for the command's lifetime.
+
+    Python swallows a KeyboardInterrupt that lands in a garbage-collector callback or a
+    destructor (JAX registers one: "Exception ignored in: <function _xla_gc_callback>"), and the
+    run would go on and write its outputs as if nothing happened. Here such an interrupt is
+    noted, raised again a moment later (SIGALRM, where available), and in any case no output
+    file is renamed into place once Ctrl-C was pressed (:func:`atomic_write`).
+    """
+
+    seen = False
+
+    def __enter__(self):
+        type(self).seen = False
+        self._hook = sys.unraisablehook
+        self._handlers = {}
+        sys.unraisablehook = self._unraisable
+        if threading.current_thread() is threading.main_thread():
+            self._handlers[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_signal)
+            if hasattr(signal, "setitimer"):
+                self._handlers[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
+        return self
+
+    def __exit__(self, *exc):
+        if signal.SIGALRM in self._handlers:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        for number, handler in self._handlers.items():
+            signal.signal(number, handler)
+        sys.unraisablehook = self._hook
+        type(self).seen = False
+        return False
+
+    def _on_signal(self, signum, frame):
+        type(self).seen = True
+        raise KeyboardInterrupt
+
+    def _on_alarm(self, signum, frame):
+        if type(self).seen:
+            raise KeyboardInterrupt
+
+    def _unraisable(self, info):
+        if isinstance(info.exc_value, KeyboardInterrupt):
+            type(self).seen = True
+            if signal.SIGALRM in self._handlers:
+                signal.setitimer(signal.ITIMER_REAL, 0.05)  # raise it again, outside the callback
+            return
+        self._hook(info)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with _Interrupts():
+        status = _run(args)
+    if status == 130 and argv is None:
+        # Run as the program and interrupted mid-computation: JAX's runtime threads may still
+        # be busy, and finalising the interpreter under them can crash (SIGSEGV) after the
+        # message. Nothing is left to clean up (outputs are written atomically): leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    return status
+
+
+def _run(args) -> int:
     from .errors import FormulaError
     try:
-        return {"compare": _compare, "fit": _fit, "check": _check, "demo": _demo}[
+        status = {"compare": _compare, "fit": _fit, "check": _check, "demo": _demo}[
             args.command](args)
+        if _Interrupts.seen:
+            raise KeyboardInterrupt
+        return status
     except FormulaError as err:
         print(f"glmformula {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -101,6 +168,8 @@ def _compare(args) -> int:
     from .spec import load_spec
     spec = load_spec(args.spec)
     data = spec.load_data()
+    _status(f"glmformula compare: {len(spec.models)} models, cv={spec.cv}: fitting "
+            "(Ctrl-C stops without writing outputs)")
     started = time.perf_counter()
     executor = _executor(args)
     try:
@@ -127,6 +196,7 @@ def _fit(args) -> int:
         raise SpecError(f"{spec.source}: no model named {args.model!r} in [models]",
                         hint="models: " + ", ".join(spec.models))
     data = spec.load_data()
+    _status(f"glmformula fit: fitting {args.model!r} (Ctrl-C stops without writing outputs)")
     result = fit(spec.models[args.model], data, bin_size=spec.data.bin_size,
                  epochs=spec.data.epochs, regularizer=spec.regularizer, solver=spec.solver,
                  dtype=spec.dtype)
@@ -173,6 +243,11 @@ def _demo(args) -> int:
 
 
 # -- output helpers --------------------------------------------------------------------------------
+def _status(message: str) -> None:
+    """A progress line on stderr (stdout keeps the results), shown at once."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def atomic_write(path: Path, content: bytes) -> None:
     """Write ``content`` to ``path`` via a temporary file and a rename (all or nothing)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +255,8 @@ def atomic_write(path: Path, content: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
+        if _Interrupts.seen:  # Ctrl-C was pressed (even if Python swallowed it): write nothing
+            raise KeyboardInterrupt
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

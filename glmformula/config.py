@@ -20,12 +20,21 @@ def _available_memory() -> int:
         return 4 * 1024**3
 
 
+#: Default ``memory_limit`` as a fraction of the memory available at import. An in-memory fit
+#: peaks at ~3.4x its design (benchmarks/scale.py, one unit, 100 columns, 1e6-3e6 bins: the
+#: design, a copy of every full-grid feature kept by the feature graph while building, and the
+#: solver's 64-byte-aligned copy of the design), so a design may take a quarter of the
+#: available memory; with half, a design just under the limit would need ~1.7x the memory
+#: available.
+MEMORY_FRACTION = 0.25
+
+
 class Config:
     """Settings: ``memory_limit`` (bytes a design may take before fits go blocked or are
-    refused; default half of the memory available at import)."""
+    refused; default a quarter of the memory available at import, :data:`MEMORY_FRACTION`)."""
 
     def __init__(self):
-        self.memory_limit = int(_available_memory() * 0.5)
+        self.memory_limit = int(_available_memory() * MEMORY_FRACTION)
 
     def __repr__(self) -> str:
         return f"Config(memory_limit={self.memory_limit / 1024**3:.1f} GiB)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from ..errors import TermArgumentError
 from ..graph import nodes
 from ..terms import params as kinds
 from ..terms.registry import Param, TermFunction, register
@@ -41,6 +42,10 @@ def _build_basis(call, compiler):
         options = {"rcos": (("log", args.get("log")),), "bspline": (("order", args.get("order")),),
                    "onehot": ()}[call.function]
     k = args["bins"] if call.function == "onehot" else args["k"]
+    if call.function == "rcos" and k < 2:
+        raise TermArgumentError(  # raised cosines are spaced by their peaks: one is undefined
+            f"rcos(): k={k} bump is too few; raised cosines need k >= 2",
+            formula=str(compiler.formula), hint="write e.g. rcos(position, 7)")
     return nodes.Basis(call.function, x, k, options, args.get("range"))
 
 

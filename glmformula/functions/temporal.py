@@ -8,9 +8,10 @@ border; rows whose window would start before their epoch are dropped.
 
 from __future__ import annotations
 
+from ..errors import TermArgumentError
 from ..graph import nodes
 from ..terms import params as kinds
-from ..terms.registry import Param, TermFunction, register
+from ..terms.registry import Param, TermFunction, lookup, register
 from ..terms.values import Duration, UnitSet
 
 DEFAULT_FILTERS = 8
@@ -22,7 +23,17 @@ def _build_lag(call, compiler):
     return nodes.Lag(compiler.node(call.argument("x")), bins)
 
 
+def _check_filters(call, compiler) -> None:
+    """Raised-cosine filters are spaced by their peaks: one filter alone is not defined."""
+    if call.argument("k") < 2:
+        raise TermArgumentError(
+            f"{call.function}(): k={call.argument('k')} filter is too few; raised-cosine "
+            "filters need k >= 2", formula=str(compiler.formula),
+            hint=f"write e.g. {lookup(call.function).example}")
+
+
 def _build_filter(call, compiler):
+    _check_filters(call, compiler)
     window = compiler.bins(call.argument("window"), call)
     return nodes.CausalFilter(compiler.node(call.argument("x")), call.argument("k"), window,
                               call.argument("log"))
@@ -30,6 +41,7 @@ def _build_filter(call, compiler):
 
 def _build_spike_filters(call, compiler):
     """Filtered spike counts of every unit the term may read (one bank shared by all units)."""
+    _check_filters(call, compiler)
     window = compiler.bins(call.argument("window"), call)
     counts = nodes.SpikeCounts(compiler.response, compiler.bank_units)
     return nodes.CausalFilter(counts, call.argument("k"), window,

@@ -97,8 +97,22 @@ class DataSource:
                 raise DataError(f"the response '{name}' must hold spike counts (whole numbers "
                                 ">= 0); it has negative, non-integer or missing values",
                                 hint="pass spike times as a TsGroup/Ts, or integer counts per bin")
-            n = counts.shape[1]
-            ids = tuple(range(n)) if units is None else units
+            # Unit ids of a TsdFrame of counts are its column labels when they are integers
+            # (as a TsGroup's index), else the column positions; a selection picks columns.
+            labels = list(getattr(obj, "columns", [])) if counts.shape[1] > 1 else []
+            all_ids = tuple(int(c) for c in labels) if labels and all(
+                isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in labels) \
+                else tuple(range(counts.shape[1]))
+            ids = all_ids
+            if units is not None:
+                missing = [u for u in units if u not in all_ids]
+                if missing:
+                    raise DataError(
+                        f"unit id(s) {missing} are not in '{name}' (its units: "
+                        f"{_short(all_ids)})",
+                        hint=f"select existing units, e.g. {name}[{all_ids[0]}]")
+                ids = tuple(u for u in all_ids if u in set(units))
+                signal = attrs.evolve(signal, values=counts[:, [all_ids.index(u) for u in ids]])
             return Spikes(name, ids, None, signal.support, counts=signal)
         raise DataError(f"the response '{name}' is a {type(obj).__name__}; it must be spike "
                         "trains", hint="pass a pynapple TsGroup (or Ts, or a Tsd of counts)")
@@ -140,11 +154,27 @@ class DataSource:
                             hint="pass epochs as a pynapple IntervalSet")
         return _support_array_of_intervals(obj)
 
-    def support_of(self, name: str) -> np.ndarray | None:
+    def support_of(self, name: str, *, response: bool = False) -> np.ndarray | None:
+        """The time support of ``name`` (None for an IntervalSet, defined everywhere).
+
+        A response given as counts per bin covers its bins, not just their centres: where its
+        support ends at the first or last timestamp (what pynapple sets by default), it is
+        widened by half a bin, so that the default grid lines up with the counts' bins.
+        """
         obj = self.get(name)
         if isinstance(obj, nap.IntervalSet):
             return None  # an indicator is defined everywhere
-        return _support_array(obj)
+        support = _support_array(obj)
+        if response and isinstance(obj, (nap.Tsd, nap.TsdFrame)) and len(support):
+            times = np.unique(np.asarray(obj.t, float))
+            if len(times) > 1:
+                half = float(np.median(np.diff(times))) / 2
+                support = support.copy()
+                if abs(support[0, 0] - times[0]) < 1e-9:
+                    support[0, 0] = times[0] - half
+                if abs(support[-1, 1] - times[-1]) < 1e-9:
+                    support[-1, 1] = times[-1] + half
+        return support
 
 
 def _support_array_of_intervals(obj: nap.IntervalSet) -> np.ndarray:

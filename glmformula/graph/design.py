@@ -61,7 +61,7 @@ def resolve_epochs(source: DataSource, formula: Formula, epochs) -> np.ndarray:
     elif epochs is None:
         intervals = None
         for name in _used_names(formula):
-            support = source.support_of(name)
+            support = source.support_of(name, response=name == formula.response)
             if support is None or len(support) == 0:
                 continue
             intervals = support if intervals is None else intersect_intervals(intervals, support)
@@ -92,7 +92,7 @@ def _check_coverage(source: DataSource, formula: Formula, epochs: np.ndarray,
                     bin_size: float) -> None:
     total = float(np.sum(epochs[:, 1] - epochs[:, 0]))
     for name in _used_names(formula):
-        support = source.support_of(name)
+        support = source.support_of(name, response=name == formula.response)
         if support is None or len(support) == 0:
             continue
         uncovered = (1 - covered_fraction(epochs, support)) * total
@@ -271,23 +271,27 @@ def build(prepared: Prepared, *, dtype=np.float64, cache_spike_filters: bool = F
     plan, graph = prepared.plan, prepared.graph
     grid = graph.grid
     storage = np.zeros((grid.n_rows, plan.n_storage), dtype=dtype)
-    finite = np.ones(grid.n_rows, dtype=bool)
+    counts = graph.counts(plan.response, plan.unit_ids)
+    finite = np.isfinite(counts).all(axis=1)  # a response of counts per bin may have gaps
+    gaps = not finite.all()
     for node, start, stop in plan.blocks:
         target = storage[:, start:stop]
         if isinstance(node, CausalFilter) and isinstance(node.input, SpikeCounts) \
                 and not cache_spike_filters:
             _filter_spikes_into(node, graph, target)
+            if gaps:  # filtered counts are unknown where their window reads a gap
+                finite &= np.isfinite(target).all(axis=1)
         else:
             values = graph.evaluate(node)
             finite &= np.isfinite(values).all(axis=1)
             target[...] = values
+            _check_range(target, values, plan.storage_columns[start], prepared.formula)
     offset = None
     for node in plan.offsets:
         values = graph.evaluate(node)[:, 0]
         offset = values if offset is None else offset + values
     if offset is not None:
         finite &= np.isfinite(offset)
-    counts = graph.counts(plan.response, plan.unit_ids)
     window_ok = grid.row_in_epoch >= plan.lead
     valid = window_ok & finite
     dropped = {"window": int((~window_ok).sum()), "missing": int((window_ok & ~finite).sum())}
@@ -298,7 +302,25 @@ def build(prepared: Prepared, *, dtype=np.float64, cache_spike_filters: bool = F
     storage[~valid] = 0.0  # rows not used get weight 0; zero keeps products finite
     if offset is not None:
         offset = np.where(valid, offset, 0.0)
+    if gaps:
+        counts = np.where(valid[:, None], counts, np.float32(0.0))
     return DesignMatrix(prepared.formula, plan, graph, storage, valid, counts, offset, dropped)
+
+
+def _check_range(stored: np.ndarray, values: np.ndarray, column: str, formula) -> None:
+    """Finite values that overflowed the storage dtype (float32 tops out at 3.4e38) would
+    reach the solver as inf: refuse them, naming the column."""
+    if stored.dtype.itemsize >= 8 or stored.size == 0:
+        return
+    with np.errstate(invalid="ignore"):
+        limit = np.finfo(stored.dtype).max
+        if np.nanmax(np.abs(values), initial=0.0) <= limit:
+            return
+    raise DataError(f"'{column}' has values beyond the float32 range (|x| > {limit:.3g}), "
+                    "which would become infinite in a float32 design",
+                    formula=str(formula),
+                    hint="rescale the covariate (e.g. scale(x), or other units), or use "
+                         "dtype='float64'")
 
 
 def _filter_spikes_into(node: CausalFilter, graph: FeatureGraph, out: np.ndarray) -> None:
@@ -352,12 +374,17 @@ def build_block(prepared: Prepared, start: int, stop: int, *, dtype=np.float64) 
     grid = graph.grid
     rows = slice(start, stop)
     storage = np.empty((stop - start, plan.n_storage), dtype=dtype)
-    finite = np.ones(stop - start, dtype=bool)
+    all_counts = graph.counts(plan.response, plan.unit_ids)
+    counts = all_counts[rows]
+    gaps = not np.isfinite(all_counts).all()  # a response of counts per bin may have gaps
+    finite = np.isfinite(counts).all(axis=1)
     for node, first, last in plan.blocks:
         values = node.evaluate(graph, rows)
-        if not (isinstance(node, CausalFilter) and isinstance(node.input, SpikeCounts)):
+        if gaps or not (isinstance(node, CausalFilter) and isinstance(node.input, SpikeCounts)):
             finite &= np.isfinite(values).all(axis=1)
         storage[:, first:last] = values
+        _check_range(storage[:, first:last], values, plan.storage_columns[first],
+                     prepared.formula)
     offset = None
     for node in plan.offsets:
         values = node.evaluate(graph, rows)[:, 0]
@@ -368,7 +395,8 @@ def build_block(prepared: Prepared, start: int, stop: int, *, dtype=np.float64) 
     storage[~valid] = 0.0
     if offset is not None:
         offset = np.where(valid, offset, 0.0)
-    counts = graph.counts(plan.response, plan.unit_ids)[rows]
+    if gaps:
+        counts = np.where(valid[:, None], counts, np.float32(0.0))
     return DesignBlock(start, stop, storage, counts, offset, valid)
 
 

@@ -62,16 +62,11 @@ class FeatureGraph:
         if key not in self._counts:
             spikes = self.source.spikes(response, units)
             if spikes.counts is not None:
-                from .sampling import sample_on_grid
-                values = sample_on_grid(spikes.counts.times, spikes.counts.values,
-                                        spikes.counts.support, self.grid,
-                                        slice(0, self.grid.n_rows))
-                self._counts[key] = values.astype(np.float32)
+                from .sampling import counts_on_grid  # summed into the bins, never averaged
+                self._counts[key] = counts_on_grid(spikes.counts.times, spikes.counts.values,
+                                                   self.grid, name=response)
             else:
-                out = np.empty((self.grid.n_rows, len(units)), dtype=np.float32)
-                for j, times in enumerate(spikes.spike_times):
-                    out[:, j] = self.grid.count(times)
-                self._counts[key] = out
+                self._counts[key] = self.grid.count_each(spikes.spike_times)
         return self._counts[key]
 
     # -- evaluation --------------------------------------------------------------------------

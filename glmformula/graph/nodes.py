@@ -100,8 +100,12 @@ class Standardise:
         mean, sd = graph.statistic(self, lambda x: (np.nanmean(x, axis=0),
                                                     np.nanstd(x, axis=0)))
         x = graph.evaluate(self.input, rows) - mean
+        # values equal to the mean up to rounding are exactly 0 (a constant covariate is a
+        # zero column, which the fit leaves out, not a column of 1e-16 noise)
+        x = np.where(np.abs(x) <= 8 * np.finfo(float).eps * np.abs(mean), 0.0, x)
         if self.divide:
-            x = x / np.where(sd > 0, sd, 1.0)
+            # a constant covariate has sd 0, or a rounding residue of its mean: leave it at 0
+            x = x / np.where(sd > 1e-12 * np.abs(mean), sd, 1.0)
         return x
 
 

@@ -2,13 +2,15 @@
 
 Continuous covariates are taken at bin centres by linear interpolation (circular for angles),
 or averaged over each bin when they are sampled faster than the bins. Times outside the
-covariate's own time support become missing values (NaN), and such rows are dropped.
+covariate's own time support become missing values (NaN), and such rows are dropped. A response
+given as counts per bin is summed into the grid's bins (:func:`counts_on_grid`), never averaged.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..errors import DataError
 from .grid import TimeGrid
 
 
@@ -38,7 +40,10 @@ def sample_on_grid(times: np.ndarray, values: np.ndarray, support: np.ndarray, g
     values = np.asarray(values, dtype=float)
     if values.ndim == 1:
         values = values[:, None]
-    dt = np.median(np.diff(times)) if len(times) > 1 else np.inf
+    # The sampling step ignores repeated timestamps: a slow covariate whose samples are
+    # duplicated is still slow (interpolated), not averaged into mostly empty bins.
+    distinct = np.unique(times)
+    dt = np.median(np.diff(distinct)) if len(distinct) > 1 else np.inf
     if dt < grid.bin_size / 2:
         out = _bin_average(times, values, grid, rows, period)
     else:
@@ -52,18 +57,41 @@ def _interpolate(times, values, centers, period):
     out = np.empty((len(centers), values.shape[1]))
     for j in range(values.shape[1]):
         column = values[:, j]
-        finite = np.isfinite(column)
-        t, v = times[finite], column[finite]
-        if len(t) == 0:
+        if len(times) == 0 or not np.isfinite(column).any():
             out[:, j] = np.nan
             continue
+        t, v = _merge_repeated_times(times, column, period)
+        finite = np.isfinite(v)
         if period is not None:
-            v = np.unwrap(v, period=period)
+            v = v.copy()
+            v[finite] = np.unwrap(v[finite], period=period)
+        # A missing (NaN) sample stays missing: a centre next to it (between it and its
+        # neighbour) interpolates to NaN and its row is dropped, never bridged over.
         sampled = np.interp(centers, t, v, left=np.nan, right=np.nan)
         # A centre between two samples that straddle a gap in the data is still interpolated;
         # missing stretches are handled by the time support check in the caller.
         out[:, j] = np.mod(sampled, period) if period is not None else sampled
     return out
+
+
+def _merge_repeated_times(t, v, period):
+    """Samples sharing a timestamp are averaged (circularly for angles), so that the
+    interpolation is defined: ``np.interp`` needs increasing times."""
+    if len(t) < 2 or np.all(np.diff(t) > 0):
+        return t, v
+    unique, index = np.unique(t, return_inverse=True)
+    finite = np.isfinite(v)  # a repeated time with some finite samples keeps their mean
+    index, v = index[finite], v[finite]
+    n = np.bincount(index, minlength=len(unique))
+    if period is None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return unique, np.where(n > 0, np.bincount(index, v, minlength=len(unique)) /
+                                    np.maximum(n, 1), np.nan)
+    angle = v * (2 * np.pi / period)
+    s = np.bincount(index, np.sin(angle), minlength=len(unique))
+    c = np.bincount(index, np.cos(angle), minlength=len(unique))
+    mean = np.mod(np.arctan2(s, c), 2 * np.pi) * (period / (2 * np.pi))
+    return unique, np.where(n > 0, mean, np.nan)
 
 
 def _bin_average(times, values, grid, rows, period):
@@ -86,6 +114,63 @@ def _bin_average(times, values, grid, rows, period):
                 mean = np.bincount(idx[finite], column[finite], minlength=n) / counts
         mean[counts == 0] = np.nan
         out[:, j] = mean
+    return out
+
+
+def counts_on_grid(times: np.ndarray, values: np.ndarray, grid: TimeGrid, *,
+                   name: str = "the response") -> np.ndarray:
+    """Put a response given as counts per bin (a Tsd/TsdFrame of counts) on the grid.
+
+    Each sample is the count of a bin of the samples' own width (the median step of
+    ``times``) centred on its timestamp, as ``pynapple``'s ``count`` returns them. Those bins
+    must each lie inside one bin of the grid: the counts are then *summed* into the grid's bins
+    (counts at 1 ms sum into 10 ms bins; averaging or interpolating counts would change them).
+    A grid bin that its samples do not fill completely (outside the counts' time span, or at a
+    gap) has no known count: NaN, and the row is dropped.
+
+    Raises
+    ------
+    DataError
+        When the counts' bins straddle the grid's bin edges (coarser than ``bin_size``, or
+        not aligned with it), or when two samples share a bin (duplicate timestamps).
+
+    Returns
+    -------
+    ndarray (grid.n_rows, c), float32.
+    """
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 1:
+        values = values[:, None]
+    n_rows, bin_size = grid.n_rows, grid.bin_size
+    out = np.full((n_rows, values.shape[1]), np.nan, dtype=np.float32)
+    if len(times) == 0:
+        return out
+    steps = np.diff(times)
+    width = float(np.median(steps)) if len(steps) else bin_size
+    tol = max(1e-9, 1e-6 * bin_size)
+    if len(steps) and (width <= 0 or np.any(steps < width - tol)):
+        raise DataError(f"the counts of '{name}' have duplicate or unevenly spaced timestamps "
+                        f"(median step {width:g} s)",
+                        hint="give one count per bin at the bin centres, e.g. "
+                             "tsgroup.count(bin_size), or pass the spike times (TsGroup/Ts)")
+    rows = grid.row_of_time(times)
+    inside = rows >= 0
+    rows_in = rows[inside]
+    left = grid.left_edges[rows_in]
+    low, high = times[inside] - width / 2, times[inside] + width / 2
+    if np.any(low < left - tol) or np.any(high > left + bin_size + tol):
+        raise DataError(
+            f"the counts of '{name}' are per {width:g} s bins that do not fit inside the "
+            f"{bin_size:g} s bins of the fit",
+            hint=f"use a bin_size that is a multiple of {width:g} s with bins aligned to the "
+                 "counts' bins (timestamps at bin centres), or pass the spike times "
+                 "(TsGroup/Ts)")
+    per_row = np.bincount(rows_in, minlength=n_rows)
+    expected = max(int(round(bin_size / width)), 1)
+    complete = per_row == expected
+    for j in range(values.shape[1]):
+        total = np.bincount(rows_in, values[inside, j], minlength=n_rows)
+        out[complete, j] = total[complete]
     return out
 
 

@@ -7,6 +7,7 @@ language, data are read through pynapple or built by a named simulation.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import attrs
 
-from ..errors import FormulaError, SpecError
+from ..errors import FormulaError, SpecError, did_you_mean
 from ..terms.formula import Formula, parse
 
 _SECTIONS = {
@@ -55,7 +56,12 @@ class ModelSpec:
         """The data mapping: read through pynapple, or simulated."""
         if self.data.simulate is not None:
             from .. import datasets
-            return datasets.load(self.data.simulate, **self.data.options)
+            try:
+                return datasets.load(self.data.simulate, **self.data.options)
+            except (ValueError, TypeError, OverflowError) as err:  # e.g. duration = -5
+                raise SpecError(f"{self.source}: [data] options: the simulation "
+                                f"{self.data.simulate!r} cannot run with {self.data.options}: "
+                                f"{err}", hint="check the option values") from None
         import pynapple as nap
         try:
             return nap.load_file(str(self.data.path))
@@ -110,28 +116,44 @@ def load_spec(path) -> ModelSpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"spec file {path} not found", hint="check the path")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{path}: not a text file (not valid UTF-8 at byte {err.start})",
+                        hint="a spec file is TOML text; check that this is the right file") \
+            from None
+    except OSError as err:
+        raise SpecError(f"{path}: cannot be read ({err.strerror or err})",
+                        hint="check the file's permissions") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{path}: not valid TOML: {err}",
                         hint="check quotes, brackets and '=' signs on that line") from None
     problems = _Problems(path, text)
+    tables = {}
     for section, value in raw.items():
         if section not in _SECTIONS:
+            hint = did_you_mean(section, _SECTIONS)
             problems.add(None, section, "unknown section",
-                         "sections: " + ", ".join(f"[{s}]" for s in _SECTIONS))
+                         (hint + " " if hint else "") + "sections: " +
+                         ", ".join(f"[{s}]" for s in _SECTIONS))
         elif not isinstance(value, dict):
-            problems.add(None, section, "must be a table")
-        elif _SECTIONS[section] is not None:
-            for key in value:
-                if key not in _SECTIONS[section]:
-                    problems.add(section, key, "unknown key",
-                                 "keys: " + ", ".join(sorted(_SECTIONS[section])))
-    data = _data_spec(raw.get("data", {}), path, problems)
-    models = _models(raw.get("models"), problems)
-    regularizer = _regularizer(raw.get("fit", {}).get("regularizer"), problems)
-    fit = raw.get("fit", {})
+            problems.add(None, section, "must be a table", f"write it as a [{section}] section")
+            tables[section] = {}  # reported; the other sections are still checked
+        else:
+            tables[section] = value
+            if _SECTIONS[section] is not None:
+                for key in value:
+                    if key not in _SECTIONS[section]:
+                        hint = did_you_mean(key, _SECTIONS[section])
+                        problems.add(section, key, "unknown key",
+                                     (hint + " " if hint else "") + "keys: " +
+                                     ", ".join(sorted(_SECTIONS[section])))
+    data = _data_spec(tables.get("data", {}), path, problems)
+    models = _models(tables.get("models", None if "models" not in raw else {}), problems)
+    regularizer = _regularizer(tables.get("fit", {}).get("regularizer"), problems)
+    fit = tables.get("fit", {})
     solver = fit.get("solver", "auto")
     if not isinstance(solver, str) or solver not in {"auto", "newton", "lbfgs", "proximal"}:
         problems.add("fit", "solver", f"unknown solver {solver!r}",
@@ -139,7 +161,7 @@ def load_spec(path) -> ModelSpec:
     dtype = fit.get("dtype")
     if dtype not in (None, "float32", "float64"):
         problems.add("fit", "dtype", f"unknown dtype {dtype!r}", "float32 or float64")
-    compare = raw.get("compare", {})
+    compare = tables.get("compare", {})
     cv = compare.get("cv", 5)
     if not isinstance(cv, int) or isinstance(cv, bool) or (cv != 0 and cv < 2):
         problems.add("compare", "cv", f"must be a whole number >= 2 (or 0), got {cv!r}")
@@ -164,13 +186,16 @@ def _data_spec(section: dict, path: Path, problems: _Problems) -> DataSpec | Non
             resolved = _resolve_path(file, path, problems)
     if simulate is not None:
         from .. import datasets
-        if simulate not in datasets.available():
+        if not isinstance(simulate, str) or simulate not in datasets.available():
             problems.add("data", "simulate", f"unknown simulation {simulate!r}",
                          "one of " + ", ".join(datasets.available()))
+            simulate = None if not isinstance(simulate, str) else simulate
     options = section.get("options", {})
     if not isinstance(options, dict):
         problems.add("data", "options", "must be a table, e.g. { seed = 1 }")
         options = {}
+    elif simulate is not None:
+        _check_options(simulate, options, problems)
     bin_size = section.get("bin_size")
     if bin_size is None:
         problems.add("data", "bin_size", "is required", "e.g. bin_size = \"10ms\"")
@@ -184,6 +209,38 @@ def _data_spec(section: dict, path: Path, problems: _Problems) -> DataSpec | Non
     if epochs is not None and not isinstance(epochs, str):
         problems.add("data", "epochs", "must be the name of an IntervalSet in the data")
     return DataSpec(resolved, simulate, dict(options), bin_size, epochs)
+
+
+def _check_options(simulate: str, options: dict, problems: _Problems) -> None:
+    """Simulation options: known names, and values of the default's type (numbers, flags)."""
+    import inspect
+
+    from .. import datasets
+    if simulate not in datasets.available():
+        return
+    params = inspect.signature(getattr(datasets, simulate)).parameters
+    for key, value in options.items():
+        if key not in params:
+            hint = did_you_mean(key, params)
+            problems.add("data", "options", f"the simulation {simulate!r} has no option "
+                         f"{key!r}", (hint + " " if hint else "") + "options: " +
+                         ", ".join(params))
+            continue
+        default = params[key].default
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, (int, float)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                math.isfinite(value) and (isinstance(default, float) or isinstance(value, int))
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        else:
+            ok = isinstance(value, (int, float, str, bool))
+        if not ok:
+            kind = type(default).__name__ if default is not inspect.Parameter.empty else "value"
+            problems.add("data", "options", f"{key} = {value!r} is not a valid {kind}",
+                         f"e.g. {key} = {default!r}" if default is not inspect.Parameter.empty
+                         else "")
 
 
 def _resolve_path(file: str, spec_path: Path, problems: _Problems) -> Path | None:
@@ -240,8 +297,16 @@ def _regularizer(value, problems: _Problems):
                      "e.g. { ridge = 1e-3 }")
         return None
     kind, strength = kinds[0], value[kinds[0]]
-    if not isinstance(strength, (int, float)) or isinstance(strength, bool) or strength < 0:
-        problems.add("fit", "regularizer", f"{kind} strength must be a number >= 0")
+    if not isinstance(strength, (int, float)) or isinstance(strength, bool) or \
+            not math.isfinite(strength) or strength < 0:
+        problems.add("fit", "regularizer", f"{kind} strength must be a finite number >= 0")
+        return None
+    ratio = value.get("l1_ratio", 0.5)
+    if "l1_ratio" in value and kind != "elastic_net":
+        problems.add("fit", "regularizer", "l1_ratio belongs to elastic_net only")
+        return None
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
+        problems.add("fit", "regularizer", "l1_ratio must be a number from 0 to 1")
         return None
     if kind == "ridge":
         return backend.Ridge(float(strength))
@@ -249,7 +314,7 @@ def _regularizer(value, problems: _Problems):
         return backend.Lasso(float(strength))
     if kind == "group_lasso":
         return backend.GroupLasso(float(strength))
-    return backend.ElasticNet(float(strength), float(value.get("l1_ratio", 0.5)))
+    return backend.ElasticNet(float(strength), float(ratio))
 
 
 def run_spec(path, *, progress: bool = False):
