@@ -23,13 +23,10 @@ units    T = 1e5 bins, populations of 10 .. 500 units driven by shared covariate
          all units), and "+history" (each unit's own ``history(8, log, window=100ms)``
          added, no coupling; the stored design then has 40 + 8 U columns) up to 100 units.
 pop200   target 2: 200 units x 1e6 bins with ``history(8) + coupling(all)`` (8 filters per
-         unit; 1,640 columns) in float32 with Ridge(1e-3). See the report for how it is
-         measured: the full fit is far beyond 15 minutes on 2 cores, so it is measured in
-         parts (a complete ``gf.fit`` of the same model at 2e4 bins, and at 1e6 bins the
-         design, one pass of the shared Gram matrix and a few L-BFGS iterations of one batch
-         of units, the design allocated 64-byte aligned so that the solver does not copy
-         it) and the total is projected from them. gf.config.memory_limit is set to 10 GiB
-         so that gf.fit keeps the 6.6 GB design in memory.
+         unit; 1,640 columns) in float32 with Ridge(1e-3): complete ``gf.fit`` calls at
+         2e4 and 1e6 bins, then the standard errors of one unit (computed on first use at
+         this size) timed apart. gf.config.memory_limit is set to 10 GiB so that gf.fit
+         keeps the 6.6 GB design in memory.
 
 Every point runs in a fresh Python process: it simulates its data, fits once (so the time
 includes JAX compilation, reported apart) and reports the fit's wall time, where it went
@@ -86,10 +83,10 @@ POP_LIMIT = 10 * 2**30
 FULL = dict(blocked_limit=BLOCKED_LIMIT, bins=[100_000, 300_000, 1_000_000, 3_000_000],
             t1e7=10_000_000,
             units_T=100_000, units=[10, 30, 100, 200, 500], history_units=[10, 30, 100],
-            pop_T=1_000_000, pop_units=200, pop_small_T=20_000, pop_iters=4)
+            pop_T=1_000_000, pop_units=200, pop_small_T=20_000)
 QUICK = dict(blocked_limit=4 * 2**20, bins=[20_000, 100_000], t1e7=300_000,
              units_T=20_000, units=[5, 20], history_units=[5, 10],
-             pop_T=20_000, pop_units=10, pop_small_T=5_000, pop_iters=2)
+             pop_T=20_000, pop_units=10, pop_small_T=5_000)
 PARTS = ("bins", "t1e7", "units", "pop200")
 
 
@@ -182,16 +179,16 @@ def _instrument() -> Stages:
     import glmformula.blocked as blocked
     import glmformula.fitting as fitting
     import glmformula.graph.design as design
+    import glmformula.information as information
     import glmformula.sharding as sharding
     st = Stages()
     st.wrap(design, "build_block", "design blocks")       # blocked: every pass rebuilds
     st.wrap(fitting, "build", "design")                   # in memory: built once
     st.wrap(blocked, "_term_moments", "constraint pass")
     st.wrap(backend, "solve_blocked", "blocked solve")    # includes its design blocks
-    st.wrap(blocked, "_final_pass", "final pass")         # log-likelihood + Fisher
+    st.wrap(information, "log_likelihood", "log-likelihood")
     st.wrap(sharding, "solve_on_devices", "solve")
-    st.wrap(sharding, "covariance_on_devices", "standard errors")
-    st.wrap(fitting, "_restore", "restore")
+    st.wrap(information.CovarianceSource, "__call__", "standard errors")
     return st
 
 
@@ -218,10 +215,6 @@ def child(spec: dict) -> dict:
     kind = spec["kind"]
     out["peak_before_fit"] = _vmhwm()
     out["rss_before_fit"] = _rss()
-    if kind == "pop_probe":
-        out.update(_pop_probe(spec, data, regularizer))
-        out["peak_process"] = max(out["peak_before_fit"], _vmhwm())
-        return out
     with PeakMemory() as pm:
         start = time.perf_counter()
         res = gf.fit(spec["formula"], data, bin_size=BIN, regularizer=regularizer,
@@ -229,6 +222,14 @@ def child(spec: dict) -> dict:
         out["fit_s"] = time.perf_counter() - start
     out["peak_fit"] = pm.baseline + pm.increase  # absolute RSS peak during the fit
     out["peak_process"] = max(out["peak_before_fit"], out["peak_fit"])
+    out["covariance_computed_with_fit"] = int(res.covariance.computed_units.size)
+    if spec.get("se_units") and not out["covariance_computed_with_fit"]:
+        # a large fit computes standard errors on first use: time those of a few units
+        start = time.perf_counter()
+        se = res.standard_errors(unit=list(res.unit_ids[:spec["se_units"]]))
+        out["se_s"] = time.perf_counter() - start
+        out["se_finite"] = bool(np.isfinite(se.to_numpy()[~np.isnan(se.to_numpy())]).all())
+        out["peak_process"] = max(out["peak_process"], _vmhwm())
     out["memory_method"] = pm.method
     out.update(stages=stages.seconds, calls=stages.calls, solver=res.solver,
                chunk_size=res.chunk_size, dtype=res.dtype,
@@ -237,88 +238,6 @@ def child(spec: dict) -> dict:
                converged=float(np.mean(res.converged_units)), solve_s=float(res.fit_seconds),
                compile_s=float(res.compile_seconds), n_spikes=float(np.sum(res.n_spikes)),
                design_gb=int(res.n_rows) * len(res.storage_columns) * 8 / 1e9)
-    return out
-
-
-class _AlignedZerosNumpy:
-    """numpy, except that ``zeros`` returns 64-byte aligned arrays (for :func:`_pop_probe`)."""
-
-    def __getattr__(self, name):
-        return getattr(np, name)
-
-    @staticmethod
-    def zeros(shape, dtype=float, **kwargs):
-        if kwargs:
-            return np.zeros(shape, dtype=dtype, **kwargs)
-        dtype = np.dtype(dtype)
-        n = int(np.prod(shape)) * dtype.itemsize
-        buf = np.zeros(n + 64, np.uint8)
-        start = (-buf.ctypes.data) % 64
-        return buf[start:start + n].view(dtype).reshape(shape)
-
-
-def _pop_probe(spec: dict, data: dict, regularizer) -> dict:
-    """Target 2 at full size, in parts: the design (built as gf.fit builds it), one pass of
-    the shared Gram matrix (what L-BFGS computes first for each batch of units), and
-    ``iters`` L-BFGS iterations of the first batch of units (the batch gf.fit would use)."""
-    import jax
-    import jax.numpy as jnp
-
-    from glmformula import backend, sharding
-    from glmformula.backend import problem as pb
-    from glmformula.fitting import _groups
-    from glmformula.graph.constraints import find_constraints
-    from glmformula.graph.design import build, prepare
-    import glmformula.graph.design as design_module
-    dtype = spec["dtype"]
-    out = {}
-    # gf.fit as is hands the design to backend.Problem, which copies any array not 64-byte
-    # aligned (numpy's are 16-byte aligned) so that XLA can use it in place: +1 design (6.6
-    # GB here), which this shared machine cannot spare. The probe allocates the design
-    # aligned instead (the proposed fix in graph/design.py), so Problem uses it as is.
-    design_module.np = _AlignedZerosNumpy()
-    with PeakMemory() as pm:
-        t = time.perf_counter()
-        prepared = prepare(spec["formula"], data, bin_size=BIN)
-        design = build(prepared, dtype=np.dtype(dtype))
-        out["design_s"] = time.perf_counter() - t
-    design_module.np = np
-    out["design_aligned"] = design.storage.ctypes.data % 64 == 0
-    out["peak_design"] = pm.baseline + pm.increase
-    plan = design.plan
-    out["n_columns"], out["n_rows"] = plan.n_storage, int(design.n_rows)
-    out["design_gb"] = design.storage.nbytes / 1e9
-    shared = tuple(t.text for t in plan.terms if t.role == "shared")
-    t = time.perf_counter()
-    constraints = find_constraints(design.storage, design.valid, plan.term_storage, shared)
-    out["constraints_s"] = time.perf_counter() - t
-    mask = plan.column_mask()
-    for text in constraints:  # as gf.fit's rotation does (the columns' values do not matter)
-        mask[:, plan.term_storage[text].stop - 1] = False
-    problem = backend.Problem(X=design.storage, y=design.counts, column_mask=mask,
-                              row_weight=design.valid.astype(design.storage.dtype),
-                              column_groups=_groups(plan))
-    size = sharding._batch_size(problem, dtype)
-    batches = sharding._batches(np.arange(problem.n_units), size)
-    out["batch_units"], out["n_batches"] = len(batches[0]), len(batches)
-    out["memory_limit"] = __import__("glmformula").config.memory_limit
-    with PeakMemory() as pm:
-        with jax.enable_x64(True):
-            block = pb.block_from_arrays(problem.X, problem.y[:, :1], None, problem.row_weight,
-                                         jnp.dtype(dtype), 1)
-            _, c, run = pb.compiled_call(pb.gram_sum, {}, block.X, block.rw)
-        out["gram_s"], out["gram_compile_s"] = run, c
-        del block
-        sub = sharding._subproblem(problem, batches[0])
-        t = time.perf_counter()
-        sol = backend.solve(sub, regularizer=regularizer, solver="auto", dtype=dtype,
-                            max_iter=spec["iters"])
-        out["batch_s"] = time.perf_counter() - t
-    out["peak_fit"] = pm.baseline + pm.increase
-    out.update(solver=sol.solver, batch_solve_s=sol.solve_seconds,
-               batch_compile_s=sol.compile_seconds, batch_iters=int(np.max(sol.n_iter)),
-               batch_matmul_passes=int(sol.n_matmul_passes), dtype=sol.dtype,
-               n_spikes=float(design.counts[design.valid].sum()))
     return out
 
 
@@ -402,10 +321,10 @@ def specs(parts, sizes) -> list[tuple[str, dict]]:
                     dict(kind="fit", series="pop small", T=sizes["pop_small_T"], U=U,
                          formula=COUPLED, ridge=1e-3, dtype="float32",
                          memory_limit=POP_LIMIT)))
-        out.append((f"pop/probe/{sizes['pop_T']}",
-                    dict(kind="pop_probe", series="pop probe", T=sizes["pop_T"], U=U,
-                         formula=COUPLED, ridge=1e-3, dtype="float32",
-                         iters=sizes["pop_iters"], memory_limit=POP_LIMIT)))
+        out.append((f"pop/fit/{sizes['pop_T']}",
+                    dict(kind="fit", series="pop", T=sizes["pop_T"], U=U, formula=COUPLED,
+                         ridge=1e-3, dtype="float32", memory_limit=POP_LIMIT, se_units=1,
+                         target=2)))
     return out
 
 
@@ -440,10 +359,11 @@ def _where(r) -> str:
         inside = st.get("design blocks", 0.0)
         parts = {"design blocks (all passes)": inside,
                  "solver kernels": st["blocked solve"] + st.get("constraint pass", 0)
-                 + st.get("final pass", 0) - inside}
+                 + st.get("final pass", 0) + st.get("log-likelihood", 0)
+                 + st.get("standard errors", 0) - inside}
     else:
         parts = {k: v for k, v in st.items() if k in ("design", "solve", "standard errors",
-                                                       "restore")}
+                                                       "log-likelihood", "restore")}
     parts["compile"] = r.get("compile_s", 0.0)
     for key in ("solver kernels", "solve"):  # compilation happens inside the solve
         if key in parts:
@@ -539,9 +459,7 @@ def write_report(results: dict, meta: dict) -> str:
                   f"**{'met' if ok else 'missed'}**. Time went to: {_where(r)}.", ""]
     else:
         lines += ["**1.** not measured (`--only t1e7`).", ""]
-    small = _series(results, "pop/fit/", "T")
-    probe = _series(results, "pop/probe/", "T")
-    lines += _pop_lines(small, probe)
+    lines += _pop_lines(_series(results, "pop/fit/", "T"))
     if errors:
         lines += ["### Points that failed", ""]
         lines += [f"- `{k}`: {r['error']}" for k, r in sorted(errors)] + [""]
@@ -584,62 +502,35 @@ def _slopes_lines(a, b, x, what) -> list[str]:
     return out
 
 
-def _pop_lines(small, probe) -> list[str]:
-    out = []
-    if not (small or probe):
+def _pop_lines(fits) -> list[str]:
+    if not fits:
         return ["**2.** not measured (`--only pop200`).", ""]
-    s = small[-1] if small else None
-    p = probe[-1] if probe else None
-    U = (p or s)["U"]
-    out += [f"**2. {U} units x {(p or s)['T']:,} bins, `history(8) + coupling(all)`** "
-            f"(`{COUPLED}`; {(p or s).get('n_columns', 0):,} stored columns, all used by "
-            "every unit: 40 shared, its own bank of 8 as history, the other units' banks as "
-            "coupling), float32, Ridge(1e-3).", ""]
-    if s:
-        out += [f"- Complete `gf.fit` of the same model at T = {s['T']:,} bins (standard "
-                f"errors included): {s['fit_s']:.0f} s, peak RSS {_gib(s['peak_process'])} GiB; "
-                f"{s['solver']}, iterations max {s['iters_max']} / mean {s['iters_mean']:.1f} "
-                f"per unit, converged {s['converged']:.0%}; compile {s['compile_s']:.0f} s. "
-                "Seconds by stage: " + ", ".join(f"{k} {v:.0f}" for k, v in
-                                                 sorted(s['stages'].items(), key=lambda kv: -kv[1])
-                                                 if v >= 0.5) + "."]
-    if p:
-        per_iter = (p["batch_solve_s"] - p["gram_s"]) / max(p["batch_iters"], 1)
-        U, T, P1 = p["U"], p["T"], p["n_columns"] + 1
-        out += [f"- At T = {T:,}, `gf.config.memory_limit = {p['memory_limit'] / GiB:.0f} GiB` "
-                f"(so that `gf.fit` keeps the design in memory; blocked fits use Newton, {U} "
-                f"Hessians of {P1:,}^2 per pass): design {p['design_gb']:.1f} GB float32, "
-                f"built in {p['design_s']:.0f} s (peak RSS {_gib(p['peak_design'])} GiB, "
-                "allocated 64-byte aligned: see below); the units are solved in "
-                f"{p['n_batches']} batches of ~{p['batch_units']} "
-                "(`glmformula.sharding.units_per_batch`). One pass of the shared Gram matrix "
-                f"(L-BFGS's preconditioner, computed once per batch): {p['gram_s']:.0f} s. One "
-                f"batch, {p['batch_iters']} L-BFGS iterations (max_iter={p['iters']}): "
-                f"{p['batch_s']:.0f} s wall, of which compile {p['batch_compile_s']:.0f} s: "
-                f"~{per_iter:.1f} s per iteration for {p['batch_units']} units. Peak RSS "
-                f"{_gib(p['peak_process'])} GiB (sampled {_gib(p['peak_sampled'])} GiB), no "
-                "memory error.",
-                f"- Memory at the end of a complete `gf.fit` as the code stands, from sizes "
-                f"measured here: imports + data ({_gib(p['rss_before_fit'])} GiB), the design "
-                f"twice ({p['design_gb']:.1f} GB each: `backend.Problem` copies it because "
-                "numpy allocates it 16-byte aligned; the probe allocated it aligned instead), "
-                f"the counts ({T * U * 4 / 1e9:.1f} GB), the covariances ({U} x {P1:,}^2: "
-                f"{U * P1 * P1 * 4 / 1e9:.1f} GB float32 from the backend and "
-                f"{U * P1 * P1 * 8 / 1e9:.1f} GB float64 in the result) and the "
-                f"log-likelihood's float64 temporaries over T x U (~5 x {T * U * 8 / 1e9:.1f} "
-                f"GB): ~{(p['rss_before_fit'] + 2 * p['design_gb'] * 1e9 + T * U * 4 + U * P1 * P1 * 12 + 5 * T * U * 8) / 1e9:.0f} GB, "
-                "more than this 24 GiB machine shared with other jobs can give."]
-        if s:
-            iters = s["iters_max"]
-            solve = p["n_batches"] * (p["gram_s"] + iters * per_iter)
-            cov = s["stages"].get("standard errors", 0.0) * p["T"] / s["T"]
-            out += [f"- Time of a complete `gf.fit` at T = {T:,}, projected: design "
-                    f"{p['design_s']:.0f} s + solve ~{solve / 60:.0f} min ({p['n_batches']} "
-                    f"batches x (Gram {p['gram_s']:.0f} s + {iters} iterations x "
-                    f"{per_iter:.1f} s); iterations as at T = {s['T']:,}) + standard errors "
-                    f"~{cov / 3600:.1f} h (their {s['stages'].get('standard errors', 0):.0f} s "
-                    f"at T = {s['T']:,} scaled linearly in T: {U} Fisher informations of "
-                    f"{P1:,}^2 summed over all rows). Not run to the end here (> 15 min)."]
+    r = fits[-1]
+    U, T, P1 = r["U"], r["T"], r["n_columns"] + 1
+    out = [f"**2. {U} units x {T:,} bins, `history(8) + coupling(all)`** (`{COUPLED}`; "
+           f"{r['n_columns']:,} stored columns, all used by every unit: 40 shared, its own bank "
+           "of 8 as history, the other units' banks as coupling), float32, Ridge(1e-3), "
+           f"`gf.config.memory_limit = {r['memory_limit'] / GiB:.0f} GiB` (so that the "
+           f"{r['design_gb'] / 2:.1f} GB float32 design stays in memory; a blocked fit would "
+           f"use Newton, {U} Hessians of {P1:,}^2 per pass).", ""]
+    for f in fits:
+        stages = ", ".join(f"{k} {v:.0f} s" for k, v in
+                           sorted(f["stages"].items(), key=lambda kv: -kv[1]) if v >= 0.5)
+        line = (f"- T = {f['T']:,}: complete `gf.fit` {f['fit_s']:.0f} s "
+                f"({f['fit_s'] / 60:.1f} min; compile {f['compile_s']:.0f} s); {f['solver']}, "
+                f"iterations max {f['iters_max']} / mean {f['iters_mean']:.1f} per unit, "
+                f"converged {f['converged']:.0%}; peak RSS {_gib(f['peak_process'])} GiB "
+                f"(sampled {_gib(f['peak_sampled'])} GiB; imports + data "
+                f"{_gib(f['rss_before_fit'])} GiB). Stages: {stages}.")
+        if f.get("covariance_computed_with_fit") == 0 and "se_s" in f:
+            line += (f" Standard errors are computed on first use at this size "
+                     f"({U} x T x {P1:,}^2 multiply-adds): those of one unit took "
+                     f"{f['se_s']:.0f} s (finite: {f.get('se_finite')}), so all {U} would take "
+                     f"~{f['se_s'] * U / 3600:.1f} h.")
+        out.append(line)
+    ok = r["T"] >= 1_000_000 and r["converged"] > 0
+    out += ["", f"Target: fits without running out of memory: **{'met' if ok else 'not shown'}**"
+            + (f" (peak {_gib(r['peak_process'])} GiB on the 24 GiB machine)." if ok else ".")]
     return out + [""]
 
 

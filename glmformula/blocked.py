@@ -9,15 +9,11 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from . import backend
+from . import backend, information
 from .config import config
 from .errors import FitError
 from .graph.constraints import constraints_from_moments
 from .graph.design import Prepared, iter_blocks
-
-#: Target size of one block of the design (bytes): large enough for efficient BLAS calls,
-#: small against memory.
-BLOCK_BYTES = 64 * 1024**2
 
 
 def design_bytes(prepared: Prepared, dtype) -> int:
@@ -29,8 +25,7 @@ def auto_chunk_size(prepared: Prepared, dtype) -> int | None:
     """None (in memory) when the design fits in ``config.memory_limit``, else a block size."""
     if prepared.plan.n_storage == 0 or design_bytes(prepared, dtype) <= config.memory_limit:
         return None
-    row_bytes = prepared.plan.n_storage * np.dtype(dtype).itemsize
-    return max(1024, BLOCK_BYTES // row_bytes)
+    return information.block_rows(prepared.plan.n_storage, np.dtype(dtype).itemsize)
 
 
 def check_fits_in_memory(prepared: Prepared, dtype) -> None:
@@ -50,7 +45,7 @@ def check_fits_in_memory(prepared: Prepared, dtype) -> None:
 def fit_blocked(prepared: Prepared, chunk_size: int, *, regularizer=None, solver="auto",
                 dtype=None, tol=None, max_iter=None):
     """Fit ``prepared`` block by block (see module docstring); returns a FitResult."""
-    from .fitting import _groups, _restore
+    from .fitting import _groups, _rotation
     from .results.fit_result import FitResult
 
     plan, graph = prepared.plan, prepared.graph
@@ -91,13 +86,26 @@ def fit_blocked(prepared: Prepared, chunk_size: int, *, regularizer=None, solver
                                      column_mask=mask, column_groups=_groups(plan),
                                      regularizer=regularizer, solver=solver, dtype=dtype,
                                      **options)
-    weights_rot = np.asarray(solution.weights, float)
-    # One more pass: log-likelihood and Fisher information (for standard errors) together.
-    loglik, fisher, valid = _final_pass(with_blocks, solution, mask, regularizer,
-                                        _groups(plan), graph.grid.n_rows)
+    # One pass for the log-likelihood (and which rows were valid); the covariance is computed
+    # in another when cheap, else on first use (glmformula.information).
+    rows = information.rows_rebuilt(prepared, chunk_size, storage_dtype, constraints)
+    valid = np.zeros(graph.grid.n_rows, dtype=bool)
+
+    def rows_noting_valid():
+        for block in rows():
+            valid[block.start:block.start + len(block.X)] = block.row_weight > 0
+            yield block
+
+    loglik, _ = information.log_likelihood(rows_noting_valid, solution.weights,
+                                           solution.intercept, solution.dtype)
+    mask[:, list(solution.excluded_columns)] = False
+    source = information.covariance_source(
+        rows, solution.weights, solution.intercept, mask, regularizer, _groups(plan),
+        solution.dtype, constraints, plan.term_storage)
+    cov = information.covariance_stack(source, source, int(valid.sum()))
     window_ok = graph.grid.row_in_epoch >= plan.lead
     dropped = {"window": int((~window_ok).sum()), "missing": int((window_ok & ~valid).sum())}
-    w, cov = _restore(weights_rot, fisher, constraints, plan)
+    w = _rotation(constraints, plan) @ np.asarray(solution.weights, float)
     summary = _DesignSummary(prepared, valid, dropped)
     result = FitResult.from_fit(design=summary, weights=w, intercept=solution.intercept,
                                 covariance=cov, solution=solution, log_likelihood=loglik,
@@ -141,91 +149,6 @@ def _term_moments(blocks, term_storage: dict, terms: tuple[str, ...]) -> dict:
         moments[text] = (total[part, part], total[part, -1], int(round(total[-1, -1])))
         start += k
     return moments
-
-
-def _information_kernel(block, W, b, *, strategy: str):
-    """Fisher information sums of one block (U, P+1, P+1), intercept last, and its linear
-    predictor (T, U), offset included."""
-    from .backend import problem as pb
-    eta = pb.linear_predictor(block, W, b)
-    return pb.hessian_sum(block.X, pb.curvature(eta, block.rw), strategy), eta
-
-
-def _final_pass(with_blocks, solution, mask, regularizer, groups, n_rows):
-    """One pass over the blocks at the fitted weights: per-unit log-likelihood, inverse
-    Fisher information (:func:`blocked_fisher`) and the grid's valid-row mask."""
-    from .results.scores import poisson_log_likelihood
-
-    loglik, valid = None, np.zeros(n_rows, dtype=bool)
-
-    def on_block(block, eta):
-        nonlocal loglik
-        eta = np.asarray(eta[:block.stop - block.start], float)  # without padding rows
-        part = poisson_log_likelihood(block.counts, np.exp(np.clip(eta, -700, 700)),
-                                      block.valid.astype(float))
-        loglik = part if loglik is None else loglik + part
-        valid[block.start:block.stop] = block.valid
-
-    fisher = blocked_fisher(with_blocks(), solution, mask, regularizer, groups,
-                            on_block=on_block)
-    return loglik, fisher, valid
-
-
-def blocked_fisher(pairs, solution, mask, regularizer, groups, *,
-                   on_block=None) -> np.ndarray:
-    """(U, P+1, P+1) inverse Fisher information accumulated over blocks (intercept last).
-
-    ``pairs`` yields ``(problem, tag)`` per block; ``on_block(tag, eta)``, if given, receives
-    each block's linear predictor (T, U) at the solution (padding rows at the end). The
-    information of each block is summed with the backend's Hessian kernel (compiled once for
-    the block shape; shorter blocks are padded with zero-weight rows) in the solution's dtype,
-    as the in-memory fit does, and accumulated over blocks in float64.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    from .backend import problem as pb
-
-    W0, b0 = np.asarray(solution.weights), np.asarray(solution.intercept)
-    P, U = W0.shape
-    strategy = pb.hessian_strategy(U, P)
-    information, total, rows = None, 0.0, None
-    with jax.enable_x64(True):
-        dt = jnp.dtype(solution.dtype)
-        W, b = jnp.asarray(W0, dt), jnp.asarray(b0, dt)
-        for problem, tag in pairs:
-            X, y, off, rw = problem.X, problem.y, problem.offset, problem.row_weight
-            T = X.shape[0]
-            rows = T if rows is None else rows
-            rw = np.ones(T) if rw is None else rw
-            total += float(np.sum(rw))
-            if T < rows:  # pad to the first block's shape: the kernel compiles once
-                pad = rows - T
-                X = np.concatenate([X, np.zeros((pad, P), X.dtype)])
-                y = np.concatenate([y, np.zeros((pad, y.shape[1]), y.dtype)])
-                rw = np.concatenate([rw, np.zeros(pad)])
-                if off is not None:
-                    off = np.concatenate([off, np.zeros((pad,) + off.shape[1:], off.dtype)])
-            device_block = pb.block_from_arrays(X, y, off, rw, dt, U)
-            (info, eta), _, _ = pb.compiled_call(_information_kernel,
-                                                 dict(strategy=strategy), device_block, W, b)
-            info = np.asarray(info, float)
-            information = info if information is None else information + info
-            if on_block is not None:
-                on_block(tag, eta)
-    n = information.shape[1]
-    m = np.concatenate([mask, np.ones((U, 1), bool)], axis=1)
-    if regularizer is not None:
-        from .backend.regularizers import resolve_penalty
-        penalty = resolve_penalty(regularizer, groups, mask)
-        l2 = np.concatenate([penalty.l2, np.zeros((1, U))]).T * total
-        information = information + np.einsum("up,pq->upq", l2, np.eye(n))
-    cov = np.zeros_like(information)
-    for u in range(U):
-        keep = np.flatnonzero(m[u])
-        cov[u][np.ix_(keep, keep)] = np.linalg.pinv(information[u][np.ix_(keep, keep)],
-                                                    hermitian=True)
-    return cov
 
 
 class _DesignSummary:

@@ -9,14 +9,16 @@ them in a :class:`~glmformula.results.FitResult`.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Mapping
 
 import numpy as np
 
-from . import backend, blocked, sharding
+from . import backend, blocked, information, sharding
 from .errors import FitError, FormulaError
 from .graph.constraints import find_constraints
-from .graph.design import DesignMatrix, build, prepare
+from .graph.design import DesignMatrix, Prepared, build, prepare
+from .results.covariance import CovarianceStack
 from .results.fit_result import FitResult
 from .results.scores import poisson_log_likelihood
 
@@ -102,16 +104,26 @@ def fit_design(design: DesignMatrix, *, regularizer=None, solver="auto", dtype=N
         except (ValueError, TypeError) as err:
             raise FitError(f"the fit could not run: {err}",
                            hint="check the regularizer and solver options") from None
+        rows = information.rows_in_memory(problem.X, design.counts, design.offset, weights)
+        loglik, _ = information.log_likelihood(rows, solution.weights, solution.intercept,
+                                               solution.dtype)
+        mask[:, list(solution.excluded_columns)] = False
+        P, U = solution.weights.shape
         if covariance:
-            fisher = sharding.covariance_on_devices(problem, solution, regularizer)
+            source = functools.partial(
+                information.covariance_source, weights=solution.weights,
+                intercept=solution.intercept, mask=mask, regularizer=regularizer,
+                groups=_groups(plan), dtype=solution.dtype, constraints=constraints,
+                term_storage=plan.term_storage)
+            rebuilt = information.rows_rebuilt(
+                Prepared(design.formula, design.graph, plan),
+                information.block_rows(P, design.storage.dtype.itemsize),
+                design.storage.dtype, constraints, weights)
+            cov = information.covariance_stack(source(rows), source(rebuilt), design.n_rows)
         else:
-            P, U = solution.weights.shape
-            fisher = np.full((U, P + 1, P + 1), np.nan)
-        eta = X @ solution.weights + solution.intercept
-    w, cov = _restore(solution.weights, fisher, constraints, plan)
-    if design.offset is not None:
-        eta = eta + design.offset[:, None]
-    loglik = poisson_log_likelihood(design.counts, np.exp(np.clip(eta, -700, 700)), weights)
+            cov = CovarianceStack.not_computed(
+                U, P, "this fit was made without standard errors (covariance=False)")
+    w = _rotation(constraints, plan) @ np.asarray(solution.weights, float)
     return FitResult.from_fit(design=design, weights=w, intercept=solution.intercept,
                               covariance=cov, solution=solution, log_likelihood=loglik,
                               row_weight=weights, regularizer=regularizer,
@@ -177,33 +189,6 @@ def _rotation(constraints, plan) -> np.ndarray:
         block = plan.term_storage[text]
         T[block, block] = Q
     return T
-
-
-def _restore(weights, covariance, constraints, plan):
-    """Weights (P, U) and covariances back in the original basis of every term."""
-    P = plan.n_storage
-    w = _rotation(constraints, plan) @ np.asarray(weights, float)
-    # The backend puts the intercept last; results keep it first. Each unit's covariance is
-    # copied into place and only the rows and columns of constrained terms are rotated
-    # (Q C Q'), in place: no (U, P+1, P+1) temporaries and O(U P k^2) flops. The batched
-    # T1 @ cov @ T1.T with the full (P+1)^2 rotation took 21 s for 20 units x 1,640 columns
-    # (now 0.9 s) and its four (U, P+1, P+1) float64 temporaries, 4.3 GB each for 200 such
-    # units, took a 200-unit coupled fit to 17.7 GB RSS; a 3-operand einsum was slower still.
-    source = np.asarray(covariance)
-    U = source.shape[0]
-    cov = np.empty((U, P + 1, P + 1))
-    blocks = [(slice(plan.term_storage[text].start + 1, plan.term_storage[text].stop + 1), Q)
-              for text, Q in constraints.items()]
-    for u in range(U):
-        c, s = cov[u], source[u]
-        c[1:, 1:] = s[:P, :P]
-        c[0, 1:] = s[P, :P]
-        c[1:, 0] = s[:P, P]
-        c[0, 0] = s[P, P]
-        for rows, Q in blocks:
-            c[rows, :] = Q @ c[rows, :]
-            c[:, rows] = c[:, rows] @ Q.T
-    return w, cov
 
 
 __all__ = ["fit", "fit_design"]

@@ -43,7 +43,7 @@ def _subproblem(problem, units: np.ndarray):
                         else problem.column_mask[units], offset=offset)
 
 
-def _on_devices(function, devices, groups):
+def on_devices(function, devices, groups):
     """``function(units)`` for each group of units, on its device (groups in parallel)."""
     def run(device, units):
         with jax.default_device(device):
@@ -123,32 +123,7 @@ def solve_on_devices(problem, *, init=None, devices=None, max_units: int | None 
         parts = [solve_batch(batch) for batch in _batches(units, size)]
         return join_solutions(parts, sequential=True)
 
-    return join_solutions(_on_devices(solve_group, devices, groups))
-
-
-def covariance_on_devices(problem, solution, regularizer, devices=None,
-                          max_units: int | None = None) -> np.ndarray:
-    """:func:`glmformula.backend.fisher_covariance`, unit groups on their devices, in
-    batches of at most ``max_units`` (default :func:`units_per_batch`)."""
-    devices = list(devices or jax.devices())
-    n_units = problem.y.shape[1]
-    groups = unit_groups(n_units, len(devices))
-    size = max_units or _batch_size(problem, getattr(solution, "dtype", None))
-    if len(groups) <= 1 and n_units <= size:
-        return backend.fisher_covariance(problem, solution, regularizer=regularizer)
-
-    def covariance_batch(units):
-        part = attrs.evolve(solution, weights=np.asarray(solution.weights)[:, units],
-                            intercept=np.asarray(solution.intercept)[units])
-        sub = _subproblem(problem, units)
-        return _relabelled(lambda: backend.fisher_covariance(sub, part,
-                                                             regularizer=regularizer),
-                           units, n_units)
-
-    def covariance_group(units):
-        return np.concatenate([covariance_batch(b) for b in _batches(units, size)], axis=0)
-
-    return np.concatenate(_on_devices(covariance_group, devices, groups), axis=0)
+    return join_solutions(on_devices(solve_group, devices, groups))
 
 
 def join_solutions(parts, sequential: bool = False) -> "backend.Solution":

@@ -21,13 +21,15 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
+from scipy.linalg import lapack
 
 from . import problem as pb
-from .newton import robust_factor
+from .newton import _rank_tol, robust_factor
 from .regularizers import Regularizer, resolve_penalty
 from .warnings import RankDeficientWarning
 
-__all__ = ["fisher_covariance", "standard_errors"]
+__all__ = ["fisher_covariance", "standard_errors", "unit_information", "invert_information"]
 
 
 def _information(block: pb.Block, W, b, *, strategy: str):
@@ -104,3 +106,82 @@ def standard_errors(problem: pb.Problem, solution, regularizer: Regularizer | No
     """``sqrt(diag(fisher_covariance))`` as (P+1, U): weights' rows, then the intercept."""
     cov = fisher_covariance(problem, solution, regularizer)
     return np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0)).T
+
+
+# --------------------------------------------------------------------------- per unit, on its columns
+
+
+def _unit_information(X, offset, rw, columns, Wk, b):
+    """Information sums of a batch of units over one block of rows, each unit on its own
+    columns ``X[:, columns[i]]`` (Ub, k+1, k+1), intercept last. Units run one after another
+    (``lax.map``) so only one unit's (rows, k) gather is alive at a time."""
+    def one(args):
+        cols, w, bu = args
+        x = jnp.take(X, cols, axis=1)
+        eta = x @ w + bu + offset
+        return pb.hessian_sum(x, pb.curvature(eta[:, None], rw), "per_unit")[0]
+    return lax.map(one, (columns, Wk, b))
+
+
+def unit_information(X, offset, row_weight, columns, weights, intercept, dtype) -> np.ndarray:
+    """Fisher information sums of units over rows ``X`` on each unit's own columns.
+
+    Parameters
+    ----------
+    X : (T, P) rows of the design
+    offset : (T,) or None
+    row_weight : (T,)
+    columns : (Ub, k) int, each unit's columns of ``X`` (same k for the batch)
+    weights : (Ub, k), intercept : (Ub,)
+        The fitted parameters on those columns.
+    dtype : compute dtype
+
+    Returns
+    -------
+    ndarray (Ub, k+1, k+1), float64, intercept last.
+
+    Where a unit reads few of many stored columns (history without coupling) this costs
+    ``T (k+1)^2`` per unit instead of the ``T (P+1)^2`` of :func:`fisher_covariance`.
+    """
+    with jax.enable_x64(True):
+        dt = jnp.dtype(dtype)
+        T = X.shape[0]
+        off = jnp.zeros((T,), dt) if offset is None else jnp.asarray(offset, dt)
+        args = (pb.to_device(X, dt), off, jnp.asarray(row_weight, dt),
+                jnp.asarray(columns, jnp.int32), jnp.asarray(weights, dt),
+                jnp.asarray(intercept, dt))
+        info, _, _ = pb.compiled_call(_unit_information, {}, *args)
+        return np.array(info, dtype=float)  # writable: the caller adds penalties in place
+
+
+def invert_information(info: np.ndarray, dtype="float64") -> tuple[np.ndarray, np.ndarray]:
+    """Inverses of information matrices (U, n, n) in float64, the pseudo-inverse where one is
+    singular at the precision ``dtype`` it was formed in.
+
+    The rank test is the backend's (squared Cholesky pivots of the matrix scaled to unit
+    diagonal below ``eps^(2/3)``), so it does not depend on the columns' units.
+
+    Returns
+    -------
+    inverse : (U, n, n), deficient : (U,) bool
+    """
+    tol = _rank_tol(jnp.dtype(dtype))
+    out = np.empty_like(info, dtype=float)
+    deficient = np.zeros(len(info), bool)
+    for u, A in enumerate(np.asarray(info, float)):
+        d = np.diagonal(A)
+        ok = bool((d > 0).all())
+        if ok:
+            s = 1.0 / np.sqrt(d)
+            factor, status = lapack.dpotrf(A * s[:, None] * s[None, :], lower=1)
+            ok = status == 0 and float(np.min(np.diagonal(factor))) ** 2 >= tol
+        if ok:
+            inverse, status = lapack.dpotri(factor, lower=1)
+            ok = status == 0
+        if ok:
+            inverse = np.tril(inverse) + np.tril(inverse, -1).T
+            out[u] = inverse * s[:, None] * s[None, :]
+        else:
+            out[u] = np.linalg.pinv(A, hermitian=True)
+            deficient[u] = True
+    return out, deficient

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from .._memory import ALIGNMENT, aligned_zeros
 
 __all__ = [
     "Problem",
@@ -56,7 +57,7 @@ def _as_float_array(x, name: str, ndim: tuple[int, ...]) -> np.ndarray:
     return a
 
 
-_ALIGN = 64  # bytes: what XLA's CPU client needs to use a host buffer in place
+_ALIGN = ALIGNMENT
 
 
 def aligned(a, name: str = "X") -> np.ndarray:
@@ -72,9 +73,7 @@ def aligned(a, name: str = "X") -> np.ndarray:
     dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.dtype(np.float64)
     if a.dtype == dtype and a.flags.c_contiguous and a.ctypes.data % _ALIGN == 0:
         return a
-    buf = np.empty(a.size * dtype.itemsize + _ALIGN, np.uint8)
-    start = (-buf.ctypes.data) % _ALIGN
-    out = buf[start : start + a.size * dtype.itemsize].view(dtype).reshape(a.shape)
+    out = aligned_zeros(a.shape, dtype)
     np.copyto(out, a, casting="unsafe")
     return out
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pynapple as nap
 
+from .._memory import aligned_zeros
 from ..errors import DataError, FormulaError
 from ..syntax import ast
 from ..syntax.parser import parse_number
@@ -270,7 +271,7 @@ def build(prepared: Prepared, *, dtype=np.float64, cache_spike_filters: bool = F
     """
     plan, graph = prepared.plan, prepared.graph
     grid = graph.grid
-    storage = np.zeros((grid.n_rows, plan.n_storage), dtype=dtype)
+    storage = aligned_zeros((grid.n_rows, plan.n_storage), dtype)  # the solver uses it in place
     counts = graph.counts(plan.response, plan.unit_ids)
     finite = np.isfinite(counts).all(axis=1)  # a response of counts per bin may have gaps
     gaps = not finite.all()
@@ -373,7 +374,7 @@ def build_block(prepared: Prepared, start: int, stop: int, *, dtype=np.float64) 
     plan, graph = prepared.plan, prepared.graph
     grid = graph.grid
     rows = slice(start, stop)
-    storage = np.empty((stop - start, plan.n_storage), dtype=dtype)
+    storage = aligned_zeros((stop - start, plan.n_storage), dtype)
     all_counts = graph.counts(plan.response, plan.unit_ids)
     counts = all_counts[rows]
     gaps = not np.isfinite(all_counts).all()  # a response of counts per bin may have gaps

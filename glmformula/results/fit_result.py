@@ -19,6 +19,8 @@ from ..errors import FormulaError
 from ..graph.design import build, prepare
 from ..terms.formula import Formula, parse
 from . import scores
+from .covariance import CovarianceStack, as_covariance_stack
+from .curves import select_units
 from .evaluation import record_covariate_ranges
 
 
@@ -42,8 +44,10 @@ class FitResult:
     weights : ndarray (P, U)
         Weights of the stored columns in the original basis (0 where a unit does not use one).
     intercepts : ndarray (U,)
-    covariance : ndarray (U, P+1, P+1)
-        Covariance of (intercept, weights) from the (penalised) Fisher information.
+    covariance : CovarianceStack
+        Covariance of (intercept, weights) from the (penalised) Fisher information; an array
+        (U, P+1, P+1) to numpy, ``covariance[u]`` one unit's. Large fits compute a unit's
+        the first time it is used (see :mod:`glmformula.information`).
     state : dict
         Statistics learned from the training data (basis ranges, means), by node text.
     covariate_ranges : dict
@@ -61,7 +65,7 @@ class FitResult:
     term_storage: dict
     weights: np.ndarray
     intercepts: np.ndarray
-    covariance: np.ndarray
+    covariance: CovarianceStack = attrs.field(converter=as_covariance_stack)
     state: dict
     log_likelihood_units: np.ndarray
     n_rows: int
@@ -91,7 +95,7 @@ class FitResult:
             storage_columns=plan.storage_columns, unit_columns=plan.unit_columns,
             unit_labels=plan.unit_labels, term_storage=dict(plan.term_storage),
             weights=np.asarray(weights, float), intercepts=np.asarray(intercept, float),
-            covariance=np.asarray(covariance, float), state=dict(design.graph.state),
+            covariance=covariance, state=dict(design.graph.state),
             log_likelihood_units=np.asarray(log_likelihood, float), n_rows=int(used.sum()),
             n_spikes=np.asarray(design.counts[used].sum(axis=0), float),
             converged_units=np.asarray(solution.converged, bool).reshape(-1),
@@ -116,15 +120,17 @@ class FitResult:
         pairs = sorted(seen, key=lambda p: order.get(p[0], len(order)))  # stable within term
         return pd.MultiIndex.from_tuples(pairs, names=["term", "column"])
 
-    def _unit_values(self, values_of_unit) -> pd.DataFrame:
+    def _unit_values(self, values_of_unit, units=None) -> pd.DataFrame:
+        """Rows (term, column) x the unit positions ``units`` (default all)."""
+        units = range(len(self.unit_ids)) if units is None else units
         index = self.rows
         position = {pair: i for i, pair in enumerate(index)}
-        out = np.full((len(index), len(self.unit_ids)), np.nan)
-        for u, labels in enumerate(self.unit_labels):
-            values = values_of_unit(u)
-            for pair, value in zip(labels, values):
-                out[position[pair], u] = value
-        return pd.DataFrame(out, index=index, columns=pd.Index(self.unit_ids, name="unit"))
+        out = np.full((len(index), len(units)), np.nan)
+        for i, u in enumerate(units):
+            for pair, value in zip(self.unit_labels[u], values_of_unit(u)):
+                out[position[pair], i] = value
+        return pd.DataFrame(out, index=index,
+                            columns=pd.Index([self.unit_ids[u] for u in units], name="unit"))
 
     @property
     def coef(self) -> pd.DataFrame:
@@ -138,13 +144,16 @@ class FitResult:
         return pd.Series(self.intercepts, index=pd.Index(self.unit_ids, name="unit"),
                          name="intercept")
 
-    def standard_errors(self) -> pd.DataFrame:
-        """Standard errors of :attr:`coef` from the Fisher information."""
+    def standard_errors(self, unit=None) -> pd.DataFrame:
+        """Standard errors of :attr:`coef` from the Fisher information (all units, or the
+        column of ``unit`` only: a large fit then computes just that unit's covariance)."""
+        units = [self.unit_ids.index(u) for u in select_units(self, unit)]
+        self.covariance.compute(units)
+
         def se(u):
             idx = self.unit_columns[u] + 1
-            return np.sqrt(np.clip(np.diagonal(self.covariance[u])[idx], 0, None))
-        return self._unit_values(se)
-
+            return np.sqrt(np.clip(self.covariance.diagonal(u)[idx], 0, None))
+        return self._unit_values(se, units)
     def resolve_term(self, term: str) -> str:
         """Canonical text of a term given by its text or a short alias (``"hd"``)."""
         terms = self.formula.terms
@@ -171,9 +180,9 @@ class FitResult:
         """
         term = self.resolve_term(term)
         coef = self.coef.xs(term, level="term")
-        se = self.standard_errors().xs(term, level="term")
+        se = self.standard_errors(unit).xs(term, level="term")
         frames = []
-        for unit in (self.unit_ids if unit is None else [unit]):
+        for unit in select_units(self, unit):
             est, err = coef[unit], se[unit]
             z = est / err
             frame = pd.DataFrame({

@@ -17,13 +17,15 @@ import numpy as np
 
 from ..errors import FormulaError
 from ..terms.formula import parse
+from .covariance import CovarianceStack
 
 FORMAT = "glmformula-result"
-#: 2 added the covariates' training ranges; files of version 1 still load (without them).
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: 2 added the covariates' training ranges; 3 stores the covariances of the units computed so
+#: far (``covariance_units``). Files of versions 1 and 2 still load.
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
-_ARRAYS = ("weights", "intercepts", "covariance", "epochs", "log_likelihood_units",
+_ARRAYS = ("weights", "intercepts", "epochs", "log_likelihood_units",
            "n_spikes", "converged_units", "n_iter_units", "grad_norm")
 
 
@@ -37,6 +39,12 @@ def save_result(result, path) -> Path:
     if path.suffix != ".npz":
         path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
     arrays = {name: np.asarray(getattr(result, name)) for name in _ARRAYS}
+    # Covariances a large fit has not computed yet are not computed here (that may take
+    # hours): the file holds those computed so far.
+    covariance = result.covariance
+    arrays["covariance_units"] = covariance.computed_units
+    arrays["covariance"] = np.stack([covariance[u] for u in covariance.computed_units]) \
+        if len(covariance.computed_units) else np.zeros((0,) + covariance.shape[1:])
     for u, columns in enumerate(result.unit_columns):
         arrays[f"unit_columns_{u}"] = np.asarray(columns, dtype=np.int64)
     state_keys = []
@@ -87,6 +95,18 @@ def _strength_json(strength):
     return dict(strength)
 
 
+def _covariance(arrays) -> CovarianceStack:
+    dense = arrays["covariance"]
+    if "covariance_units" not in arrays:  # versions 1 and 2: every unit
+        return CovarianceStack.from_dense(dense)
+    n_units, n_columns = len(arrays["intercepts"]), dense.shape[1] - 1
+    support = np.arange(n_columns)
+    parts = {int(u): (support, dense[i]) for i, u in enumerate(arrays["covariance_units"])}
+    return CovarianceStack(n_units, n_columns, parts=parts,
+                           unavailable="it had not been computed when the result was saved "
+                                       "(large fits compute it on first use)")
+
+
 def load_result(path):
     """Read a result written by :meth:`FitResult.save` (no pickle involved)."""
     from .. import backend
@@ -132,7 +152,7 @@ def load_result(path):
         unit_labels=tuple(tuple(tuple(p) for p in labels) for labels in metadata["unit_labels"]),
         term_storage={k: slice(*v) for k, v in metadata["term_storage"].items()},
         weights=arrays["weights"], intercepts=arrays["intercepts"],
-        covariance=arrays["covariance"], state=state,
+        covariance=_covariance(arrays), state=state,
         log_likelihood_units=arrays["log_likelihood_units"], n_rows=int(metadata["n_rows"]),
         n_spikes=arrays["n_spikes"], converged_units=arrays["converged_units"],
         n_iter_units=arrays["n_iter_units"], grad_norm=arrays["grad_norm"],

@@ -34,6 +34,8 @@ def _assert_same(a, b):
                 assert x[key].interval == y[key].interval
         elif field.name == "unit_columns":
             assert all(np.array_equal(u, v) for u, v in zip(x, y)) and len(x) == len(y)
+        elif field.name == "covariance":
+            assert np.array_equal(np.asarray(x), np.asarray(y))
         elif field.name == "regularizer":
             assert type(x) is type(y)
             assert getattr(x, "strength", None) == getattr(y, "strength", None)

@@ -290,7 +290,7 @@ def _design_key(X: gf.DesignMatrix):
 
 
 def _fit_key(res: gf.FitResult):
-    return (res.weights, res.intercepts, res.covariance, res.log_likelihood_units,
+    return (res.weights, res.intercepts, np.asarray(res.covariance), res.log_likelihood_units,
             res.converged_units, res.n_iter_units, res.solver, res.n_rows, res.dropped)
 
 

@@ -1,0 +1,282 @@
+"""What a fit reports besides its weights, from passes over the rows in blocks: each unit's
+log-likelihood and the covariance of its parameters (inverse penalised Fisher information).
+
+Both are sums over rows, so they are accumulated block by block, from slices of an in-memory
+design (:func:`rows_in_memory`) or from blocks rebuilt by the feature graph
+(:func:`rows_rebuilt`: no whole design, as in blocked fits), never with (rows x units) float64
+temporaries. Each unit's information is formed on the columns it uses (``T (k+1)^2``
+multiply-adds, :func:`glmformula.backend.covariance.unit_information`), not on every stored
+column. When that costs more than :data:`EAGER_MULTIPLY_ADDS`, the fit returns at once and a
+unit's covariance is computed the first time it is asked for
+(:class:`~glmformula.results.covariance.CovarianceStack`), from rebuilt blocks, so the result
+does not keep the design alive.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+
+import attrs
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .backend import problem as pb
+from .backend.covariance import invert_information, unit_information
+from .backend.regularizers import resolve_penalty
+from .backend.warnings import RankDeficientWarning
+from .config import config
+from .graph.design import Prepared, iter_blocks
+from .results.covariance import CovarianceStack
+from .results.scores import poisson_log_likelihood
+
+#: Covariances that cost at most this many multiply-adds (rows x sum over units of
+#: (columns + 1)^2; ~5-10 s on a 2-core CPU) are computed with the fit, larger ones on first
+#: use. 200 coupled units x 1,641 columns x 1e6 bins is 5e14.
+EAGER_MULTIPLY_ADDS = 1e11
+
+#: Target size of one block of rows (bytes of design).
+BLOCK_BYTES = 64 * 1024**2
+
+
+@attrs.frozen(eq=False)
+class RowBlock:
+    """Rows ``[start, start + len(X))`` of a fit: design (in the solver's basis), counts,
+    offset (or None) and row weights (0: row not used)."""
+
+    start: int
+    X: np.ndarray
+    counts: np.ndarray
+    offset: np.ndarray | None
+    row_weight: np.ndarray
+
+
+#: A function that returns a fresh iterator over a fit's rows, block by block.
+Rows = Callable[[], Iterator[RowBlock]]
+
+
+def block_rows(n_columns: int, itemsize: int) -> int:
+    """Rows per block: about :data:`BLOCK_BYTES` of design, at least 1,024."""
+    return max(1024, BLOCK_BYTES // max(n_columns * itemsize, 1))
+
+
+def rows_in_memory(X, counts, offset, row_weight) -> Rows:
+    """Blocks of rows of an in-memory design (views, no copies)."""
+    chunk = block_rows(X.shape[1], X.dtype.itemsize)
+
+    def rows():
+        for start in range(0, X.shape[0], chunk):
+            stop = min(start + chunk, X.shape[0])
+            yield RowBlock(start, X[start:stop], counts[start:stop],
+                           None if offset is None else offset[start:stop],
+                           row_weight[start:stop])
+    return rows
+
+
+def rows_rebuilt(prepared: Prepared, chunk_size: int, dtype, constraints: dict,
+                 row_weight: np.ndarray | None = None) -> Rows:
+    """Blocks of rows rebuilt by the feature graph (the whole design never exists), with the
+    constrained terms' columns rotated as the solver saw them. ``row_weight`` (one per grid
+    row) selects rows within the valid ones (default: all valid rows)."""
+    term_storage = prepared.plan.term_storage
+
+    def rows():
+        for block in iter_blocks(prepared, chunk_size, dtype=dtype):
+            X = block.storage
+            for text, Q in constraints.items():
+                X[:, term_storage[text]] = X[:, term_storage[text]] @ Q
+            rw = block.valid.astype(float)
+            if row_weight is not None:
+                rw = rw * (row_weight[block.start:block.stop] > 0)
+            yield RowBlock(block.start, X, block.counts, block.offset, rw)
+    return rows
+
+
+def _padded(block: RowBlock, n: int) -> RowBlock:
+    """``block`` with zero-weight rows appended up to ``n`` rows (kernels compile once)."""
+    pad = n - block.X.shape[0]
+    if pad <= 0:
+        return block
+    grow = lambda a: np.concatenate([a, np.zeros((pad,) + a.shape[1:], a.dtype)])
+    return RowBlock(block.start, grow(block.X), grow(block.counts),
+                    None if block.offset is None else grow(block.offset),
+                    grow(block.row_weight))
+
+
+def _linear_predictor(X, offset, W, b):
+    return X @ W + b[None, :] + offset[:, None]
+
+
+def log_likelihood(rows: Rows, weights, intercept, dtype) -> tuple[np.ndarray, float]:
+    """Per-unit Poisson log-likelihood (nats, with ``log y!``) at the fitted parameters, and
+    the total row weight. The linear predictor of each block is formed in the fit's dtype;
+    the likelihood is summed in float64."""
+    total, n, size = None, 0.0, None
+    with jax.enable_x64(True):
+        dt = jnp.dtype(dtype)
+        W, b = jnp.asarray(weights, dt), jnp.asarray(intercept, dt)
+        for block in rows():
+            rows_here = block.X.shape[0]
+            size = rows_here if size is None else size
+            padded = _padded(block, size)
+            offset = np.zeros(size) if padded.offset is None else padded.offset
+            eta, _, _ = pb.compiled_call(_linear_predictor, {}, pb.to_device(padded.X, dt),
+                                         jnp.asarray(offset, dt), W, b)
+            eta = np.asarray(eta, float)[:rows_here]
+            part = poisson_log_likelihood(block.counts, np.exp(np.clip(eta, -700, 700)),
+                                          block.row_weight)
+            total = part if total is None else total + part
+            n += float(np.sum(block.row_weight))
+    return total, n
+
+
+@attrs.frozen(eq=False)
+class CovarianceSource:
+    """Everything needed to compute units' covariances, now or later.
+
+    Attributes
+    ----------
+    rows : Rows
+        The fit's rows (rebuilt blocks for a lazy source: they hold no design).
+    weights : ndarray (P, U), intercept : ndarray (U,)
+        The fitted parameters in the solver's basis (constrained terms rotated).
+    supports : tuple of ndarray
+        Per unit, the stored columns it was fitted on (solver's basis; masked ones left out).
+    l2 : ndarray (P, U)
+        The ridge part of the penalty of the mean objective (0 without one).
+    dtype : str
+        The fit's compute dtype.
+    constraints : dict
+        Term text -> rotation ``Q``; ``term_storage``: term text -> stored columns.
+    """
+
+    rows: Rows
+    weights: np.ndarray
+    intercept: np.ndarray
+    supports: tuple
+    l2: np.ndarray
+    dtype: str
+    constraints: dict
+    term_storage: dict
+
+    @property
+    def n_columns(self) -> int:
+        return self.weights.shape[0]
+
+    def cost(self, n_rows: int) -> float:
+        """Multiply-adds to compute every unit's information."""
+        return float(n_rows) * float(sum((len(s) + 1) ** 2 for s in self.supports))
+
+    def __call__(self, units) -> dict:
+        """Unit -> (support, covariance with intercept first) in the original basis."""
+        from .sharding import on_devices, unit_groups
+        units = np.asarray(units, dtype=int)
+        size = _units_per_pass(max(len(self.supports[u]) for u in units))
+
+        def on_device(group):  # each device makes its own passes over the rows
+            parts = {}
+            for start in range(0, len(group), size):
+                parts.update(self._batch(group[start:start + size]))
+            return parts
+
+        devices = jax.devices()
+        groups = [units[g] for g in unit_groups(len(units), len(devices))]
+        return {u: part for parts in on_devices(on_device, devices, groups)
+                for u, part in parts.items()}
+
+    def _batch(self, units: np.ndarray) -> dict:
+        by_size: dict[int, list[int]] = {}
+        for u in units:
+            by_size.setdefault(len(self.supports[u]), []).append(int(u))
+        info = {k: None for k in by_size}
+        n, size = 0.0, None
+        for block in self.rows():
+            size = block.X.shape[0] if size is None else size
+            padded = _padded(block, size)
+            n += float(np.sum(block.row_weight))
+            for k, group in by_size.items():
+                columns = np.stack([self.supports[u] for u in group]) if k else \
+                    np.zeros((len(group), 0), int)
+                part = unit_information(
+                    padded.X, padded.offset, padded.row_weight, columns,
+                    np.stack([self.weights[self.supports[u], u] for u in group]),
+                    self.intercept[group], self.dtype)
+                info[k] = part if info[k] is None else info[k] + part
+        parts, deficient = {}, []
+        for k, group in by_size.items():
+            H = info[k]
+            for i, u in enumerate(group):
+                idx = np.arange(k)
+                H[i, idx, idx] += n * self.l2[self.supports[u], u]
+            inverse, singular = invert_information(H, self.dtype)
+            deficient += [u for u, s in zip(group, singular) if s]
+            for i, u in enumerate(group):
+                parts[u] = self._original_basis(self.supports[u], inverse[i])
+        if deficient:
+            warnings.warn(
+                f"the Fisher information is singular for units {sorted(deficient)[:20]}: "
+                "returned its pseudo-inverse; standard errors of non-identified weights are "
+                "meaningless (add a Ridge penalty or remove redundant columns).",
+                RankDeficientWarning, stacklevel=4)
+        return parts
+
+    def _original_basis(self, support: np.ndarray, cov: np.ndarray):
+        """(support, matrix) with the intercept first and constrained terms rotated back
+        (``Q C Q'`` on their rows and columns; a constrained term's masked column joins the
+        support)."""
+        k = len(support)
+        order = np.r_[k, np.arange(k)]
+        matrix = cov[np.ix_(order, order)]
+        full = set(support.tolist())
+        touched = []
+        for text, Q in self.constraints.items():
+            columns = np.arange(self.term_storage[text].start, self.term_storage[text].stop)
+            if full.intersection(columns.tolist()):
+                full.update(columns.tolist())
+                touched.append((columns, Q))
+        if not touched:
+            return support, matrix
+        wide = np.array(sorted(full), dtype=int)
+        position = np.searchsorted(wide, support) + 1
+        out = np.zeros((len(wide) + 1, len(wide) + 1))
+        index = np.r_[0, position]
+        out[np.ix_(index, index)] = matrix
+        for columns, Q in touched:
+            rows = np.searchsorted(wide, columns) + 1
+            out[rows, :] = Q @ out[rows, :]
+            out[:, rows] = out[:, rows] @ Q.T
+        return wide, out
+
+
+def _units_per_pass(k: int) -> int:
+    """Units whose information is accumulated in one pass over the rows: their float64
+    matrices (a few copies) within a quarter of ``gf.config.memory_limit``."""
+    per_unit = 4 * (k + 1) ** 2 * 8
+    return max(1, int(config.memory_limit // 4 // per_unit))
+
+
+def covariance_source(rows: Rows, weights, intercept, mask: np.ndarray, regularizer,
+                      groups: tuple, dtype: str, constraints: dict,
+                      term_storage: dict) -> CovarianceSource:
+    """A :class:`CovarianceSource` for a fit whose columns of unit ``u`` are ``mask[u]``."""
+    penalty = resolve_penalty(regularizer, groups, mask)
+    supports = tuple(np.flatnonzero(m) for m in mask)
+    return CovarianceSource(rows, np.asarray(weights, float), np.asarray(intercept, float),
+                            supports, np.asarray(penalty.l2, float), str(dtype),
+                            dict(constraints), dict(term_storage))
+
+
+def covariance_stack(now: CovarianceSource, later: CovarianceSource | None,
+                     n_rows: int) -> CovarianceStack:
+    """Every unit's covariance computed from ``now`` when that is cheap
+    (:data:`EAGER_MULTIPLY_ADDS`), else a stack that computes units from ``later`` (whose rows
+    hold no design) the first time they are asked for."""
+    U, P = len(now.supports), now.n_columns
+    if later is None or now.cost(n_rows) <= EAGER_MULTIPLY_ADDS:
+        return CovarianceStack(U, P, parts=now(np.arange(U)))
+    return CovarianceStack(U, P, compute=later)
+
+
+__all__ = ["RowBlock", "rows_in_memory", "rows_rebuilt", "log_likelihood",
+           "CovarianceSource", "covariance_source", "covariance_stack", "EAGER_MULTIPLY_ADDS"]
