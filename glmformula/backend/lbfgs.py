@@ -37,7 +37,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from .newton import (
-    MAX_ITER, NO_SPIKES, OK, STALLED, RawResult, _rank_tol, backtrack, factor_solve, robust_factor, tolerance_floor,
+    MAX_ITER, NO_SPIKES, OK, STALLED, RawResult, _rank_tol, factor_solve, initial_pass, line_search_pass,
+    robust_factor, tolerance_floor,
 )
 from .problem import (
     FitData,
@@ -46,10 +47,8 @@ from .problem import (
     gram_sum,
     hessian_strategy,
     hessian_sum,
-    linear_predictor,
-    loss_sum,
     penalised_hessian,
-    smooth_objective,
+    step_chunk,
 )
 
 __all__ = ["LBFGS"]
@@ -75,6 +74,7 @@ class _State(NamedTuple):
     s0: jax.Array
     n_hess: jax.Array
     deficient: jax.Array
+    n_pass: jax.Array  # passes over X for products with it (a fused step pass is one)
 
 
 def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, strategy: str) -> RawResult:
@@ -94,13 +94,14 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
 
     W = data.W0 * data.mask
     theta = jnp.concatenate([W, data.b0[None, :]], axis=0)
-    eta = linear_predictor(blk, W, data.b0)
-    f, g, mag = smooth_objective(data, eta, W)
+    chunk = step_chunk(P, jnp.dtype(dtype).itemsize)
+    eta, (f, g, mag) = initial_pass(data, W, data.b0, chunk)
     zeros = jnp.zeros((m, P + 1, U), dtype)
     st = _State(theta, eta, f, g, mag, zeros, zeros, jnp.zeros((m, U), dtype), jnp.array(0),
                 jnp.ones(U, dtype), jnp.array(0), ~data.active, jnp.zeros(U, jnp.int32),
                 jnp.full((U,), jnp.inf, dtype), jnp.where(data.active, OK, NO_SPIKES).astype(jnp.int32),
-                jnp.zeros_like(B0), jnp.ones((U, P + 1), dtype), jnp.array(0), jnp.zeros(U, bool))
+                jnp.zeros_like(B0), jnp.ones((U, P + 1), dtype), jnp.array(0), jnp.zeros(U, bool),
+                jnp.array(1))
 
     def renew(st):
         # Factor B0 (first iteration) or the current Hessian (refresh), and
@@ -163,18 +164,10 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
         slope = jnp.sum(st.g * d, axis=0)
         d = jnp.where(go[None, :], d, 0.0)
         dW, db = d[:P], d[P]
-        xi = blk.X @ dW + db[None, :]
-        W = st.theta[:P]
-
-        def f_at(a):
-            Wa = W + a * dW
-            return loss_sum(st.eta + a[None, :] * xi, blk.Y, blk.rw) / data.n + 0.5 * jnp.sum(data.l2 * Wa * Wa, axis=0)
-
-        a, ok = backtrack(f_at, st.f, jnp.where(go, slope, 0.0), st.mag, go)
+        a, ok, eta, (f, g, mag), passes = line_search_pass(
+            data, chunk, st.eta, st.theta[:P], dW, db, st.f, jnp.where(go, slope, 0.0), st.mag, go)
         step = a * d
         theta = st.theta + step
-        eta = st.eta + a[None, :] * xi
-        f, g, mag = smooth_objective(data, eta, theta[:P])
         y = g - st.g
         sy = jnp.sum(step * y, axis=0)
         yy = jnp.sum(y * precond(y, st), axis=0)
@@ -188,6 +181,7 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
             head=(st.head + 1) % m,
             gamma=jnp.where(valid, sy / jnp.where(valid, yy, 1.0), st.gamma),
             it=st.it + 1,
+            n_pass=st.n_pass + passes,
             n_iter=st.n_iter + go.astype(jnp.int32),
             status=jnp.where(stalled, STALLED, st.status),
             crit=crit,
@@ -199,7 +193,7 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
     status = jnp.where(data.active & ~converged & (st.status == OK), MAX_ITER, st.status)
     return RawResult(
         st.theta[:P], st.theta[P], st.f, st.crit, jnp.max(jnp.abs(st.g), axis=0), converged, st.n_iter,
-        status, st.deficient, st.n_hess, 2 + 2 * st.it,
+        status, st.deficient, st.n_hess, st.n_pass,
     )
 
 

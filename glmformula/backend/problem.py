@@ -272,10 +272,65 @@ def value_grad_sums(X, Y, rw, eta):
     """
     rate, r, _ = _rate(eta)
     resid = rw[:, None] * (r - Y)
-    loss = jnp.sum(rw[:, None] * (rate - Y * eta), axis=0)
-    mag = jnp.sum(rw[:, None] * (rate + Y * jnp.abs(eta)), axis=0)
+    U = eta.shape[1]
+    # One reduction of the three row sums: XLA's CPU backend recomputes the rate for every
+    # separate reduction (29 ms against 10 ms at T=1e6, one unit).
+    rows = jnp.concatenate([rw[:, None] * (rate - Y * eta), rw[:, None] * (rate + Y * jnp.abs(eta)),
+                            resid], axis=1)
+    sums = jnp.sum(rows, axis=0)
     grad_w = lax.dot_general(X, resid, (((0,), (0,)), ((), ())))
-    return loss, grad_w, jnp.sum(resid, axis=0), mag
+    return sums[:U], grad_w, sums[2 * U:], sums[U:2 * U]
+
+
+def step_chunk(n_cols: int, itemsize: int) -> int:
+    """Rows per chunk of :func:`step_sums`: ~2 MiB of X, which stays in cache between its two
+    products."""
+    return int(np.clip((1 << 21) // max(n_cols * itemsize, 1), 256, 16384))
+
+
+def step_sums(X, Y, rw, eta, dW, db, chunk: int):
+    """One read of X for a step from ``eta``: ``xi = X @ dW + db`` (T, U) and
+    :func:`value_grad_sums` at ``eta + xi``.
+
+    The rows are taken in chunks (``chunk``, static) so that each chunk of X is still in
+    cache for the second product (``X.T @ r``) after the first (``X @ dW``): the two products
+    cost one pass over memory. Measured on the 2-core EPYC (T=1e6, P=50, one unit, float64):
+    0.034 s fused, against 0.017 s + 0.044 s for the two products over the whole of X (XLA's
+    transposed product over all rows is twice numpy's; over cached chunks it is not).
+
+    Returns
+    -------
+    xi : (T, U), and ``(loss, grad_w, grad_b, magnitude)`` at ``eta + xi``.
+    """
+    T, P = X.shape
+    U = dW.shape[1]
+
+    def sums_of(x, y, w, e):
+        xi = x @ dW + db[None, :]
+        loss, gw, gb, mag = value_grad_sums(x, y, w, e + xi)
+        return xi, (loss, gw, gb, mag)
+
+    if T <= chunk:
+        return sums_of(X, Y, rw, eta)
+    n_full, rem = _row_chunks(T, chunk)
+
+    def body(i, carry):
+        xi_all, acc = carry
+        start = i * chunk
+        part = lambda a: lax.dynamic_slice_in_dim(a, start, chunk)
+        xi, sums = sums_of(part(X), part(Y), part(rw), part(eta))
+        acc = tuple(a + b for a, b in zip(acc, sums))
+        return lax.dynamic_update_slice_in_dim(xi_all, xi, start, 0), acc
+
+    dt = X.dtype
+    zero = (jnp.zeros((U,), dt), jnp.zeros((P, U), dt), jnp.zeros((U,), dt), jnp.zeros((U,), dt))
+    xi_all, acc = lax.fori_loop(0, n_full, body, (jnp.zeros((T, U), dt), zero))
+    if rem:
+        tail = slice(n_full * chunk, T)
+        xi, sums = sums_of(X[tail], Y[tail], rw[tail], eta[tail])
+        xi_all = xi_all.at[tail].set(xi)
+        acc = tuple(a + b for a, b in zip(acc, sums))
+    return xi_all, acc
 
 
 def curvature(eta, rw):
@@ -307,8 +362,10 @@ def _row_chunks(T: int, chunk: int):
     return n_full, rem
 
 
-def _xtdx(X, d, chunk: int = 8192, compute=None):
-    """``X.T @ (d[:, None] * X)`` accumulated over row chunks (P, P).
+def _xtdx(X, d, chunk: int = 8192, compute=None, intercept: bool = False):
+    """``X.T @ (d[:, None] * X)`` accumulated over row chunks (P, P); with ``intercept`` that
+    of ``[X, 1]`` (P+1, P+1), the ones column last, from the same cached chunks (a separate
+    ``d @ X`` over all rows cost 0.04 s of a 0.11 s float32 Hessian at T=1e6, P=50).
 
     Chunks keep the weighted copy of X in cache; on the 2-core EPYC this was
     1.3-2.5x faster than one product over 1e5-1e6 rows. ``compute`` (a dtype,
@@ -319,9 +376,12 @@ def _xtdx(X, d, chunk: int = 8192, compute=None):
     T, P = X.shape
     dn = (((0,), (0,)), ((), ()))
     cast = (lambda a: a) if compute is None else (lambda a: a.astype(compute))
+    n = P + 1 if intercept else P
 
     def product(x, w):
         x, w = cast(x), cast(w)
+        if intercept:
+            x = jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
         return lax.dot_general(x * w[:, None], x, dn).astype(X.dtype)
 
     if T <= chunk:
@@ -333,7 +393,7 @@ def _xtdx(X, d, chunk: int = 8192, compute=None):
         w = lax.dynamic_slice_in_dim(d, i * chunk, chunk)
         return acc + product(x, w)
 
-    acc = lax.fori_loop(0, n_full, body, jnp.zeros((P, P), X.dtype))
+    acc = lax.fori_loop(0, n_full, body, jnp.zeros((n, n), X.dtype))
     if rem:
         acc = acc + product(X[n_full * chunk :], d[n_full * chunk :])
     return acc
@@ -392,10 +452,9 @@ def hessian_sum(X, D, strategy: str, compute=None):
     """
     if compute is not None and jnp.dtype(compute) == X.dtype:
         compute = None
-    if strategy == "pairs":
-        H = _xtdx_pairs(X, D, compute)
-    else:
-        H = lax.map(lambda d: _xtdx(X, d, compute=compute), D.T)
+    if strategy != "pairs":
+        return lax.map(lambda d: _xtdx(X, d, compute=compute, intercept=True), D.T)
+    H = _xtdx_pairs(X, D, compute)
     xd = lax.dot_general(D, X, (((0,), (0,)), ((), ())))  # (U, P)
     dd = jnp.sum(D, axis=0)
     top = jnp.concatenate([H, xd[:, :, None]], axis=2)
@@ -420,11 +479,7 @@ def hvp_sum(X, D, V, vb):
 
 def gram_sum(X, rw):
     """Weighted Gram matrix of ``[X, 1]`` summed over rows, intercept last: (P+1, P+1)."""
-    G = _xtdx(X, rw)
-    xs = rw @ X
-    top = jnp.concatenate([G, xs[:, None]], axis=1)
-    bottom = jnp.concatenate([xs, jnp.sum(rw)[None]])[None, :]
-    return jnp.concatenate([top, bottom], axis=0)
+    return _xtdx(X, rw, intercept=True)
 
 
 def linear_predictor(block: Block, W, b):
@@ -535,13 +590,16 @@ class FitData(NamedTuple):
     active: jax.Array
 
 
-def smooth_objective(data: FitData, eta, W):
+def smooth_objective(data: FitData, eta, W, sums=None):
     """Mean loss + ridge part of the penalty, its masked gradient, and the loss magnitude.
 
+    ``sums``: :func:`value_grad_sums` at ``eta`` if already computed (no pass over X then).
     Returns ``f (U,), grad (P+1, U) (intercept last), magnitude (U,)``.
     """
     inv_n = 1.0 / data.n
-    loss, gw, gb, mag = value_grad_sums(data.block.X, data.block.Y, data.block.rw, eta)
+    if sums is None:
+        sums = value_grad_sums(data.block.X, data.block.Y, data.block.rw, eta)
+    loss, gw, gb, mag = sums
     ridge = 0.5 * jnp.sum(data.l2 * W * W, axis=0)
     f = loss * inv_n + ridge
     gw = (gw * inv_n + data.l2 * W) * data.mask

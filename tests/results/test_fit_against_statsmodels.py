@@ -50,9 +50,12 @@ def test_constrained_term_keeps_the_fit_and_reports_all_weights(maze):
 
 
 def test_population_fit_equals_unit_by_unit(maze):
+    # Converged to 1e-10 nats: at the default 1e-8 each fit is only within ~1e-7 (relative,
+    # on the smallest weights) of the optimum, and population and single-unit fits take
+    # different paths (the lazy Newton's choices are made for all units at once).
     pop = gf.fit("spikes ~ rcos(position, 4, log=True) + speed", maze, bin_size="20ms",
-                 epochs="run")
+                 epochs="run", tol=1e-10)
     for unit in (0, 1):
         one = gf.fit(f"spikes[{unit}] ~ rcos(position, 4, log=True) + speed", maze,
-                     bin_size="20ms", epochs="run")
+                     bin_size="20ms", epochs="run", tol=1e-10)
         assert np.allclose(pop.coef[unit], one.coef[unit], rtol=1e-7, atol=1e-10)
