@@ -396,7 +396,8 @@ def write_report(rows, args):
         "Times in seconds. *warm*: best of up to 3 repeated fits in the same worker process (compiled);",
         "*first*: first fit in a fresh process (includes JAX compilation). `~`: per-unit peer stopped after",
         f"{args.peer_cap:g} s, total extrapolated from the units fitted. H / M passes: passes over the rows forming",
-        "Hessians (`X.T diag(w) X`, all units) / matrix products `X @ V` or `X.T @ R` (all units at once).",
+        "Hessians (`X.T diag(w) X`, all units) / passes over the rows for the products `X @ V` and `X.T @ R`",
+        "(all units at once; glmformula's line search forms both in one pass over cached row chunks).",
         "",
     ]
     summary = []

@@ -228,10 +228,12 @@ def child(spec: dict) -> dict:
         start = time.perf_counter()
         se = res.standard_errors(unit=list(res.unit_ids[:spec["se_units"]]))
         out["se_s"] = time.perf_counter() - start
+        out["se_stages"] = {k: v - out["stages"].get(k, 0.0) for k, v in stages.seconds.items()
+                            if v - out["stages"].get(k, 0.0) > 0}
         out["se_finite"] = bool(np.isfinite(se.to_numpy()[~np.isnan(se.to_numpy())]).all())
         out["peak_process"] = max(out["peak_process"], _vmhwm())
     out["memory_method"] = pm.method
-    out.update(stages=stages.seconds, calls=stages.calls, solver=res.solver,
+    out.update(stages=dict(stages.seconds), calls=dict(stages.calls), solver=res.solver,
                chunk_size=res.chunk_size, dtype=res.dtype,
                n_columns=len(res.storage_columns), n_rows=int(res.n_rows),
                iters_max=int(np.max(res.n_iter_units)), iters_mean=float(np.mean(res.n_iter_units)),
@@ -502,6 +504,17 @@ def _slopes_lines(a, b, x, what) -> list[str]:
     return out
 
 
+def _all_units_se_hours(f) -> float:
+    """Projected time of every unit's standard errors from one unit's (see
+    glmformula.information: units are accumulated in passes of ``units_per_pass``)."""
+    import math
+    rebuild = f.get("se_stages", {}).get("design blocks", 0.0)
+    per_unit = f["se_s"] - rebuild
+    P1 = f["n_columns"] + 1
+    per_pass = max(1, int(f["memory_limit"] // 4 // (4 * P1 * P1 * 8)))
+    return (per_unit * f["U"] + rebuild * math.ceil(f["U"] / per_pass)) / 3600
+
+
 def _pop_lines(fits) -> list[str]:
     if not fits:
         return ["**2.** not measured (`--only pop200`).", ""]
@@ -525,8 +538,11 @@ def _pop_lines(fits) -> list[str]:
         if f.get("covariance_computed_with_fit") == 0 and "se_s" in f:
             line += (f" Standard errors are computed on first use at this size "
                      f"({U} x T x {P1:,}^2 multiply-adds): those of one unit took "
-                     f"{f['se_s']:.0f} s (finite: {f.get('se_finite')}), so all {U} would take "
-                     f"~{f['se_s'] * U / 3600:.1f} h.")
+                     f"{f['se_s']:.0f} s (of which "
+                     f"{f.get('se_stages', {}).get('design blocks', 0):.0f} s rebuilding the design "
+                     f"in blocks; finite: {f.get('se_finite')}), so all {U} would take "
+                     f"~{_all_units_se_hours(f):.1f} h (the information of every unit, the "
+                     "design rebuilt once per batch of units held in memory together).")
         out.append(line)
     ok = r["T"] >= 1_000_000 and r["converged"] > 0
     out += ["", f"Target: fits without running out of memory: **{'met' if ok else 'not shown'}**"

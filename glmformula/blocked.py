@@ -45,7 +45,7 @@ def check_fits_in_memory(prepared: Prepared, dtype) -> None:
 def fit_blocked(prepared: Prepared, chunk_size: int, *, regularizer=None, solver="auto",
                 dtype=None, tol=None, max_iter=None):
     """Fit ``prepared`` block by block (see module docstring); returns a FitResult."""
-    from .fitting import _groups, _rotation
+    from .fitting import _groups, _rotation, column_range_error
     from .results.fit_result import FitResult
 
     plan, graph = prepared.plan, prepared.graph
@@ -82,10 +82,13 @@ def fit_blocked(prepared: Prepared, chunk_size: int, *, regularizer=None, solver
         return (problem for problem, _ in with_blocks())
 
     options = {k: v for k, v in {"tol": tol, "max_iter": max_iter}.items() if v is not None}
-    solution = backend.solve_blocked(problems, plan.n_storage, len(plan.unit_ids),
-                                     column_mask=mask, column_groups=_groups(plan),
-                                     regularizer=regularizer, solver=solver, dtype=dtype,
-                                     **options)
+    try:
+        solution = backend.solve_blocked(problems, plan.n_storage, len(plan.unit_ids),
+                                         column_mask=mask, column_groups=_groups(plan),
+                                         regularizer=regularizer, solver=solver, dtype=dtype,
+                                         **options)
+    except backend.ColumnRangeError as err:
+        raise column_range_error(err, plan, prepared.formula) from None
     # One pass for the log-likelihood (and which rows were valid); the covariance is computed
     # in another when cheap, else on first use (glmformula.information).
     rows = information.rows_rebuilt(prepared, chunk_size, storage_dtype, constraints)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import backend, blocked, information, sharding
+from .backend.solve import MAX_COLUMN_MAGNITUDE
 from .errors import FitError, FormulaError
 from .graph.constraints import find_constraints
 from .graph.design import DesignMatrix, Prepared, build, prepare
@@ -101,6 +102,8 @@ def fit_design(design: DesignMatrix, *, regularizer=None, solver="auto", dtype=N
                                                  **options)
         except FormulaError:
             raise
+        except backend.ColumnRangeError as err:
+            raise column_range_error(err, plan, design.formula) from None
         except (ValueError, TypeError) as err:
             raise FitError(f"the fit could not run: {err}",
                            hint="check the regularizer and solver options") from None
@@ -128,6 +131,16 @@ def fit_design(design: DesignMatrix, *, regularizer=None, solver="auto", dtype=N
                               covariance=cov, solution=solution, log_likelihood=loglik,
                               row_weight=weights, regularizer=regularizer,
                               constraints=constraints)
+
+
+def column_range_error(err, plan, formula) -> FitError:
+    """The backend's refusal of huge columns, in terms of the design's column names."""
+    names = [plan.storage_columns[j] for j in err.columns[:5]]
+    return FitError(f"design column(s) {', '.join(repr(n) for n in names)} reach "
+                    f"{err.largest:.3g} in absolute value, more than the "
+                    f"{MAX_COLUMN_MAGNITUDE:.0e} a fit can use "
+                    "(the solver sums squares of columns over rows)", formula=str(formula),
+                    hint="rescale the covariate (e.g. scale(x), or other units)")
 
 
 def _fit_mean_rate(design: DesignMatrix, weights: np.ndarray, regularizer) -> FitResult:

@@ -21,12 +21,13 @@ from .newton import Newton
 from .problem import Problem
 from .proximal import ProximalNewton
 from .regularizers import ElasticNet, GroupLasso, Lasso, Ridge
-from .solve import Solution, choose_solver, default_dtype, solve, solve_blocked
+from .solve import ColumnRangeError, Solution, choose_solver, default_dtype, solve, solve_blocked
 from .warnings import ConvergenceWarning, NoSpikesWarning, RankDeficientWarning, SeparationWarning
 
 __all__ = [
     "Problem",
     "Solution",
+    "ColumnRangeError",
     "solve",
     "solve_blocked",
     "choose_solver",

@@ -31,13 +31,28 @@ from .proximal import ProximalNewton, ProximalRule
 from .regularizers import PenaltyArrays, Regularizer, resolve_penalty
 from .warnings import ConvergenceWarning, NoSpikesWarning, RankDeficientWarning, SeparationWarning
 
-__all__ = ["Solution", "solve", "solve_blocked", "choose_solver", "default_dtype"]
+__all__ = ["Solution", "solve", "solve_blocked", "choose_solver", "default_dtype", "ColumnRangeError"]
 
 SOLVERS = {"newton": Newton, "lbfgs": LBFGS, "proximal": ProximalNewton}
+
+#: largest magnitude of a column of X: Hessians sum squared columns over rows (partly in
+#: float32 products), which overflow to NaN weights for columns near 1e19
+MAX_COLUMN_MAGNITUDE = 1e15
 
 #: a weight that moves the log-rate by more than this many nats over the range of
 #: its column (rate factor e^20 ~ 5e8) is taken as a sign of separation
 SEPARATION_NATS = 20.0
+
+
+class ColumnRangeError(ValueError):
+    """Columns of X too large for the solver (beyond :data:`MAX_COLUMN_MAGNITUDE`)."""
+
+    def __init__(self, columns, largest: float):
+        self.columns = [int(j) for j in columns]
+        self.largest = largest
+        super().__init__(f"columns {self.columns[:10]} of X reach {largest:.3g} in absolute value, "
+                         f"beyond {MAX_COLUMN_MAGNITUDE:.0e}: the Hessians' sums of squared "
+                         "columns would overflow; rescale those columns")
 
 
 @attrs.frozen(eq=False)
@@ -174,6 +189,9 @@ def _setup(stats, column_mask, column_groups, regularizer, init, n_cols, n_units
     n = float(n)
     if not n > 0:
         raise ValueError("all row weights are zero: nothing to fit")
+    huge = np.flatnonzero(col_max > MAX_COLUMN_MAGNITUDE)
+    if huge.size:
+        raise ColumnRangeError(huge, float(col_max[huge].max()))
     nonempty = col_range > 0
     mask = np.ones((n_units, n_cols), bool) if column_mask is None else np.asarray(column_mask, bool).copy()
     mask &= nonempty[None, :]

@@ -390,3 +390,18 @@ def test_float32_overflow():
     data["steep"] = nap.Tsd(t=data["x"].t, d=data["x"].values * 40.0)
     fit_quietly("spikes ~ steep", data, bin_size=BIN, dtype="float32",
                 expect=(SeparationWarning, gf_convergence(), RankDeficientWarning))
+
+
+@pytest.mark.parametrize("chunk_size", [None, 500])
+def test_columns_too_large_for_the_solver(chunk_size):
+    """A column near 1e19 made the solver return NaN weights (its squares overflow in the
+    Hessian sums): fits refuse columns beyond 1e15, naming them; designs keep them."""
+    data = recording()
+    data["huge"] = nap.Tsd(t=data["x"].t, d=data["x"].values * 1e19)
+    X = gf.design_matrix("spikes ~ huge", data, bin_size=BIN)
+    assert np.isfinite(X.to_numpy()).all()
+    with pytest.raises(gf.FitError, match=r"(?s)'huge' reach .*rescale"):
+        gf.fit("spikes ~ huge", data, bin_size=BIN, chunk_size=chunk_size)
+    data["large"] = nap.Tsd(t=data["x"].t, d=data["x"].values * 1e12)
+    res, _ = fit_quietly("spikes ~ large", data, bin_size=BIN, expect=(SeparationWarning,))
+    assert np.isfinite(res.weights).all() and np.isfinite(res.standard_errors().to_numpy()).all()

@@ -70,8 +70,8 @@ def _values(rng, kind: str, n: int, columns: int) -> np.ndarray:
     elif kind == "integers":  # few distinct values: bases with empty knots
         v = rng.integers(0, 3, (n, columns)).astype(float)
     elif kind == "large":
-        # Large but within what the solver handles: columns beyond ~1e18 in magnitude make the
-        # backend return NaN weights (reported as a backend bug; see docs/robustness.md).
+        # Large but within what fits accept (columns beyond 1e15 are refused with a FitError;
+        # see test_bad_input.py::test_columns_too_large_for_the_solver).
         v = rng.normal(0.0, 1e8, (n, columns))
     else:  # an unwrapped angle: leaves [0, 2pi)
         v = np.cumsum(rng.normal(0.0, 0.3, (n, columns)), axis=0)
