@@ -37,7 +37,7 @@ includes JAX compilation, reported apart) and reports the fit's wall time, where
 killed (the machine is shared). Results accumulate in ``benchmarks/scale_results.json``;
 each run rewrites the section of ``docs/performance.md`` between the markers and the plot
 ``docs/scaling_time_memory.png`` from all saved results (``--quick`` writes to /tmp instead).
-Measured 2026-11-25: bins + units 14 min, t1e7 7 min, pop200 7 min (plus waits for the lock).
+Measured 2026-12-03: bins + units 10 min, t1e7 8 min, pop200 12 min (plus waits for the lock).
 """
 
 from __future__ import annotations

@@ -21,11 +21,10 @@ def _available_memory() -> int:
 
 
 #: Default ``memory_limit`` as a fraction of the memory available at import. An in-memory fit
-#: peaks at ~3.4x its design (benchmarks/scale.py, one unit, 100 columns, 1e6-3e6 bins: the
-#: design, a copy of every full-grid feature kept by the feature graph while building, and the
-#: solver's 64-byte-aligned copy of the design), so a design may take a quarter of the
-#: available memory; with half, a design just under the limit would need ~1.7x the memory
-#: available.
+#: peaks at ~3x its design (benchmarks/scale.py, one unit, 100 columns, 3e6 bins: 7.4 GiB for a
+#: 2.4 GB design: the design, a copy of every full-grid feature kept by the feature graph while
+#: building, the solver's per-row arrays), so a design may take a quarter of the available
+#: memory; with half, a design just under the limit would need ~1.5x the memory available.
 MEMORY_FRACTION = 0.25
 
 

@@ -186,28 +186,28 @@ class CovarianceSource:
                 for u, part in parts.items()}
 
     def _batch(self, units: np.ndarray) -> dict:
-        by_size: dict[int, list[int]] = {}
+        # units that use the same columns share their products (populations on shared
+        # covariates); others (history, coupling) are groups of one
+        groups: dict[tuple, list[int]] = {}
         for u in units:
-            by_size.setdefault(len(self.supports[u]), []).append(int(u))
-        info = {k: None for k in by_size}
+            groups.setdefault(tuple(self.supports[u].tolist()), []).append(int(u))
+        info = {key: None for key in groups}
         n, size = 0.0, None
         for block in self.rows():
             size = block.X.shape[0] if size is None else size
             padded = _padded(block, size)
             n += float(np.sum(block.row_weight))
-            for k, group in by_size.items():
-                columns = np.stack([self.supports[u] for u in group]) if k else \
-                    np.zeros((len(group), 0), int)
-                part = unit_information(
-                    padded.X, padded.offset, padded.row_weight, columns,
-                    np.stack([self.weights[self.supports[u], u] for u in group]),
-                    self.intercept[group], self.dtype)
-                info[k] = part if info[k] is None else info[k] + part
+            for key, group in groups.items():
+                columns = np.asarray(key, dtype=int)
+                part = unit_information(padded.X, padded.offset, padded.row_weight, columns,
+                                        self.weights[np.ix_(columns, group)],
+                                        self.intercept[group], self.dtype)
+                info[key] = part if info[key] is None else info[key] + part
         parts, deficient = {}, []
-        for k, group in by_size.items():
-            H = info[k]
+        for key, group in groups.items():
+            H = info[key]
+            idx = np.arange(len(key))
             for i, u in enumerate(group):
-                idx = np.arange(k)
                 H[i, idx, idx] += n * self.l2[self.supports[u], u]
             inverse, singular = invert_information(H, self.dtype)
             deficient += [u for u, s in zip(group, singular) if s]

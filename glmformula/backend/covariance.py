@@ -111,46 +111,45 @@ def standard_errors(problem: pb.Problem, solution, regularizer: Regularizer | No
 # --------------------------------------------------------------------------- per unit, on its columns
 
 
-def _unit_information(X, offset, rw, columns, Wk, b):
-    """Information sums of a batch of units over one block of rows, each unit on its own
-    columns ``X[:, columns[i]]`` (Ub, k+1, k+1), intercept last. Units run one after another
-    (``lax.map``) so only one unit's (rows, k) gather is alive at a time."""
-    def one(args):
-        cols, w, bu = args
-        x = jnp.take(X, cols, axis=1)
-        eta = x @ w + bu + offset
-        return pb.hessian_sum(x, pb.curvature(eta[:, None], rw), "per_unit")[0]
-    return lax.map(one, (columns, Wk, b))
+def _unit_information(X, offset, rw, columns, W, b, *, strategy: str):
+    """Information sums over one block of rows of units that share their columns
+    ``X[:, columns]`` (U, k+1, k+1), intercept last."""
+    x = jnp.take(X, columns, axis=1)
+    eta = x @ W + b[None, :] + offset[:, None]
+    return pb.hessian_sum(x, pb.curvature(eta, rw), strategy)
 
 
 def unit_information(X, offset, row_weight, columns, weights, intercept, dtype) -> np.ndarray:
-    """Fisher information sums of units over rows ``X`` on each unit's own columns.
+    """Fisher information sums of units that use the same columns, over rows ``X``.
 
     Parameters
     ----------
     X : (T, P) rows of the design
     offset : (T,) or None
     row_weight : (T,)
-    columns : (Ub, k) int, each unit's columns of ``X`` (same k for the batch)
-    weights : (Ub, k), intercept : (Ub,)
+    columns : (k,) int, the columns of ``X`` the units use
+    weights : (k, U), intercept : (U,)
         The fitted parameters on those columns.
     dtype : compute dtype
 
     Returns
     -------
-    ndarray (Ub, k+1, k+1), float64, intercept last.
+    ndarray (U, k+1, k+1), float64, intercept last.
 
     Where a unit reads few of many stored columns (history without coupling) this costs
-    ``T (k+1)^2`` per unit instead of the ``T (P+1)^2`` of :func:`fisher_covariance`.
+    ``T (k+1)^2`` per unit instead of the ``T (P+1)^2`` of :func:`fisher_covariance`; units
+    sharing their columns share the products (:func:`~.problem.hessian_strategy`).
     """
     with jax.enable_x64(True):
         dt = jnp.dtype(dtype)
         T = X.shape[0]
+        U = np.shape(weights)[1]
         off = jnp.zeros((T,), dt) if offset is None else jnp.asarray(offset, dt)
         args = (pb.to_device(X, dt), off, jnp.asarray(row_weight, dt),
                 jnp.asarray(columns, jnp.int32), jnp.asarray(weights, dt),
                 jnp.asarray(intercept, dt))
-        info, _, _ = pb.compiled_call(_unit_information, {}, *args)
+        static = dict(strategy=pb.hessian_strategy(U, len(columns)))
+        info, _, _ = pb.compiled_call(_unit_information, static, *args)
         return np.array(info, dtype=float)  # writable: the caller adds penalties in place
 
 
