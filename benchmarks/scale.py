@@ -212,7 +212,6 @@ def child(spec: dict) -> dict:
     if spec.get("memory_limit"):
         gf.config.memory_limit = int(spec["memory_limit"])
     regularizer = gf.Ridge(spec["ridge"]) if spec.get("ridge") else None
-    kind = spec["kind"]
     out["peak_before_fit"] = _vmhwm()
     out["rss_before_fit"] = _rss()
     with PeakMemory() as pm:

@@ -99,8 +99,8 @@ def fit_blocked(prepared: Prepared, chunk_size: int, *, regularizer=None, solver
             valid[block.start:block.start + len(block.X)] = block.row_weight > 0
             yield block
 
-    loglik, _ = information.log_likelihood(rows_noting_valid, solution.weights,
-                                           solution.intercept, solution.dtype)
+    loglik = information.log_likelihood(rows_noting_valid, solution.weights,
+                                        solution.intercept, solution.dtype)
     mask[:, list(solution.excluded_columns)] = False
     source = information.covariance_source(
         rows, solution.weights, solution.intercept, mask, regularizer, _groups(plan),

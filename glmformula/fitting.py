@@ -108,8 +108,8 @@ def fit_design(design: DesignMatrix, *, regularizer=None, solver="auto", dtype=N
             raise FitError(f"the fit could not run: {err}",
                            hint="check the regularizer and solver options") from None
         rows = information.rows_in_memory(problem.X, design.counts, design.offset, weights)
-        loglik, _ = information.log_likelihood(rows, solution.weights, solution.intercept,
-                                               solution.dtype)
+        loglik = information.log_likelihood(rows, solution.weights, solution.intercept,
+                                            solution.dtype)
         mask[:, list(solution.excluded_columns)] = False
         P, U = solution.weights.shape
         if covariance:

@@ -108,11 +108,11 @@ def _linear_predictor(X, offset, W, b):
     return X @ W + b[None, :] + offset[:, None]
 
 
-def log_likelihood(rows: Rows, weights, intercept, dtype) -> tuple[np.ndarray, float]:
-    """Per-unit Poisson log-likelihood (nats, with ``log y!``) at the fitted parameters, and
-    the total row weight. The linear predictor of each block is formed in the fit's dtype;
-    the likelihood is summed in float64."""
-    total, n, size = None, 0.0, None
+def log_likelihood(rows: Rows, weights, intercept, dtype) -> np.ndarray:
+    """Per-unit Poisson log-likelihood (nats, with ``log y!``) at the fitted parameters. The
+    linear predictor of each block is formed in the fit's dtype; the likelihood is summed in
+    float64."""
+    total, size = None, None
     with jax.enable_x64(True):
         dt = jnp.dtype(dtype)
         W, b = jnp.asarray(weights, dt), jnp.asarray(intercept, dt)
@@ -127,8 +127,7 @@ def log_likelihood(rows: Rows, weights, intercept, dtype) -> tuple[np.ndarray, f
             part = poisson_log_likelihood(block.counts, np.exp(np.clip(eta, -700, 700)),
                                           block.row_weight)
             total = part if total is None else total + part
-            n += float(np.sum(block.row_weight))
-    return total, n
+    return total
 
 
 @attrs.frozen(eq=False)

@@ -21,7 +21,6 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from scipy.linalg import lapack
 
 from . import problem as pb
