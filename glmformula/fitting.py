@@ -9,9 +9,9 @@ them in a :class:`~glmformula.results.FitResult`.
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Mapping
 
+import attrs
 import numpy as np
 
 from . import backend, blocked, information, sharding
@@ -113,16 +113,16 @@ def fit_design(design: DesignMatrix, *, regularizer=None, solver="auto", dtype=N
         mask[:, list(solution.excluded_columns)] = False
         P, U = solution.weights.shape
         if covariance:
-            source = functools.partial(
-                information.covariance_source, weights=solution.weights,
-                intercept=solution.intercept, mask=mask, regularizer=regularizer,
-                groups=_groups(plan), dtype=solution.dtype, constraints=constraints,
-                term_storage=plan.term_storage)
+            now = information.covariance_source(
+                rows, solution.weights, solution.intercept, mask, regularizer, _groups(plan),
+                solution.dtype, constraints, plan.term_storage)
+            # computed later, from rebuilt blocks: the result does not keep the design alive
             rebuilt = information.rows_rebuilt(
                 Prepared(design.formula, design.graph, plan),
                 information.block_rows(P, design.storage.dtype.itemsize),
                 design.storage.dtype, constraints, weights)
-            cov = information.covariance_stack(source(rows), source(rebuilt), design.n_rows)
+            later = attrs.evolve(now, rows=rebuilt)
+            cov = information.covariance_stack(now, later, design.n_rows)
         else:
             cov = CovarianceStack.not_computed(
                 U, P, "this fit was made without standard errors (covariance=False)")

@@ -14,7 +14,6 @@ does not keep the design alive.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 
 import attrs
@@ -23,9 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .backend import problem as pb
-from .backend.covariance import invert_information, unit_information
+from .backend.covariance import invert_information, unit_information, warn_singular
 from .backend.regularizers import resolve_penalty
-from .backend.warnings import RankDeficientWarning
 from .config import config
 from .graph.design import Prepared, iter_blocks
 from .results.covariance import CovarianceStack
@@ -212,12 +210,7 @@ class CovarianceSource:
             deficient += [u for u, s in zip(group, singular) if s]
             for i, u in enumerate(group):
                 parts[u] = self._original_basis(self.supports[u], inverse[i])
-        if deficient:
-            warnings.warn(
-                f"the Fisher information is singular for units {sorted(deficient)[:20]}: "
-                "returned its pseudo-inverse; standard errors of non-identified weights are "
-                "meaningless (add a Ridge penalty or remove redundant columns).",
-                RankDeficientWarning, stacklevel=4)
+        warn_singular(sorted(deficient), stacklevel=4)
         return parts
 
     def _original_basis(self, support: np.ndarray, cov: np.ndarray):

@@ -24,26 +24,17 @@ import numpy as np
 from scipy.linalg import lapack
 
 from . import problem as pb
-from .newton import _rank_tol, robust_factor
+from .newton import _rank_tol
 from .regularizers import Regularizer, resolve_penalty
 from .warnings import RankDeficientWarning
 
-__all__ = ["fisher_covariance", "standard_errors", "unit_information", "invert_information"]
+__all__ = ["fisher_covariance", "standard_errors", "unit_information", "invert_information",
+           "warn_singular"]
 
 
 def _information(block: pb.Block, W, b, *, strategy: str):
     eta = pb.linear_predictor(block, W, b)
     return pb.hessian_sum(block.X, pb.curvature(eta, block.rw), strategy), jnp.sum(block.rw)
-
-
-def _invert(info, m):
-    """Inverse of each masked information matrix, with the masked coordinates zeroed."""
-    n = info.shape[-1]
-    eye = jnp.eye(n, dtype=info.dtype)
-    A = info * m[:, :, None] * m[:, None, :] + eye * (1.0 - m)[:, None, :]
-    Cinv, s, deficient = robust_factor(A)
-    inv = Cinv * s[:, :, None] * s[:, None, :]  # A^-1 = S Cinv S
-    return inv * m[:, :, None] * m[:, None, :], deficient
 
 
 def fisher_covariance(problem: pb.Problem, solution, regularizer: Regularizer | None = None) -> np.ndarray:
@@ -82,22 +73,12 @@ def fisher_covariance(problem: pb.Problem, solution, regularizer: Regularizer | 
         l2 = np.concatenate([penalty.l2, np.zeros((1, U))]).T * float(n)  # (U, P+1)
         idx = np.arange(P + 1)
         H = H.at[:, idx, idx].add(jnp.asarray(l2, dtype))
-        m = jnp.asarray(np.concatenate([mask, np.ones((U, 1), bool)], axis=1), dtype)
-        cov, deficient = pb.compiled_call(_invert, {}, H, m)[0]
-        cov = np.array(cov)  # writable: singular units are patched below
-        deficient = np.asarray(deficient)
-        if deficient.any():
-            Hn, mn = np.asarray(H), np.asarray(m, bool)
-            for u in np.flatnonzero(deficient):
-                keep = np.flatnonzero(mn[u])
-                cov[u] = 0.0
-                cov[u][np.ix_(keep, keep)] = np.linalg.pinv(Hn[u][np.ix_(keep, keep)], hermitian=True)
-            warnings.warn(
-                f"the Fisher information is singular for units {np.flatnonzero(deficient).tolist()[:20]}: "
-                "returned its pseudo-inverse; standard errors of non-identified weights are meaningless "
-                "(add a Ridge penalty or remove redundant columns).",
-                RankDeficientWarning, stacklevel=2,
-            )
+        m = np.concatenate([mask, np.ones((U, 1), bool)], axis=1)
+        # masked coordinates decoupled (identity), inverted, then zeroed
+        A = np.asarray(H, float) * m[:, :, None] * m[:, None, :] + np.eye(P + 1) * ~m[:, None, :]
+        cov, deficient = invert_information(A, dtype)
+        cov *= m[:, :, None] * m[:, None, :]
+    warn_singular(np.flatnonzero(deficient), stacklevel=3)
     return cov
 
 
@@ -150,6 +131,17 @@ def unit_information(X, offset, row_weight, columns, weights, intercept, dtype) 
         static = dict(strategy=pb.hessian_strategy(U, len(columns)))
         info, _, _ = pb.compiled_call(_unit_information, static, *args)
         return np.array(info, dtype=float)  # writable: the caller adds penalties in place
+
+
+def warn_singular(units, stacklevel: int = 2) -> None:
+    """The RankDeficientWarning of covariances whose information was singular (``units``)."""
+    units = list(units)
+    if units:
+        warnings.warn(
+            f"the Fisher information is singular for units {units[:20]}: returned its "
+            "pseudo-inverse; standard errors of non-identified weights are meaningless (add a "
+            "Ridge penalty or remove redundant columns).",
+            RankDeficientWarning, stacklevel=stacklevel + 1)
 
 
 def invert_information(info: np.ndarray, dtype="float64") -> tuple[np.ndarray, np.ndarray]:

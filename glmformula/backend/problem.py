@@ -57,9 +57,6 @@ def _as_float_array(x, name: str, ndim: tuple[int, ...]) -> np.ndarray:
     return a
 
 
-_ALIGN = ALIGNMENT
-
-
 def aligned(a, name: str = "X") -> np.ndarray:
     """``a`` as a C-contiguous float array whose data start on a 64-byte boundary.
 
@@ -71,7 +68,7 @@ def aligned(a, name: str = "X") -> np.ndarray:
     """
     a = _as_float_array(a, name, (2,))
     dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    if a.dtype == dtype and a.flags.c_contiguous and a.ctypes.data % _ALIGN == 0:
+    if a.dtype == dtype and a.flags.c_contiguous and a.ctypes.data % ALIGNMENT == 0:
         return a
     out = aligned_zeros(a.shape, dtype)
     np.copyto(out, a, casting="unsafe")
@@ -84,7 +81,7 @@ def to_device(a, dtype):
     if (
         a.dtype == dtype
         and a.flags.c_contiguous
-        and a.ctypes.data % _ALIGN == 0
+        and a.ctypes.data % ALIGNMENT == 0
         and a.size
         and jax.default_backend() == "cpu"
     ):

@@ -1,0 +1,60 @@
+"""Fits, standard errors, curves, comparisons and saved files equal the values written by
+make_reference.py on the version before the fitting engine was rewritten (to 1e-8)."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import glmformula as gf
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from make_reference import values_of  # noqa: E402
+from reference_cases import CASES, load_case  # noqa: E402
+
+
+def _close(actual, expected, what):
+    scale = max(float(np.nanmax(np.abs(expected))), 1e-300)
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected), err_msg=what)
+    np.testing.assert_allclose(np.nan_to_num(actual), np.nan_to_num(expected), rtol=1e-8,
+                               atol=1e-8 * scale, err_msg=what)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_same_values_as_before(name):
+    data = load_case(name)
+    if data is None:
+        pytest.skip(f"the recording of case {name!r} is absent (it lives in ../shared/data)")
+    case = CASES[name]
+    expected = dict(np.load(HERE / f"{name}.npz"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = gf.fit(case["formula"], data, **case["fit"])
+        actual = values_of(result, case)
+        if case.get("compare"):
+            options = {k: v for k, v in case["fit"].items() if k != "tol"}
+            table = gf.compare(case["compare"], data, cv=3, **options)
+            for column in ("cv_bits_per_spike", "log_likelihood", "lr_stat"):
+                actual[f"compare_{column}"] = table[column].to_numpy(dtype=float)
+    assert set(actual) == set(expected)
+    for key in expected:
+        _close(actual[key], expected[key], f"{name}: {key}")
+
+
+def test_result_file_of_version_3_still_loads():
+    case = CASES["readme"]
+    loaded = gf.load_result(HERE / "readme_result_v3.npz")
+    expected = dict(np.load(HERE / "readme.npz"))
+    _close(loaded.coef.to_numpy(), expected["weights"], "weights")
+    _close(np.asarray(loaded.intercepts), expected["intercepts"], "intercepts")
+    _close(loaded.standard_errors().to_numpy(), expected["std_errors"], "standard errors")
+    _close(loaded.curve("head_direction").to_numpy(), expected["curve_0"], "curve")
+    data = load_case("readme")
+    refit = gf.fit(case["formula"], data, **case["fit"])
+    _close(loaded.predict(data).to_numpy(), refit.predict(data).to_numpy(), "predictions")
