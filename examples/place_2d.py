@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import glmformula as gf  # noqa: E402
-from glmformula.backend.warnings import SeparationWarning  # noqa: E402
+from glmformula.errors import SeparationWarning  # noqa: E402
 
 NAME = "place_2d"
 BIN = "100ms"  # place fields and running speed change over seconds

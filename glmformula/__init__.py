@@ -17,8 +17,9 @@ from . import functions as _functions  # noqa: F401  (registers the built-in ter
 from .backend.regularizers import ElasticNet, GroupLasso, Lasso, Ridge
 from .compare import Selection, compare, select
 from .config import config
-from .errors import (DataError, FitError, FormulaError, FormulaSyntaxError, SpecError,
-                     TermArgumentError, UnknownNameError)
+from .errors import (ConvergenceWarning, DataError, FitError, FormulaError, FormulaSyntaxError,
+                     GlmformulaWarning, NoSpikesWarning, RankDeficientWarning, ResultError,
+                     SeparationWarning, SpecError, TermArgumentError, UnknownNameError)
 from .fitting import fit
 from .graph.design import DesignMatrix, design_matrix
 from .results import FitResult
@@ -34,5 +35,7 @@ __all__ = [
     "compare", "select", "Selection", "load_spec", "run_spec", "ModelSpec", "Ridge", "Lasso",
     "ElasticNet", "GroupLasso", "datasets", "config", "term_function", "Param", "registered",
     "unregister", "FormulaError", "FormulaSyntaxError", "UnknownNameError", "TermArgumentError",
-    "DataError", "SpecError", "FitError", "__version__",
+    "DataError", "SpecError", "FitError", "ResultError", "GlmformulaWarning",
+    "ConvergenceWarning", "NoSpikesWarning", "SeparationWarning", "RankDeficientWarning",
+    "__version__",
 ]

@@ -22,7 +22,7 @@ from .problem import Problem
 from .proximal import ProximalNewton
 from .regularizers import ElasticNet, GroupLasso, Lasso, Ridge
 from .solve import ColumnRangeError, Solution, choose_solver, default_dtype, solve, solve_blocked
-from .warnings import ConvergenceWarning, NoSpikesWarning, RankDeficientWarning, SeparationWarning
+from ..errors import ConvergenceWarning, NoSpikesWarning, RankDeficientWarning, SeparationWarning
 
 __all__ = [
     "Problem",

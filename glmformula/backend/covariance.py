@@ -26,7 +26,7 @@ from scipy.linalg import lapack
 from . import problem as pb
 from .newton import _rank_tol
 from .regularizers import Regularizer, resolve_penalty
-from .warnings import RankDeficientWarning
+from ..errors import RankDeficientWarning
 
 __all__ = ["fisher_covariance", "standard_errors", "unit_information", "invert_information",
            "warn_singular"]

@@ -29,7 +29,7 @@ from .newton import MAX_ITER, NO_SPIKES, OK, STALLED, Newton, NewtonRule, RawRes
 from .problem import FitData, Problem
 from .proximal import ProximalNewton, ProximalRule
 from .regularizers import PenaltyArrays, Regularizer, resolve_penalty
-from .warnings import ConvergenceWarning, NoSpikesWarning, RankDeficientWarning, SeparationWarning
+from ..errors import ConvergenceWarning, NoSpikesWarning, RankDeficientWarning, SeparationWarning
 
 __all__ = ["Solution", "solve", "solve_blocked", "choose_solver", "default_dtype", "ColumnRangeError"]
 

@@ -6,7 +6,7 @@ deviance explained), :mod:`.simulate` (spike counts drawn from the model), :mod:
 (figures), :mod:`.persistence` (npz + JSON files) and :mod:`.scores`.
 """
 
-from .errors import ResultError
+from ..errors import ResultError  # noqa: F401  (kept for old imports)
 from .evaluation import CovariateRange
 from .fit_result import FitResult
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..graph import nodes
-from .errors import ResultError
+from ..errors import ResultError
 from .evaluation import (GridGraph, contains, evaluate_columns, leaves, spike_filter_call,
                          term_factor_nodes)
 

@@ -23,7 +23,7 @@ import numpy as np
 from ..graph import nodes
 from ..graph.compile import Compiler
 from ..terms.values import FunctionCall
-from .errors import ResultError
+from ..errors import ResultError
 
 
 @attrs.frozen(eq=False)

@@ -264,7 +264,7 @@ class FitResult:
         rows = design.rows
         counts = design.counts[rows].astype(float)
         expected = np.exp(np.clip(self._linear_predictor(design)[rows], -700, 700))
-        return score_counts(counts, expected, metric, self.unit_ids, per_unit)
+        return scores.score_counts(counts, expected, metric, self.unit_ids, per_unit)
 
     def simulate(self, data: Mapping, *, seed=0, epochs=None, max_rate: float = 1000.0):
         """Poisson spike counts drawn from the model on the bins of ``data``.
@@ -416,24 +416,3 @@ class FitResult:
         return (f"FitResult({str(self.formula)!r}, units={len(self.unit_ids)}, "
                 f"solver={self.solver!r}, converged={self.converged})")
 
-
-def score_counts(counts, expected, metric, unit_ids, per_unit):
-    """Score expected counts against observed ones, per unit or pooled over units."""
-    functions = {"bits_per_spike": scores.bits_per_spike, "pseudo_r2": scores.pseudo_r2,
-                 "log_likelihood": scores.poisson_log_likelihood}
-    if metric not in functions:
-        raise FormulaError(f"unknown metric {metric!r}",
-                           hint="use one of: " + ", ".join(functions))
-    values = functions[metric](counts, expected)
-    if per_unit:
-        return pd.Series(values, index=pd.Index(unit_ids, name="unit"), name=metric)
-    if metric == "log_likelihood":
-        return float(values.sum())
-    if metric == "bits_per_spike":
-        spikes = counts.sum(axis=0)
-        gain = values * spikes
-        return float(np.nansum(gain) / spikes.sum())
-    ll = scores.poisson_log_likelihood(counts, expected).sum()
-    sat = scores.saturated_log_likelihood(counts).sum()
-    null = scores.mean_rate_log_likelihood(counts).sum()
-    return float(1 - (sat - ll) / (sat - null))

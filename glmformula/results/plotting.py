@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .curves import select_units
-from .errors import ResultError
+from ..errors import ResultError
 
 # Above this many sources per panel, coupling filters are drawn without bands (unreadable).
 _MAX_BANDS = 4

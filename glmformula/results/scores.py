@@ -8,7 +8,10 @@ model of the same counts: ``(LL - LL_mean) / (n_spikes * ln 2)``.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.special import gammaln, xlogy
+
+from ..errors import FormulaError
 
 
 def poisson_log_likelihood(counts: np.ndarray, expected: np.ndarray,
@@ -51,3 +54,25 @@ def pseudo_r2(counts, expected, weights=None) -> np.ndarray:
     null = mean_rate_log_likelihood(counts, weights)
     with np.errstate(invalid="ignore", divide="ignore"):
         return 1 - (saturated - model) / (saturated - null)
+
+
+def score_counts(counts, expected, metric, unit_ids, per_unit):
+    """Score expected counts against observed ones, per unit or pooled over units."""
+    functions = {"bits_per_spike": bits_per_spike, "pseudo_r2": pseudo_r2,
+                 "log_likelihood": poisson_log_likelihood}
+    if metric not in functions:
+        raise FormulaError(f"unknown metric {metric!r}",
+                           hint="use one of: " + ", ".join(functions))
+    values = functions[metric](counts, expected)
+    if per_unit:
+        return pd.Series(values, index=pd.Index(unit_ids, name="unit"), name=metric)
+    if metric == "log_likelihood":
+        return float(values.sum())
+    if metric == "bits_per_spike":
+        spikes = counts.sum(axis=0)
+        gain = values * spikes
+        return float(np.nansum(gain) / spikes.sum())
+    ll = poisson_log_likelihood(counts, expected).sum()
+    sat = saturated_log_likelihood(counts).sum()
+    null = mean_rate_log_likelihood(counts).sum()
+    return float(1 - (sat - ll) / (sat - null))

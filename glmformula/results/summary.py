@@ -27,7 +27,7 @@ from scipy import stats
 
 from . import scores
 from .curves import weight_blocks
-from .errors import ResultError
+from ..errors import ResultError
 
 COLUMNS = ("columns", "df", "wald_chi2", "p_value")
 REFIT_COLUMNS = ("lr_stat", "lr_pvalue", "deviance_explained")

@@ -19,7 +19,7 @@ import pynapple as nap
 import pytest
 
 import glmformula as gf
-from glmformula.backend.warnings import (NoSpikesWarning, RankDeficientWarning,
+from glmformula.errors import (NoSpikesWarning, RankDeficientWarning,
                                          SeparationWarning)
 
 T_END = 20.0
@@ -374,7 +374,7 @@ def test_perfectly_separable_design():
 
 
 def gf_convergence():
-    from glmformula.backend.warnings import ConvergenceWarning
+    from glmformula.errors import ConvergenceWarning
     return ConvergenceWarning
 
 

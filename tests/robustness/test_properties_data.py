@@ -5,7 +5,7 @@ docs/robustness.md):
 
 * they either succeed or raise a ``gf.FormulaError`` (any subclass): never a numpy, JAX,
   pynapple or Python exception;
-* the only warnings are the documented ones (``glmformula.backend.warnings``): no stray
+* the only warnings are the documented ones (``glmformula.errors``): no stray
   ``RuntimeWarning`` from numpy, no pynapple or JAX warnings;
 * the user's objects are never modified (every array, time support and metadata table is
   compared with a deep copy taken before the call);
@@ -41,7 +41,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import glmformula as gf
-from glmformula.backend.warnings import (ConvergenceWarning, NoSpikesWarning,
+from glmformula.errors import (ConvergenceWarning, NoSpikesWarning,
                                          RankDeficientWarning, SeparationWarning)
 
 DOCUMENTED_WARNINGS = (ConvergenceWarning, NoSpikesWarning, RankDeficientWarning,
