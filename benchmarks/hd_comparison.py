@@ -86,13 +86,14 @@ def run(data, epochs, ridge: float, cv: int):
     ``gf.compare`` does not return, are available for the cell-by-cell summary.
     """
     import glmformula as gf
-    from glmformula.compare.compare import Comparison, _assemble, _named, comparison_table
+    from glmformula.compare.compare import _named, comparison_table
+    from glmformula.compare.comparison import Comparison, assemble
 
     formulas = _named(MODELS)
     comparison = Comparison(formulas, data, bin_size="10ms", epochs=epochs, cv=cv,
                             regularizer=gf.Ridge(ridge), solver="auto", dtype=None)
     outputs = {task: comparison.run_task(*task) for task in comparison.tasks()}
-    scores = {name: _assemble(name, outputs, cv) for name in formulas}
+    scores = {name: assemble(name, outputs, cv) for name in formulas}
     unit_ids = comparison.designs["null"].unit_ids
     return comparison_table(formulas, scores, unit_ids, per_unit=False), scores, unit_ids
 

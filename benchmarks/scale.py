@@ -175,17 +175,17 @@ class Stages:
 
 
 def _instrument() -> Stages:
-    import glmformula.backend as backend
-    import glmformula.blocked as blocked
-    import glmformula.fitting as fitting
+    import glmformula.backend.solve as solve
+    import glmformula.fitting.identifiability as identifiability
+    import glmformula.fitting.information as information
+    import glmformula.fitting.sharding as sharding
     import glmformula.graph.design as design
-    import glmformula.information as information
-    import glmformula.sharding as sharding
+    import glmformula.results.fit as fitting
     st = Stages()
     st.wrap(design, "build_block", "design blocks")       # blocked: every pass rebuilds
     st.wrap(fitting, "build", "design")                   # in memory: built once
-    st.wrap(blocked, "_term_moments", "constraint pass")
-    st.wrap(backend, "solve_blocked", "blocked solve")    # includes its design blocks
+    st.wrap(identifiability, "term_moments", "constraint pass")
+    st.wrap(solve, "_solve_blocked", "blocked solve")     # includes its design blocks
     st.wrap(information, "log_likelihood", "log-likelihood")
     st.wrap(sharding, "solve_on_devices", "solve")
     st.wrap(information.CovarianceSource, "__call__", "standard errors")
@@ -505,7 +505,7 @@ def _slopes_lines(a, b, x, what) -> list[str]:
 
 def _all_units_se_hours(f) -> float:
     """Projected time of every unit's standard errors from one unit's (see
-    glmformula.information: units are accumulated in passes of ``units_per_pass``)."""
+    glmformula.fitting.information: units are accumulated in passes of ``units_per_pass``)."""
     import math
     rebuild = f.get("se_stages", {}).get("design blocks", 0.0)
     per_unit = f["se_s"] - rebuild

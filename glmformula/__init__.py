@@ -20,10 +20,10 @@ from .config import config
 from .errors import (ConvergenceWarning, DataError, FitError, FormulaError, FormulaSyntaxError,
                      GlmformulaWarning, NoSpikesWarning, RankDeficientWarning, ResultError,
                      SeparationWarning, SpecError, TermArgumentError, UnknownNameError)
-from .fitting import fit
+from .errors import BinSizeWarning, ScoreWarning
+from .errors import SimulationWarning
 from .graph.design import DesignMatrix, design_matrix
-from .results import FitResult
-from .results.persistence import load_result
+from .results import FitResult, fit, load_result
 from .spec import ModelSpec, load_spec, run_spec
 from .terms.formula import Formula, parse
 from .terms.registry import Param, registered, term_function, unregister
@@ -37,5 +37,6 @@ __all__ = [
     "unregister", "FormulaError", "FormulaSyntaxError", "UnknownNameError", "TermArgumentError",
     "DataError", "SpecError", "FitError", "ResultError", "GlmformulaWarning",
     "ConvergenceWarning", "NoSpikesWarning", "SeparationWarning", "RankDeficientWarning",
+    "BinSizeWarning", "SimulationWarning",
     "__version__",
 ]

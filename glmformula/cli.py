@@ -11,10 +11,11 @@ import argparse
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
+
+from ._files import atomic_write
 
 EXAMPLES = """examples:
   glmformula demo                               the built-in head-direction example
@@ -24,10 +25,17 @@ EXAMPLES = """examples:
 """
 
 
+#: Seconds of simulated recording the demo uses by default.
+DEMO_DURATION = 400.0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glmformula", description="Formula-driven Poisson GLMs of spike trains.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"glmformula {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -38,22 +46,26 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("compare", "cross-validated comparison of the models in a spec file")
     p.add_argument("spec", help="model-spec file (TOML)")
-    p.add_argument("--out", help="folder for comparison.csv and comparison.png")
-    p.add_argument("--workers", type=int, help="run (model, fold) fits on N local Dask workers")
-    p.add_argument("--scheduler", help="address of a Dask scheduler to run the fits on")
+    p.add_argument("--out", metavar="DIR", help="folder for comparison.csv and comparison.png")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="run (model, fold) fits on N local Dask workers")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="address of a Dask scheduler to run the fits on")
 
     p = add("fit", "fit one model of a spec file and write its tables and curves")
     p.add_argument("spec", help="model-spec file (TOML)")
-    p.add_argument("--model", required=True, help="name of the model in [models]")
-    p.add_argument("--out", help="folder for coefficients.csv, summary.csv and plots")
+    p.add_argument("--model", required=True, metavar="NAME",
+                   help="name of the model in [models]")
+    p.add_argument("--out", metavar="DIR",
+                   help="folder for coefficients.csv, summary.csv and plots")
 
     p = add("check", "parse and validate a spec file (and its data) without fitting")
     p.add_argument("spec", help="model-spec file (TOML)")
 
     p = add("demo", "run the built-in head-direction example (no files needed)")
-    p.add_argument("--out", help="folder for the demo's CSV and PNG files")
-    p.add_argument("--duration", type=float, default=400.0,
-                   help="seconds of simulated recording (default 400)")
+    p.add_argument("--out", metavar="DIR", help="folder for the demo's CSV and PNG files")
+    p.add_argument("--duration", type=float, default=DEMO_DURATION, metavar="SECONDS",
+                   help=f"seconds of simulated recording (default {DEMO_DURATION:g})")
     return parser
 
 
@@ -64,7 +76,7 @@ class _Interrupts:
     destructor (JAX registers one: "Exception ignored in: <function _xla_gc_callback>"), and the
     run would go on and write its outputs as if nothing happened. Here such an interrupt is
     noted, raised again a moment later (SIGALRM, where available), and in any case no output
-    file is renamed into place once Ctrl-C was pressed (:func:`atomic_write`).
+    file is renamed into place once Ctrl-C was pressed (:func:`_write_output`).
     """
 
     seen = False
@@ -189,7 +201,7 @@ def _compare(args) -> int:
 
 def _fit(args) -> int:
     from .errors import SpecError
-    from .fitting import fit
+    from .results import fit
     from .spec import load_spec
     spec = load_spec(args.spec)
     if args.model not in spec.models:
@@ -204,19 +216,19 @@ def _fit(args) -> int:
     _print_table(summary, f"{args.model}: {result.formula}")
     if args.out:
         out = Path(args.out)
-        atomic_write(out / "coefficients.csv", result.coef.to_csv().encode())
-        atomic_write(out / "summary.csv", summary.to_csv().encode())
+        _write_output(out / "coefficients.csv", result.coef.to_csv().encode())
+        _write_output(out / "summary.csv", summary.to_csv().encode())
         _write_curves(result, out)
         print(f"wrote {out}/coefficients.csv, summary.csv and curve plots")
     return 0
 
 
 def _demo(args) -> int:
-    from . import datasets
-    from .compare import compare
     import warnings
 
+    from . import datasets
     from .backend import Ridge
+    from .compare import compare
     data = datasets.head_direction(n_units=8, duration=args.duration)
     print(data.description)
     # Few filters per coupling pair and a light ridge keep 8 x 7 coupling filters estimable
@@ -248,54 +260,108 @@ def _status(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def atomic_write(path: Path, content: bytes) -> None:
-    """Write ``content`` to ``path`` via a temporary file and a rename (all or nothing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        if _Interrupts.seen:  # Ctrl-C was pressed (even if Python swallowed it): write nothing
-            raise KeyboardInterrupt
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_output(path: Path, content: bytes) -> None:
+    """Write one output file all or nothing (:func:`glmformula._files.atomic_write`); nothing is
+    renamed into place once Ctrl-C was pressed, even if Python swallowed the interrupt."""
+    atomic_write(path, content, abort=lambda: _Interrupts.seen)
+
+
+#: Terminal headers of the comparison and summary tables (the CSV keeps the full names).
+HEADERS = {
+    "n_params": "params", "edf": "edf", "train_bits_per_spike": "train bits/spk",
+    "cv_bits_per_spike": "cv bits/spk", "cv_bits_per_spike_se": "± se",
+    "delta_cv_bits_per_spike": "Δ cv", "lr_pvalue": "LR p", "nested_in": "nested in",
+    "wald_chi2": "Wald χ²", "p_value": "p", "lr_stat": "LR χ²",
+    "deviance_explained": "dev. expl.",
+}
+#: The comparison columns the terminal shows, in order (``edf`` only where smoothing is on).
+COMPARISON_COLUMNS = ("n_params", "edf", "train_bits_per_spike", "cv_bits_per_spike",
+                      "cv_bits_per_spike_se", "delta_cv_bits_per_spike", "lr_pvalue",
+                      "nested_in")
+COMPARISON_LEGEND = (
+    "params: free parameters, summed over units. train bits/spk: information per spike "
+    "gained over a constant rate, on the rows fitted. cv bits/spk ± se: the same on held-out "
+    "folds (mean ± standard error over folds). Δ cv: held-out bits/spk minus the best "
+    "model's. LR p: likelihood-ratio test against the model in \"nested in\" (the largest "
+    "model of the set nested in this one). The null model's held-out bits/spk can be "
+    "negative: its constant rate is the training folds' mean rate, which misses the "
+    "held-out fold's own mean rate; the other models are measured against that fold's mean "
+    "too.")
+SUMMARY_LEGEND = (
+    "columns: the unit's weights in the term. df: free weights (one fewer for a term "
+    "constrained to average zero). Wald χ²: test that all the term's weights are 0; p: its "
+    "p-value.")
+P_VALUE_COLUMNS = ("lr_pvalue", "p_value")
+BITS_COLUMNS = ("train_bits_per_spike", "cv_bits_per_spike", "cv_bits_per_spike_se",
+                "delta_cv_bits_per_spike")
 
 
 def _print_table(table, title: str) -> None:
-    import pandas as pd
+    """Print a comparison (or summary) table to the terminal, at the terminal's width.
+
+    Short headers (:data:`HEADERS`) and a legend under the table; cells wrap rather than being
+    cut when the terminal is narrow (rich honours ``COLUMNS``).
+    """
+    comparison = all(c in table.columns for c in COMPARISON_COLUMNS if c != "edf")
+    if comparison:  # the terminal gets the key columns, the CSV all of them
+        table = table[[c for c in COMPARISON_COLUMNS if c in table.columns]]
+    shown = table.reset_index()
+    headers = [HEADERS.get(str(c), str(c)) for c in shown.columns]
+    rows = [[_fmt(column, v) for column, v in row.items()] for _, row in shown.iterrows()]
+    legend = COMPARISON_LEGEND if comparison else \
+        SUMMARY_LEGEND if "wald_chi2" in table.columns else ""
     try:
+        from rich import box
         from rich.console import Console
         from rich.table import Table
     except ImportError:
+        import pandas as pd
         print(title)
-        print(table.to_string())
+        print(pd.DataFrame(rows, columns=headers).to_string(index=False))
+        if legend:
+            print(legend)
         return
-    readable = ["n_params", "train_bits_per_spike", "cv_bits_per_spike", "cv_bits_per_spike_se",
-                "delta_cv_bits_per_spike", "lr_pvalue", "nested_in"]
-    if all(c in table.columns for c in readable):  # the terminal gets the key columns, the
-        table = table[readable]                    # CSV all of them
-    shown = table.reset_index()
-    rich_table = Table(title=title)
-    for column in shown.columns:
-        rich_table.add_column(str(column), justify="right")
-    for _, row in shown.iterrows():
-        rich_table.add_row(*[_fmt(v) for v in row])
-    Console(width=max(100, min(200, 16 * len(shown.columns)))).print(rich_table)
+    rich_table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1),
+                       collapse_padding=True, title_justify="left")
+    needed = 2 + 2 * (len(headers) - 1)  # the narrowest width that keeps every column
+    for i, (column, header) in enumerate(zip(shown.columns, headers)):
+        text = column in ("model", "term", "nested_in") or shown[column].dtype == object
+        # numbers are never broken (their column keeps its width); headers and names wrap
+        widest = max([len(row[i]) for row in rows] + [1])
+        word = max(len(w) for w in header.split())
+        keep = None if text else max(widest, word)
+        needed += min(widest, 8) if text else keep
+        rich_table.add_column(header, justify="left" if text else "right", overflow="fold",
+                              min_width=keep)
+    for row in rows:
+        rich_table.add_row(*row)
+    console = Console()  # the terminal's width (COLUMNS where set; 80 when not a terminal)
+    if console.width < needed:  # too narrow even wrapped: let the lines run on rather than
+        console = Console(width=needed)  # have rich drop a column
+    console.print(rich_table)
+    if legend:
+        console.print(legend, markup=False, highlight=False)
 
 
-def _fmt(value) -> str:
+def _fmt(column, value) -> str:
     import numpy as np
     if isinstance(value, (float, np.floating)):
         if np.isnan(value):
             return ""
+        if column in P_VALUE_COLUMNS:
+            return "<1e-16" if value < 1e-16 else f"{value:.2g}"
+        if float(value).is_integer() and column in ("n_params", "columns", "df", "lr_df"):
+            return f"{value:.0f}"
+        if column in BITS_COLUMNS:
+            return f"{value:.3f}"
         return f"{value:.4g}"
+    if value is None:
+        return ""
     return str(value)
 
 
 def _write_comparison(table, out: Path) -> None:
-    atomic_write(out / "comparison.csv", table.to_csv().encode())
+    _write_output(out / "comparison.csv", table.to_csv().encode())
     written = ["comparison.csv"]
     try:
         from .compare.plotting import plot_comparison
@@ -312,9 +378,7 @@ def _save_figure(figure, path: Path) -> None:
     import io
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    atomic_write(path, buffer.getvalue())
-    import matplotlib.pyplot as plt
-    plt.close(figure)
+    _write_output(path, buffer.getvalue())  # figures are built without pyplot: nothing to close
 
 
 def _write_curves(result, out: Path) -> None:

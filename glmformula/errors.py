@@ -11,8 +11,13 @@ population recording and should not abort the other units).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Iterable
+import os
+import sys
+import warnings
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 
 
 class FormulaError(ValueError):
@@ -99,6 +104,47 @@ class RankDeficientWarning(GlmformulaWarning):
     """The design restricted to a unit's columns is (numerically) rank deficient."""
 
 
+class ScoreWarning(GlmformulaWarning):
+    """A held-out score is not finite or diverged (the fit ran off on that fold)."""
+
+
+#: What the code running now is doing, outermost first (e.g. ``("model 'hd'", "fold 2")``):
+#: warnings issued inside :func:`warning_context` say it.
+_CONTEXT: ContextVar[tuple[str, ...]] = ContextVar("glmformula_warning_context", default=())
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+@contextlib.contextmanager
+def warning_context(what: str) -> Iterator[None]:
+    """Prefix every glmformula warning issued inside the block with ``what`` (nestable)."""
+    token = _CONTEXT.set(_CONTEXT.get() + (what,))
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def _user_stacklevel() -> int:
+    """The stacklevel of the innermost caller outside this package (the user's line)."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn(message: str, category: type[GlmformulaWarning], *, units=()) -> None:
+    """Issue a glmformula warning that points at the user's call and says where it arose.
+
+    The warning object keeps ``detail`` (the message without context), ``context`` (see
+    :func:`warning_context`) and ``units`` (unit ids), so that a comparison can collect and
+    count warnings by kind.
+    """
+    context = _CONTEXT.get()
+    warning = category(f"{', '.join(context)}: {message}" if context else message)
+    warning.detail, warning.context, warning.units = message, context, tuple(units)
+    warnings.warn(warning, stacklevel=_user_stacklevel())
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """Return ``"did you mean 'x'?"`` for the closest candidate, or None if nothing is close."""
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
@@ -108,4 +154,23 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
 __all__ = ["FormulaError", "FormulaSyntaxError", "UnknownNameError", "TermArgumentError",
            "DataError", "SpecError", "FitError", "ResultError", "GlmformulaWarning",
            "ConvergenceWarning", "NoSpikesWarning", "SeparationWarning", "RankDeficientWarning",
-           "did_you_mean"]
+           "ScoreWarning",
+           "did_you_mean", "warn", "warning_context"]
+
+
+class BinSizeWarning(GlmformulaWarning):
+    """A bin size given as a bare number above 1 s (``bin_size=10``): read as seconds, though
+    most likely milliseconds were meant; write ``"10ms"`` (or 0.01), or ``"10s"`` to keep it."""
+
+
+__all__ += ["BinSizeWarning"]
+
+
+class SimulationWarning(GlmformulaWarning):
+    """A simulation of a fitted model ran away: its rates hit the ``max_rate`` cap, or the
+    fitted history/coupling filters are unstable (their linearised gain reaches 1), so that
+    simulated bursts feed themselves. The message names the units (by id) and says how to fit
+    stable filters; see :func:`glmformula.results.stability.stability`."""
+
+
+__all__ += ["SimulationWarning"]

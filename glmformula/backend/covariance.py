@@ -11,12 +11,11 @@ differentiable: only their ridge part enters, so the result is conditional on
 the fitted support and is not a valid post-selection covariance.
 
 Rows/columns of weights a unit does not use (``column_mask``, empty columns)
-are 0. Intercept is the last row/column.
+are 0. Intercept is the last row/column of :func:`unit_information`.
 """
 
 from __future__ import annotations
 
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -25,67 +24,9 @@ from scipy.linalg import lapack
 
 from . import problem as pb
 from .newton import _rank_tol
-from .regularizers import Regularizer, resolve_penalty
-from ..errors import RankDeficientWarning
+from ..errors import RankDeficientWarning, warn
 
-__all__ = ["fisher_covariance", "standard_errors", "unit_information", "invert_information",
-           "warn_singular"]
-
-
-def _information(block: pb.Block, W, b, *, strategy: str):
-    eta = pb.linear_predictor(block, W, b)
-    return pb.hessian_sum(block.X, pb.curvature(eta, block.rw), strategy), jnp.sum(block.rw)
-
-
-def fisher_covariance(problem: pb.Problem, solution, regularizer: Regularizer | None = None) -> np.ndarray:
-    """Inverse (penalised) Fisher information of every unit, intercept last.
-
-    Parameters
-    ----------
-    problem : Problem
-        The problem that was fitted.
-    solution : Solution
-        Its fit (``weights`` (P, U), ``intercept`` (U,)).
-    regularizer : optional
-        The regularizer of the fit (its ridge part enters the information).
-
-    Returns
-    -------
-    ndarray, shape (U, P+1, P+1)
-        ``cov[u]``; standard errors are ``sqrt(diag(cov[u]))`` (:func:`standard_errors`).
-
-    Warns
-    -----
-    RankDeficientWarning
-        Where the information is singular; the pseudo-inverse is returned there.
-    """
-    P, U = problem.n_cols, problem.n_units
-    dtype = jnp.dtype(getattr(solution, "dtype", "float64"))
-    with jax.enable_x64(True):
-        block = pb.block_from_arrays(problem.X, problem.y, problem.offset, problem.row_weight, dtype, U)
-        W = jnp.asarray(solution.weights, dtype)
-        b = jnp.asarray(solution.intercept, dtype)
-        (H, n), _, _ = pb.compiled_call(_information, dict(strategy=pb.hessian_strategy(U, P)), block, W, b)
-        mask = np.ones((U, P), bool) if problem.column_mask is None else problem.column_mask.copy()
-        excluded = list(getattr(solution, "excluded_columns", ()))
-        mask[:, excluded] = False
-        penalty = resolve_penalty(regularizer, problem.column_groups, mask)
-        l2 = np.concatenate([penalty.l2, np.zeros((1, U))]).T * float(n)  # (U, P+1)
-        idx = np.arange(P + 1)
-        H = H.at[:, idx, idx].add(jnp.asarray(l2, dtype))
-        m = np.concatenate([mask, np.ones((U, 1), bool)], axis=1)
-        # masked coordinates decoupled (identity), inverted, then zeroed
-        A = np.asarray(H, float) * m[:, :, None] * m[:, None, :] + np.eye(P + 1) * ~m[:, None, :]
-        cov, deficient = invert_information(A, dtype)
-        cov *= m[:, :, None] * m[:, None, :]
-    warn_singular(np.flatnonzero(deficient), stacklevel=3)
-    return cov
-
-
-def standard_errors(problem: pb.Problem, solution, regularizer: Regularizer | None = None) -> np.ndarray:
-    """``sqrt(diag(fisher_covariance))`` as (P+1, U): weights' rows, then the intercept."""
-    cov = fisher_covariance(problem, solution, regularizer)
-    return np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0)).T
+__all__ = ["unit_information", "invert_information", "warn_singular"]
 
 
 # --------------------------------------------------------------------------- per unit, on its columns
@@ -117,7 +58,7 @@ def unit_information(X, offset, row_weight, columns, weights, intercept, dtype) 
     ndarray (U, k+1, k+1), float64, intercept last.
 
     Where a unit reads few of many stored columns (history without coupling) this costs
-    ``T (k+1)^2`` per unit instead of the ``T (P+1)^2`` of :func:`fisher_covariance`; units
+    ``T (k+1)^2`` per unit instead of the ``T (P+1)^2`` of every stored column; units
     sharing their columns share the products (:func:`~.problem.hessian_strategy`).
     """
     with jax.enable_x64(True):
@@ -133,15 +74,14 @@ def unit_information(X, offset, row_weight, columns, weights, intercept, dtype) 
         return np.array(info, dtype=float)  # writable: the caller adds penalties in place
 
 
-def warn_singular(units, stacklevel: int = 2) -> None:
-    """The RankDeficientWarning of covariances whose information was singular (``units``)."""
+def warn_singular(units) -> None:
+    """The RankDeficientWarning of covariances whose information was singular (``units``:
+    unit ids)."""
     units = list(units)
     if units:
-        warnings.warn(
-            f"the Fisher information is singular for units {units[:20]}: returned its "
-            "pseudo-inverse; standard errors of non-identified weights are meaningless (add a "
-            "Ridge penalty or remove redundant columns).",
-            RankDeficientWarning, stacklevel=stacklevel + 1)
+        warn(f"the Fisher information is singular for units {units[:20]}: returned its "
+             "pseudo-inverse; standard errors of non-identified weights are meaningless (add a "
+             "Ridge penalty or remove redundant columns).", RankDeficientWarning, units=units)
 
 
 def invert_information(info: np.ndarray, dtype="float64") -> tuple[np.ndarray, np.ndarray]:

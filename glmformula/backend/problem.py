@@ -16,7 +16,7 @@ statsmodels' ``llf``.
 Everything the solvers need (value, gradient, Hessian, Hessian-vector product,
 Gram matrix) is a sum over rows, so every kernel here works on one *block* of
 rows and returns unnormalised sums; a caller may run it once on all rows
-(in memory) or accumulate it over row blocks (:func:`~glmformula.backend.solve.solve_blocked`).
+(in memory) or accumulate it over row blocks (:class:`BlockedProblem`), both through :func:`~glmformula.backend.solve.solve`.
 Kernels are pure functions of arrays; anything that changes the compiled code
 (the Hessian strategy, the dtype) is a static argument.
 """
@@ -124,6 +124,9 @@ class Problem:
     column_groups : tuple of str, length P, optional
         The formula term each column belongs to (group lasso groups and
         per-term penalty strengths).
+    unit_names, column_names : tuple of str, optional
+        How warnings name the units (e.g. the TsGroup's ids) and the columns
+        (e.g. ``"cyclic(hd, 12)[3]"``); default: their positions.
     """
 
     X: np.ndarray = attrs.field(converter=aligned)
@@ -132,6 +135,8 @@ class Problem:
     offset: np.ndarray | None = attrs.field(default=None, converter=_optional(lambda o: _as_float_array(o, "offset", (1, 2))))
     row_weight: np.ndarray | None = attrs.field(default=None, converter=_optional(lambda w: _as_float_array(w, "row_weight", (1,))))
     column_groups: tuple[str, ...] | None = attrs.field(default=None, converter=_optional(lambda g: tuple(str(x) for x in g)))
+    unit_names: tuple | None = attrs.field(default=None, converter=_optional(tuple))
+    column_names: tuple | None = attrs.field(default=None, converter=_optional(tuple))
 
     def __attrs_post_init__(self) -> None:
         T, P = self.X.shape
@@ -159,21 +164,35 @@ class Problem:
     def n_units(self) -> int:
         return self.y.shape[1]
 
-    def validate_values(self) -> None:
-        """Raise ``ValueError`` on non-finite data, negative counts or negative row weights.
 
-        Separate from construction because it reads every value (one pass over
-        ``X``); :func:`~glmformula.backend.solve.solve` checks the same on the
-        device during its statistics pass instead.
-        """
-        for name in ("X", "y", "offset", "row_weight"):
-            a = getattr(self, name)
-            if a is not None and a.dtype.kind == "f" and not np.isfinite(a).all():
-                raise ValueError(f"Problem.{name} contains NaN or infinite values")
-        if (self.y < 0).any():
-            raise ValueError("Problem.y must be non-negative spike counts")
-        if self.row_weight is not None and (self.row_weight < 0).any():
-            raise ValueError("Problem.row_weight must be non-negative")
+@attrs.frozen(eq=False)
+class BlockedProblem:
+    """A Poisson GLM fitting problem whose rows arrive in blocks (never all in memory).
+
+    Parameters
+    ----------
+    blocks : callable
+        Called once per pass over the data (a fit makes a few passes per iteration), it
+        yields the row blocks in order: objects with ``X`` (rows, P), ``counts`` (rows, U),
+        ``offset`` (rows,) or None and ``row_weight`` (rows,) (e.g.
+        :class:`glmformula.graph.rows.RowBlock`). The first block fixes the block shape
+        (kernels compile once); shorter blocks are padded with zero-weight rows, longer
+        ones are an error.
+    n_cols, n_units : int
+        P and U.
+    column_mask, column_groups, unit_names, column_names :
+        As for :class:`Problem` (properties of the whole problem, not of a block).
+    """
+
+    blocks: object
+    n_cols: int
+    n_units: int
+    column_mask: np.ndarray | None = attrs.field(default=None, converter=_optional(lambda m: np.asarray(m, dtype=bool)))
+    column_groups: tuple[str, ...] | None = attrs.field(default=None, converter=_optional(lambda g: tuple(str(x) for x in g)))
+    unit_names: tuple | None = attrs.field(default=None, converter=_optional(tuple))
+    column_names: tuple | None = attrs.field(default=None, converter=_optional(tuple))
+
+    n_rows = 0  # unknown until a pass is made; the solver choice does not depend on it
 
 
 class Block(NamedTuple):
@@ -527,27 +546,11 @@ def block_value_grad_hessian(block: Block, W, b, strategy: str):
     return loss, gw, gb, mag, hessian_sum(block.X, curvature(eta, block.rw), strategy)
 
 
-def block_value_grad(block: Block, W, b):
-    return value_grad_sums(block.X, block.Y, block.rw, linear_predictor(block, W, b))
-
-
 def block_line_values(block: Block, W, b, dW, db, steps):
     """Loss sums at ``(W + a dW, b + a db)`` for the K steps ``a`` (K, U) → (K, U)."""
     eta = linear_predictor(block, W, b)
     xi = block.X @ dW + db[None, :]
     return loss_sums_along(eta, xi, block.Y, block.rw, steps)
-
-
-def block_hvp(block: Block, W, b, V, vb):
-    eta = linear_predictor(block, W, b)
-    return hvp_sum(block.X, curvature(eta, block.rw), V, vb)
-
-
-def block_gram(block: Block):
-    return gram_sum(block.X, block.rw)
-
-
-# --------------------------------------------------------------------------- in-memory fitting data
 
 
 class FitData(NamedTuple):

@@ -43,6 +43,8 @@ __all__ = [
     "Regularizer",
     "PenaltyArrays",
     "resolve_penalty",
+    "to_dict",
+    "from_dict",
 ]
 
 
@@ -130,6 +132,50 @@ class GroupLasso:
 
 
 Regularizer = Union[Ridge, Lasso, ElasticNet, GroupLasso]
+
+#: The key of each regularizer in spec files (``regularizer = { ridge = 1e-3 }``) and saved
+#: results.
+KEYS = {"ridge": Ridge, "lasso": Lasso, "group_lasso": GroupLasso, "elastic_net": ElasticNet}
+
+
+def to_dict(regularizer: Regularizer | None) -> dict | None:
+    """``{key: strength}`` (plus ``l1_ratio`` for the elastic net): the form of spec files and
+    saved results; a per-group strength is a nested ``{group: strength}``."""
+    if regularizer is None:
+        return None
+    key = next(k for k, cls in KEYS.items() if type(regularizer) is cls)
+    strength = regularizer.strength
+    out = {key: dict(strength) if isinstance(strength, Mapping) else float(strength)}
+    if isinstance(regularizer, ElasticNet):
+        out["l1_ratio"] = regularizer.l1_ratio
+    return out
+
+
+def from_dict(value: Mapping | None) -> Regularizer | None:
+    """The regularizer written by :func:`to_dict` (``ValueError`` saying what is wrong)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not value:
+        raise ValueError("must be a table such as { ridge = 1e-3 }")
+    kinds = [k for k in value if k in KEYS]
+    others = [k for k in value if k not in KEYS and k != "l1_ratio"]
+    if len(kinds) != 1 or others:
+        raise ValueError("give one of " + ", ".join(KEYS) + ", e.g. { ridge = 1e-3 }")
+    kind = kinds[0]
+    if "l1_ratio" in value and kind != "elastic_net":
+        raise ValueError("l1_ratio belongs to elastic_net only")
+    strength = value[kind]
+    if isinstance(strength, bool) or not isinstance(strength, (int, float, Mapping)):
+        raise ValueError(f"{kind} strength must be a finite number >= 0 or a table of them")
+    try:
+        if kind == "elastic_net":
+            ratio = value.get("l1_ratio", 0.5)
+            if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
+                raise ValueError("l1_ratio must be a number from 0 to 1")
+            return ElasticNet(strength, ratio)
+        return KEYS[kind](strength)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{kind}: {err}") from None
 
 
 @attrs.frozen(eq=False)

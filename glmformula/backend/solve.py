@@ -1,4 +1,9 @@
-"""Entry points: :func:`solve` (in memory) and :func:`solve_blocked` (rows in blocks).
+"""The one entry point :func:`solve`: a :class:`Problem` (rows in memory) or a
+:class:`BlockedProblem` (rows in blocks, never all in memory) in, a :class:`Solution` out.
+
+Two drivers run the same step rules: for rows in memory the whole Newton / L-BFGS loop is one
+compiled ``lax.while_loop`` (no host round trip per iteration); for rows in blocks the loop
+runs on the host and each pass sums compiled per-block kernels (:func:`run_blocked`).
 
 Precision. Everything here runs inside ``jax.enable_x64(True)`` — a scoped,
 thread-local context, never the global flag — so the backend can compute in
@@ -15,7 +20,6 @@ compile time of the call apart from the solve time.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Iterable
 
 import attrs
@@ -26,12 +30,13 @@ import numpy as np
 from . import problem as pb
 from .lbfgs import LBFGS
 from .newton import MAX_ITER, NO_SPIKES, OK, STALLED, Newton, NewtonRule, RawResult, tolerance_floor
-from .problem import FitData, Problem
+from .problem import BlockedProblem, FitData, Problem
 from .proximal import ProximalNewton, ProximalRule
 from .regularizers import PenaltyArrays, Regularizer, resolve_penalty
-from ..errors import ConvergenceWarning, NoSpikesWarning, RankDeficientWarning, SeparationWarning
+from ..errors import (ConvergenceWarning, NoSpikesWarning, RankDeficientWarning, SeparationWarning,
+                      warn)
 
-__all__ = ["Solution", "solve", "solve_blocked", "choose_solver", "default_dtype", "ColumnRangeError"]
+__all__ = ["Solution", "solve", "choose_solver", "default_dtype", "ColumnRangeError"]
 
 SOLVERS = {"newton": Newton, "lbfgs": LBFGS, "proximal": ProximalNewton}
 
@@ -225,13 +230,37 @@ def _fit_data(block: pb.Block, s: _Setup, dtype) -> FitData:
 _STATUS = {0: "converged", MAX_ITER: "max_iter", STALLED: "stalled", NO_SPIKES: "no_spikes"}
 
 
-def _units(idx) -> str:
-    idx = list(map(int, idx))
-    return ", ".join(map(str, idx[:20])) + (f", ... ({len(idx)} units)" if len(idx) > 20 else "")
+@attrs.frozen
+class _Names:
+    """How warnings name units and columns (ids and column labels, or positions)."""
+
+    units: tuple | None = None
+    columns: tuple | None = None
+
+    def unit_list(self, idx) -> list:
+        idx = [int(i) for i in idx]
+        return idx if self.units is None else [self.units[i] for i in idx]
+
+    def of_units(self, idx) -> str:
+        names = self.unit_list(idx)
+        shown = ", ".join(map(str, names[:20]))
+        return f"units {shown}" + (f", ... ({len(names)} units)" if len(names) > 20 else "")
+
+    def of_columns(self, idx) -> str:
+        idx = [int(i) for i in idx]
+        if self.columns is None:  # positions; -1 is the intercept
+            return f"columns {idx[:20]}" + (" (-1: the intercept)" if -1 in idx else "")
+        names = ["the intercept" if i < 0 else repr(self.columns[i]) for i in idx[:8]]
+        more = f", ... ({len(idx)} columns)" if len(idx) > 8 else ""
+        return "columns " + ", ".join(names) + more
+
+
+def _names(problem) -> _Names:
+    return _Names(problem.unit_names, problem.column_names)
 
 
 def _finish(raw: RawResult, s: _Setup, solver: str, dtype: str, tol: float, compile_s: float, run_s: float,
-            max_iter: int, X: np.ndarray | None = None) -> Solution:
+            max_iter: int, names: _Names, X: np.ndarray | None = None) -> Solution:
     raw = jax.tree_util.tree_map(np.asarray, raw)
     W = np.where(s.mask.T, raw.W, 0.0).astype(raw.W.dtype)
     status = tuple(_STATUS.get(int(c), "max_iter") if not conv else "converged"
@@ -243,7 +272,7 @@ def _finish(raw: RawResult, s: _Setup, solver: str, dtype: str, tol: float, comp
         excluded_columns=s.excluded, n_hessian_passes=int(raw.n_hessian), n_matmul_passes=int(raw.n_matmul),
         tol=tol,
     )
-    _warn(sol, s, max_iter, X)
+    _warn(sol, s, max_iter, names, X)
     return sol
 
 
@@ -261,38 +290,40 @@ def _null_columns(X: np.ndarray, mask_u: np.ndarray) -> list[int]:
     return [int(cols[i]) if i < cols.size else -1 for i in involved]
 
 
-def _warn(sol: Solution, s: _Setup, max_iter: int, X) -> None:
+def _warn(sol: Solution, s: _Setup, max_iter: int, names: _Names, X) -> None:
     no_spikes = np.flatnonzero(~s.active)
     if no_spikes.size:
-        warnings.warn(
-            f"units {_units(no_spikes)} have no spikes in the fitted rows: their intercept has no finite "
+        warn(
+            f"{names.of_units(no_spikes)} have no spikes in the fitted rows: their intercept has no finite "
             "maximum-likelihood value (it tends to -inf); it was set to predict half a spike over the fitted "
             "rows and the weights to 0. A Ridge does not change this (the intercept is unpenalised); drop "
             "these units or fit them on rows where they fire.",
-            NoSpikesWarning, stacklevel=3,
+            NoSpikesWarning, units=names.unit_list(no_spikes),
         )
     with np.errstate(invalid="ignore", over="ignore"):
         reach = np.abs(sol.weights) * s.col_max[:, None]
     separated = np.flatnonzero(s.active & (reach.max(axis=0) > SEPARATION_NATS))
     if separated.size:
         cols = sorted({int(j) for u in separated for j in np.flatnonzero(reach[:, u] > SEPARATION_NATS)})
-        warnings.warn(
-            f"units {_units(separated)} have weights that change the log-rate by more than "
-            f"{SEPARATION_NATS:g} nats (columns {cols[:20]}): the data (nearly) separate, e.g. a feature "
+        warn(
+            f"{names.of_units(separated)} have weights that change the log-rate by more than "
+            f"{SEPARATION_NATS:g} nats ({names.of_columns(cols)}): the data (nearly) separate, e.g. a feature "
             "active only where the unit never fires, and the unpenalised MLE is infinite. The returned weights "
             "are finite but arbitrary along that direction; add a Ridge penalty (e.g. Ridge(1e-3)).",
-            SeparationWarning, stacklevel=3,
+            SeparationWarning, units=names.unit_list(separated),
         )
     deficient = np.flatnonzero(sol.rank_deficient & s.active)
     if deficient.size:
         detail = ""
         if X is not None:
-            detail = f" For unit {int(deficient[0])} the dependent columns are {_null_columns(X, s.mask[deficient[0]])} (-1: the intercept)."
-        warnings.warn(
-            f"the design is (numerically) rank deficient for units {_units(deficient)}: some weights are not "
+            first = names.unit_list(deficient[:1])[0]
+            detail = (f" For unit {first} the dependent ones are "
+                      f"{names.of_columns(_null_columns(X, s.mask[deficient[0]]))}.")
+        warn(
+            f"the design is (numerically) rank deficient for {names.of_units(deficient)}: some weights are not "
             f"identified.{detail} The fit stayed finite (a jitter was added to the Hessian) but those weights are "
             "arbitrary; remove the redundant columns or add a Ridge penalty, which makes the answer unique.",
-            RankDeficientWarning, stacklevel=3,
+            RankDeficientWarning, units=names.unit_list(deficient),
         )
     failed = np.flatnonzero(s.active & ~sol.converged)
     if failed.size:
@@ -309,10 +340,10 @@ def _warn(sol: Solution, s: _Setup, max_iter: int, X) -> None:
         if np.intersect1d(failed, deficient).size:
             causes.append("a rank-deficient design: add a Ridge penalty")
         worst = float(np.max(sol.criterion[failed]))
-        warnings.warn(
-            f"{sol.solver} did not converge for units {_units(failed)} (largest criterion {worst:.3g} > tol "
+        warn(
+            f"{sol.solver} did not converge for {names.of_units(failed)} (largest criterion {worst:.3g} > tol "
             f"{sol.tol:.3g}). Likely cause: {'; '.join(causes) or 'slow convergence'}.",
-            ConvergenceWarning, stacklevel=3,
+            ConvergenceWarning, units=names.unit_list(failed),
         )
 
 
@@ -329,12 +360,17 @@ def _make_solver(solver: str, penalty: PenaltyArrays, n_rows, n_cols, n_units, t
     kwargs = dict(tol=tol)
     if max_iter is not None:
         kwargs["max_iter"] = int(max_iter)
-    kwargs.update({k: v for k, v in options.items() if k in attrs.fields_dict(cls)})
+    known = set(attrs.fields_dict(cls)) - {"tol", "max_iter"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for solver {name!r}; it takes "
+                         f"{sorted(known) or 'no options'} besides tol and max_iter")
+    kwargs.update(options)
     return cls(**kwargs)
 
 
 def solve(
-    problem: Problem,
+    problem: Problem | BlockedProblem,
     *,
     regularizer: Regularizer | None = None,
     solver: str = "auto",
@@ -348,7 +384,10 @@ def solve(
 
     Parameters
     ----------
-    problem : Problem
+    problem : Problem or BlockedProblem
+        Rows in memory, or in blocks (then ``solver`` may be "newton" or "proximal": both
+        need one pass for value, gradient and Hessians and one for the line search; "auto"
+        picks between them). The answers agree to the tolerance.
     regularizer : Ridge, Lasso, ElasticNet, GroupLasso, optional
     solver : {"auto", "newton", "lbfgs", "proximal"}
         "auto" follows :func:`choose_solver`; the choice is ``Solution.solver``.
@@ -363,7 +402,8 @@ def solve(
     init : Solution or (weights (P, U), intercept (U,)), optional
         Warm start (default: weights 0, intercept at the mean rate).
     **options
-        Solver settings, e.g. ``history=`` for L-BFGS.
+        Solver settings declared by the solver class, e.g. ``history=`` for L-BFGS; an
+        unknown name is an error.
 
     Returns
     -------
@@ -372,7 +412,11 @@ def solve(
     Warns
     -----
     ConvergenceWarning, NoSpikesWarning, SeparationWarning, RankDeficientWarning
+        Naming units and columns by ``problem.unit_names`` / ``column_names``.
     """
+    if isinstance(problem, BlockedProblem):
+        return _solve_blocked(problem, regularizer=regularizer, solver=solver, tol=tol,
+                              max_iter=max_iter, dtype=dtype, init=init, **options)
     name = _resolve_dtype(dtype)
     with jax.enable_x64(True):
         dt = jnp.dtype(name)
@@ -385,7 +429,8 @@ def solve(
         raw, c1, _ = algo.run(data)
         wall = time.perf_counter() - t0
     eff_tol = max(tol, _floor(name))
-    return _finish(raw, s, algo.name, name, eff_tol, c0 + c1, wall - c0 - c1, algo.max_iter, problem.X)
+    return _finish(raw, s, algo.name, name, eff_tol, c0 + c1, wall - c0 - c1, algo.max_iter,
+                   _names(problem), problem.X)
 
 
 def _floor(dtype_name: str) -> float:
@@ -395,59 +440,29 @@ def _floor(dtype_name: str) -> float:
 # --------------------------------------------------------------------------- blocked
 
 
-def solve_blocked(
-    blocks: Callable[[], Iterable[Problem]],
-    n_cols: int,
-    n_units: int,
-    *,
-    column_mask=None,
-    column_groups=None,
-    regularizer: Regularizer | None = None,
-    solver: str = "auto",
-    tol: float = 1e-8,
-    max_iter: int | None = None,
-    dtype=None,
-    init=None,
-) -> Solution:
-    """Fit from a sequence of row blocks, never holding all rows at once.
-
-    Parameters
-    ----------
-    blocks : callable returning an iterable of Problem
-        Called once per pass over the data (a fit makes a few passes per
-        iteration), it yields the row blocks in order. Each block carries
-        ``X``, ``y`` and optionally ``offset`` and ``row_weight`` of its rows;
-        the first block fixes the block shape (kernels compile once) and shorter
-        blocks are padded with zero-weight rows. Longer blocks are an error.
-    n_cols, n_units : int
-    column_mask, column_groups :
-        As in :class:`Problem` (whole-problem properties, not per block).
-    regularizer, solver, tol, max_iter, dtype, init :
-        As in :func:`solve`; ``solver`` may be "newton" or "proximal" (both need
-        one pass for value, gradient and Hessians, one for the line search).
-
-    Returns
-    -------
-    Solution
-        Equal to ``solve`` on the concatenated rows (to the tolerance).
-    """
+def _solve_blocked(problem: BlockedProblem, *, regularizer=None, solver="auto", tol=1e-8,
+                   max_iter=None, dtype=None, init=None, **options) -> Solution:
+    """:func:`solve` for rows in blocks (see :func:`run_blocked`)."""
     name = _resolve_dtype(dtype)
+    n_cols, n_units = problem.n_cols, problem.n_units
     with jax.enable_x64(True):
         dt = jnp.dtype(name)
         t0 = time.perf_counter()
-        reader = _BlockReader(blocks, dt, n_cols, n_units)
+        reader = _BlockReader(problem.blocks, dt, n_cols, n_units)
         stats = reader.stats()
-        s = _setup(stats, column_mask, column_groups, regularizer, init, n_cols, n_units)
+        s = _setup(stats, problem.column_mask, problem.column_groups, regularizer, init, n_cols,
+                   n_units)
         if solver == "auto":
             solver = "newton" if s.penalty.smooth else "proximal"
-        algo = _make_solver(solver, s.penalty, 0, n_cols, n_units, tol, max_iter)
+        algo = _make_solver(solver, s.penalty, 0, n_cols, n_units, tol, max_iter, **options)
         if algo.name not in ("newton", "proximal"):
-            raise ValueError(f"solve_blocked supports solver 'newton' or 'proximal', got {algo.name!r}")
+            raise ValueError(f"rows in blocks are fitted with solver 'newton' or 'proximal', "
+                             f"not {algo.name!r}")
         raw = run_blocked(reader, s, algo, dt)
         wall = time.perf_counter() - t0
     eff_tol = max(tol, _floor(name))
-    return _finish(raw, s, algo.name, name, eff_tol, reader.compile_seconds, wall - reader.compile_seconds,
-                   algo.max_iter)
+    return _finish(raw, s, algo.name, name, eff_tol, reader.compile_seconds,
+                   wall - reader.compile_seconds, algo.max_iter, _names(problem))
 
 
 class _BlockReader:
@@ -462,7 +477,7 @@ class _BlockReader:
     def _device_blocks(self):
         for p in self.blocks():
             X = np.asarray(p.X)
-            y = np.asarray(p.y)
+            y = np.asarray(p.counts)
             y = y[:, None] if y.ndim == 1 else y
             T = X.shape[0]
             if X.shape[1] != self.n_cols or y.shape != (T, self.n_units):

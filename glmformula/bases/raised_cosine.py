@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-__all__ = ["raised_cosine", "causal_filters", "rescale_to_unit"]
+__all__ = ["raised_cosine", "causal_filters", "rescale_to_unit", "filters_are_distinct",
+           "most_distinct_filters", "shortest_distinct_window"]
 
 
 def rescale_to_unit(
@@ -236,3 +237,43 @@ def resolvable_time_scaling(window_bins: int, n_basis: int, *, width: float = 2.
         middle = np.sqrt(low * high)
         low, high = (middle, high) if first_gap_in_bins(middle) >= 1.0 else (low, middle)
     return float(low)
+
+
+#: Filters whose kernel matrix has a condition number above this are near-collinear.
+MAX_FILTER_CONDITION = 1e6
+
+
+def filters_are_distinct(window_bins: int, n_basis: int, *, log: bool = True) -> bool:
+    """Whether ``n_basis`` causal filters over ``window_bins`` lags are linearly independent.
+
+    The filters are built as a design builds them (log spacing with
+    :func:`resolvable_time_scaling`); they are distinct when their ``(window_bins, n_basis)``
+    kernel matrix has full column rank with a condition number below
+    :data:`MAX_FILTER_CONDITION`. Filtered columns are the lagged counts times that matrix, so
+    a rank-deficient kernel makes identical (or nearly identical) design columns whatever the
+    data. Log-spaced filters decay to 0 at the window's last lag, so in practice they need
+    ``window_bins >= n_basis + 1``; linear ones ``window_bins >= n_basis``.
+    """
+    if window_bins < n_basis or n_basis < 2:
+        return False
+    scaling = resolvable_time_scaling(window_bins, n_basis) if log else 50.0
+    kernels = causal_filters(window_bins, n_basis, log=log, time_scaling=scaling)
+    singular = np.linalg.svd(kernels, compute_uv=False)
+    return bool(singular[-1] > singular[0] / MAX_FILTER_CONDITION)
+
+
+def most_distinct_filters(window_bins: int, n_basis: int, *, log: bool = True) -> int:
+    """The most filters (at most ``n_basis``) a window of ``window_bins`` lags keeps distinct,
+    or 0 when not even two are (see :func:`filters_are_distinct`)."""
+    for k in range(min(n_basis, window_bins), 1, -1):
+        if filters_are_distinct(window_bins, k, log=log):
+            return k
+    return 0
+
+
+def shortest_distinct_window(n_basis: int, *, log: bool = True) -> int:
+    """The fewest lags (bins) over which ``n_basis`` filters are distinct."""
+    window = n_basis
+    while not filters_are_distinct(window, n_basis, log=log):
+        window += 1
+    return window

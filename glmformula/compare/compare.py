@@ -1,38 +1,36 @@
 """``gf.compare``: cross-validated comparison of several formulas on the same data.
 
-All formulas share one feature graph, so a term used by several models is computed once; all
-models are fitted and scored on the same rows (the rows every model can use), so likelihoods
-are comparable; folds are contiguous blocks of time; each (model, fold) fit is independent
-and runs on the executor if one is given.
-
-Cross-validation needs weights and held-out scores only, so the fits here call the backend
-directly (no standard errors, no result objects): each model's identifiability rotation is
-found once (it depends on the design's valid rows only, not on the fold), fold fits start from
-the model's full-data fit, and a model in which every unit reads only a small part of the
-stored columns (``history`` without ``coupling``: each unit reads its own 8 filtered columns of
-a bank of 8 x units) is solved in groups of units on just the columns each group reads, which
-gives the same optimum for a fraction of the work (see :func:`unit_groups`).
+The work is a list of (model, fold) fits (:class:`~.comparison.Comparison`), run here or on an
+executor (:mod:`.distributed`); this module turns their scores into the comparison table:
+pooled or per-unit bits per spike, likelihood-ratio tests against nested models, flags for
+held-out scores that diverged, and one warning per kind of problem with counts (the details
+stay in ``table.attrs["warnings"]``).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 
-import attrs
 import numpy as np
 import pandas as pd
+from rich.progress import track
 from scipy import stats
 
-from .. import backend, sharding
-from ..errors import FitError, FormulaError
-from ..fitting import _groups, _rotated, _rotation
-from ..graph.constraints import find_constraints
-from ..graph.design import build, bind, prepare
-from ..results.scores import bits_per_spike, poisson_log_likelihood
+from ..errors import FormulaError, GlmformulaWarning, ScoreWarning, warn
+from ..errors import ConvergenceWarning, NoSpikesWarning, RankDeficientWarning, SeparationWarning
 from ..terms.formula import parse
-from .folds import contiguous_folds
+from .comparison import Comparison, ModelScores, assemble
+from .distributed import run_distributed
 from .nesting import largest_nested
+
+#: Held-out bits per spike below this (or not finite) mean the fit diverged on that fold
+#: (unpenalised fits that run off where the animal rarely goes reach -1e300): the score is
+#: reported as -inf and flagged.
+DIVERGED_BITS_PER_SPIKE = -100.0
+
+_WARNING_KINDS = {cls.__name__: cls for cls in (ConvergenceWarning, NoSpikesWarning,
+                                                RankDeficientWarning, SeparationWarning,
+                                                ScoreWarning)}
 
 
 def _named(models) -> dict:
@@ -52,247 +50,6 @@ def _named(models) -> dict:
                            hint="compare models of the same units: " +
                                 ", ".join(f"{n}: {f.response_text}" for n, f in formulas.items()))
     return formulas
-
-
-@attrs.frozen(eq=False)
-class ModelScores:
-    """Per-unit results of one model: full-data fit and held-out scores per fold."""
-
-    name: str
-    n_params: np.ndarray          # (U,)
-    train_ll: np.ndarray          # (U,) nats
-    train_bps: np.ndarray         # (U,)
-    train_spikes: np.ndarray      # (U,)
-    fold_ll: np.ndarray           # (F, U) nats on the held-out rows
-    fold_bps: np.ndarray          # (F, U)
-    fold_spikes: np.ndarray       # (F, U)
-    n_rows: int
-    converged: bool
-
-
-@attrs.frozen(eq=False)
-class _Fit:
-    """Weights of one cross-validation fit, in the original basis of every term."""
-
-    weights: np.ndarray      # (P, U)
-    intercepts: np.ndarray   # (U,)
-    converged: np.ndarray    # (U,) bool
-
-
-@attrs.frozen(eq=False)
-class _Model:
-    """What every fit of one model shares: constraints, the fitted-to-original rotation, the
-    per-unit parameter counts and the unit groups of the solve."""
-
-    constraints: dict
-    rotation: np.ndarray | None    # (P, P), None when nothing is constrained
-    n_params: np.ndarray           # (U,)
-    groups: list | None            # [(units, columns)] or None: all units on all columns
-
-
-#: Group units (see :func:`unit_groups`) only when that cuts the estimated solver work by
-#: at least this factor.
-GROUPING_GAIN = 4.0
-#: Work of one solver call besides its Hessians, in the units of ``(P + 1)**2 * U`` (the
-#: relative cost of a Hessian pass): the passes over the rows, copying the group's columns,
-#: dispatch. A rough figure set by hand, not fitted: with it a 50-unit ``history`` model
-#: (41 of 433 stored columns per unit) is solved in 25 groups of 2 units, about 7x faster
-#: than one call on all columns (2e4 rows, benchmarks/compare.py).
-CALL_OVERHEAD = 2000.0
-
-
-def unit_groups(column_mask: np.ndarray) -> list | None:
-    """Split a population into groups of consecutive units solved on only the columns they read.
-
-    Units are independent problems that share the stored design; the solver's work per
-    iteration grows like ``(P + 1)**2 * U`` (the Hessians) for P stored columns. When each unit
-    reads only a few of them (``history`` alone: the shared columns plus its own filtered
-    counts), fitting groups of ``G`` units on the union of their columns costs
-    ``sum_g (P_g + 1)**2 * G`` plus a fixed overhead per call, and gives the same optimum for
-    every unit (its columns, rows, penalty and data are unchanged). Returns None when one call
-    on all columns is as cheap (within :data:`GROUPING_GAIN`), else ``[(units, columns)]``.
-    """
-    mask = np.asarray(column_mask, bool)
-    U, P = mask.shape
-    if U < 2:
-        return None
-    dense = (P + 1) ** 2 * U
-    best, best_cost = None, dense / GROUPING_GAIN
-    for size in sorted({1, 2, 4, 8, 16, max(1, U // 4), max(1, U // 2)}):
-        if size >= U:
-            continue
-        groups = []
-        for start in range(0, U, size):
-            units = np.arange(start, min(start + size, U))
-            groups.append((units, np.flatnonzero(mask[units].any(axis=0))))
-        cost = sum((len(c) + 1) ** 2 * len(u) + CALL_OVERHEAD for u, c in groups)
-        if cost < best_cost:
-            best, best_cost = groups, cost
-    return best
-
-
-class Comparison:
-    """Shared state of one comparison: graph, designs, common rows and folds."""
-
-    def __init__(self, formulas: dict, data, *, bin_size, epochs, cv, regularizer, solver,
-                 dtype):
-        self.formulas = formulas
-        self.graph = bind(list(formulas.values()), data, bin_size=bin_size, epochs=epochs)
-        self.designs = {}
-        common = None
-        for name, formula in formulas.items():
-            design = build(prepare(formula, None, graph=self.graph), cache_spike_filters=True)
-            self.designs[name] = design
-            common = design.valid if common is None else common & design.valid
-        self.valid = common
-        self.folds = contiguous_folds(common, cv) if cv else []
-        self.options = {"regularizer": regularizer, "solver": solver, "dtype": dtype}
-        self._full: dict = {}    # full-data fits, used to warm-start the fold fits
-        self._models: dict = {}  # name -> _Model
-
-    def model(self, name: str) -> _Model:
-        """Constraints, rotation, parameter counts and unit groups of model ``name`` (cached)."""
-        if name not in self._models:
-            design = self.designs[name]
-            plan = design.plan
-            if not design.formula.intercept:
-                raise FitError("fits without an intercept are not supported yet",
-                               formula=str(design.formula),
-                               hint="keep the intercept (remove '- 1' / '0 +')")
-            shared = tuple(t.text for t in plan.terms if t.role == "shared")
-            constraints = find_constraints(design.storage, design.valid, plan.term_storage,
-                                           shared)
-            n_params = np.array([len(c) for c in plan.unit_columns]) - len(constraints) + 1
-            groups = unit_groups(plan.column_mask()) if plan.n_storage else None
-            self._models[name] = _Model(constraints, _rotation(constraints, plan)
-                                        if constraints else None, n_params, groups)
-        return self._models[name]
-
-    def fit(self, name: str, rows: np.ndarray, init: _Fit | None = None) -> _Fit:
-        """Fit model ``name`` on ``rows`` (a boolean mask of grid rows, within the valid ones)."""
-        design, model = self.designs[name], self.model(name)
-        weights = (design.valid & rows).astype(design.storage.dtype)
-        if design.plan.n_storage == 0:
-            return _mean_rate(design, weights)
-        start = None
-        if init is not None:
-            w = init.weights if model.rotation is None else model.rotation.T @ init.weights
-            start = (w, init.intercepts)
-        with _rotated(design, model.constraints) as (X, mask):
-            problem = backend.Problem(X=X, y=design.counts, column_mask=mask,
-                                      offset=design.offset, row_weight=weights,
-                                      column_groups=_groups(design.plan))
-            try:
-                if model.groups is None:
-                    solution = sharding.solve_on_devices(problem, init=start, **self.options)
-                else:
-                    solution = _solve_groups(problem, model.groups, start, self.options,
-                                             design.unit_ids)
-            except FormulaError:
-                raise
-            except (ValueError, TypeError) as err:
-                raise FitError(f"the fit could not run: {err}",
-                               hint="check the regularizer and solver options") from None
-        w = np.asarray(solution.weights, float)
-        if model.rotation is not None:
-            w = model.rotation @ w
-        return _Fit(w, np.asarray(solution.intercept, float),
-                    np.asarray(solution.converged, bool))
-
-    def heldout(self, name: str, result: _Fit, test: np.ndarray):
-        """Log-likelihood (nats) and bits/spike per unit on the test rows."""
-        design = self.designs[name]
-        rows = np.flatnonzero(test)
-        eta = np.broadcast_to(result.intercepts, (len(rows), len(result.intercepts)))
-        if design.plan.n_storage and len(rows):
-            # Folds are contiguous: multiply the span of rows (a view), then pick the rows.
-            lo, hi = rows[0], rows[-1] + 1
-            eta = (design.storage[lo:hi] @ result.weights)[rows - lo] + result.intercepts
-        if design.offset is not None:
-            eta = eta + design.offset[rows, None]
-        counts = design.counts[rows].astype(float)
-        expected = np.exp(np.clip(eta, -700, 700))
-        return (poisson_log_likelihood(counts, expected), bits_per_spike(counts, expected),
-                counts.sum(axis=0))
-
-    def run_task(self, name: str, fold: int) -> dict:
-        """One unit of work: the fit of model ``name`` on all rows (``fold=-1``) or without
-        fold ``fold``, scored on the held-out rows (all rows for ``fold=-1``)."""
-        if fold < 0:
-            result = self.fit(name, self.valid)
-            self._full[name] = result
-            ll, bps, spikes = self.heldout(name, result, self.valid)
-            return {"ll": ll, "bps": bps, "spikes": spikes, "n_params": self.model(name).n_params,
-                    "converged": bool(np.all(result.converged)),
-                    "n_rows": int(self.valid.sum()),
-                    "unit_ids": tuple(self.designs[name].unit_ids)}
-        test = self.folds[fold]
-        result = self.fit(name, self.valid & ~test, init=self._full.get(name))
-        ll, bps, spikes = self.heldout(name, result, test)
-        return {"ll": ll, "bps": bps, "spikes": spikes}
-
-    def tasks(self) -> list[tuple[str, int]]:
-        """Every (model, fold) fit, each model's full-data fit first (-1)."""
-        return [(name, fold) for name in self.formulas for fold in range(-1, len(self.folds))]
-
-    def score_model(self, name: str) -> ModelScores:
-        outputs = {(name, fold): self.run_task(name, fold)
-                   for fold in range(-1, len(self.folds))}
-        return _assemble(name, outputs, len(self.folds))
-
-
-def _mean_rate(design, weights: np.ndarray) -> _Fit:
-    """``spikes ~ 1`` (plus any offset): the intercept is log(total count / total exposure)."""
-    exposure = np.exp(design.offset) if design.offset is not None else np.ones(len(weights))
-    with np.errstate(divide="ignore"):
-        intercept = np.log((weights @ design.counts.astype(float)) / (weights @ exposure))
-    intercept = np.where(np.isfinite(intercept), intercept, np.log(1e-12))
-    U = design.counts.shape[1]
-    return _Fit(np.zeros((0, U)), intercept, np.ones(U, bool))
-
-
-def _solve_groups(problem, groups, init, options, unit_ids):
-    """Solve each group of units on its own columns; the joined solution over all columns.
-
-    The backend's warnings name units by their position in the group's problem; they are
-    passed on once each, with the group's unit ids.
-    """
-    P, U = problem.X.shape[1], problem.y.shape[1]
-    W = np.zeros((P, U))
-    b, converged = np.zeros(U), np.zeros(U, bool)
-    offset = problem.offset
-    seen = set()
-    for units, columns in groups:
-        sub_offset = offset[:, units] if offset is not None and offset.ndim == 2 \
-            and offset.shape[1] > 1 else offset
-        sub = backend.Problem(
-            X=problem.X[:, columns], y=problem.y[:, units],
-            column_mask=problem.column_mask[np.ix_(units, columns)], offset=sub_offset,
-            row_weight=problem.row_weight,
-            column_groups=None if problem.column_groups is None
-            else tuple(problem.column_groups[c] for c in columns))
-        start = None if init is None else (np.asarray(init[0])[np.ix_(columns, units)],
-                                           np.asarray(init[1])[units])
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            solution = sharding.solve_on_devices(sub, init=start, **options)
-        for w in caught:
-            ids = [unit_ids[u] for u in units]
-            text = f"{w.message} [units numbered within the group of unit ids {ids}]"
-            if (w.category, text) not in seen:
-                seen.add((w.category, text))
-                warnings.warn(text, w.category, stacklevel=4)
-        W[np.ix_(columns, units)] = solution.weights
-        b[units] = solution.intercept
-        converged[units] = solution.converged
-    return _Joined(W, b, converged)
-
-
-@attrs.frozen(eq=False)
-class _Joined:
-    weights: np.ndarray
-    intercept: np.ndarray
-    converged: np.ndarray
 
 
 def compare(models, data: Mapping, *, bin_size, epochs=None, cv: int = 5, regularizer=None,
@@ -328,35 +85,56 @@ def compare(models, data: Mapping, *, bin_size, epochs=None, cv: int = 5, regula
     options = dict(bin_size=bin_size, epochs=epochs, cv=cv, regularizer=regularizer,
                    solver=solver, dtype=dtype)
     if executor is not None:
-        from .distributed import run_distributed
         outputs = run_distributed(executor, formulas, data, options, progress)
-        results = {name: _assemble(name, outputs, cv) for name in formulas}
-        unit_ids = outputs[(next(iter(formulas)), -1)]["unit_ids"]
-        return comparison_table(formulas, results, unit_ids, per_unit)
-    comparison = Comparison(formulas, data, **options)
-    outputs = {}
-    for task in _progress(comparison.tasks(), progress, "fits (model x fold)"):
-        outputs[task] = comparison.run_task(*task)
-    results = {name: _assemble(name, outputs, len(comparison.folds)) for name in formulas}
-    return comparison_table(formulas, results, comparison.designs[next(iter(formulas))].unit_ids,
-                            per_unit)
-
-
-def _assemble(name, outputs, cv) -> ModelScores:
-    full = outputs[(name, -1)]
-    F, U = (cv or 0), len(full["ll"])
-    folds = [outputs[(name, f)] for f in range(F)]
-    stack = lambda key: np.asarray([o[key] for o in folds]).reshape(F, U)  # noqa: E731
-    return ModelScores(name, np.asarray(full["n_params"]), full["ll"], full["bps"],
-                       full["spikes"], stack("ll"), stack("bps"), stack("spikes"),
-                       int(full["n_rows"]), bool(full["converged"]))
+    else:
+        comparison = Comparison(formulas, data, **options)
+        outputs = {}
+        for task in _progress(comparison.tasks(), progress, "fits (model x fold)"):
+            outputs[task] = comparison.run_task(*task)
+    results = {name: assemble(name, outputs, cv) for name in formulas}
+    unit_ids = outputs[(next(iter(formulas)), -1)]["unit_ids"]
+    table = comparison_table(formulas, results, unit_ids, per_unit)
+    _report_warnings(table, results)
+    return table
 
 
 def _progress(items, enabled: bool, what: str):
     if not enabled:
         return items
-    from rich.progress import track
     return track(list(items), description=what, transient=True)
+
+
+def _diverged(r: ModelScores) -> np.ndarray:
+    """(F, U): held-out scores that are not finite or beyond :data:`DIVERGED_BITS_PER_SPIKE`."""
+    with np.errstate(invalid="ignore"):
+        return ~np.isfinite(r.fold_ll) | (np.nan_to_num(r.fold_bps) < DIVERGED_BITS_PER_SPIKE)
+
+
+def _report_warnings(table: pd.DataFrame, results: dict) -> None:
+    """One warning per kind with counts; every record in ``table.attrs["warnings"]``."""
+    records = [rec for r in results.values() for rec in r.warnings]
+    unit_ids = list(table.index.get_level_values("unit").unique()) \
+        if isinstance(table.index, pd.MultiIndex) else None
+    for name, r in results.items():
+        bad = _diverged(r)
+        for f in np.flatnonzero(bad.any(axis=1)):
+            units = np.flatnonzero(bad[f])
+            records.append({"kind": "ScoreWarning", "model": name, "fold": int(f) + 1,
+                            "units": [u if unit_ids is None else unit_ids[u] for u in units],
+                            "message": "held-out score diverged"})
+    frame = pd.DataFrame.from_records(records, columns=["kind", "model", "fold", "units",
+                                                        "message"])
+    table.attrs["warnings"] = frame
+    for kind, rows in frame.groupby("kind", sort=False):
+        where = "; ".join(f"model {m!r} fold(s) {', '.join(map(str, g['fold']))}"
+                          for m, g in rows.groupby("model", sort=False))
+        units = sorted({u for us in rows["units"] for u in us}, key=str)
+        advice = ("the fit ran off (often where the animal rarely goes): add a Ridge or "
+                  "smoothness penalty; those scores are shown as -inf and flagged in the "
+                  "'cv_flag' column" if kind == "ScoreWarning" else rows["message"].iloc[0])
+        warn(f"{len(rows)} fit(s) of the comparison raised {kind} ({where}; units "
+             f"{units[:20]}): {advice} [all {len(frame)} records: table.attrs['warnings']]",
+             _WARNING_KINDS.get(kind, GlmformulaWarning), units=units)
 
 
 def comparison_table(formulas: dict, results: dict, unit_ids, per_unit: bool) -> pd.DataFrame:
@@ -381,7 +159,7 @@ def comparison_table(formulas: dict, results: dict, unit_ids, per_unit: bool) ->
     table["delta_cv_bits_per_spike"] = table["cv_bits_per_spike"] - best
     columns = ["n_params", "train_bits_per_spike", "cv_bits_per_spike", "cv_bits_per_spike_se",
                "delta_cv_bits_per_spike", "cv_log_likelihood", "log_likelihood", "aic", "bic",
-               "lr_stat", "lr_df", "lr_pvalue", "nested_in", "n_rows", "converged"]
+               "lr_stat", "lr_df", "lr_pvalue", "nested_in", "n_rows", "converged", "cv_flag"]
     return table[columns]
 
 
@@ -396,17 +174,24 @@ def _summarise(r: ModelScores, units: list[int]) -> dict:
     ll = float(r.train_ll[units].sum())
     spikes = r.train_spikes[units]
     train_bps = float(np.nansum(r.train_bps[units] * spikes) / max(spikes.sum(), 1))
+    flag = ""
     if len(r.fold_ll):
-        per_fold = fold_bits_per_spike(r, units)
-        cv_bps = float(np.mean(per_fold))
-        cv_se = float(np.std(per_fold, ddof=1) / np.sqrt(len(per_fold)))
-        cv_ll = float(r.fold_ll[:, units].sum())
+        diverged = _diverged(r)[:, units]
+        if diverged.any():
+            folds = np.flatnonzero(diverged.any(axis=1)) + 1
+            flag = f"diverged (fold {', '.join(map(str, folds))})"
+            cv_bps, cv_se, cv_ll = -np.inf, np.nan, -np.inf
+        else:
+            per_fold = fold_bits_per_spike(r, units)
+            cv_bps = float(np.mean(per_fold))
+            cv_se = float(np.std(per_fold, ddof=1) / np.sqrt(len(per_fold)))
+            cv_ll = float(r.fold_ll[:, units].sum())
     else:
         cv_bps = cv_se = cv_ll = np.nan
     return {"n_params": n_params, "train_bits_per_spike": train_bps, "cv_bits_per_spike": cv_bps,
             "cv_bits_per_spike_se": cv_se, "cv_log_likelihood": cv_ll, "log_likelihood": ll,
             "aic": 2 * n_params - 2 * ll, "bic": n_params * np.log(r.n_rows) - 2 * ll,
-            "n_rows": r.n_rows, "converged": r.converged}
+            "n_rows": r.n_rows, "converged": bool(np.all(r.converged[units])), "cv_flag": flag}
 
 
 def _add_likelihood_ratio(table: pd.DataFrame, formulas: dict, per_unit: bool) -> None:

@@ -13,6 +13,7 @@ import uuid
 from concurrent.futures import Executor, as_completed
 
 from ..errors import FitError
+from .comparison import Comparison
 
 #: Per worker process: comparison token -> Comparison (the feature graph and designs).
 _WORKER_CACHE: dict = {}
@@ -20,7 +21,6 @@ _MAX_CACHED = 4
 
 
 def _worker_comparison(token, formulas, data, options):
-    from .compare import Comparison
     if token not in _WORKER_CACHE:
         while len(_WORKER_CACHE) >= _MAX_CACHED:
             _WORKER_CACHE.pop(next(iter(_WORKER_CACHE)))

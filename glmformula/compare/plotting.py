@@ -1,21 +1,27 @@
-"""Plot a comparison table: held-out bits/spike per model with error bars (matplotlib)."""
+"""Plot a comparison table: held-out bits/spike per model with error bars (matplotlib).
+
+The figure is built on the Agg canvas without pyplot (nothing shown, no backend switched); the
+caller owns it (``fig.savefig(path)``).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+#: y-axis label: what a bit per spike measures.
+YLABEL = "bits / spike (over a constant rate)"
+
 
 def plot_comparison(table: pd.DataFrame, ax=None):
     """Bits/spike per model (mean over folds, with standard errors); per-unit lines when the
     table has one row per (model, unit). Returns the figure (never shows it)."""
-    import matplotlib
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     if ax is None:
-        figure, ax = plt.subplots(figsize=(6.5, 4))
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        figure = Figure(figsize=(6.5, 4), layout="constrained")
+        FigureCanvasAgg(figure)
+        ax = figure.add_subplot()
     else:
         figure = ax.figure
     if isinstance(table.index, pd.MultiIndex):
@@ -24,7 +30,9 @@ def plot_comparison(table: pd.DataFrame, ax=None):
         x = np.arange(len(models))
         for unit in wide.columns:
             ax.plot(x, wide[unit], color="0.6", lw=0.8, alpha=0.7)
+        ax.plot([], [], color="0.6", lw=0.8, label="one unit")
         ax.plot(x, wide.mean(axis=1), "o-", color="C0", lw=2, label="mean over units")
+        ax.set_ylabel("held-out " + YLABEL)
         ax.legend(frameon=False)
     else:
         models = list(table.index)
@@ -32,11 +40,11 @@ def plot_comparison(table: pd.DataFrame, ax=None):
         ax.errorbar(x, table["cv_bits_per_spike"], yerr=table["cv_bits_per_spike_se"],
                     fmt="o", capsize=4, color="C0", label="held out (mean ± s.e. over folds)")
         ax.plot(x, table["train_bits_per_spike"], "x", color="C1", label="training")
+        ax.set_ylabel(YLABEL)
         ax.legend(frameon=False)
     ax.set_xticks(x)
     ax.set_xticklabels(models, rotation=20, ha="right")
-    ax.set_ylabel("bits / spike")
+    ax.set_xlabel("model")
     ax.axhline(0, color="0.8", lw=0.8, zorder=0)
     ax.set_title("Model comparison (cross-validated log-likelihood)")
-    figure.tight_layout()
     return figure

@@ -17,7 +17,7 @@ from scipy import stats
 
 from ..errors import FormulaError
 from ..terms.formula import Formula, parse
-from .compare import Comparison, ModelScores
+from .comparison import Comparison, ModelScores
 
 
 @attrs.frozen(eq=False)
@@ -103,10 +103,7 @@ def select(base, candidates: Sequence[str], data: Mapping, *, bin_size, epochs=N
 def _score(comparison: Comparison, formula: Formula) -> ModelScores:
     name = str(formula)
     if name not in comparison.designs:
-        from ..graph.design import build, prepare
-        design = build(prepare(formula, None, graph=comparison.graph), cache_spike_filters=True)
-        comparison.designs[name] = design
-        comparison.formulas[name] = formula
+        comparison.add(name, formula)
     return comparison.score_model(name)
 
 

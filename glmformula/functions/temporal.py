@@ -8,15 +8,17 @@ border; rows whose window would start before their epoch are dropped.
 
 from __future__ import annotations
 
+from ..bases.raised_cosine import most_distinct_filters, shortest_distinct_window
 from ..errors import TermArgumentError
 from ..graph import nodes
 from ..terms import params as kinds
-from ..terms.registry import Param, TermFunction, lookup, register
+from ..terms.registry import Param, TermFunction, lookup, register, with_arguments
 from ..terms.values import Duration, UnitSet
 
 DEFAULT_FILTERS = 8
 DEFAULT_WINDOW = Duration(0.1)
 DEFAULT_SPACING = "log"
+
 
 def _build_lag(call, compiler):
     bins = compiler.bins(call.argument("dt"), call, allow_negative=True)
@@ -32,9 +34,46 @@ def _check_filters(call, compiler) -> None:
             hint=f"write e.g. {lookup(call.function).example}")
 
 
+def _check_resolvable(call, compiler, window: int, log: bool) -> None:
+    """Refuse more filters than the window has lags to tell apart, at design time.
+
+    The rule (:func:`~glmformula.bases.raised_cosine.filters_are_distinct`): the k filters,
+    sampled at the window's lags 1 ... window_bins, must be linearly independent (full rank,
+    condition number below 1e6). Log-spaced filters then need at least k + 1 bins in the window
+    (they decay to 0 at its last lag), linear ones k. Otherwise some filtered columns are
+    identical for any data and the fit could only report rank deficiency, unit by unit.
+    """
+    k = call.argument("k")
+    most = most_distinct_filters(window, k, log=log)
+    if most >= k:
+        return
+    duration = call.argument("window")
+    bin_size = compiler.graph.grid.bin_size
+    spacing = "log-spaced" if log else "linearly spaced"
+    can = f"at most {most}" if most else "not even 2"
+    needed = shortest_distinct_window(k, log=log)
+    longer = with_arguments(call, window=Duration(_round_seconds(needed * bin_size)))
+    finer = _round_seconds(duration.seconds / needed) * 1e3
+    keep = (f"{k} filters need a window of {needed} bins: {longer}, or bins of at most "
+            f"{finer:g} ms")
+    formula = str(compiler.formula)
+    raise TermArgumentError(
+        f"{call.function}(): window={duration} at {bin_size * 1e3:g} ms bins spans {window} "
+        f"bin{'s' if window > 1 else ''}, which can resolve {can} {spacing} filters, not {k} "
+        "(more give linearly dependent columns)",
+        formula=formula, column=formula.find(call.text) + 1 if call.text in formula else None,
+        hint=(f"write {with_arguments(call, k=most)}; or " if most else "") + keep)
+
+
+def _round_seconds(seconds: float) -> float:
+    """Seconds rounded to 0.1 ms, so that suggested durations read as typed ones."""
+    return round(seconds * 1e4) / 1e4
+
+
 def _build_filter(call, compiler):
     _check_filters(call, compiler)
     window = compiler.bins(call.argument("window"), call)
+    _check_resolvable(call, compiler, window, call.argument("log"))
     return nodes.CausalFilter(compiler.node(call.argument("x")), call.argument("k"), window,
                               call.argument("log"))
 
@@ -43,9 +82,10 @@ def _build_spike_filters(call, compiler):
     """Filtered spike counts of every unit the term may read (one bank shared by all units)."""
     _check_filters(call, compiler)
     window = compiler.bins(call.argument("window"), call)
+    log = call.argument("spacing") == "log"
+    _check_resolvable(call, compiler, window, log)
     counts = nodes.SpikeCounts(compiler.response, compiler.bank_units)
-    return nodes.CausalFilter(counts, call.argument("k"), window,
-                              call.argument("spacing") == "log")
+    return nodes.CausalFilter(counts, call.argument("k"), window, log)
 
 
 register(TermFunction(

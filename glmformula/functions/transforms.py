@@ -18,13 +18,7 @@ _X = Param("x", kinds.Covariate())
 
 def build_rowwise(call, compiler):
     """Any registered function with a ``compute``: covariate arguments become inputs."""
-    inputs, numbers = [], []
-    for name, value in call.arguments:
-        if compiler.is_factor(value):
-            inputs.append(compiler.node(value))
-        else:
-            numbers.append((name, value))
-    return nodes.Rowwise(call.function, tuple(inputs), tuple(numbers))
+    return compiler.rowwise(call)
 
 
 def _rowwise(name: str, compute, summary: str) -> TermFunction:

@@ -102,9 +102,19 @@ class Compiler:
             return nodes.Covariate(factor.name, period)
         function = lookup(factor.function)
         if function.build is None and function.compute is not None:
-            from ..functions.transforms import build_rowwise  # user-registered functions
-            return build_rowwise(factor, self)
+            return self.rowwise(factor)  # user-registered row-wise functions
         return function.build(factor, self)
+
+    def rowwise(self, call: FunctionCall) -> nodes.Rowwise:
+        """The node of a row-wise function (a ``compute``): covariate arguments become its
+        inputs, numbers its parameters."""
+        inputs, numbers = [], []
+        for name, value in call.arguments:
+            if self.is_factor(value):
+                inputs.append(self.node(value))
+            else:
+                numbers.append((name, value))
+        return nodes.Rowwise(call.function, tuple(inputs), tuple(numbers))
 
     def bins(self, duration: Duration, call: FunctionCall, *, allow_negative=False) -> int:
         bin_size = self.graph.grid.bin_size

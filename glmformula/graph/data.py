@@ -5,13 +5,14 @@ Nothing here modifies the user's objects: arrays are read (copied where transfor
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 
 import attrs
 import numpy as np
 import pynapple as nap
 
-from ..errors import DataError, UnknownNameError, did_you_mean
+from ..errors import DataError, UnknownNameError
 
 
 @attrs.frozen
@@ -44,29 +45,74 @@ def _support_array(obj) -> np.ndarray:
 
 
 class DataSource:
-    """The user's mapping of names to pynapple objects, with typed, checked access."""
+    """The user's mapping of names to pynapple objects, with typed, checked access.
 
-    def __init__(self, data: Mapping):
-        if not isinstance(data, Mapping) and not hasattr(data, "keys"):
-            raise DataError(f"data must be a mapping of names to pynapple objects, not "
-                            f"{type(data).__name__}",
-                            hint="pass a dict, e.g. {\"spikes\": tsgroup, \"hd\": angle_tsd}, or "
-                                 "what pynapple.load_file() returns")
+    Parameters
+    ----------
+    data : mapping
+        Names -> pynapple objects.
+    response : str, optional
+        The name the formula's response uses, to say what to pass when ``data`` is a pynapple
+        object itself rather than a mapping.
+    """
+
+    def __init__(self, data: Mapping, *, response: str | None = None):
+        _check_mapping(data, response)
         self._data = data
-        self._names = tuple(str(k) for k in data.keys())
+        # keys may be other than strings (an int-keyed dict); names are their text
+        self._keys = {str(k): k for k in data.keys()}
+        self._names = tuple(self._keys)
 
     @property
     def names(self) -> tuple[str, ...]:
         return self._names
 
     def get(self, name: str, *, role: str = "covariate"):
-        if name not in self._names:
-            hint = did_you_mean(name, self._names)
-            raise UnknownNameError(
-                f"unknown name '{name}': the data have no {role} called '{name}'",
-                hint=(hint + " " if hint else "") + "(names in the data: " +
-                ", ".join(self._names) + ")")
-        return self._data[name]
+        """The object called ``name``; an unknown name suggests names of the same kind.
+
+        ``role`` is ``"covariate"``, ``"response"`` or ``"epochs"``: a misspelt epoch name is
+        answered with the IntervalSets in the data, never with a covariate's name.
+        """
+        if name not in self._keys:
+            raise self._unknown(name, role)
+        return self._data[self._keys[name]]
+
+    def kind_of(self, name: str) -> str:
+        """The pynapple class name of ``name`` (``"Tsd"``, ``"IntervalSet"``, ...).
+
+        An NWB file (what ``pynapple.load_file`` returns) lists its objects' types, so this
+        does not load them; other mappings hold the objects themselves.
+        """
+        table = getattr(self._data, "data", None)
+        entry = table.get(self._keys[name]) if isinstance(table, dict) else None
+        if isinstance(entry, dict) and isinstance(entry.get("type"), str):
+            return entry["type"]
+        return _kind(self._data[self._keys[name]])
+
+    def _unknown(self, name: str, role: str) -> UnknownNameError:
+        groups = [[n for n in self._names if self.kind_of(n) in kinds]
+                  for kinds in _ROLE_KINDS[role]]
+        candidates = [n for group in groups for n in group]
+        suggestion = _suggest(name, groups)
+        noun = _ROLE_NOUNS[role]
+        listing = (f"({noun} in the data: {_short(candidates)})" if candidates else
+                   f"(the data hold no {noun}, i.e. no {_ROLE_TYPES[role]}; names in the "
+                   f"data: {_short(self._names)})")
+        what = (f"unknown epochs '{name}': the data have no IntervalSet called '{name}'"
+                if role == "epochs" else
+                f"unknown name '{name}': the data have no {role} called '{name}'")
+        return UnknownNameError(what, hint=(suggestion + " " if suggestion else "") + listing)
+
+    def check_pynapple(self, name: str, *, role: str = "covariate") -> None:
+        """Refuse a name whose value is not a pynapple object (a numpy array, a list, a dict),
+        saying how to wrap it, before anything asks for its time support."""
+        obj = self.get(name, role=role)
+        if _kind(obj) in _PYNAPPLE_KINDS:
+            return
+        kind = "numpy array" if isinstance(obj, np.ndarray) else type(obj).__name__
+        raise DataError(f"'{name}' is a {kind}, not a pynapple object: data must map names to "
+                        "pynapple objects (they carry the timestamps and time support)",
+                        hint=_WRAP[role].format(name=name))
 
     # -- responses ---------------------------------------------------------------------------
     def spikes(self, name: str, units: tuple[int, ...] | None) -> Spikes:
@@ -129,7 +175,7 @@ class DataSource:
                             hint="spike trains enter through history(...) and coupling(...)")
         if not isinstance(obj, (nap.Tsd, nap.TsdFrame)):
             raise DataError(f"'{name}' is a {type(obj).__name__}; covariates must be pynapple "
-                            "Tsd or TsdFrame", hint=f"wrap it: nap.Tsd(t=times, d=values)")
+                            "Tsd or TsdFrame", hint="wrap it: nap.Tsd(t=times, d=values)")
         times = _checked_times(np.asarray(obj.t, float), name)
         values = np.asarray(obj.values, dtype=float)
         if values.ndim == 1:
@@ -147,11 +193,18 @@ class DataSource:
     def is_interval_set(self, name: str) -> bool:
         return isinstance(self.get(name), nap.IntervalSet)
 
-    def interval_set(self, name: str) -> np.ndarray:
-        obj = self.get(name)
+    def interval_set(self, name: str, *, role: str = "covariate") -> np.ndarray:
+        """The intervals of the IntervalSet ``name`` as an (m, 2) array.
+
+        With ``role="epochs"`` an unknown name, or one that is not an IntervalSet, is answered
+        with the IntervalSets in the data.
+        """
+        obj = self.get(name, role=role)
         if not isinstance(obj, nap.IntervalSet):
+            sets = [n for n in self._names if self.kind_of(n) == "IntervalSet"]
             raise DataError(f"'{name}' is a {type(obj).__name__}, not an IntervalSet (epochs)",
-                            hint="pass epochs as a pynapple IntervalSet")
+                            hint="pass epochs as a pynapple IntervalSet, or the name of one "
+                                 "in the data" + (f" ({_short(sets)})" if sets else ""))
         return _support_array_of_intervals(obj)
 
     def support_of(self, name: str, *, response: bool = False) -> np.ndarray | None:
@@ -175,6 +228,66 @@ class DataSource:
                 if abs(support[-1, 1] - times[-1]) < 1e-9:
                     support[-1, 1] = times[-1] + half
         return support
+
+
+# Which pynapple kinds each role's suggestions come from, in order of preference; and what
+# to call them in messages.
+_ROLE_KINDS = {
+    "response": (("TsGroup", "Ts"),),
+    "covariate": (("Tsd", "TsdFrame"), ("IntervalSet",)),
+    "epochs": (("IntervalSet",),),
+}
+_ROLE_NOUNS = {"response": "spike trains", "covariate": "covariates", "epochs": "IntervalSets"}
+_ROLE_TYPES = {"response": "TsGroup/Ts", "covariate": "Tsd/TsdFrame/IntervalSet",
+               "epochs": "IntervalSet"}
+_PYNAPPLE_KINDS = ("TsGroup", "IntervalSet", "TsdFrame", "TsdTensor", "Tsd", "Ts")
+_EXAMPLE = '{"spikes": nap.TsGroup(...), "hd": nap.Tsd(t=..., d=...)}'
+_WRAP = {
+    "response": 'wrap spike times as nap.TsGroup({{0: nap.Ts(t=times_0), 1: nap.Ts(t=times_1)}})'
+                ' (nap.Ts(t=times) for one unit) and pass {{"{name}": that_group, ...}}',
+    "covariate": "wrap it as nap.Tsd(t=sample_times, d=values) (nap.TsdFrame(t=..., d=...) for "
+                 "several columns)",
+    "epochs": "wrap it as nap.IntervalSet(start=starts, end=ends)",
+}
+
+
+def _suggest(name: str, groups: list[list[str]]) -> str | None:
+    """``"did you mean 'x'?"`` from the first group with a close name.
+
+    The first group is the preferred kind (a Tsd for a covariate); later groups need a closer
+    match: a misspelt 'speed' must not be answered with the IntervalSet 'sleep' (a 0/1
+    indicator is rarely what a misspelt covariate meant), while 'slep' still finds 'sleep'.
+    """
+    for cutoff, group in zip((0.6, 0.8, 0.8), groups):
+        close = difflib.get_close_matches(name, sorted(set(group)), n=1, cutoff=cutoff)
+        if close:
+            return f"did you mean '{close[0]}'?"
+    return None
+
+
+def _kind(obj) -> str:
+    """The pynapple class name of ``obj`` (subclasses first), or its own type's name."""
+    for kind in _PYNAPPLE_KINDS:
+        if isinstance(obj, getattr(nap, kind)):
+            return kind
+    return type(obj).__name__
+
+
+def _check_mapping(data, response: str | None) -> None:
+    """``data`` must map names to objects: a pynapple object passed alone (a bare TsGroup has
+    keys too: its unit ids) is refused with the mapping to pass instead."""
+    kind = _kind(data)
+    if kind in _PYNAPPLE_KINDS:
+        response = response or "spikes"
+        mapping = (f'{{"{response}": your_{kind.lower()}, ...}}' if kind in ("TsGroup", "Ts")
+                   else f'{{"{response}": your_spike_trains, "name": your_{kind.lower()}}}')
+        raise DataError(f"data must map names to pynapple objects, e.g. {_EXAMPLE}; got a "
+                        f"{kind} alone",
+                        hint=f"pass {mapping}, with the names the formula uses")
+    if not isinstance(data, Mapping) and not hasattr(data, "keys"):
+        raise DataError(f"data must map names to pynapple objects, e.g. {_EXAMPLE}; got a "
+                        f"{type(data).__name__}",
+                        hint="pass a dict, or what pynapple.load_file() returns")
 
 
 def _support_array_of_intervals(obj: nap.IntervalSet) -> np.ndarray:

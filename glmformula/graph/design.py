@@ -10,6 +10,8 @@ the final array and peak memory stays close to the design itself.
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Mapping
 
 import attrs
@@ -18,7 +20,7 @@ import pandas as pd
 import pynapple as nap
 
 from .._memory import aligned_zeros
-from ..errors import DataError, FormulaError
+from ..errors import BinSizeWarning, DataError, FormulaError, warn
 from ..syntax import ast
 from ..syntax.parser import parse_number
 from ..terms.formula import Formula, parse
@@ -27,10 +29,17 @@ from .data import DataSource, covered_fraction, intersect_intervals
 from .features import FeatureGraph
 from .grid import TimeGrid
 from .nodes import CausalFilter, SpikeCounts
+from .rows import RowBlock
 
 
 def parse_bin_size(bin_size) -> float:
-    """Seconds from a number (seconds) or a quantity string such as ``"10ms"``."""
+    """Seconds from a number (seconds) or a quantity string such as ``"10ms"``.
+
+    A bare number above 1 s (``bin_size=10``) is most likely milliseconds meant: it warns
+    (:class:`~glmformula.errors.BinSizeWarning`, at the user's call) unless the number is one
+    that glmformula passes itself (a result re-binding new data with its stored bin size).
+    A quantity (``"10s"``) says the unit and never warns.
+    """
     if isinstance(bin_size, str):
         text = bin_size.strip()
         try:
@@ -44,6 +53,8 @@ def parse_bin_size(bin_size) -> float:
     elif isinstance(bin_size, (int, float, np.floating, np.integer)) and \
             not isinstance(bin_size, bool):
         seconds = float(bin_size)
+        if seconds > 1 and _bin_size_from_user():
+            warn(bare_bin_size_message(bin_size), BinSizeWarning)
     else:
         raise DataError(f"bin_size must be seconds or a string such as \"10ms\", not "
                         f"{bin_size!r}", hint="e.g. bin_size=\"10ms\"")
@@ -52,10 +63,38 @@ def parse_bin_size(bin_size) -> float:
     return seconds
 
 
+def bare_bin_size_message(bin_size) -> str:
+    """What the :class:`~glmformula.errors.BinSizeWarning` of a bare number says."""
+    return (f"bin_size={bin_size!r} has no unit, so it is read as {float(bin_size):g} seconds "
+            f"per bin; for {float(bin_size):g} milliseconds write \"{float(bin_size):g}ms\" "
+            f"(or {float(bin_size) / 1000:g}); to keep {float(bin_size):g}-second bins, write "
+            f"\"{float(bin_size):g}s\"")
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _bin_size_from_user() -> bool:
+    """Whether the bin size being parsed is the one the user typed.
+
+    It is when the glmformula function the user called (the outermost frame inside the
+    package) takes a ``bin_size`` argument (``fit``, ``design_matrix``, ``compare``, ...);
+    a result's ``predict`` or ``summary`` re-binds with the seconds it stored, and a spec
+    file warns with its own file and line.
+    """
+    frame, entry = sys._getframe(1), None
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        entry, frame = frame, frame.f_back
+    if entry is None:
+        return False
+    code = entry.f_code
+    return "bin_size" in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+
+
 def resolve_epochs(source: DataSource, formula: Formula, epochs) -> np.ndarray:
     """The epochs to fit, as an (E, 2) array: given, named, or the intersection of supports."""
     if isinstance(epochs, str):
-        intervals = source.interval_set(epochs)
+        intervals = source.interval_set(epochs, role="epochs")
     elif isinstance(epochs, nap.IntervalSet):
         intervals = np.stack([np.asarray(epochs.start, float),
                               np.asarray(epochs.end, float)], axis=1)
@@ -71,7 +110,9 @@ def resolve_epochs(source: DataSource, formula: Formula, epochs) -> np.ndarray:
                             hint="pass epochs=IntervalSet(...) or the name of one in the data")
     else:
         raise DataError(f"epochs must be an IntervalSet or the name of one, not "
-                        f"{type(epochs).__name__}", hint="e.g. epochs=\"wake\"")
+                        f"{type(epochs).__name__}",
+                        hint="e.g. epochs=\"wake\", or epochs=nap.IntervalSet(start=starts, "
+                             "end=ends)")
     intervals = np.asarray(intervals, float).reshape(-1, 2)
     if len(intervals) == 0 or np.all(intervals[:, 1] <= intervals[:, 0]):
         raise DataError("the epochs are empty (no time in common between the objects the "
@@ -122,11 +163,14 @@ def bind(formulas, data: Mapping, *, bin_size, epochs=None,
     formulas uses, so every formula is built on the same bins.
     """
     formulas = [parse(f, require_response=False) for f in formulas]
-    source = DataSource(data)
-    seconds = parse_bin_size(bin_size)
     combined = _union_formula(formulas)
+    source = DataSource(data, response=combined.response)
+    seconds = parse_bin_size(bin_size)
     for name in _used_names(combined):
-        source.get(name, role="response" if name == combined.response else "covariate")
+        # numpy arrays have no time support: say how to wrap them before the epochs (the
+        # intersection of time supports) would report that there is no time at all
+        source.check_pynapple(name, role="response" if name == combined.response
+                              else "covariate")
     intervals = resolve_epochs(source, combined, epochs)
     _check_coverage(source, combined, intervals, seconds)
     grid = TimeGrid.from_epochs(intervals[:, 0], intervals[:, 1], seconds)
@@ -356,21 +400,9 @@ def design_matrix(formula, data: Mapping, *, bin_size, epochs=None,
     return build(prepared, dtype=np.dtype(dtype))
 
 
-@attrs.frozen(eq=False)
-class DesignBlock:
-    """Rows ``[start, stop)`` of the grid: design, counts, offset and which rows are used."""
-
-    start: int
-    stop: int
-    storage: np.ndarray
-    counts: np.ndarray
-    offset: np.ndarray | None
-    valid: np.ndarray
-
-
-def build_block(prepared: Prepared, start: int, stop: int, *, dtype=np.float64) -> DesignBlock:
+def build_block(prepared: Prepared, start: int, stop: int, *, dtype=np.float64) -> RowBlock:
     """Build grid rows ``[start, stop)`` only, reading back just the filter windows they need
-    (the same values as the corresponding rows of :func:`build`)."""
+    (the same values as the corresponding rows of :func:`build`); rows not used have weight 0."""
     plan, graph = prepared.plan, prepared.graph
     grid = graph.grid
     rows = slice(start, stop)
@@ -398,7 +430,7 @@ def build_block(prepared: Prepared, start: int, stop: int, *, dtype=np.float64) 
         offset = np.where(valid, offset, 0.0)
     if gaps:
         counts = np.where(valid[:, None], counts, np.float32(0.0))
-    return DesignBlock(start, stop, storage, counts, offset, valid)
+    return RowBlock(start, storage, counts, offset, valid.astype(np.float64))
 
 
 def iter_blocks(prepared: Prepared, chunk_size: int, *, dtype=np.float64):

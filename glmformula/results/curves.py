@@ -14,7 +14,20 @@ Three kinds of curve, chosen from the term:
   spike (or one unit of the covariate) in a bin ``j`` bins back.
 
 Bands are pointwise, by the delta method: the effect ``x' w`` has variance ``x' S x`` with
-``S`` the weights' block of :attr:`FitResult.covariance`. A term constrained to average zero
+``S`` the weights' block of :attr:`FitResult.covariance`.
+
+On the **rate** scale (``scale="rate"``, covariate curves only) the curve is a firing rate in
+Hz, comparable with pynapple's tuning curves: ``exp(b + f(x) + sum_other mean_t g(t)) /
+bin_size``, with ``b`` the intercept, ``f`` the term's effect and every other term (and offset)
+at its average contribution over the training rows, ``mean_t g(t) = m' w`` with ``m`` the
+means of its design columns over those rows. Its band is that of the whole linear combination
+(intercept, the term's weights and the others' weights, by the delta method on the unit's full
+covariance). The column means come from :attr:`FitResult.column_means` where a result holds
+them, else from the training data passed as ``data=``. It is the model's rate at the other
+terms' average contribution, not the average rate: it matches pynapple's tuning curve (the mean
+rate at each value) where the other terms do not vary with the covariate, and lies below it
+where they do (coupling from co-tuned cells) or make brief large excursions (``exp`` of an
+average is below the average of ``exp``). A term constrained to average zero
 over the training rows (see :attr:`FitResult.constrained_terms`) has a covariance that is
 singular along the constant, so its curve and band are those of the *centred* effect.
 """
@@ -25,15 +38,21 @@ import attrs
 import numpy as np
 import pandas as pd
 
-from ..graph import nodes
 from ..errors import ResultError
-from .evaluation import (GridGraph, contains, evaluate_columns, leaves, spike_filter_call,
-                         term_factor_nodes)
+from ..graph import nodes
+from .evaluation import (
+    GridGraph,
+    contains,
+    evaluate_columns,
+    leaves,
+    spike_filter_call,
+    term_factor_nodes,
+)
 
 #: Two-sided 95% normal quantile.
 Z95 = 1.959963984540054
 
-SCALES = ("gain", "log")
+SCALES = ("gain", "log", "rate")
 LAG_INDEX = "lag (s)"
 
 
@@ -133,12 +152,19 @@ def _frame(index, blocks, X, result, scale, with_source: bool) -> pd.DataFrame:
 
 
 def curve(result, term: str, *, n_points: int = 100, scale: str = "gain",
-          unit=None) -> pd.DataFrame:
-    """See :meth:`FitResult.curve`."""
+          unit=None, data=None) -> pd.DataFrame:
+    """See :meth:`FitResult.curve`.
+
+    ``scale="rate"`` gives the firing rate in Hz over the covariate, the other terms at their
+    average contribution over the training rows (see the module's docstring); it needs the
+    design's column means over the training rows: :attr:`FitResult.column_means` (and
+    ``offset_mean``) where the result holds them, else ``data``, the data the model was fitted
+    on (its design is rebuilt on the training epochs to average them).
+    """
     if scale not in SCALES:
         raise ResultError(f"unknown scale {scale!r}",
-                          hint="use scale=\"gain\" (multiplicative gain on the rate) or "
-                               "scale=\"log\" (log-rate)")
+                          hint="use scale=\"gain\" (multiplicative gain on the rate), "
+                               "scale=\"log\" (log-rate) or scale=\"rate\" (Hz)")
     if int(n_points) != n_points or n_points < 2:
         raise ResultError(f"n_points must be an integer >= 2, got {n_points!r}",
                           hint="e.g. n_points=100")
@@ -150,8 +176,13 @@ def curve(result, term: str, *, n_points: int = 100, scale: str = "gain",
     factor_nodes = term_factor_nodes(result, term)
     if spike_filter_call(result, term) is not None or (
             len(factor_nodes) == 1 and isinstance(factor_nodes[0], nodes.CausalFilter)):
+        if scale == "rate":
+            raise ResultError(f"'{term}' is a filter: its curve is the effect of one spike (or "
+                              "one unit of the covariate) at each lag, not a rate",
+                              hint="use scale=\"gain\" or scale=\"log\" for filters; "
+                                   "scale=\"rate\" is for tuning curves over a covariate")
         return _lag_curve(result, term, factor_nodes[0], units, scale)
-    return _covariate_curve(result, term, factor_nodes, int(n_points), units, scale)
+    return _covariate_curve(result, term, factor_nodes, int(n_points), units, scale, data)
 
 
 def lag_kernels(node: nodes.CausalFilter, bin_size: float) -> tuple[np.ndarray, np.ndarray]:
@@ -167,7 +198,8 @@ def _lag_curve(result, term, node, units, scale) -> pd.DataFrame:
     return _frame(index, blocks, K, result, scale, with_source)
 
 
-def _covariate_curve(result, term, factor_nodes, n_points, units, scale) -> pd.DataFrame:
+def _covariate_curve(result, term, factor_nodes, n_points, units, scale,
+                     data=None) -> pd.DataFrame:
     has_basis = [contains(n, nodes.Basis) for n in factor_nodes]
     if any(contains(n, nodes.CausalFilter) for n in factor_nodes):
         raise ResultError(f"'{term}' interacts a filter with other factors: it has no curve",
@@ -175,6 +207,10 @@ def _covariate_curve(result, term, factor_nodes, n_points, units, scale) -> pd.D
     # With a basis in the term, scalar factors are held at 1: the curve is the gain per unit
     # of the scalar; without one, every factor is evaluated on the grid.
     gain = {i for i, b in enumerate(has_basis) if any(has_basis) and not b}
+    if scale == "rate" and gain:
+        raise ResultError(f"'{term}' is a gain curve (its scalar factor is held at 1): it has "
+                          "no rate scale", hint="use scale=\"log\" or scale=\"gain\"; "
+                          "scale=\"rate\" is for terms over one or two covariates")
     grid_leaves = []
     for i, node in enumerate(factor_nodes):
         if i not in gain:
@@ -197,7 +233,64 @@ def _covariate_curve(result, term, factor_nodes, n_points, units, scale) -> pd.D
         raise ResultError(f"'{term}': the grid gives {X.shape[1]} columns but the model has "
                           f"{len(blocks[0].columns)} weights", hint="curves of multi-column "
                           "covariates are not supported; read them with table(term)")
+    if scale == "rate":
+        return _rate_frame(index, blocks, X, result, data)
     return _frame(index, blocks, X, result, scale, with_source=False)
+
+
+def training_column_means(result, data=None) -> tuple[np.ndarray, float]:
+    """Means of the stored design columns (P,) and of the offset over the training rows.
+
+    From the result where it holds them (``column_means``, ``offset_mean``), else from
+    ``data`` (the data the model was fitted on: its design is rebuilt on the training epochs).
+    """
+    held = getattr(result, "column_means", None)
+    if held is not None:
+        return np.asarray(held, float), float(getattr(result, "offset_mean", 0.0) or 0.0)
+    if data is None:
+        raise ResultError(
+            "scale=\"rate\" holds the other terms at their average over the training rows, "
+            "and this result does not store those averages",
+            hint="pass the data the model was fitted on: curve(term, scale=\"rate\", "
+                 "data=data)")
+    import pynapple as nap
+    epochs = np.asarray(result.epochs, float)
+    design = result.design(data, epochs=nap.IntervalSet(start=epochs[:, 0], end=epochs[:, 1]))
+    rows = design.rows
+    if len(rows) != result.n_rows:
+        raise ResultError(f"the data give {len(rows)} training rows, the fit used "
+                          f"{result.n_rows}", hint="pass the data the model was fitted on")
+    means = np.asarray(design.storage[rows], float).mean(axis=0)
+    offset = 0.0 if design.offset is None else float(np.mean(design.offset[rows]))
+    return means, offset
+
+
+def _rate_frame(index, blocks, X, result, data) -> pd.DataFrame:
+    """Rate (Hz) over the grid: ``exp(b + X w + m_other' w_other + offset mean) / bin_size``,
+    band by the delta method on the unit's (intercept, weights) covariance."""
+    means, offset = training_column_means(result, data)
+    data_columns, keys = [], []
+    for block in blocks:
+        u = block.unit_index
+        own = np.asarray(result.unit_columns[u], int)         # the unit's stored columns
+        position = {c: i + 1 for i, c in enumerate(own)}      # -> index in (intercept, own)
+        C = np.zeros((X.shape[0], len(own) + 1))
+        C[:, 0] = 1.0
+        others = [c for c in own if c not in set(block.columns.tolist())]
+        C[:, [position[c] for c in others]] = means[others]
+        C[:, [position[c] for c in block.columns]] = X
+        theta = np.concatenate([[result.intercepts[u]], result.weights[own, u]])
+        idx = np.concatenate([[0], own + 1])
+        S = result.covariance[u][np.ix_(idx, idx)]
+        eta, se = band(C, theta, S)
+        eta = eta + offset
+        for stat, values in (("estimate", eta), ("lower", eta - Z95 * se),
+                             ("upper", eta + Z95 * se)):
+            keys.append((block.unit, stat))
+            data_columns.append(np.exp(np.clip(values, -700, 700)) / result.bin_size)
+    columns = pd.MultiIndex.from_tuples(keys, names=["unit", "stat"])
+    return pd.DataFrame(np.column_stack(data_columns) if data_columns
+                        else np.empty((len(index), 0)), index=index, columns=columns)
 
 
 def _axis(result, name: str, name_leaves: list, n_points: int) -> np.ndarray:
@@ -250,4 +343,5 @@ def coupling_matrix(result, *, statistic: str = "integral") -> pd.DataFrame:
     return out
 
 
-__all__ = ["curve", "coupling_matrix", "weight_blocks", "band", "Z95", "lag_kernels"]
+__all__ = ["curve", "coupling_matrix", "weight_blocks", "band", "Z95", "lag_kernels",
+           "training_column_means"]

@@ -22,44 +22,9 @@ import numpy as np
 
 from ..graph import nodes
 from ..graph.compile import Compiler
+from ..graph.layout import CovariateRange, leaves  # noqa: F401  (CovariateRange: re-exported)
 from ..terms.values import FunctionCall
 from ..errors import ResultError
-
-
-@attrs.frozen(eq=False)
-class CovariateRange:
-    """The values a covariate took on the rows a model was fitted on.
-
-    Attributes
-    ----------
-    low, high : ndarray (c,)
-        Smallest and largest finite value of each of its columns over the training rows, in the
-        covariate's own unit (cm, rad, cm/s, ...).
-    interval : bool
-        True for an ``IntervalSet`` used as an indicator (its values are 0 and 1).
-    """
-
-    low: np.ndarray
-    high: np.ndarray
-    interval: bool = False
-
-    @property
-    def n_columns(self) -> int:
-        return int(np.size(self.low))
-
-
-def leaves(node) -> list:
-    """The :class:`~glmformula.graph.nodes.Covariate` nodes a node reads, depth first."""
-    if isinstance(node, nodes.Covariate):
-        return [node]
-    children = getattr(node, "inputs", None)
-    if children is None:
-        child = getattr(node, "input", None)
-        children = () if child is None else (child,)
-    found = []
-    for child in children:
-        found.extend(n for n in leaves(child) if n not in found)
-    return found
 
 
 def contains(node, kind) -> bool:
@@ -71,41 +36,6 @@ def contains(node, kind) -> bool:
         child = getattr(node, "input", None)
         children = () if child is None else (child,)
     return any(contains(child, kind) for child in children)
-
-
-def record_covariate_ranges(design, used: np.ndarray) -> dict[str, CovariateRange]:
-    """Training range of every covariate read by the shared terms of a design.
-
-    Parameters
-    ----------
-    design : DesignMatrix
-        The fitted design (its graph still holds the data).
-    used : ndarray of bool (n_grid_rows,)
-        The rows the fit used.
-
-    Returns
-    -------
-    dict
-        Covariate name -> :class:`CovariateRange`.
-    """
-    graph = design.graph
-    ranges: dict[str, CovariateRange] = {}
-    for term in design.plan.terms:
-        if term.role != "shared":
-            continue
-        for leaf in leaves(term.node):
-            if leaf.name in ranges:
-                continue
-            interval = graph.source.is_interval_set(leaf.name)
-            values = np.asarray(graph.evaluate(leaf), float)[used]
-            missing = np.full(values.shape[1], np.nan)
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column: NaN range
-                low = np.nanmin(values, axis=0) if len(values) else missing
-                high = np.nanmax(values, axis=0) if len(values) else missing
-            ranges[leaf.name] = CovariateRange(np.asarray(low, float), np.asarray(high, float),
-                                               bool(interval))
-    return ranges
 
 
 # -- rebuilding a term's nodes without the data --------------------------------------------------

@@ -1,8 +1,10 @@
 """The fitted model, read in terms of the formula: per-term tables, predictions, scores.
 
-:class:`FitResult` keeps everything needed to apply the model to new data (the formula, the
-binning, the statistics learned from the training data) and nothing tied to the training
-arrays, so it can be saved and loaded (see :mod:`.persistence`).
+A :class:`FitResult` is the model's :class:`~glmformula.graph.layout.DesignSpec` (formula,
+binning, training statistics, column layout: everything needed to build the design again on
+new data) plus the fitted weights, their covariance and a record of how the fit went
+(:class:`~glmformula.fitting.FitDiagnostics`). Nothing in it is tied to the training arrays,
+so it can be saved and loaded (see :mod:`.persistence`).
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ import pandas as pd
 import pynapple as nap
 from scipy import stats
 
-from ..errors import FormulaError
-from ..graph.design import build, prepare
-from ..terms.formula import Formula, parse
-from . import scores
-from .covariance import CovarianceStack, as_covariance_stack
+from ..fitting import CovarianceStack, FitDiagnostics, parameter_counts, poisson
+from ..fitting.covariance import as_covariance_stack
+from ..graph.layout import DesignSpec
+from ..terms.aliases import resolve_term
+from ..terms.formula import Formula
+from . import curves, persistence, plotting, scores, simulate, summary
 from .curves import select_units
-from .evaluation import record_covariate_ranges
+
+
+def _delegate(name: str, owner: str, doc: str):
+    return property(lambda self: getattr(getattr(self, owner), name), doc=doc)
 
 
 @attrs.frozen(eq=False)
@@ -30,83 +36,67 @@ class FitResult:
 
     Attributes
     ----------
-    formula : Formula
-    unit_ids : tuple
-        The response units, in the TsGroup's order.
-    bin_size : float
-        Seconds.
-    epochs : ndarray (E, 2)
-        The epochs fitted (s).
-    storage_columns : tuple of str
-        Names of the stored design columns (see :class:`~glmformula.DesignMatrix`).
-    unit_columns, unit_labels :
-        Per unit: stored column indices of its own design, and their (term, label).
+    spec : DesignSpec
+        How to build the model's design on any data: formula, bin size, epochs, unit ids,
+        column layout, training statistics and covariate ranges (also readable directly:
+        ``res.formula``, ``res.unit_ids``, ``res.bin_size``, ``res.epochs``,
+        ``res.storage_columns``, ``res.unit_columns``, ``res.unit_labels``,
+        ``res.term_storage``, ``res.state``, ``res.covariate_ranges``).
     weights : ndarray (P, U)
         Weights of the stored columns in the original basis (0 where a unit does not use one).
     intercepts : ndarray (U,)
     covariance : CovarianceStack
         Covariance of (intercept, weights) from the (penalised) Fisher information; an array
         (U, P+1, P+1) to numpy, ``covariance[u]`` one unit's. Large fits compute a unit's
-        the first time it is used (see :mod:`glmformula.information`).
-    state : dict
-        Statistics learned from the training data (basis ranges, means), by node text.
-    covariate_ranges : dict
-        Covariate name -> :class:`~glmformula.results.evaluation.CovariateRange`: the values each
-        covariate took on the training rows (curves of bare covariates span them).
+        the first time it is used (see :mod:`glmformula.fitting.information`).
+    diagnostics : FitDiagnostics
+        How the fit went: per-unit convergence, iterations, log-likelihood, rows, spikes,
+        solver, precision, times, passes (also readable directly: ``res.converged_units``,
+        ``res.n_iter_units``, ``res.log_likelihood_units``, ``res.n_rows``, ``res.n_spikes``,
+        ``res.solver``, ``res.dtype``, ``res.dropped``, ``res.chunk_size``, ...).
+    regularizer : Ridge, Lasso, ElasticNet, GroupLasso or None
     """
 
-    formula: Formula
-    unit_ids: tuple
-    bin_size: float
-    epochs: np.ndarray
-    storage_columns: tuple
-    unit_columns: tuple
-    unit_labels: tuple
-    term_storage: dict
+    spec: DesignSpec
     weights: np.ndarray
     intercepts: np.ndarray
     covariance: CovarianceStack = attrs.field(converter=as_covariance_stack)
-    state: dict
-    log_likelihood_units: np.ndarray
-    n_rows: int
-    n_spikes: np.ndarray
-    converged_units: np.ndarray
-    n_iter_units: np.ndarray
-    grad_norm: np.ndarray
-    solver: str
-    dtype: str
+    diagnostics: FitDiagnostics
     regularizer: object = None
-    constrained_terms: tuple = ()
-    fit_seconds: float = float("nan")
-    compile_seconds: float = float("nan")
-    dropped: dict = attrs.field(factory=dict)
-    chunk_size: int | None = None  # bins per block of a blocked fit; None: in memory
-    covariate_ranges: dict = attrs.field(factory=dict)
 
     @classmethod
-    def from_fit(cls, *, design, weights, intercept, covariance, solution, log_likelihood,
-                 row_weight, regularizer, constraints) -> "FitResult":
-        plan = design.plan
-        used = row_weight > 0
-        return cls(
-            formula=design.formula, unit_ids=tuple(plan.unit_ids),
-            bin_size=design.grid.bin_size,
-            epochs=np.stack([design.grid.starts, design.grid.ends], axis=1),
-            storage_columns=plan.storage_columns, unit_columns=plan.unit_columns,
-            unit_labels=plan.unit_labels, term_storage=dict(plan.term_storage),
-            weights=np.asarray(weights, float), intercepts=np.asarray(intercept, float),
-            covariance=covariance, state=dict(design.graph.state),
-            log_likelihood_units=np.asarray(log_likelihood, float), n_rows=int(used.sum()),
-            n_spikes=np.asarray(design.counts[used].sum(axis=0), float),
-            converged_units=np.asarray(solution.converged, bool).reshape(-1),
-            n_iter_units=np.broadcast_to(np.asarray(solution.n_iter), (len(plan.unit_ids),)).copy(),
-            grad_norm=np.asarray(solution.grad_norm, float).reshape(-1),
-            solver=str(solution.solver), dtype=str(solution.dtype), regularizer=regularizer,
-            constrained_terms=tuple(constraints),
-            fit_seconds=float(getattr(solution, "solve_seconds", np.nan)),
-            compile_seconds=float(getattr(solution, "compile_seconds", np.nan)),
-            dropped=dict(design.dropped),
-            covariate_ranges=record_covariate_ranges(design, used))
+    def from_engine(cls, spec: DesignSpec, fit, regularizer=None) -> "FitResult":
+        """Wrap the engine's :class:`~glmformula.fitting.EngineFit` with the model's spec."""
+        return cls(spec=spec, weights=np.asarray(fit.weights, float),
+                   intercepts=np.asarray(fit.intercepts, float), covariance=fit.covariance,
+                   diagnostics=fit.diagnostics, regularizer=regularizer)
+
+    formula = _delegate("formula", "spec", "The model's Formula.")
+    unit_ids = _delegate("unit_ids", "spec", "The response units, in the TsGroup's order.")
+    bin_size = _delegate("bin_size", "spec", "Bin size (s).")
+    epochs = _delegate("epochs", "spec", "(E, 2) start and end (s) of the epochs fitted.")
+    storage_columns = _delegate("storage_columns", "spec", "Names of the stored columns.")
+    unit_columns = _delegate("unit_columns", "spec", "Per unit, its stored column indices.")
+    unit_labels = _delegate("unit_labels", "spec", "Per unit, (term, label) of its columns.")
+    term_storage = _delegate("term_storage", "spec", "Term text -> slice of stored columns.")
+    state = _delegate("state", "spec", "Training statistics by node text.")
+    covariate_ranges = _delegate("covariate_ranges", "spec", "Training range per covariate.")
+    log_likelihood_units = _delegate("log_likelihood", "diagnostics",
+                                     "Training log-likelihood per unit (nats).")
+    n_rows = _delegate("n_rows", "diagnostics", "Rows fitted.")
+    n_spikes = _delegate("n_spikes", "diagnostics", "Spikes per unit in the rows fitted.")
+    converged_units = _delegate("converged", "diagnostics", "Convergence per unit.")
+    n_iter_units = _delegate("n_iter", "diagnostics", "Iterations per unit.")
+    grad_norm = _delegate("grad_norm", "diagnostics", "Max-abs penalised gradient per unit.")
+    solver = _delegate("solver", "diagnostics", "The solver that ran.")
+    dtype = _delegate("dtype", "diagnostics", "Compute precision.")
+    constrained_terms = _delegate("constrained_terms", "diagnostics",
+                                  "Terms constrained to average zero over the training rows.")
+    fit_seconds = _delegate("fit_seconds", "diagnostics", "Solver time (s).")
+    compile_seconds = _delegate("compile_seconds", "diagnostics", "Compilation time (s).")
+    dropped = _delegate("dropped", "diagnostics", "Grid rows dropped, by reason.")
+    chunk_size = _delegate("chunk_size", "diagnostics",
+                           "Bins per block of a blocked fit; None in memory.")
 
     # -- coefficients ------------------------------------------------------------------------
     @property
@@ -156,22 +146,7 @@ class FitResult:
         return self._unit_values(se, units)
     def resolve_term(self, term: str) -> str:
         """Canonical text of a term given by its text or a short alias (``"hd"``)."""
-        terms = self.formula.terms
-        if term in terms:
-            return term
-        try:
-            canonical = str(parse(f"y ~ {term}").term_objects[0])
-            if canonical in terms:
-                return canonical
-        except FormulaError:
-            pass
-        matches = [t for t in terms if term in self.formula.term(t).variables()
-                   or t.split("(")[0] == term]
-        if len(matches) == 1:
-            return matches[0]
-        raise FormulaError(
-            f"no term {term!r} in the model" + (" (ambiguous)" if matches else ""),
-            hint="terms: " + ", ".join(terms))
+        return resolve_term(self.formula, term)
 
     def table(self, term: str, unit=None) -> pd.DataFrame:
         """One term's coefficients with standard errors, z and p (two-sided Wald) per weight.
@@ -199,8 +174,8 @@ class FitResult:
     def n_params_units(self) -> np.ndarray:
         """Free parameters per unit: its columns, minus one per constrained term, plus the
         intercept."""
-        n = np.array([len(c) for c in self.unit_columns]) - len(self.constrained_terms)
-        return n + int(self.formula.intercept)
+        return parameter_counts(self.unit_columns, self.constrained_terms,
+                                self.formula.intercept)
 
     @property
     def n_params(self) -> int:
@@ -230,14 +205,7 @@ class FitResult:
     # -- prediction and scores ---------------------------------------------------------------
     def design(self, data: Mapping, *, epochs=None):
         """The design of this model on ``data`` with the training statistics."""
-        prepared = prepare(self.formula, data, bin_size=self.bin_size, epochs=epochs,
-                           state=dict(self.state))
-        design = build(prepared)
-        if tuple(design.plan.storage_columns) != tuple(self.storage_columns):
-            raise FormulaError(
-                "the new data give different columns than the training data (different units "
-                "or covariate columns)", hint="predict on data with the same units and names")
-        return design
+        return self.spec.design(data, epochs=epochs)
 
     def _linear_predictor(self, design) -> np.ndarray:
         eta = design.storage @ self.weights + self.intercepts
@@ -249,7 +217,7 @@ class FitResult:
         """Firing rate (Hz) on the rows of new data: Tsd (one unit) or TsdFrame."""
         design = self.design(data, epochs=epochs)
         rows = design.rows
-        rate = np.exp(np.clip(self._linear_predictor(design)[rows], -700, 700)) / self.bin_size
+        rate = poisson.expected_counts(self._linear_predictor(design)[rows]) / self.bin_size
         support = design.time_support
         if len(self.unit_ids) == 1:
             return nap.Tsd(t=design.times, d=rate[:, 0], time_support=support)
@@ -263,40 +231,57 @@ class FitResult:
         design = self.design(data, epochs=epochs)
         rows = design.rows
         counts = design.counts[rows].astype(float)
-        expected = np.exp(np.clip(self._linear_predictor(design)[rows], -700, 700))
+        expected = poisson.expected_counts(self._linear_predictor(design)[rows])
         return scores.score_counts(counts, expected, metric, self.unit_ids, per_unit)
 
-    def simulate(self, data: Mapping, *, seed=0, epochs=None, max_rate: float = 1000.0):
-        """Poisson spike counts drawn from the model on the bins of ``data``.
+    def simulate(self, data: Mapping, *, seed=0, epochs=None, max_rate: float = 1000.0,
+                 draw: str = "poisson"):
+        """Spike counts drawn from the model on the bins of ``data``.
 
-        Without ``history``/``coupling`` terms the counts are Poisson draws of
-        :meth:`predict` (times the bin size). With them the draw is recurrent, bin by bin:
-        each bin's rate reads the *simulated* past of the modelled units (recorded counts for
-        units the model reads but does not model), and the past is empty at each epoch start,
-        as the design's filters never reach across an epoch border.
+        Without ``history``/``coupling`` terms the counts are draws of :meth:`predict` (times
+        the bin size). With them the draw is recurrent, bin by bin: each bin's rate reads the
+        *simulated* past of the modelled units (recorded counts for units the model reads but
+        does not model), and the past is empty at each epoch start, as the design's filters
+        never reach across an epoch border.
+
+        A fitted recurrent model can be unstable (a net excitatory history feeds a simulated
+        burst until the rate sits at ``max_rate``). Before the draw the filters' linearised
+        gain is checked at the model's rate on ``data`` (see :meth:`stability`), and after it
+        the bins whose rate hit ``max_rate`` are counted; either gives a
+        :class:`~glmformula.SimulationWarning` naming the units and how to fit stable filters.
 
         Parameters
         ----------
         data : mapping
-            Names -> pynapple objects, with the covariates (and the response: its spike times
-            are only read for units the model couples to but does not model).
+            Names -> pynapple objects, with the covariates and the response (its spike times
+            are read for units the model couples to but does not model, and for the check).
         seed : int or numpy.random.Generator
             Seed of the draws; the same seed gives the same counts.
         epochs : IntervalSet or str, optional
             Epochs to simulate (default: as for :meth:`predict`).
         max_rate : float
             Ceiling on the rate (Hz), so that a runaway excitatory network stays finite.
+        draw : {"poisson", "bernoulli"}
+            ``"poisson"``: Poisson counts of mean ``rate * bin_size``. ``"bernoulli"``: at most
+            one spike per bin, with probability ``1 - exp(-rate * bin_size)`` (a spike when a
+            Poisson process of that rate fires at least once in the bin): the draw for fine
+            bins (1-2 ms), where a recorded bin never holds two spikes.
 
         Returns
         -------
         Tsd or TsdFrame
             Integer spike counts per bin (columns: unit ids), at bin centres (s), with the epochs
-            as time support. Every bin of the epochs where the covariates are defined is
-            simulated, including the first ``window`` bins of each epoch (whose past is empty);
-            bins with a missing covariate are left out (and given no spikes).
+            as time support. Simulated bins: every bin of the epochs where the covariate terms
+            are defined. The windows of ``history``/``coupling`` drop nothing (the first
+            ``window`` bins of each epoch are simulated, with an empty past), but a covariate
+            term that reads the covariate's past (``filter(x, ...)``, ``lag(x, dt)``) is not
+            defined in the first bins of each epoch, where its window would reach before the
+            epoch's start: those bins are left out, as in :meth:`predict`, and the simulated
+            spike past starts empty at the first simulated bin. Bins with a missing covariate
+            are left out too (and count as no spikes in later bins' past).
         """
-        from .simulate import simulate
-        return simulate(self, data, seed=seed, epochs=epochs, max_rate=max_rate)
+        return simulate.simulate(self, data, seed=seed, epochs=epochs, max_rate=max_rate,
+                                 draw=draw)
 
     # -- curves, summaries and plots ---------------------------------------------------------
     def curve(self, term: str, *, n_points: int = 100, scale: str = "gain",
@@ -338,8 +323,7 @@ class FitResult:
             MultiIndex (unit, stat) with stat ``"estimate" | "lower" | "upper"``, or
             (unit, source, stat) for ``coupling`` (source: the presynaptic unit).
         """
-        from .curves import curve
-        return curve(self, term, n_points=n_points, scale=scale, unit=unit)
+        return curves.curve(self, term, n_points=n_points, scale=scale, unit=unit)
 
     def coupling_matrix(self, *, statistic: str = "integral") -> pd.DataFrame:
         """Functional connectivity: a summary of each coupling filter, post x pre.
@@ -357,8 +341,7 @@ class FitResult:
             Rows: target units (``post``); columns: source units (``pre``), labelled by unit id.
             NaN on the diagonal (a unit never couples to itself) and for pairs not modelled.
         """
-        from .curves import coupling_matrix
-        return coupling_matrix(self, statistic=statistic)
+        return curves.coupling_matrix(self, statistic=statistic)
 
     def summary(self, *, data: Mapping | None = None, refit: bool = False) -> pd.DataFrame:
         """One row per (term, unit): the term's size and the Wald test of the whole term.
@@ -376,14 +359,12 @@ class FitResult:
         DataFrame
             Index MultiIndex (term, unit).
         """
-        from .summary import summary
-        return summary(self, data=data, refit=refit)
+        return summary.summary(self, data=data, refit=refit)
 
     def print_summary(self, *, data: Mapping | None = None, refit: bool = False,
                       console=None) -> None:
         """Print :meth:`summary` as a table (rich) under the fit's headline numbers."""
-        from .summary import render
-        render(self, self.summary(data=data, refit=refit), console=console)
+        summary.render(self, self.summary(data=data, refit=refit), console=console)
 
     def plot(self, term: str, *, unit=None, scale: str = "gain", n_points: int = 100):
         """Draw :meth:`curve` with its bands, one panel per unit (2-D maps as images, filters
@@ -394,8 +375,7 @@ class FitResult:
         matplotlib.figure.Figure
             Built on the Agg canvas without pyplot: never shown; ``fig.savefig(path)``.
         """
-        from .plotting import plot_curve
-        return plot_curve(self, term, unit=unit, scale=scale, n_points=n_points)
+        return plotting.plot_curve(self, term, unit=unit, scale=scale, n_points=n_points)
 
     def plot_coupling(self, *, statistic: str = "integral", ax=None):
         """Heat map of :meth:`coupling_matrix` (post x pre, centred on 0). Needs matplotlib.
@@ -404,15 +384,30 @@ class FitResult:
         -------
         matplotlib.figure.Figure
         """
-        from .plotting import plot_coupling
-        return plot_coupling(self, statistic=statistic, ax=ax)
+        return plotting.plot_coupling(self, statistic=statistic, ax=ax)
 
     def save(self, path):
         """Write the result to ``path`` (npz + JSON metadata; no pickle). Returns the path."""
-        from .persistence import save_result
-        return save_result(self, path)
+        return persistence.save_result(self, path)
 
     def __repr__(self) -> str:
         return (f"FitResult({str(self.formula)!r}, units={len(self.unit_ids)}, "
                 f"solver={self.solver!r}, converged={self.converged})")
 
+    def stability(self, data: Mapping | None = None, *, epochs=None):
+        """Whether the fitted history/coupling filters are stable when the model is simulated:
+        their integrals, linearised gains and the spectral radius of the gain matrix (< 1:
+        stable), at the training mean rate and, with ``data``, at the model's peak rate on
+        them. See :mod:`glmformula.results.stability`.
+
+        Returns
+        -------
+        StabilityReport
+        """
+        from .stability import stability
+        return stability(self, data, epochs=epochs)
+
+
+def load_result(path) -> FitResult:
+    """Read a result written by :meth:`FitResult.save` (npz + JSON; no pickle involved)."""
+    return FitResult(**persistence.read_result(path))

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .._files import atomic_write
+from ..backend import regularizers
 from ..errors import FormulaError
+from ..fitting import CovarianceStack, FitDiagnostics
+from ..graph.layout import CovariateRange, DesignSpec
 from ..terms.formula import parse
-from .covariance import CovarianceStack
 
 FORMAT = "glmformula-result"
 #: 2 added the covariates' training ranges; 3 stores the covariances of the units computed so
-#: far (``covariance_units``). Files of versions 1 and 2 still load.
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+#: far (``covariance_units``); 4 writes the regularizer as spec files do (``{"ridge": 1e-3}``)
+#: and the solver's passes. Files of versions 1 to 3 still load.
+VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 _ARRAYS = ("weights", "intercepts", "epochs", "log_likelihood_units",
            "n_spikes", "converged_units", "n_iter_units", "grad_norm")
@@ -57,7 +59,7 @@ def save_result(result, path) -> Path:
         range_keys.append([name, bool(rng.interval)])
         arrays[f"range_{i}_low"] = np.asarray(rng.low, dtype=float)
         arrays[f"range_{i}_high"] = np.asarray(rng.high, dtype=float)
-    regularizer = result.regularizer
+    diagnostics = result.diagnostics
     metadata = {
         "format": FORMAT, "version": VERSION, "formula": str(result.formula),
         "unit_ids": [_unit_json(u) for u in result.unit_ids], "bin_size": result.bin_size,
@@ -68,31 +70,15 @@ def save_result(result, path) -> Path:
         "solver": result.solver,
         "dtype": result.dtype, "constrained_terms": list(result.constrained_terms),
         "fit_seconds": result.fit_seconds, "compile_seconds": result.compile_seconds,
-        "dropped": result.dropped,
-        "regularizer": None if regularizer is None else {
-            "type": type(regularizer).__name__,
-            "strength": _strength_json(getattr(regularizer, "strength", None)),
-            "l1_ratio": getattr(regularizer, "l1_ratio", None)},
+        "dropped": result.dropped, "chunk_size": result.chunk_size,
+        "status": list(diagnostics.status),
+        "passes": [diagnostics.n_hessian_passes, diagnostics.n_matmul_passes],
+        "regularizer": regularizers.to_dict(result.regularizer),
     }
     arrays["metadata"] = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _strength_json(strength):
-    if strength is None or isinstance(strength, (int, float)):
-        return strength
-    return dict(strength)
+    return atomic_write(path, buffer.getvalue())
 
 
 def _covariance(arrays) -> CovarianceStack:
@@ -107,12 +93,20 @@ def _covariance(arrays) -> CovarianceStack:
                                        "(large fits compute it on first use)")
 
 
-def load_result(path):
-    """Read a result written by :meth:`FitResult.save` (no pickle involved)."""
-    from .. import backend
-    from .evaluation import CovariateRange
-    from .fit_result import FitResult
+def _regularizer(saved):
+    """The regularizer of any readable version (1-3 wrote ``{"type": "Ridge", ...}``)."""
+    if saved is None or "type" not in saved:
+        return regularizers.from_dict(saved)
+    key = {cls.__name__: k for k, cls in regularizers.KEYS.items()}[saved["type"]]
+    value = {key: saved["strength"]}
+    if saved.get("l1_ratio") is not None and key == "elastic_net":
+        value["l1_ratio"] = saved["l1_ratio"]
+    return regularizers.from_dict(value)
 
+
+def read_result(path) -> dict:
+    """The fields of a saved :class:`~glmformula.results.FitResult` (no pickle involved):
+    ``FitResult(**read_result(path))`` is the result."""
     path = Path(path)
     if not path.is_file():
         raise FormulaError(f"result file {path} not found", hint="check the path")
@@ -136,28 +130,28 @@ def load_result(path):
                                    bool(interval))
               for i, (name, interval) in enumerate(metadata.get("covariate_ranges", []))}
     units = metadata["unit_ids"]
-    regularizer = None
-    if metadata["regularizer"] is not None:
-        spec = metadata["regularizer"]
-        cls = getattr(backend, spec["type"])
-        kwargs = {"strength": spec["strength"]}
-        if spec.get("l1_ratio") is not None:
-            kwargs["l1_ratio"] = spec["l1_ratio"]
-        regularizer = cls(**kwargs)
-    return FitResult(
-        formula=parse(metadata["formula"]), unit_ids=tuple(units),
-        bin_size=float(metadata["bin_size"]), epochs=arrays["epochs"],
+    spec = DesignSpec(
+        formula=parse(metadata["formula"]), bin_size=float(metadata["bin_size"]),
+        epochs=arrays["epochs"], unit_ids=tuple(units),
         storage_columns=tuple(metadata["storage_columns"]),
         unit_columns=tuple(arrays[f"unit_columns_{u}"] for u in range(len(units))),
         unit_labels=tuple(tuple(tuple(p) for p in labels) for labels in metadata["unit_labels"]),
         term_storage={k: slice(*v) for k, v in metadata["term_storage"].items()},
-        weights=arrays["weights"], intercepts=arrays["intercepts"],
-        covariance=_covariance(arrays), state=state,
-        log_likelihood_units=arrays["log_likelihood_units"], n_rows=int(metadata["n_rows"]),
-        n_spikes=arrays["n_spikes"], converged_units=arrays["converged_units"],
-        n_iter_units=arrays["n_iter_units"], grad_norm=arrays["grad_norm"],
-        solver=metadata["solver"], dtype=metadata["dtype"], regularizer=regularizer,
-        constrained_terms=tuple(metadata["constrained_terms"]),
+        state=state, covariate_ranges=ranges)
+    passes = metadata.get("passes", [0, 0])
+    diagnostics = FitDiagnostics(
+        converged=arrays["converged_units"], n_iter=arrays["n_iter_units"],
+        grad_norm=arrays["grad_norm"], log_likelihood=arrays["log_likelihood_units"],
+        n_rows=int(metadata["n_rows"]), n_spikes=arrays["n_spikes"],
+        solver=metadata["solver"], dtype=metadata["dtype"],
+        constrained_terms=tuple(metadata["constrained_terms"]), dropped=metadata["dropped"],
         fit_seconds=float(metadata["fit_seconds"]),
-        compile_seconds=float(metadata["compile_seconds"]), dropped=metadata["dropped"],
-        covariate_ranges=ranges)
+        compile_seconds=float(metadata["compile_seconds"]),
+        chunk_size=metadata.get("chunk_size"), status=tuple(metadata.get("status", ())),
+        n_hessian_passes=int(passes[0]), n_matmul_passes=int(passes[1]))
+    return {"spec": spec, "weights": arrays["weights"], "intercepts": arrays["intercepts"],
+            "covariance": _covariance(arrays), "diagnostics": diagnostics,
+            "regularizer": _regularizer(metadata["regularizer"])}
+
+
+__all__ = ["save_result", "read_result", "FORMAT", "VERSION", "READABLE_VERSIONS"]

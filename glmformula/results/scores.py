@@ -1,40 +1,29 @@
 """Goodness of fit for Poisson spike-count models (pure functions on arrays).
 
 Log-likelihoods are in nats and include the ``-log(y!)`` term, so they are comparable with
-statsmodels' ``llf``. Bits per spike compare a model with a homogeneous (mean-rate) Poisson
-model of the same counts: ``(LL - LL_mean) / (n_spikes * ln 2)``.
+statsmodels' ``llf`` and NeMoS' ``log_likelihood``. Every score compares the model with the
+homogeneous (mean-rate) Poisson model of the same counts, the *null* model:
+
+* ``bits_per_spike``: ``(LL - LL_null) / (n_spikes * ln 2)``;
+* ``pseudo_r2`` (also ``"mcfadden"``): McFadden's ``1 - LL / LL_null``, as NeMoS 0.2.8's
+  ``pseudo_r2(score_type="pseudo-r2-McFadden")`` and statsmodels'
+  ``pseudo_rsquared(kind="mcf")`` compute it (log-likelihoods with ``log y!``);
+* ``deviance_explained``: ``1 - D / D_null`` with ``D = 2 (LL_saturated - LL)`` (Cohen's
+  pseudo-R2 in NeMoS, ``score_type="pseudo-r2-Cohen"``).
+
+On spike counts McFadden's value is the smaller of the two: ``LL_null`` includes the
+saturated model's (negative) log-likelihood, which no model can remove.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.special import gammaln, xlogy
 
 from ..errors import FormulaError
+from ..fitting.poisson import log_likelihood, mean_rate_log_likelihood, saturated_log_likelihood
 
-
-def poisson_log_likelihood(counts: np.ndarray, expected: np.ndarray,
-                           weights: np.ndarray | None = None) -> np.ndarray:
-    """Per-unit Poisson log-likelihood (nats): sum_t w_t (y log mu - mu - log y!)."""
-    counts = np.asarray(counts, float)
-    expected = np.asarray(expected, float)
-    terms = xlogy(counts, expected) - expected - gammaln(counts + 1)
-    if weights is not None:
-        terms = terms * np.asarray(weights, float).reshape(-1, *([1] * (terms.ndim - 1)))
-    return terms.sum(axis=0)
-
-
-def mean_rate_log_likelihood(counts: np.ndarray, weights: np.ndarray | None = None):
-    """Log-likelihood of the homogeneous model whose rate is each unit's mean count."""
-    counts = np.asarray(counts, float)
-    w = np.ones(counts.shape[0]) if weights is None else np.asarray(weights, float)
-    mean = (w @ counts) / w.sum()
-    return poisson_log_likelihood(counts, np.broadcast_to(mean, counts.shape), w)
-
-
-def saturated_log_likelihood(counts: np.ndarray, weights: np.ndarray | None = None):
-    return poisson_log_likelihood(counts, counts, weights)
+poisson_log_likelihood = log_likelihood  # the name the rest of results/ uses
 
 
 def bits_per_spike(counts, expected, weights=None) -> np.ndarray:
@@ -47,8 +36,20 @@ def bits_per_spike(counts, expected, weights=None) -> np.ndarray:
         return np.where(n_spikes > 0, gain / (n_spikes * np.log(2)), np.nan)
 
 
-def pseudo_r2(counts, expected, weights=None) -> np.ndarray:
-    """Deviance-based pseudo-R2 (McFadden's, relative to the saturated model)."""
+def mcfadden_pseudo_r2(counts, expected, weights=None) -> np.ndarray:
+    """McFadden's pseudo-R2 per unit, ``1 - LL_model / LL_null`` (NeMoS' and statsmodels')."""
+    model = poisson_log_likelihood(counts, expected, weights)
+    null = mean_rate_log_likelihood(counts, weights)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 1 - model / null
+
+
+#: The pseudo-R2 of glmformula is McFadden's (the name NeMoS and statsmodels use for it).
+pseudo_r2 = mcfadden_pseudo_r2
+
+
+def deviance_explained(counts, expected, weights=None) -> np.ndarray:
+    """Share of the null model's deviance the model explains per unit, ``1 - D / D_null``."""
     saturated = saturated_log_likelihood(counts, weights)
     model = poisson_log_likelihood(counts, expected, weights)
     null = mean_rate_log_likelihood(counts, weights)
@@ -56,14 +57,22 @@ def pseudo_r2(counts, expected, weights=None) -> np.ndarray:
         return 1 - (saturated - model) / (saturated - null)
 
 
+#: Metric name -> per-unit function of (counts, expected), for :func:`score_counts`.
+METRICS = {"bits_per_spike": bits_per_spike, "pseudo_r2": mcfadden_pseudo_r2,
+           "mcfadden": mcfadden_pseudo_r2, "deviance_explained": deviance_explained,
+           "log_likelihood": poisson_log_likelihood}
+
+
 def score_counts(counts, expected, metric, unit_ids, per_unit):
-    """Score expected counts against observed ones, per unit or pooled over units."""
-    functions = {"bits_per_spike": bits_per_spike, "pseudo_r2": pseudo_r2,
-                 "log_likelihood": poisson_log_likelihood}
-    if metric not in functions:
+    """Score expected counts against observed ones, per unit or pooled over units.
+
+    Pooled scores sum the log-likelihoods (and deviances) over units before taking the ratio,
+    as NeMoS does for a population (its per-sample mean summed over units).
+    """
+    if metric not in METRICS:
         raise FormulaError(f"unknown metric {metric!r}",
-                           hint="use one of: " + ", ".join(functions))
-    values = functions[metric](counts, expected)
+                           hint="use one of: " + ", ".join(METRICS))
+    values = METRICS[metric](counts, expected)
     if per_unit:
         return pd.Series(values, index=pd.Index(unit_ids, name="unit"), name=metric)
     if metric == "log_likelihood":
@@ -73,6 +82,8 @@ def score_counts(counts, expected, metric, unit_ids, per_unit):
         gain = values * spikes
         return float(np.nansum(gain) / spikes.sum())
     ll = poisson_log_likelihood(counts, expected).sum()
-    sat = saturated_log_likelihood(counts).sum()
     null = mean_rate_log_likelihood(counts).sum()
+    if metric in ("pseudo_r2", "mcfadden"):
+        return float(1 - ll / null)
+    sat = saturated_log_likelihood(counts).sum()
     return float(1 - (sat - ll) / (sat - null))

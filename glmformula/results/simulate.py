@@ -1,10 +1,23 @@
 """Draw spike counts from a fitted model, recurrently when it has history or coupling terms.
 
-A model without spike terms is a rate given the covariates: counts are Poisson draws of
-``predict``. With ``history``/``coupling`` the rate of bin t depends on the spikes of bins
-t-1 ... t-window, so the simulation runs bin by bin and feeds each unit its own (and the other
-units') *simulated* past, exactly as the design's causal filters would read it: the past is
-empty at the start of every epoch (no filter reaches across an epoch border).
+A model without spike terms is a rate given the covariates: counts are Poisson (or Bernoulli)
+draws of ``predict``. With ``history``/``coupling`` the rate of bin t depends on the spikes of
+bins t-1 ... t-window, so the simulation runs bin by bin and feeds each unit its own (and the
+other units') *simulated* past, exactly as the design's causal filters would read it: the past
+is empty at the start of every epoch (no filter reaches across an epoch border).
+
+Which bins are simulated: every bin of the epochs where the model has a rate, which is every
+bin where the covariate terms are defined. Covariate terms that read the past of a covariate
+(``filter(x, ...)``, ``lag(x, dt)``) are not defined in the first bins of each epoch, where
+their window would reach before the epoch's start: those bins are left out, as in ``predict``
+(they are not drawn from the data before the epoch, since nothing reaches across an epoch
+border), and the simulated spike past starts empty at the first simulated bin. The spike
+filters' own windows drop nothing: they read the simulated past, empty at first.
+
+A fitted recurrent model can be unstable: simulated, a net excitatory filter feeds a burst
+until the rate sits at ``max_rate``. That is reported before the draw from the linearised gains
+of the filters (:mod:`.stability`) and after it from the bins that hit the cap, both as a
+:class:`~glmformula.errors.SimulationWarning` naming the units.
 """
 
 from __future__ import annotations
@@ -14,16 +27,40 @@ from collections.abc import Mapping
 import numpy as np
 import pynapple as nap
 
+from ..errors import ResultError, SimulationWarning, warn
 from ..graph.nodes import CausalFilter, SpikeCounts
+from .stability import report
 
 #: Ceiling on the simulated rate (Hz): keeps a runaway excitatory network finite.
 DEFAULT_MAX_RATE = 1000.0
 
+#: Rows per block when the spike filters are applied to the recorded spikes (for the check).
+_ROWS = 1 << 16
+
+#: How a bin's count is drawn from its expected count ``mu = rate * bin_size``.
+DRAWS = ("poisson", "bernoulli")
+
+_ADVICE = ("To fit stable filters, put a Ridge penalty on the spike terms alone (e.g. "
+           "regularizer=gf.Ridge({{{terms}: 1.0}}); a Ridge on every term shrinks the tuning "
+           "and the history takes over) and raise it until res.stability(data) reports a "
+           "spectral radius below 1, checking the cross-validated score. A longer history "
+           "window helps only where it adds a negative (adaptation) tail (see 'Simulating "
+           "fitted models: stability' in the tutorials). Raising max_rate only moves the cap; "
+           "draw=\"bernoulli\" puts at most one spike in a bin.")
+
 
 def simulate(result, data: Mapping, *, seed=0, epochs=None,
-             max_rate: float = DEFAULT_MAX_RATE):
+             max_rate: float = DEFAULT_MAX_RATE, draw: str = "poisson"):
     """See :meth:`FitResult.simulate`."""
+    if draw not in DRAWS:
+        raise ResultError(f"unknown draw {draw!r}",
+                          hint="use draw=\"poisson\" (counts) or draw=\"bernoulli\" (at most "
+                               "one spike per bin, P = 1 - exp(-rate * bin_size))")
+    if not (np.isfinite(max_rate) and max_rate > 0):
+        raise ResultError(f"max_rate must be a positive number of Hz, got {max_rate!r}",
+                          hint="e.g. max_rate=1000.0")
     rng = np.random.default_rng(seed)
+    sample = _bernoulli(rng) if draw == "bernoulli" else rng.poisson
     design = result.design(data, epochs=epochs)
     plan, graph = design.plan, design.graph
     grid = graph.grid
@@ -47,10 +84,15 @@ def simulate(result, data: Mapping, *, seed=0, epochs=None,
         lead = max(lead, node.lead)
     rows_ok = finite & (grid.row_in_epoch >= lead)
     ceiling = np.log(max_rate * result.bin_size)
+    driven = eta[rows_ok] >= ceiling  # capped by the covariates alone, whatever the past
     if not banks:
-        counts = rng.poisson(np.exp(np.minimum(eta[rows_ok], ceiling)))
+        counts = sample(np.exp(np.minimum(eta[rows_ok], ceiling)))
+        capped = driven
     else:
-        counts = _recurrent(result, design, eta, rows_ok, banks, rng, ceiling)[rows_ok]
+        _warn_unstable(result, design, eta, rows_ok, banks)
+        counts, capped = _recurrent(result, design, eta, rows_ok, banks, sample, ceiling)
+        counts, capped = counts[rows_ok], capped[rows_ok]
+    _warn_capped(result, capped, driven, max_rate, draw)
     rows = np.flatnonzero(rows_ok)
     support = nap.IntervalSet(start=grid.starts, end=grid.ends)
     times = grid.centers[rows]
@@ -59,11 +101,19 @@ def simulate(result, data: Mapping, *, seed=0, epochs=None,
     return nap.TsdFrame(t=times, d=counts, columns=list(result.unit_ids), time_support=support)
 
 
-def _recurrent(result, design, eta, rows_ok, banks, rng, ceiling) -> np.ndarray:
-    """Bin-by-bin Poisson draws with the spike filters fed by the simulated counts.
+def _bernoulli(rng):
+    """At most one spike per bin: P(spike) = 1 - exp(-mu), the chance that a Poisson process
+    of that rate fires at least once in the bin."""
+    def sample(mu):
+        return (rng.random(np.shape(mu)) < -np.expm1(-mu)).astype(np.int64)
+    return sample
+
+
+def _recurrent(result, design, eta, rows_ok, banks, sample, ceiling):
+    """Bin-by-bin draws with the spike filters fed by the simulated counts.
 
     Bank units that are not modelled (``spikes[[0, 4]] ~ coupling(all)`` reads every unit) keep
-    their recorded counts.
+    their recorded counts. Returns the counts and where the rate was capped (both (n_rows, U)).
     """
     grid = design.graph.grid
     bank_units = banks[0][0].input.units
@@ -79,6 +129,7 @@ def _recurrent(result, design, eta, rows_ok, banks, rng, ceiling) -> np.ndarray:
     past = recorded.copy()  # columns of modelled units are overwritten by the simulation
     modelled = [bank_units.index(u) for u in result.unit_ids]
     out = np.zeros_like(eta, dtype=np.int64)
+    capped = np.zeros(eta.shape, dtype=bool)
     for first, stop in grid.segments:
         past[first:stop, modelled] = 0.0
         for t in range(first, stop):
@@ -90,10 +141,79 @@ def _recurrent(result, design, eta, rows_ok, banks, rng, ceiling) -> np.ndarray:
                 # rows t-1, t-2, ... t-seen: lag 1 first, as h is laid out
                 recent = past[t - seen:t][::-1].reshape(-1)
                 drive = drive + recent @ h_flat[:seen * len(bank_units)]
-            draw = rng.poisson(np.exp(np.minimum(drive, ceiling)))
+            capped[t] = drive >= ceiling
+            draw = sample(np.exp(np.minimum(drive, ceiling)))
             out[t] = draw
             past[t, modelled] = draw
-    return out
+    return out, capped
 
 
-__all__ = ["simulate", "DEFAULT_MAX_RATE"]
+def _warn_unstable(result, design, eta, rows_ok, banks) -> None:
+    """Before the draw: warn when the filters' gain at the model's rate on the data, given the
+    recording's own past, reaches 1 (see :mod:`.stability`)."""
+    graph, plan = design.graph, design.plan
+    recorded = eta.copy()
+    n_rows = graph.grid.n_rows
+    for lo in range(0, n_rows, _ROWS):  # in blocks: a bank holds k columns per unit
+        rows = slice(lo, min(lo + _ROWS, n_rows))
+        for node, start, stop in banks:
+            recorded[rows] += graph.evaluate(node, rows) @ result.weights[start:stop]
+    rows = rows_ok & (graph.grid.row_in_epoch >= plan.lead)  # the recorded past is complete
+    rep = report(result, np.exp(np.clip(recorded[rows], -700.0, 700.0)))
+    if rep.stable:
+        return
+    table = rep.per_unit
+    worst = table.sort_values("peak_gain", ascending=False)
+    units = [u for u in worst.index if not worst.loc[u, "stable"]]
+    detail = ", ".join(
+        f"unit {u} (gain {worst.loc[u, 'peak_gain']:.2g} at {worst.loc[u, 'peak_rate']:.3g} Hz; "
+        f"critical rate {worst.loc[u, 'critical_rate']:.3g} Hz)" for u in units[:8])
+    if len(units) > 8:
+        detail += f" and {len(units) - 8} more"
+    own = f" Units whose own history reaches a gain of 1: {detail}." if units else ""
+    warn(f"the fitted spike filters are unstable: linearised at the model's rate on these data, "
+         f"one spike causes on average up to {rep.peak_spectral_radius:.3g} more (spectral radius "
+         f"of the excitatory gain matrix; >= 1: a burst feeds itself), so the simulated rate may "
+         f"run away to max_rate.{own} " + _ADVICE.format(terms=_spike_terms(result)),
+         SimulationWarning, units=units or list(result.unit_ids))
+
+
+def _warn_capped(result, capped: np.ndarray, driven: np.ndarray, max_rate: float,
+                 draw: str) -> None:
+    """After the draw: name the units whose rate hit the cap, in what share of the bins, and
+    why: the spike filters feeding the rate back (a runaway) or the covariates alone."""
+    if not capped.size or not capped.any():
+        return
+    share = capped.mean(axis=0)
+    hit = np.flatnonzero(share > 0)
+    order = hit[np.argsort(-share[hit], kind="stable")]
+    listed = ", ".join(f"unit {result.unit_ids[i]}: {share[i]:.1%} ({int(capped[:, i].sum())} "
+                       f"bins)" for i in order)
+    ran_away = [result.unit_ids[i] for i in order if (capped[:, i] & ~driven[:, i]).any()]
+    by_covariates = [result.unit_ids[i] for i in order if (capped[:, i] & driven[:, i]).any()]
+    causes = []
+    if ran_away:
+        causes.append(
+            f"the simulation ran away for units {ran_away}: the fitted history/coupling filters "
+            "fed the rate back on itself up to the cap, so those counts are the cap's, not the "
+            "model's. " + _ADVICE.format(terms=_spike_terms(result)))
+    if by_covariates:
+        several = (" A Poisson draw there puts several spikes in one bin; draw=\"bernoulli\" "
+                   "puts at most one." if draw == "poisson" else "")
+        causes.append(
+            f"For units {by_covariates} the covariates alone drive the rate above the cap in "
+            f"{int((capped & driven).sum())} bins (a strong stimulus, or covariate values "
+            f"outside the training range).{several}")
+    warn(f"simulated rates hit the max_rate cap ({max_rate:g} Hz) in a share of the bins of "
+         f"{listed}. " + " ".join(causes), SimulationWarning,
+         units=[result.unit_ids[i] for i in order])
+
+
+def _spike_terms(result) -> str:
+    """``"history(...)": ..., "coupling(...)"`` as a dict-key list for the advice."""
+    from .evaluation import spike_filter_call
+    terms = [t for t in result.formula.terms if spike_filter_call(result, t) is not None]
+    return ", ".join(f"'{t}'" for t in terms[:1]) or "'history(...)'"
+
+
+__all__ = ["simulate", "DEFAULT_MAX_RATE", "DRAWS"]

@@ -23,11 +23,15 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+import pynapple as nap
 from scipy import stats
 
+from ..fitting import poisson
+from ..fitting.engine import FitOptions, fit_design
+from ..graph.design import build, prepare
+from ..errors import ResultError
 from . import scores
 from .curves import weight_blocks
-from ..errors import ResultError
 
 COLUMNS = ("columns", "df", "wald_chi2", "p_value")
 REFIT_COLUMNS = ("lr_stat", "lr_pvalue", "deviance_explained")
@@ -95,20 +99,17 @@ def summary(result, *, data: Mapping | None = None, refit: bool = False) -> pd.D
 
 
 def _refit_columns(result, data: Mapping, terms: list) -> pd.DataFrame:
-    """Likelihood-ratio statistic and deviance explained by each term, from refits without it."""
-    import pynapple as nap
-
-    from ..fitting import fit_design  # results sit below fitting; imported only when refitting
-    from ..graph.design import build, prepare
-
+    """Likelihood-ratio statistic and deviance explained by each term, from refits without it
+    (by the fitting engine, on the same rows as the full model)."""
     epochs = nap.IntervalSet(start=result.epochs[:, 0], end=result.epochs[:, 1])
     full = result.design(data, epochs=epochs)
     rows = full.rows
     counts = full.counts[rows].astype(float)
-    expected = np.exp(np.clip(result._linear_predictor(full)[rows], -700, 700))
+    expected = poisson.expected_counts(result._linear_predictor(full)[rows])
     ll_full = scores.poisson_log_likelihood(counts, expected)
     null_deviance = 2 * (scores.saturated_log_likelihood(counts)
                          - scores.mean_rate_log_likelihood(counts))
+    options = FitOptions(regularizer=result.regularizer)
     records, index = [], []
     for term in terms:
         others = [t for t in result.formula.term_objects if str(t) != term]
@@ -119,9 +120,9 @@ def _refit_columns(result, data: Mapping, terms: list) -> pd.DataFrame:
             raise ResultError("the reduced model's time grid differs from the full one's",
                               hint="pass the data the model was fitted on")
         # Same rows as the full model, so the two log-likelihoods are comparable.
-        refitted = fit_design(design, regularizer=result.regularizer,
-                              row_weight=full.valid.astype(float), covariance=False)
-        ll_reduced = refitted.log_likelihood_units
+        refitted = fit_design(design, options, row_weight=full.valid.astype(float),
+                              covariance=False)
+        ll_reduced = refitted.diagnostics.log_likelihood
         for u, unit in enumerate(result.unit_ids):
             lr = 2 * (ll_full[u] - ll_reduced[u])
             df = _term_df(result, term, u)
@@ -148,12 +149,13 @@ def render(result, frame: pd.DataFrame, *, console=None) -> None:
         print(_header(result))
         print(frame.to_string())
         return
-    console = console or Console(width=max(100, 14 * len(frame.columns) + 60))
-    console.print(_header(result), markup=False, highlight=False, soft_wrap=True)
+    console = console or Console()  # the terminal's width (COLUMNS where set)
+    console.print(_header(result), markup=False, highlight=False)
     table = Table()
     shown = frame.reset_index()
-    for column in shown.columns:
-        table.add_column(str(column), justify="left" if column in ("term",) else "right")
+    for column in shown.columns:  # a narrow terminal wraps cells, never cuts them
+        table.add_column(str(column), justify="left" if column in ("term",) else "right",
+                         overflow="fold")
     for _, row in shown.iterrows():
         table.add_row(*[_fmt(column, value) for column, value in row.items()])
     console.print(table)

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import attrs
 
-from ..errors import FormulaError, SpecError, did_you_mean
+from ..backend import regularizers
+from ..errors import BinSizeWarning, FormulaError, SpecError, did_you_mean, warn
+from ..graph.data import DataSource
 from ..terms.formula import Formula, parse
 
 _SECTIONS = {
@@ -53,7 +55,50 @@ class ModelSpec:
     per_unit: bool
 
     def load_data(self) -> Mapping:
-        """The data mapping: read through pynapple, or simulated."""
+        """The data mapping (read through pynapple, or simulated), checked against the models.
+
+        Raises
+        ------
+        SpecError
+            When the data cannot be read, or when names in the spec are not in them: every
+            model's response and covariates and the ``epochs``, all reported at once with the
+            file, line and key (see :meth:`check_data`).
+        """
+        data = self._read_data()
+        self.check_data(data)
+        return data
+
+    def check_data(self, data: Mapping) -> None:
+        """Check the names the spec uses against ``data``: the response and covariates of every
+        model, and ``[data] epochs``. Every problem is reported at once (SpecError), each with
+        the file, line and key, and names of the right kind suggested ("did you mean")."""
+        problems = _Problems(self.source, _spec_text(self.source))
+        response = next((f.response for f in self.models.values()), None)
+        try:
+            source = DataSource(data, response=response)
+        except FormulaError as err:
+            problems.add("data", "simulate" if self.data.simulate else "path", err.what,
+                         err.hint or "")
+            problems.raise_if_any()
+        if self.data.epochs is not None:
+            try:
+                source.interval_set(self.data.epochs, role="epochs")
+            except FormulaError as err:
+                problems.add("data", "epochs", err.what, err.hint or "")
+        responses_seen = set()
+        for model, formula in self.models.items():
+            # every model has the same response (checked on loading): report it once
+            uses = [] if formula.response in responses_seen else [(formula.response, "response")]
+            responses_seen.add(formula.response)
+            uses += [(name, "covariate") for name in formula.variables()]
+            for name, role in uses:
+                try:
+                    source.check_pynapple(name, role=role)
+                except FormulaError as err:
+                    problems.add("models", model, err.what, err.hint or "")
+        problems.raise_if_any()
+
+    def _read_data(self) -> Mapping:
         if self.data.simulate is not None:
             from .. import datasets
             try:
@@ -87,6 +132,14 @@ class _Problems:
             raise SpecError(f"{count} problem{'s' if count > 1 else ''} in the spec file:\n  " +
                             "\n  ".join(self.items),
                             hint="fix them and run `glmformula check` again")
+
+
+def _spec_text(path: Path) -> str:
+    """The spec's text, to find lines in ('' if it can no longer be read: no line numbers)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def _line_of(text: str, section: str | None, key: str | None) -> int | None:
@@ -202,13 +255,26 @@ def _data_spec(section: dict, path: Path, problems: _Problems) -> DataSpec | Non
     else:
         from ..graph.design import parse_bin_size
         try:
-            parse_bin_size(bin_size)
+            seconds = parse_bin_size(bin_size)
         except FormulaError as err:
             problems.add("data", "bin_size", err.what, "e.g. bin_size = \"10ms\"")
+        else:
+            _warn_bare_bin_size(bin_size, seconds, problems)
     epochs = section.get("epochs")
     if epochs is not None and not isinstance(epochs, str):
         problems.add("data", "epochs", "must be the name of an IntervalSet in the data")
     return DataSpec(resolved, simulate, dict(options), bin_size, epochs)
+
+
+def _warn_bare_bin_size(bin_size, seconds: float, problems: _Problems) -> None:
+    """``bin_size = 10`` is 10-second bins: warn (BinSizeWarning), naming the file and line,
+    for a number without a unit above 1 s (a quantity such as "10s" says what it means)."""
+    if isinstance(bin_size, str) or seconds <= 1:
+        return
+    from ..graph.design import bare_bin_size_message
+    line = _line_of(problems.text, "data", "bin_size")
+    where = f"{problems.path}:{line}" if line else str(problems.path)
+    warn(f"{where}: [data] bin_size: {bare_bin_size_message(bin_size)}", BinSizeWarning)
 
 
 def _check_options(simulate: str, options: dict, problems: _Problems) -> None:
@@ -284,37 +350,11 @@ def _models(section, problems: _Problems) -> dict:
 
 
 def _regularizer(value, problems: _Problems):
-    if value is None:
+    try:
+        return regularizers.from_dict(value)
+    except ValueError as err:
+        problems.add("fit", "regularizer", str(err))
         return None
-    from .. import backend
-    if not isinstance(value, dict) or not value:
-        problems.add("fit", "regularizer", "must be a table such as { ridge = 1e-3 }")
-        return None
-    kinds = [k for k in value if k in _REGULARIZERS]
-    others = [k for k in value if k not in _REGULARIZERS | {"l1_ratio"}]
-    if len(kinds) != 1 or others:
-        problems.add("fit", "regularizer", "give one of ridge, lasso, group_lasso, elastic_net",
-                     "e.g. { ridge = 1e-3 }")
-        return None
-    kind, strength = kinds[0], value[kinds[0]]
-    if not isinstance(strength, (int, float)) or isinstance(strength, bool) or \
-            not math.isfinite(strength) or strength < 0:
-        problems.add("fit", "regularizer", f"{kind} strength must be a finite number >= 0")
-        return None
-    ratio = value.get("l1_ratio", 0.5)
-    if "l1_ratio" in value and kind != "elastic_net":
-        problems.add("fit", "regularizer", "l1_ratio belongs to elastic_net only")
-        return None
-    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
-        problems.add("fit", "regularizer", "l1_ratio must be a number from 0 to 1")
-        return None
-    if kind == "ridge":
-        return backend.Ridge(float(strength))
-    if kind == "lasso":
-        return backend.Lasso(float(strength))
-    if kind == "group_lasso":
-        return backend.GroupLasso(float(strength))
-    return backend.ElasticNet(float(strength), float(ratio))
 
 
 def run_spec(path, *, progress: bool = False):

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from glmformula.backend import GroupLasso, Lasso, Problem, Ridge, choose_solver, solve, solve_blocked
+from glmformula.backend import (BlockedProblem, GroupLasso, Lasso, Problem, Ridge, choose_solver,
+                                solve)
+from glmformula.graph.rows import RowBlock
 from glmformula.backend import problem as pb
 
 GROUPS = ("a", "a", "b", "b", "c", "c")
@@ -15,9 +17,10 @@ def blocks_of(prob: Problem, rows: int):
     def blocks():
         for i in range(0, prob.n_rows, rows):
             sl = slice(i, i + rows)
-            yield Problem(prob.X[sl], prob.y[sl],
-                          offset=None if prob.offset is None else prob.offset[sl],
-                          row_weight=None if prob.row_weight is None else prob.row_weight[sl])
+            yield RowBlock(i, prob.X[sl], prob.y[sl],
+                           None if prob.offset is None else prob.offset[sl],
+                           np.ones(len(prob.X[sl])) if prob.row_weight is None
+                           else prob.row_weight[sl])
 
     return blocks
 
@@ -35,7 +38,8 @@ def test_blocked_equals_in_memory(population, regularizer):
                    row_weight=(rng.random(T) < 0.9).astype(float), column_groups=GROUPS)
     mem = solve(prob, regularizer=regularizer)
     # 1500-row blocks: the last (1000 rows) is padded with zero-weight rows
-    blk = solve_blocked(blocks_of(prob, 1500), P, U, column_mask=mask, column_groups=GROUPS, regularizer=regularizer)
+    blk = solve(BlockedProblem(blocks_of(prob, 1500), P, U, column_mask=mask, column_groups=GROUPS),
+                regularizer=regularizer)
     assert blk.solver == mem.solver and blk.converged.all() and mem.converged.all()
     scale = np.max(np.abs(mem.weights))
     assert np.max(np.abs(blk.weights - mem.weights)) <= 1e-8 * scale
@@ -48,11 +52,11 @@ def test_blocked_rejects_growing_blocks(population):
     X, Y, _, _ = population
 
     def blocks():
-        yield Problem(X[:100], Y[:100])
-        yield Problem(X[100:300], Y[100:300])
+        yield RowBlock(0, X[:100], Y[:100], None, np.ones(100))
+        yield RowBlock(100, X[100:300], Y[100:300], None, np.ones(200))
 
     with pytest.raises(ValueError, match="grow"):
-        solve_blocked(blocks, X.shape[1], Y.shape[1])
+        solve(BlockedProblem(blocks, X.shape[1], Y.shape[1]))
 
 
 @pytest.mark.parametrize("solver", ["newton"])

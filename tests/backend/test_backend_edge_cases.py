@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 
-from glmformula.backend import (
-    ConvergenceWarning,
-    NoSpikesWarning,
-    Problem,
-    RankDeficientWarning,
-    Ridge,
-    SeparationWarning,
-    solve,
-)
+from glmformula.backend import Problem, Ridge, solve
+from glmformula.errors import (ConvergenceWarning, NoSpikesWarning, RankDeficientWarning,
+                               SeparationWarning)
 from glmformula.backend.problem import loss_sum, value_grad_sums
 
 

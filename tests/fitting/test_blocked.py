@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import glmformula as gf
-from glmformula.blocked import auto_chunk_size, check_fits_in_memory
+from glmformula.fitting.engine import auto_chunk_size, check_fits_in_memory
 from glmformula.graph.design import prepare
 
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 import glmformula as gf
-from glmformula import backend, information
-from glmformula.fitting import _groups, _rotated, _rotation
-from glmformula.graph.constraints import find_constraints
+from glmformula import backend
+from glmformula.fitting import engine, information
+from glmformula.fitting import identifiability as ident
 from glmformula.graph.design import build, prepare
+from glmformula.graph.layout import DesignSpec
 
 FORMULA = "spikes ~ cyclic(head_direction, 6) + history(3, log, window=60ms) + coupling(0)"
 
@@ -34,25 +35,35 @@ def eager(recording):
 
 
 def _reference_covariance(recording):
-    """The covariance from every stored column at once (backend.fisher_covariance on the
-    rotated design, masked per unit), rotated back: the definition, without supports."""
+    """The covariance from every stored column at once (the penalised Fisher information of
+    the rotated design over all stored columns, masked per unit, inverted in numpy), rotated
+    back: the definition, without supports."""
     design = build(prepare(FORMULA, recording, bin_size="10ms", epochs="wake"))
     plan = design.plan
-    shared = tuple(t.text for t in plan.terms if t.role == "shared")
-    constraints = find_constraints(design.storage, design.valid, plan.term_storage, shared)
-    with _rotated(design, constraints) as (X, mask):
-        problem = backend.Problem(X=X, y=design.counts, column_mask=mask,
-                                  offset=design.offset, row_weight=design.valid.astype(float),
-                                  column_groups=_groups(plan))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            solution = backend.solve(problem, regularizer=gf.Ridge(1e-3), tol=1e-10)
-            cov = backend.fisher_covariance(problem, solution, regularizer=gf.Ridge(1e-3))
-    T = np.zeros((plan.n_storage + 1,) * 2)
+    constraints = engine.design_constraints(design)
+    X = ident.rotate_columns(design.storage.copy(), constraints, plan.term_storage)
+    mask = ident.mask_constant_directions(plan.column_mask(), constraints, plan.term_storage)
+    rw = design.valid.astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        solution = backend.solve(backend.Problem(X=X, y=design.counts, column_mask=mask,
+                                                 offset=design.offset, row_weight=rw),
+                                 regularizer=gf.Ridge(1e-3), tol=1e-10)
+    P = plan.n_storage
+    T = np.zeros((P + 1,) * 2)
     T[0, 0] = 1.0
-    T[1:, 1:] = _rotation(constraints, plan)
-    order = np.r_[plan.n_storage, np.arange(plan.n_storage)]  # intercept first
-    return np.stack([T @ c[np.ix_(order, order)] @ T.T for c in cov]), constraints
+    T[1:, 1:] = ident.rotation(constraints, plan.term_storage, P)
+    A = np.concatenate([np.ones((len(X), 1)), X], axis=1)  # intercept first
+    covariances = []
+    for u in range(len(plan.unit_ids)):
+        rate = np.exp(X @ solution.weights[:, u] + solution.intercept[u])
+        H = (A * (rw * rate)[:, None]).T @ A
+        keep = np.r_[0, np.flatnonzero(mask[u]) + 1]
+        H[keep[1:], keep[1:]] += rw.sum() * 1e-3  # the ridge of the mean objective
+        cov = np.zeros((P + 1, P + 1))
+        cov[np.ix_(keep, keep)] = np.linalg.inv(H[np.ix_(keep, keep)])
+        covariances.append(T @ cov @ T.T)
+    return np.stack(covariances), constraints
 
 
 def test_unit_supports_equal_the_full_information(recording):
@@ -109,11 +120,12 @@ def test_saved_result_keeps_the_computed_units(recording, monkeypatch, tmp_path)
 
 
 def test_without_standard_errors_says_so(recording):
-    from glmformula.fitting import fit_design
     design = build(prepare(FORMULA, recording, bin_size="10ms", epochs="wake"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = fit_design(design, regularizer=gf.Ridge(1e-3), covariance=False)
+        fitted = engine.fit_design(design, engine.FitOptions(regularizer=gf.Ridge(1e-3)),
+                                   covariance=False)
+    res = gf.FitResult.from_engine(DesignSpec.from_design(design), fitted)
     with pytest.raises(gf.FitError, match="covariance=False"):
         res.table("history")
 

@@ -181,7 +181,7 @@ def test_blocks_equal_the_full_design_across_epoch_borders(small_population):
     full = build(prepared)
     blocks = list(iter_blocks(prepared, 777))   # block edges fall inside epochs and windows
     assert sum(b.stop - b.start for b in blocks) == full.grid.n_rows
-    storage = np.concatenate([b.storage for b in blocks])
+    storage = np.concatenate([b.X for b in blocks])
     valid = np.concatenate([b.valid for b in blocks])
     assert np.array_equal(valid, full.valid)
     assert np.allclose(storage, full.storage, atol=1e-12)

@@ -24,7 +24,7 @@ CASES = {
     "head_direction_real": {
         "formula": "spikes[[0, 5, 17, 20]] ~ cyclic(head_direction, 12) "
                    "+ history(8, log, window=100ms) + coupling(all)",
-        "fit": {"bin_size": "25ms", "epochs": "valid", "regularizer": gf.Ridge(3e-4),
+        "fit": {"bin_size": "10ms", "epochs": "valid", "regularizer": gf.Ridge(3e-4),
                 "tol": 1e-10},
         "curves": ["head_direction", "coupling"],
     },

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 import glmformula as gf
-from glmformula.fitting import fit_design
+from glmformula.fitting import FitOptions, fit_design
 from glmformula.graph.design import build, prepare
 
 sm = pytest.importorskip("statsmodels.api")
@@ -84,8 +84,8 @@ def test_refit_keeps_the_rows_of_the_full_model(hd_sim):
     plain = build(prepare("spikes[[0, 1]] ~ cyclic(head_direction, 6)", hd_sim, bin_size="10ms",
                           epochs="wake"))
     assert plain.n_rows > res.n_rows  # without history: more rows
-    same_rows = fit_design(plain, row_weight=rows, regularizer=gf.Ridge(1e-4))
-    lr = 2 * (res.log_likelihood_units - same_rows.log_likelihood_units)
+    same_rows = fit_design(plain, FitOptions(regularizer=gf.Ridge(1e-4)), row_weight=rows)
+    lr = 2 * (res.log_likelihood_units - same_rows.diagnostics.log_likelihood)
     assert np.allclose(table.xs("history(3, log, window=50ms)", level="term")["lr_stat"], lr,
                        rtol=1e-5)
 

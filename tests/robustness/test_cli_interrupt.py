@@ -4,7 +4,8 @@ The real command is started in a subprocess on a spec whose comparison takes a w
 says it is fitting, it gets SIGINT (what Ctrl-C sends). It must exit with status 130 and a
 one-line message, no traceback, and leave no ``comparison.csv`` (nor any half-written
 temporary file) in its output folder. Output files are written under a temporary name and
-renamed when complete (``glmformula.cli.atomic_write``), which is checked directly too.
+renamed when complete (``glmformula._files.atomic_write``, the package's one file writer), which
+is checked directly too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from glmformula import cli
+from glmformula import _files, cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,7 +97,7 @@ def test_ctrl_c_swallowed_by_a_gc_callback_still_stops_the_run(tmp_path, monkeyp
 
     def command(args):
         RaisesWhenCollected()            # collected at once: the interrupt is swallowed
-        cli.atomic_write(out / "comparison.csv", b"model,n_params\nnull,1\n")
+        cli._write_output(out / "comparison.csv", b"model,n_params\nnull,1\n")
         return 0
 
     monkeypatch.setattr(cli, "_check", command)
@@ -127,15 +128,15 @@ def test_atomic_write_interrupted_midway_leaves_nothing(tmp_path, monkeypatch):
             self.handle.write(content[: len(content) // 2])  # half the bytes, then Ctrl-C
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli.os, "fdopen", lambda fd, mode: Interrupting(real_fdopen(fd, mode)))
+    monkeypatch.setattr(_files.os, "fdopen", lambda fd, mode: Interrupting(real_fdopen(fd, mode)))
     with pytest.raises(KeyboardInterrupt):
-        cli.atomic_write(target, b"model,n_params\nnull,1\n")
+        _files.atomic_write(target, b"model,n_params\nnull,1\n")
     assert list(target.parent.iterdir()) == []
 
 
 def test_atomic_write_replaces_a_previous_file_only_when_complete(tmp_path):
     target = tmp_path / "comparison.csv"
     target.write_bytes(b"old, complete\n")
-    cli.atomic_write(target, b"new, complete\n")
+    _files.atomic_write(target, b"new, complete\n")
     assert target.read_bytes() == b"new, complete\n"
     assert [p.name for p in tmp_path.iterdir()] == ["comparison.csv"]

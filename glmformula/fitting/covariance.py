@@ -5,7 +5,7 @@ The Fisher information of a unit costs ``T (k+1)^2`` multiply-adds over its ``k`
 4.3 GB to keep in float64, for standard errors that a user may only want for a few units. So
 :class:`CovarianceStack` stores what has been computed (per unit, on the columns the unit
 uses) and computes the rest on first use through a function it was given; small fits hand it
-everything at once (see :mod:`glmformula.information`).
+everything at once (see :mod:`glmformula.fitting.information`).
 """
 
 from __future__ import annotations

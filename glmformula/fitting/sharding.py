@@ -18,15 +18,15 @@ same answers) whose working memory fits next to the design in ``gf.config.memory
 
 from __future__ import annotations
 
-import warnings
+import contextvars
 from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 import jax
 import numpy as np
 
-from . import backend
-from .config import config
+from .. import backend
+from ..config import config
 
 
 def unit_groups(n_units: int, n_devices: int) -> list[np.ndarray]:
@@ -40,18 +40,23 @@ def _subproblem(problem, units: np.ndarray):
         offset = offset[:, units]
     return attrs.evolve(problem, y=problem.y[:, units],
                         column_mask=None if problem.column_mask is None
-                        else problem.column_mask[units], offset=offset)
+                        else problem.column_mask[units], offset=offset,
+                        unit_names=None if problem.unit_names is None
+                        else tuple(problem.unit_names[u] for u in units))
 
 
 def on_devices(function, devices, groups):
-    """``function(units)`` for each group of units, on its device (groups in parallel)."""
+    """``function(units)`` for each group of units, on its device (groups in parallel; each
+    thread runs in a copy of the caller's context, so warnings keep their context)."""
     def run(device, units):
         with jax.default_device(device):
             return function(units)
     if len(groups) == 1:
         return [run(devices[0], groups[0])]
+    contexts = [contextvars.copy_context() for _ in groups]
     with ThreadPoolExecutor(len(groups)) as pool:
-        return list(pool.map(run, devices[:len(groups)], groups))
+        return list(pool.map(lambda c, d, g: c.run(run, d, g), contexts, devices[:len(groups)],
+                             groups))
 
 
 #: Working memory of one unit in a solve, in elements of the compute dtype: this many
@@ -87,21 +92,6 @@ def _batches(units: np.ndarray, size: int) -> list[np.ndarray]:
     return [b for b in np.array_split(units, n) if len(b)]
 
 
-def _relabelled(call, units: np.ndarray, n_units: int):
-    """Run ``call()``; re-issue its warnings, whose unit numbers count from the first unit of
-    ``units``, with a note saying so (only when ``units`` is not the whole population)."""
-    if len(units) == n_units:
-        return call()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = call()
-    for w in caught:
-        warnings.warn(w.category(f"{w.message} [unit numbers above are positions within "
-                                 f"the batch of units {int(units[0])}-{int(units[-1])} of "
-                                 "this fit]"), stacklevel=3)
-    return out
-
-
 def solve_on_devices(problem, *, init=None, devices=None, max_units: int | None = None,
                      **options):
     """:func:`glmformula.backend.solve`, with the units shared out over ``devices`` and
@@ -117,7 +107,7 @@ def solve_on_devices(problem, *, init=None, devices=None, max_units: int | None 
         sub = _subproblem(problem, units)
         start = None if init is None else (np.asarray(init[0])[:, units],
                                            np.asarray(init[1])[units])
-        return _relabelled(lambda: backend.solve(sub, init=start, **options), units, n_units)
+        return backend.solve(sub, init=start, **options)
 
     def solve_group(units):
         parts = [solve_batch(batch) for batch in _batches(units, size)]

@@ -14,20 +14,21 @@ does not keep the design alive.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import attrs
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .backend import problem as pb
-from .backend.covariance import invert_information, unit_information, warn_singular
-from .backend.regularizers import resolve_penalty
-from .config import config
-from .graph.design import Prepared, iter_blocks
-from .results.covariance import CovarianceStack
-from .results.scores import poisson_log_likelihood
+from ..backend import problem as pb
+from ..backend.covariance import invert_information, unit_information, warn_singular
+from ..backend.regularizers import resolve_penalty
+from ..config import config
+from ..graph.design import Prepared, iter_blocks
+from ..graph.rows import Rows, resident_rows
+from . import poisson
+from .covariance import CovarianceStack
+from .identifiability import rotate_columns
+from .sharding import on_devices, unit_groups
 
 #: Covariances that cost at most this many multiply-adds (rows x sum over units of
 #: (columns + 1)^2; ~5-10 s on a 2-core CPU) are computed with the fit, larger ones on first
@@ -38,38 +39,14 @@ EAGER_MULTIPLY_ADDS = 1e11
 BLOCK_BYTES = 64 * 1024**2
 
 
-@attrs.frozen(eq=False)
-class RowBlock:
-    """Rows ``[start, start + len(X))`` of a fit: design (in the solver's basis), counts,
-    offset (or None) and row weights (0: row not used)."""
-
-    start: int
-    X: np.ndarray
-    counts: np.ndarray
-    offset: np.ndarray | None
-    row_weight: np.ndarray
-
-
-#: A function that returns a fresh iterator over a fit's rows, block by block.
-Rows = Callable[[], Iterator[RowBlock]]
-
-
 def block_rows(n_columns: int, itemsize: int) -> int:
     """Rows per block: about :data:`BLOCK_BYTES` of design, at least 1,024."""
     return max(1024, BLOCK_BYTES // max(n_columns * itemsize, 1))
 
 
 def rows_in_memory(X, counts, offset, row_weight) -> Rows:
-    """Blocks of rows of an in-memory design (views, no copies)."""
-    chunk = block_rows(X.shape[1], X.dtype.itemsize)
-
-    def rows():
-        for start in range(0, X.shape[0], chunk):
-            stop = min(start + chunk, X.shape[0])
-            yield RowBlock(start, X[start:stop], counts[start:stop],
-                           None if offset is None else offset[start:stop],
-                           row_weight[start:stop])
-    return rows
+    """Blocks of about :data:`BLOCK_BYTES` of an in-memory design (views, no copies)."""
+    return resident_rows(X, counts, offset, row_weight, block_rows(X.shape[1], X.dtype.itemsize))
 
 
 def rows_rebuilt(prepared: Prepared, chunk_size: int, dtype, constraints: dict,
@@ -81,25 +58,13 @@ def rows_rebuilt(prepared: Prepared, chunk_size: int, dtype, constraints: dict,
 
     def rows():
         for block in iter_blocks(prepared, chunk_size, dtype=dtype):
-            X = block.storage
-            for text, Q in constraints.items():
-                X[:, term_storage[text]] = X[:, term_storage[text]] @ Q
-            rw = block.valid.astype(float)
-            if row_weight is not None:
-                rw = rw * (row_weight[block.start:block.stop] > 0)
-            yield RowBlock(block.start, X, block.counts, block.offset, rw)
+            rotate_columns(block.X, constraints, term_storage)
+            if row_weight is None:
+                yield block
+            else:
+                used = row_weight[block.start:block.stop] > 0
+                yield attrs.evolve(block, row_weight=block.row_weight * used)
     return rows
-
-
-def _padded(block: RowBlock, n: int) -> RowBlock:
-    """``block`` with zero-weight rows appended up to ``n`` rows (kernels compile once)."""
-    pad = n - block.X.shape[0]
-    if pad <= 0:
-        return block
-    grow = lambda a: np.concatenate([a, np.zeros((pad,) + a.shape[1:], a.dtype)])
-    return RowBlock(block.start, grow(block.X), grow(block.counts),
-                    None if block.offset is None else grow(block.offset),
-                    grow(block.row_weight))
 
 
 def _linear_predictor(X, offset, W, b):
@@ -117,12 +82,12 @@ def log_likelihood(rows: Rows, weights, intercept, dtype) -> np.ndarray:
         for block in rows():
             rows_here = block.X.shape[0]
             size = rows_here if size is None else size
-            padded = _padded(block, size)
+            padded = block.padded(size)
             offset = np.zeros(size) if padded.offset is None else padded.offset
             eta, _, _ = pb.compiled_call(_linear_predictor, {}, pb.to_device(padded.X, dt),
                                          jnp.asarray(offset, dt), W, b)
             eta = np.asarray(eta, float)[:rows_here]
-            part = poisson_log_likelihood(block.counts, np.exp(np.clip(eta, -700, 700)),
+            part = poisson.log_likelihood(block.counts, poisson.expected_counts(eta),
                                           block.row_weight)
             total = part if total is None else total + part
     return total
@@ -156,6 +121,7 @@ class CovarianceSource:
     dtype: str
     constraints: dict
     term_storage: dict
+    unit_names: tuple | None = None
 
     @property
     def n_columns(self) -> int:
@@ -167,7 +133,6 @@ class CovarianceSource:
 
     def __call__(self, units) -> dict:
         """Unit -> (support, covariance with intercept first) in the original basis."""
-        from .sharding import on_devices, unit_groups
         units = np.asarray(units, dtype=int)
         size = _units_per_pass(max(len(self.supports[u]) for u in units))
 
@@ -192,7 +157,7 @@ class CovarianceSource:
         n, size = 0.0, None
         for block in self.rows():
             size = block.X.shape[0] if size is None else size
-            padded = _padded(block, size)
+            padded = block.padded(size)
             n += float(np.sum(block.row_weight))
             for key, group in groups.items():
                 columns = np.asarray(key, dtype=int)
@@ -210,7 +175,8 @@ class CovarianceSource:
             deficient += [u for u, s in zip(group, singular) if s]
             for i, u in enumerate(group):
                 parts[u] = self._original_basis(self.supports[u], inverse[i])
-        warn_singular(sorted(deficient), stacklevel=4)
+        names = self.unit_names
+        warn_singular([u if names is None else names[u] for u in sorted(deficient)])
         return parts
 
     def _original_basis(self, support: np.ndarray, cov: np.ndarray):
@@ -250,13 +216,13 @@ def _units_per_pass(k: int) -> int:
 
 def covariance_source(rows: Rows, weights, intercept, mask: np.ndarray, regularizer,
                       groups: tuple, dtype: str, constraints: dict,
-                      term_storage: dict) -> CovarianceSource:
+                      term_storage: dict, unit_names: tuple | None = None) -> CovarianceSource:
     """A :class:`CovarianceSource` for a fit whose columns of unit ``u`` are ``mask[u]``."""
     penalty = resolve_penalty(regularizer, groups, mask)
     supports = tuple(np.flatnonzero(m) for m in mask)
     return CovarianceSource(rows, np.asarray(weights, float), np.asarray(intercept, float),
                             supports, np.asarray(penalty.l2, float), str(dtype),
-                            dict(constraints), dict(term_storage))
+                            dict(constraints), dict(term_storage), unit_names)
 
 
 def covariance_stack(now: CovarianceSource, later: CovarianceSource | None,
@@ -270,5 +236,5 @@ def covariance_stack(now: CovarianceSource, later: CovarianceSource | None,
     return CovarianceStack(U, P, compute=later)
 
 
-__all__ = ["RowBlock", "rows_in_memory", "rows_rebuilt", "log_likelihood",
+__all__ = ["rows_in_memory", "rows_rebuilt", "log_likelihood",
            "CovarianceSource", "covariance_source", "covariance_stack", "EAGER_MULTIPLY_ADDS"]

@@ -1,0 +1,175 @@
+"""The shared state of a comparison and its unit of work: one (model, fold) fit, scored.
+
+All formulas share one feature graph, so a term used by several models is computed once; all
+models are fitted and scored on the same rows (the rows every model can use), so likelihoods
+are comparable; folds are contiguous blocks of time. Each fit is one call of the fitting
+engine (:func:`glmformula.fitting.fit_design`) without standard errors: each model's
+identifiability constraints are found once (they depend on the design's valid rows, not on
+the fold) and fold fits start from the model's fit on all rows.
+
+Warnings of a fit are recorded with the model and the fold (see
+:func:`glmformula.errors.warning_context`) and returned with its scores, so that the
+comparison can report each kind once with counts.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import attrs
+import numpy as np
+
+from ..errors import GlmformulaWarning, warning_context
+from ..fitting import engine, poisson
+from ..fitting.engine import FitOptions
+from ..graph.design import bind, build, prepare
+from ..results import scores
+from .folds import contiguous_folds
+
+
+@attrs.frozen(eq=False)
+class ModelScores:
+    """Per-unit results of one model: full-data fit and held-out scores per fold."""
+
+    name: str
+    n_params: np.ndarray          # (U,)
+    train_ll: np.ndarray          # (U,) nats
+    train_bps: np.ndarray         # (U,)
+    train_spikes: np.ndarray      # (U,)
+    fold_ll: np.ndarray           # (F, U) nats on the held-out rows
+    fold_bps: np.ndarray          # (F, U)
+    fold_spikes: np.ndarray       # (F, U)
+    n_rows: int
+    converged: np.ndarray         # (U,) bool: every fit behind the unit's scores converged
+    warnings: tuple = ()          # records: dict(kind, model, fold, units, message)
+
+
+@attrs.frozen(eq=False)
+class _Model:
+    """What every fit of one model shares: constraints and per-unit parameter counts."""
+
+    constraints: dict
+    n_params: np.ndarray           # (U,)
+
+
+class Comparison:
+    """Shared state of one comparison: graph, designs, common rows and folds."""
+
+    def __init__(self, formulas: dict, data, *, bin_size, epochs, cv, regularizer, solver,
+                 dtype):
+        self.formulas = dict(formulas)
+        self.graph = bind(list(formulas.values()), data, bin_size=bin_size, epochs=epochs)
+        self.designs = {}
+        for name, formula in formulas.items():
+            self.add(name, formula)
+        common = None
+        for design in self.designs.values():
+            common = design.valid if common is None else common & design.valid
+        self.valid = common
+        self.folds = contiguous_folds(common, cv) if cv else []
+        self.options = FitOptions(regularizer=regularizer, solver=solver, dtype=dtype)
+        self._full: dict = {}    # full-data fits, used to warm-start the fold fits
+        self._models: dict = {}  # name -> _Model
+
+    def add(self, name: str, formula) -> None:
+        """Build the design of another formula on the shared graph."""
+        self.formulas[name] = formula
+        self.designs[name] = build(prepare(formula, None, graph=self.graph),
+                                   cache_spike_filters=True)
+
+    def model(self, name: str) -> _Model:
+        """Constraints and parameter counts of model ``name`` (cached)."""
+        if name not in self._models:
+            design = self.designs[name]
+            engine.check_fittable(design.formula)
+            constraints = engine.design_constraints(design) if design.plan.n_storage else {}
+            n_params = engine.parameter_counts(design.plan.unit_columns, constraints)
+            self._models[name] = _Model(constraints, n_params)
+        return self._models[name]
+
+    def fit(self, name: str, rows: np.ndarray, init=None) -> engine.EngineFit:
+        """Fit model ``name`` on ``rows`` (a boolean mask of grid rows, within the valid ones)."""
+        return engine.fit_design(self.designs[name], self.options, row_weight=rows, init=init,
+                                 covariance=False, log_likelihood=False,
+                                 constraints=self.model(name).constraints)
+
+    def heldout(self, name: str, result: engine.EngineFit, test: np.ndarray):
+        """Log-likelihood (nats), bits/spike and spikes per unit on the test rows."""
+        design = self.designs[name]
+        rows = np.flatnonzero(test)
+        eta = np.broadcast_to(result.intercepts, (len(rows), len(result.intercepts)))
+        if design.plan.n_storage and len(rows):
+            # Folds are contiguous: multiply the span of rows (a view), then pick the rows.
+            lo, hi = rows[0], rows[-1] + 1
+            eta = (design.storage[lo:hi] @ result.weights)[rows - lo] + result.intercepts
+        if design.offset is not None:
+            eta = eta + design.offset[rows, None]
+        counts = design.counts[rows].astype(float)
+        expected = poisson.expected_counts(eta)
+        return (poisson.log_likelihood(counts, expected), scores.bits_per_spike(counts, expected),
+                counts.sum(axis=0))
+
+    def run_task(self, name: str, fold: int) -> dict:
+        """One unit of work: the fit of model ``name`` on all rows (``fold=-1``) or without
+        fold ``fold``, scored on the held-out rows (all rows for ``fold=-1``)."""
+        where = f"model {name!r}" + ("" if fold < 0 else f", fold {fold + 1}")
+        with warnings.catch_warnings(record=True) as caught, warning_context(where):
+            warnings.simplefilter("always", GlmformulaWarning)
+            if fold < 0:
+                result = self.fit(name, self.valid)
+                self._full[name] = result
+                test = self.valid
+            else:
+                test = self.folds[fold]
+                full = self._full.get(name)
+                init = None if full is None else (full.weights, full.intercepts)
+                result = self.fit(name, self.valid & ~test, init=init)
+        ll, bps, spikes = self.heldout(name, result, test)
+        output = {"ll": ll, "bps": bps, "spikes": spikes,
+                  "converged": np.asarray(result.diagnostics.converged, bool),
+                  "warnings": _records(caught, name, fold)}
+        if fold < 0:
+            output.update({"n_params": self.model(name).n_params,
+                           "n_rows": int(self.valid.sum()),
+                           "unit_ids": tuple(self.designs[name].unit_ids)})
+        return output
+
+    def tasks(self) -> list[tuple[str, int]]:
+        """Every (model, fold) fit, each model's full-data fit first (-1)."""
+        return [(name, fold) for name in self.formulas for fold in range(-1, len(self.folds))]
+
+    def score_model(self, name: str) -> ModelScores:
+        outputs = {(name, fold): self.run_task(name, fold)
+                   for fold in range(-1, len(self.folds))}
+        return assemble(name, outputs, len(self.folds))
+
+
+def _records(caught, model: str, fold: int) -> list[dict]:
+    """Warnings of one fit as plain records (picklable: they travel back from workers)."""
+    records = []
+    for w in caught:
+        if not issubclass(w.category, GlmformulaWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            continue
+        message = w.message
+        records.append({"kind": w.category.__name__, "model": model,
+                        "fold": "all" if fold < 0 else fold + 1,
+                        "units": list(getattr(message, "units", ())),
+                        "message": getattr(message, "detail", str(message))})
+    return records
+
+
+def assemble(name: str, outputs: dict, cv) -> ModelScores:
+    """One model's :class:`ModelScores` from the outputs of its tasks."""
+    full = outputs[(name, -1)]
+    F, U = (cv or 0), len(full["ll"])
+    folds = [outputs[(name, f)] for f in range(F)]
+    stack = lambda key: np.asarray([o[key] for o in folds]).reshape(F, U)  # noqa: E731
+    converged = np.logical_and.reduce([full["converged"]] + [o["converged"] for o in folds])
+    records = tuple(r for o in [full] + folds for r in o.get("warnings", ()))
+    return ModelScores(name, np.asarray(full["n_params"]), full["ll"], full["bps"],
+                       full["spikes"], stack("ll"), stack("bps"), stack("spikes"),
+                       int(full["n_rows"]), np.asarray(converged, bool), records)
+
+
+__all__ = ["Comparison", "ModelScores", "assemble"]

@@ -1,0 +1,428 @@
+"""The fitting engine: one path from a design's rows to weights, log-likelihoods and
+covariances, for every fit glmformula makes.
+
+``gf.fit`` (in memory and blocked), the cross-validation folds of ``gf.compare`` and the
+summary's likelihood-ratio refits all call :func:`fit_design` (a built design) or
+:func:`fit_blocked` (a design rebuilt block by block, never whole). Both run the same steps:
+
+1. refuse what cannot be fitted (no intercept);
+2. find the identifiability constraints of terms that span the constant
+   (:mod:`.identifiability`) and rotate those columns, masking each constant direction;
+3. lay out the problem: which columns each unit reads, the regularizer's groups and the names
+   warnings use (unit ids, column labels);
+4. solve: the closed form for ``spikes ~ 1``; otherwise :func:`glmformula.backend.solve`,
+   with units in groups on the columns they read (:mod:`.groups`) or shared out over devices
+   and batches (:mod:`.sharding`); backend errors become :class:`~glmformula.FitError`;
+5. one pass over the rows for each unit's log-likelihood, and the covariances now or on first
+   use (:mod:`.information`);
+6. rotate the weights back to the original basis.
+
+The engine returns plain values (:class:`EngineFit`); the results layer wraps them with the
+model's :class:`~glmformula.graph.layout.DesignSpec` in a ``FitResult``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import attrs
+import numpy as np
+
+from .. import backend
+from ..backend.solve import MAX_COLUMN_MAGNITUDE
+from ..config import config
+from ..errors import FitError, FormulaError
+from ..graph.design import DesignMatrix, Prepared
+from ..graph.rows import resident_rows
+from ..terms.aliases import resolve_term
+from . import identifiability as ident
+from . import information, poisson, sharding
+from .covariance import CovarianceStack
+from .groups import plan_groups, solve_in_groups
+
+
+@attrs.frozen
+class FitOptions:
+    """How to fit: penalty, solver and its tolerance, precision.
+
+    Attributes
+    ----------
+    regularizer : Ridge, Lasso, ElasticNet, GroupLasso or None
+        Strengths per term may name terms by canonical text or alias (``{"coupling": 1e-2}``).
+    solver : str
+        ``"auto"``, ``"newton"``, ``"lbfgs"`` or ``"proximal"``.
+    dtype : str or None
+        Compute precision (default: float64 on CPU, float32 on GPU).
+    tol, max_iter : optional
+        Convergence tolerance and iteration limit (default: the solver's).
+    """
+
+    regularizer: object = None
+    solver: str = "auto"
+    dtype: str | None = None
+    tol: float | None = None
+    max_iter: int | None = None
+
+    def backend_options(self, formula) -> dict:
+        """Keyword arguments of :func:`glmformula.backend.solve`."""
+        options = {"regularizer": _resolve_strength_names(self.regularizer, formula),
+                   "solver": self.solver, "dtype": self.dtype}
+        if self.tol is not None:
+            options["tol"] = self.tol
+        if self.max_iter is not None:
+            options["max_iter"] = self.max_iter
+        return options
+
+    @property
+    def storage_dtype(self) -> np.dtype:
+        """The design's dtype: float32 when fitting in float32, else float64."""
+        return np.dtype("float32" if str(self.dtype) == "float32" else "float64")
+
+
+@attrs.frozen(eq=False)
+class FitDiagnostics:
+    """How a fit went, per unit and overall.
+
+    Attributes
+    ----------
+    converged, n_iter, grad_norm : ndarray (U,)
+        Per unit: criterion met, iterations, max-abs penalised gradient.
+    log_likelihood : ndarray (U,)
+        Training log-likelihood (nats, with ``log y!``); NaN when not computed.
+    n_rows : int
+        Rows fitted.
+    n_spikes : ndarray (U,)
+        Spikes in them.
+    solver, dtype : str
+    constrained_terms : tuple of str
+        Terms constrained to average zero over the training rows.
+    dropped : dict
+        Rows dropped from the grid: ``{"window": ..., "missing": ...}``.
+    fit_seconds, compile_seconds : float
+        Solver time and kernel compilation time (s).
+    chunk_size : int or None
+        Bins per block of a blocked fit; None in memory.
+    status : tuple of str
+        Per unit: "converged", "max_iter", "stalled" or "no_spikes".
+    n_hessian_passes, n_matmul_passes : int
+        Passes over the rows the solver made (Hessians; products with the design).
+    """
+
+    converged: np.ndarray
+    n_iter: np.ndarray
+    grad_norm: np.ndarray
+    log_likelihood: np.ndarray
+    n_rows: int
+    n_spikes: np.ndarray
+    solver: str
+    dtype: str
+    constrained_terms: tuple = ()
+    dropped: dict = attrs.field(factory=dict)
+    fit_seconds: float = float("nan")
+    compile_seconds: float = float("nan")
+    chunk_size: int | None = None
+    status: tuple = ()
+    n_hessian_passes: int = 0
+    n_matmul_passes: int = 0
+
+
+@attrs.frozen(eq=False)
+class EngineFit:
+    """What the engine returns.
+
+    Attributes
+    ----------
+    weights : ndarray (P, U)
+        Weights of the stored columns in the original basis (0 where a unit reads none).
+    intercepts : ndarray (U,)
+    covariance : CovarianceStack
+        Covariance of (intercept, weights) per unit (computed now, or on first use).
+    diagnostics : FitDiagnostics
+    used : ndarray of bool (grid rows,)
+        The rows fitted.
+    """
+
+    weights: np.ndarray
+    intercepts: np.ndarray
+    covariance: CovarianceStack
+    diagnostics: FitDiagnostics
+    used: np.ndarray
+
+
+def parameter_counts(unit_columns, constrained_terms, intercept: bool = True) -> np.ndarray:
+    """Free parameters per unit: its columns, one fewer per constrained term, plus the
+    intercept."""
+    n = np.array([len(c) for c in unit_columns]) - len(constrained_terms)
+    return n + int(intercept)
+
+
+# -- the steps ---------------------------------------------------------------------------------
+def check_fittable(formula) -> None:
+    """Step 1: refuse what the engine cannot fit."""
+    if not formula.intercept:
+        raise FitError("fits without an intercept are not supported yet", formula=str(formula),
+                       hint="keep the intercept (remove '- 1' / '0 +'); design_matrix() builds "
+                            "intercept-free designs")
+
+
+def design_constraints(design: DesignMatrix) -> dict:
+    """Step 2 for a built design: constraints over its valid rows (they do not depend on a
+    cross-validation fold, so comparisons compute them once per model)."""
+    rows = information.rows_in_memory(design.storage, design.counts, design.offset,
+                                      design.valid.astype(float))
+    return ident.find_constraints(rows, design.plan)
+
+
+def _layout(plan, constraints: dict, formula) -> dict:
+    """Step 3: what the backend needs to know besides the rows."""
+    mask = ident.mask_constant_directions(plan.column_mask(), constraints, plan.term_storage)
+    return {"column_mask": mask, "column_groups": term_groups(plan),
+            "unit_names": tuple(plan.unit_ids), "column_names": tuple(plan.storage_columns)}
+
+
+def term_groups(plan) -> tuple[str, ...]:
+    """The term each stored column belongs to (regularizer groups)."""
+    groups = [""] * plan.n_storage
+    for text, block in plan.term_storage.items():
+        for j in range(block.start, block.stop):
+            groups[j] = groups[j] or text
+    return tuple(groups)
+
+
+def _resolve_strength_names(regularizer, formula):
+    """A regularizer whose per-term strengths name terms by alias, with canonical names."""
+    strength = getattr(regularizer, "strength", None)
+    if not isinstance(strength, dict) and not hasattr(strength, "items"):
+        return regularizer
+    resolved = {}
+    for name, value in strength.items():
+        resolved[resolve_term(formula, name)] = value
+    return attrs.evolve(regularizer, strength=resolved)
+
+
+@contextlib.contextmanager
+def _backend_errors(plan, formula):
+    """Step 4's error mapping: what the backend refuses, said in the formula's terms."""
+    try:
+        yield
+    except FormulaError:
+        raise
+    except backend.ColumnRangeError as err:
+        names = [plan.storage_columns[j] for j in err.columns[:5]]
+        raise FitError(f"design column(s) {', '.join(repr(n) for n in names)} reach "
+                       f"{err.largest:.3g} in absolute value, more than the "
+                       f"{MAX_COLUMN_MAGNITUDE:.0e} a fit can use (the solver sums squares of "
+                       "columns over rows)", formula=str(formula),
+                       hint="rescale the covariate (e.g. scale(x), or other units)") from None
+    except (ValueError, TypeError) as err:
+        raise FitError(f"the fit could not run: {err}",
+                       hint="check the regularizer and solver options") from None
+
+
+@contextlib.contextmanager
+def _rotated(X: np.ndarray, constraints: dict, term_storage: dict):
+    """Step 2 in memory: the constrained terms' columns rotated in place for the duration
+    (no copy of the design), rotated back afterwards."""
+    ident.rotate_columns(X, constraints, term_storage)
+    try:
+        yield X
+    finally:
+        ident.rotate_columns(X, constraints, term_storage, back=True)
+
+
+def mean_rate(counts: np.ndarray, offset: np.ndarray | None, row_weight: np.ndarray):
+    """Step 4 for ``spikes ~ 1``: the maximum-likelihood intercept is closed-form,
+    log(total count / total exposure), with variance 1 / total count.
+
+    Returns
+    -------
+    intercept : ndarray (U,)
+    covariance : ndarray (U, 1, 1)
+    solution : backend.Solution
+    """
+    counts = np.asarray(counts, float)
+    exposure = np.ones(len(row_weight)) if offset is None else np.exp(offset)
+    total = row_weight @ counts
+    with np.errstate(divide="ignore"):
+        intercept = np.log(total / (row_weight @ exposure))
+    intercept = np.where(np.isfinite(intercept), intercept, np.log(1e-12))
+    U = counts.shape[1]
+    solution = backend.Solution(
+        weights=np.zeros((0, U)), intercept=intercept, converged=np.ones(U, bool),
+        n_iter=np.zeros(U, int), grad_norm=np.zeros(U), objective=np.zeros(U),
+        criterion=np.zeros(U), solver="closed-form", dtype="float64", compile_seconds=0.0,
+        solve_seconds=0.0, status=("converged",) * U)
+    return intercept, (1.0 / np.maximum(total, 1e-12)).reshape(U, 1, 1), solution
+
+
+def _diagnostics(solution, log_likelihood, used, counts, constraints, dropped,
+                 chunk_size=None) -> FitDiagnostics:
+    U = counts.shape[1]
+    return FitDiagnostics(
+        converged=np.asarray(solution.converged, bool).reshape(-1),
+        n_iter=np.broadcast_to(np.asarray(solution.n_iter), (U,)).copy(),
+        grad_norm=np.asarray(solution.grad_norm, float).reshape(-1),
+        log_likelihood=np.asarray(log_likelihood, float), n_rows=int(used.sum()),
+        n_spikes=np.asarray(np.nansum(counts[used], axis=0), float),
+        solver=str(solution.solver), dtype=str(solution.dtype),
+        constrained_terms=tuple(constraints), dropped=dict(dropped),
+        fit_seconds=float(solution.solve_seconds),
+        compile_seconds=float(solution.compile_seconds), chunk_size=chunk_size,
+        status=tuple(solution.status), n_hessian_passes=int(solution.n_hessian_passes),
+        n_matmul_passes=int(solution.n_matmul_passes))
+
+
+# -- the two row sources -----------------------------------------------------------------------
+def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
+               row_weight: np.ndarray | None = None, init=None, covariance: bool = True,
+               log_likelihood: bool = True, constraints: dict | None = None,
+               group_units: bool = True) -> EngineFit:
+    """Fit a built design.
+
+    Parameters
+    ----------
+    design : DesignMatrix
+    options : FitOptions
+    row_weight : ndarray (grid rows,), optional
+        Rows to fit within the design's valid ones (> 0), e.g. a cross-validation fold's
+        training rows. Default: every valid row.
+    init : (weights (P, U), intercepts (U,)), optional
+        Warm start, in the original basis (e.g. the weights of a fit on all rows).
+    covariance, log_likelihood : bool
+        Whether to compute standard errors (now or on first use) and the training
+        log-likelihood (cross-validation needs neither).
+    constraints : dict, optional
+        Precomputed :func:`design_constraints` (default: found here).
+    group_units : bool
+        Solve units in groups on the columns they read when that is cheaper (same optimum).
+    """
+    plan, formula = design.plan, design.formula
+    check_fittable(formula)
+    used = design.valid if row_weight is None else design.valid & (np.asarray(row_weight) > 0)
+    weights_of_rows = used.astype(design.storage.dtype)
+    U = len(plan.unit_ids)
+    if plan.n_storage == 0:
+        intercept, cov, solution = mean_rate(design.counts, design.offset, weights_of_rows)
+        ll = poisson.log_likelihood(design.counts, poisson.expected_counts(
+            np.broadcast_to(intercept, design.counts.shape) + (
+                0.0 if design.offset is None else design.offset[:, None])), weights_of_rows)
+        return EngineFit(np.zeros((0, U)), intercept, CovarianceStack.from_dense(cov),
+                         _diagnostics(solution, ll, used, design.counts, {}, design.dropped),
+                         used)
+    if constraints is None:
+        constraints = design_constraints(design)
+    layout = _layout(plan, constraints, formula)
+    solver_options = options.backend_options(formula)
+    T = ident.rotation(constraints, plan.term_storage, plan.n_storage)
+    start = None if init is None else (T.T @ np.asarray(init[0], float), init[1])
+    with _rotated(design.storage, constraints, plan.term_storage) as X:
+        problem = backend.Problem(X=X, y=design.counts, offset=design.offset,
+                                  row_weight=weights_of_rows, **layout)
+        groups = plan_groups(layout["column_mask"]) if group_units else None
+        with _backend_errors(plan, formula):
+            if groups is None:
+                solution = sharding.solve_on_devices(problem, init=start, **solver_options)
+            else:
+                solution = solve_in_groups(problem, groups, start, **solver_options)
+        rows = information.rows_in_memory(problem.X, design.counts, design.offset,
+                                          weights_of_rows)
+        ll = information.log_likelihood(rows, solution.weights, solution.intercept,
+                                        solution.dtype) if log_likelihood else np.full(U, np.nan)
+        cov = _covariance(solution, layout, solver_options, constraints, plan, design.n_rows, rows,
+                          later=lambda: information.rows_rebuilt(
+                              Prepared(formula, design.graph, plan),
+                              information.block_rows(plan.n_storage,
+                                                     design.storage.dtype.itemsize),
+                              design.storage.dtype, constraints, weights_of_rows)) \
+            if covariance else None
+    weights = T @ np.asarray(solution.weights, float)
+    if cov is None:
+        cov = CovarianceStack.not_computed(
+            U, plan.n_storage, "this fit was made without standard errors (covariance=False)")
+    return EngineFit(weights, np.asarray(solution.intercept, float), cov,
+                     _diagnostics(solution, ll, used, design.counts, constraints, design.dropped),
+                     used)
+
+
+def _covariance(solution, layout, solver_options, constraints, plan, n_rows, rows, later):
+    """Step 5's covariances: computed now from ``rows`` when cheap, else on first use from
+    the rows ``later()`` rebuilds (so the result does not keep the design alive)."""
+    mask = layout["column_mask"].copy()
+    mask[:, list(solution.excluded_columns)] = False
+    now = information.covariance_source(
+        rows, solution.weights, solution.intercept, mask, solver_options["regularizer"],
+        layout["column_groups"],
+        solution.dtype, constraints, plan.term_storage, unit_names=layout["unit_names"])
+    return information.covariance_stack(now, attrs.evolve(now, rows=later()), n_rows)
+
+
+def auto_chunk_size(prepared: Prepared, dtype) -> int | None:
+    """None (in memory) when the design fits in ``config.memory_limit``, else a block size."""
+    if prepared.plan.n_storage == 0 or design_bytes(prepared, dtype) <= config.memory_limit:
+        return None
+    return information.block_rows(prepared.plan.n_storage, np.dtype(dtype).itemsize)
+
+
+def design_bytes(prepared: Prepared, dtype) -> int:
+    """Bytes the whole stored design would take in memory."""
+    return prepared.graph.grid.n_rows * max(prepared.plan.n_storage, 1) * np.dtype(dtype).itemsize
+
+
+def check_fits_in_memory(prepared: Prepared, dtype) -> None:
+    """Refuse up front (with the size and the options) a design too large to build whole."""
+    need = design_bytes(prepared, dtype)
+    if need > config.memory_limit:
+        grid, plan = prepared.graph.grid, prepared.plan
+        raise FitError(
+            f"the design would need {need / 1024**3:.1f} GiB ({grid.n_rows} bins x "
+            f"{plan.n_storage} columns, {np.dtype(dtype).name}), more than the memory limit "
+            f"of {config.memory_limit / 1024**3:.1f} GiB (gf.config.memory_limit)",
+            formula=str(prepared.formula),
+            hint="fit it with gf.fit(..., chunk_size=100_000) (blocked: it never builds the "
+                 "whole design), use dtype=\"float32\", fewer units or a larger bin_size")
+
+
+def fit_blocked(prepared: Prepared, chunk_size: int,
+                options: FitOptions = FitOptions()) -> EngineFit:
+    """Fit a design rebuilt block by block by the feature graph (it never exists whole); the
+    solver accumulates over the blocks (:class:`glmformula.backend.BlockedProblem`). Same
+    answer as :func:`fit_design`."""
+    plan, graph, formula = prepared.plan, prepared.graph, prepared.formula
+    check_fittable(formula)
+    if chunk_size < max(plan.lead, 1):
+        raise FitError(f"chunk_size={chunk_size} bins is shorter than the longest filter "
+                       f"window ({plan.lead} bins)", hint="use a larger chunk_size")
+    dtype = options.storage_dtype
+    plain = information.rows_rebuilt(prepared, chunk_size, dtype, {})
+    constraints = ident.find_constraints(plain, plan)
+    layout = _layout(plan, constraints, formula)
+    rows = information.rows_rebuilt(prepared, chunk_size, dtype, constraints)
+    problem = backend.BlockedProblem(rows, plan.n_storage, len(plan.unit_ids), **layout)
+    solver_options = options.backend_options(formula)
+    with _backend_errors(plan, formula):
+        solution = backend.solve(problem, **solver_options)
+    valid = np.zeros(graph.grid.n_rows, dtype=bool)
+
+    def rows_noting_valid():
+        for block in rows():
+            valid[block.start:block.stop] = block.valid
+            yield block
+
+    ll = information.log_likelihood(rows_noting_valid, solution.weights, solution.intercept,
+                                    solution.dtype)
+    # the blocks are rebuilt on every pass: the same rows serve now and later
+    cov = _covariance(solution, layout, solver_options, constraints, plan, int(valid.sum()),
+                      rows, later=lambda: rows)
+    window_ok = graph.grid.row_in_epoch >= plan.lead
+    dropped = {"window": int((~window_ok).sum()), "missing": int((window_ok & ~valid).sum())}
+    counts = graph.counts(plan.response, plan.unit_ids)
+    weights = ident.rotation(constraints, plan.term_storage, plan.n_storage) @ \
+        np.asarray(solution.weights, float)
+    return EngineFit(weights, np.asarray(solution.intercept, float), cov,
+                     _diagnostics(solution, ll, valid, counts, constraints, dropped, chunk_size),
+                     valid)
+
+
+__all__ = ["FitOptions", "FitDiagnostics", "EngineFit", "fit_design", "fit_blocked",
+           "design_constraints", "check_fittable", "parameter_counts", "term_groups",
+           "mean_rate", "auto_chunk_size", "check_fits_in_memory", "design_bytes"]

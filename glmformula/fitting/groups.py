@@ -1,0 +1,77 @@
+"""Units solved in groups on only the stored columns they read.
+
+Units are independent problems that share the stored design; the solver's work per iteration
+grows like ``(P + 1)**2 * U`` (the Hessians) for P stored columns. When each unit reads only a
+few of them (``history`` without ``coupling``: the shared columns plus its own filtered
+counts), fitting groups of ``G`` units on the union of their columns costs
+``sum_g (P_g + 1)**2 * G`` plus a fixed overhead per call, and gives the same optimum for every
+unit (its columns, rows, penalty and data are unchanged).
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from .. import backend
+from . import sharding
+
+#: Group units only when that cuts the estimated solver work by at least this factor.
+GROUPING_GAIN = 4.0
+#: Work of one solver call besides its Hessians, in the units of ``(P + 1)**2 * U``: the passes
+#: over the rows, copying the group's columns, dispatch. Set by hand (docs/performance.md).
+CALL_OVERHEAD = 2000.0
+
+
+def plan_groups(column_mask: np.ndarray) -> list | None:
+    """``[(units, columns)]`` of consecutive units and the columns they read, or None when one
+    call on all columns is as cheap (within :data:`GROUPING_GAIN`)."""
+    mask = np.asarray(column_mask, bool)
+    U, P = mask.shape
+    if U < 2:
+        return None
+    best, best_cost = None, (P + 1) ** 2 * U / GROUPING_GAIN
+    for size in sorted({1, 2, 4, 8, 16, max(1, U // 4), max(1, U // 2)}):
+        if size >= U:
+            continue
+        groups = []
+        for start in range(0, U, size):
+            units = np.arange(start, min(start + size, U))
+            groups.append((units, np.flatnonzero(mask[units].any(axis=0))))
+        cost = sum((len(c) + 1) ** 2 * len(u) + CALL_OVERHEAD for u, c in groups)
+        if cost < best_cost:
+            best, best_cost = groups, cost
+    return best
+
+
+def _part(values, index):
+    return None if values is None else tuple(values[i] for i in index)
+
+
+def solve_in_groups(problem: backend.Problem, groups: list, init, **options) -> backend.Solution:
+    """Solve each group of units on its own columns; one Solution over all columns (weights
+    exactly 0 on the columns a unit does not read)."""
+    P = problem.n_cols
+    parts = []
+    offset = problem.offset
+    for units, columns in groups:  # consecutive units, in order
+        sub = backend.Problem(
+            X=problem.X[:, columns], y=problem.y[:, units],
+            column_mask=problem.column_mask[np.ix_(units, columns)],
+            offset=offset[:, units] if offset is not None and offset.ndim == 2
+            and offset.shape[1] > 1 else offset,
+            row_weight=problem.row_weight, column_groups=_part(problem.column_groups, columns),
+            unit_names=_part(problem.unit_names, units),
+            column_names=_part(problem.column_names, columns))
+        start = None if init is None else (np.asarray(init[0])[np.ix_(columns, units)],
+                                           np.asarray(init[1])[units])
+        solution = sharding.solve_on_devices(sub, init=start, **options)
+        W = np.zeros((P, len(units)), dtype=np.asarray(solution.weights).dtype)
+        W[columns] = solution.weights
+        # a column all zero in the fitted rows is so for every group that reads it
+        excluded = tuple(int(columns[j]) for j in solution.excluded_columns)
+        parts.append(attrs.evolve(solution, weights=W, excluded_columns=excluded))
+    return sharding.join_solutions(parts, sequential=True)
+
+
+__all__ = ["plan_groups", "solve_in_groups", "GROUPING_GAIN", "CALL_OVERHEAD"]

@@ -1,0 +1,171 @@
+"""The data-free description of a design: everything needed to build the same columns again on
+any data (in the spirit of formulaic's ModelSpec).
+
+A :class:`DesignSpec` holds the formula, the binning, the epochs fitted, the statistics learned
+from the training data (basis ranges, ``center``/``scale`` moments, keyed by node text), the
+training range of every covariate, and the column layout (stored columns, which of them each
+unit uses and their labels). ``spec.design(data)`` rebuilds the design on new data with the
+training statistics; a fitted result is a spec plus weights (see
+:class:`~glmformula.results.FitResult`), so prediction, scores, simulation, curves and saved
+files all go through it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import attrs
+import numpy as np
+
+from ..errors import FormulaError
+from ..terms.formula import Formula
+from . import nodes
+from .design import DesignMatrix, build, prepare
+
+
+@attrs.frozen(eq=False)
+class CovariateRange:
+    """The values a covariate took on the rows a model was fitted on.
+
+    Attributes
+    ----------
+    low, high : ndarray (c,)
+        Smallest and largest finite value of each of its columns over the training rows, in the
+        covariate's own unit (cm, rad, cm/s, ...).
+    interval : bool
+        True for an ``IntervalSet`` used as an indicator (its values are 0 and 1).
+    """
+
+    low: np.ndarray
+    high: np.ndarray
+    interval: bool = False
+
+    @property
+    def n_columns(self) -> int:
+        return int(np.size(self.low))
+
+
+def leaves(node) -> list:
+    """The :class:`~glmformula.graph.nodes.Covariate` nodes a node reads, depth first."""
+    found, stack = [], [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, nodes.Covariate):
+            if current not in found:
+                found.append(current)
+            continue
+        children = getattr(current, "inputs", None)
+        if children is None:
+            child = getattr(current, "input", None)
+            children = () if child is None else (child,)
+        stack.extend(reversed(tuple(children)))
+    return found
+
+
+def record_covariate_ranges(design: DesignMatrix, used: np.ndarray) -> dict[str, CovariateRange]:
+    """Training range of every covariate read by the shared terms of a design.
+
+    Parameters
+    ----------
+    design : DesignMatrix
+        The fitted design (its graph still holds the data).
+    used : ndarray of bool (n_grid_rows,)
+        The rows the fit used.
+
+    Returns
+    -------
+    dict
+        Covariate name -> :class:`CovariateRange`.
+    """
+    graph = design.graph
+    ranges: dict[str, CovariateRange] = {}
+    for term in design.plan.terms:
+        if term.role != "shared":
+            continue
+        for leaf in leaves(term.node):
+            if leaf.name in ranges:
+                continue
+            interval = graph.source.is_interval_set(leaf.name)
+            values = np.asarray(graph.evaluate(leaf), float)[used]
+            missing = np.full(values.shape[1], np.nan)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column: NaN range
+                low = np.nanmin(values, axis=0) if len(values) else missing
+                high = np.nanmax(values, axis=0) if len(values) else missing
+            ranges[leaf.name] = CovariateRange(np.asarray(low, float), np.asarray(high, float),
+                                               bool(interval))
+    return ranges
+
+
+@attrs.frozen(eq=False)
+class DesignSpec:
+    """How to build a model's design on any data (no data inside).
+
+    Attributes
+    ----------
+    formula : Formula
+    bin_size : float
+        Seconds.
+    epochs : ndarray (E, 2)
+        Start and end (s) of the epochs the model was fitted on.
+    unit_ids : tuple
+        The response units, in the TsGroup's order.
+    storage_columns : tuple of str
+        Names of the stored design columns (see :class:`~glmformula.DesignMatrix`).
+    unit_columns : tuple of ndarray
+        Per unit, the stored column indices of its own design.
+    unit_labels : tuple of tuple
+        Per unit, (term, label) of each of its columns.
+    term_storage : dict
+        Term text -> slice of stored columns.
+    state : dict
+        Statistics learned from the training data (basis ranges, means), by node text.
+    covariate_ranges : dict
+        Covariate name -> :class:`CovariateRange` over the training rows.
+    """
+
+    formula: Formula
+    bin_size: float
+    epochs: np.ndarray
+    unit_ids: tuple
+    storage_columns: tuple
+    unit_columns: tuple
+    unit_labels: tuple
+    term_storage: dict
+    state: dict = attrs.field(factory=dict)
+    covariate_ranges: dict = attrs.field(factory=dict)
+
+    @classmethod
+    def from_design(cls, design, used: np.ndarray | None = None) -> "DesignSpec":
+        """The spec of a built design (``used``: the rows fitted, for the covariate ranges;
+        None: no ranges are recorded)."""
+        plan, grid = design.plan, design.graph.grid
+        ranges = {} if used is None else record_covariate_ranges(design, used)
+        return cls(formula=design.formula, bin_size=float(grid.bin_size),
+                   epochs=np.stack([grid.starts, grid.ends], axis=1),
+                   unit_ids=tuple(plan.unit_ids), storage_columns=tuple(plan.storage_columns),
+                   unit_columns=tuple(plan.unit_columns), unit_labels=tuple(plan.unit_labels),
+                   term_storage=dict(plan.term_storage), state=dict(design.graph.state),
+                   covariate_ranges=ranges)
+
+    @property
+    def n_columns(self) -> int:
+        return len(self.storage_columns)
+
+    def prepare(self, data: Mapping, *, epochs=None):
+        """The formula bound to ``data`` with the training statistics (no design built)."""
+        return prepare(self.formula, data, bin_size=self.bin_size, epochs=epochs,
+                       state=dict(self.state))
+
+    def design(self, data: Mapping, *, epochs=None, dtype=np.float64) -> DesignMatrix:
+        """The design of this model on ``data`` (default epochs: as for a new fit on it)."""
+        design = build(self.prepare(data, epochs=epochs), dtype=dtype)
+        if tuple(design.plan.storage_columns) != tuple(self.storage_columns):
+            raise FormulaError(
+                "the new data give different columns than the training data (different units "
+                "or covariate columns)", hint="predict on data with the same units and names")
+        return design
+
+
+__all__ = ["DesignSpec", "CovariateRange", "record_covariate_ranges", "leaves"]

@@ -1,0 +1,65 @@
+"""``gf.fit``: formula + data -> design -> the fitting engine -> :class:`FitResult`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..fitting import engine
+from ..fitting.engine import FitOptions
+from ..graph.design import build, prepare
+from ..graph.layout import DesignSpec
+from .fit_result import FitResult
+
+
+def fit(formula, data: Mapping, *, bin_size, epochs=None, regularizer=None, solver="auto",
+        dtype=None, tol: float | None = None, max_iter: int | None = None,
+        chunk_size: int | None = None) -> FitResult:
+    """Fit a Poisson GLM (rate = exp(X w + b)) for every unit of the formula's response.
+
+    Parameters
+    ----------
+    formula : str or Formula
+        e.g. ``"spikes ~ cyclic(hd, 12) + history(8, log, window=100ms)"``.
+    data : mapping
+        Names -> pynapple objects.
+    bin_size : float or str
+        Seconds, or a quantity such as ``"10ms"``.
+    epochs : IntervalSet or str, optional
+        Epochs to fit (default: intersection of the time supports of what the formula uses).
+    regularizer : Ridge, Lasso, ElasticNet, GroupLasso or None
+        Penalty on the weights (never on the intercept). Groups are the formula's terms;
+        per-term strengths may name a term by its text or an alias (``{"coupling": 1e-2}``).
+    solver : str
+        ``"auto"`` (chosen from the problem's size), ``"newton"``, ``"lbfgs"`` or
+        ``"proximal"``. The choice is reported as ``result.solver``.
+    dtype : str, optional
+        ``"float64"`` (default on CPU) or ``"float32"`` (default on GPU).
+    tol, max_iter : optional
+        Convergence tolerance (rate-weighted RMS change of the log-rate, nats) and iteration
+        limit (default: the solver's).
+    chunk_size : int, optional
+        Bins per block for a blocked fit, which never holds the whole design in memory (the
+        design is built block by block and the solver accumulates over blocks). Default:
+        in memory when the design fits in ``gf.config.memory_limit``, else blocked. The choice
+        is reported as ``result.chunk_size`` (None: in memory).
+
+    Returns
+    -------
+    FitResult
+    """
+    prepared = prepare(formula, data, bin_size=bin_size, epochs=epochs)
+    options = FitOptions(regularizer=regularizer, solver=solver, dtype=dtype, tol=tol,
+                         max_iter=max_iter)
+    if chunk_size is None:
+        chunk_size = engine.auto_chunk_size(prepared, options.storage_dtype)
+    if chunk_size:
+        result = engine.fit_blocked(prepared, int(chunk_size), options)
+        spec = DesignSpec.from_design(prepared, result.used)
+    else:
+        design = build(prepared, dtype=options.storage_dtype)
+        result = engine.fit_design(design, options)
+        spec = DesignSpec.from_design(design, result.used)
+    return FitResult.from_engine(spec, result, regularizer)
+
+
+__all__ = ["fit"]

@@ -1,0 +1,36 @@
+"""Size limits of a formula: a spec file may come from anyone, so every formula is parsed or
+refused with a :class:`~glmformula.errors.FormulaSyntaxError` within a second, in bounded
+memory, whatever its text.
+
+Each limit is far above what a model needs (a model with a thousand terms is already beyond
+what a spike-train GLM can fit) and each refusal names the limit and how to stay below it.
+docs/robustness.md lists them; tests/robustness/test_hostile_formulas.py checks each one.
+"""
+
+from __future__ import annotations
+
+#: Most characters in a formula (about 2,500 terms such as ``cyclic(hd, 12)``). lark reads
+#: about 200,000 characters a second, so this keeps a parse well below a second.
+MAX_LENGTH = 20_000
+
+#: Deepest nesting of parentheses and brackets (calls, groups, lists and tuples together).
+#: Nested calls are checked recursively (``log(log(x))``), so this also bounds the Python stack.
+MAX_DEPTH = 100
+
+#: Largest exponent of ``**``. A power above the number of distinct factors means the same as
+#: that number (``(a + b)**5`` is ``(a + b)**2``, as in patsy and formulaic) and is accepted
+#: silently; an exponent above this is certainly a typo (or an attack) and is refused.
+MAX_POWER = 100
+
+#: Most terms a formula may expand to (``(a + b + ...)**n`` and ``a*b*c*...`` make up to
+#: ``2**n - 1`` terms from ``n`` factors).
+MAX_TERMS = 10_000
+
+#: Most pairs of terms one product (``:``, ``*``, ``/``, ``**``) may combine. Pairs that collapse
+#: into the same term (``a:b`` times ``b``) still cost time, so products are bounded separately.
+MAX_PRODUCTS = 100_000
+
+
+def thousands(number: int) -> str:
+    """``20000`` -> ``'20,000'``: limits are written the same way in messages and docs."""
+    return f"{number:,}"
