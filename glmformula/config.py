@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import warnings
 
 
 def _available_memory() -> int:
@@ -21,22 +23,139 @@ def _available_memory() -> int:
 
 
 #: Default ``memory_limit`` as a fraction of the memory available at import. An in-memory fit
-#: peaks at ~3x its design (benchmarks/scale.py, one unit, 100 columns, 3e6 bins: 7.4 GiB for a
-#: 2.4 GB design: the design, a copy of every full-grid feature kept by the feature graph while
-#: building, the solver's per-row arrays), so a design may take a quarter of the available
-#: memory; with half, a design just under the limit would need ~1.5x the memory available.
+#: peaks at ~3x its design (the design, a copy of every full-grid feature kept by the feature
+#: graph while building, the solver's per-row arrays), so a design may take a quarter of the
+#: available memory; with half, a design just under the limit would need ~1.5x the memory
+#: available (measured: docs/performance_decisions.md, 'Default memory limit').
 MEMORY_FRACTION = 0.25
+
+#: Environment variable that turns the persistent compilation cache off (``0``, ``false``,
+#: ``no``, ``off``) or points it at a folder; read when ``gf.config`` is created (import).
+CACHE_ENV = "GLMFORMULA_COMPILATION_CACHE"
+
+#: Kernels that took at least this long to compile are written to the persistent cache. JAX's
+#: default (1 s) would leave out most of glmformula's kernels, which compile in 0.05-1 s each;
+#: with 0 every kernel is kept (13 files, ~0.2 MB for a one-unit fit), and a second process
+#: fitting the same model spent 0.3-0.5 s compiling instead of 1.0 s (0.1 s) or 3.5-5 s (off).
+CACHE_MIN_COMPILE_SECONDS = 0.0
+
+
+def default_cache_dir() -> str:
+    """``$XDG_CACHE_HOME/glmformula/jax``, or ``~/.cache/glmformula/jax``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "glmformula", "jax")
+
+
+def _cache_from_env():
+    value = os.environ.get(CACHE_ENV)
+    if value is None or not value.strip():
+        return True
+    text = value.strip()
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    return text  # a folder
 
 
 class Config:
-    """Settings: ``memory_limit`` (bytes a design may take before fits go blocked or are
-    refused; default a quarter of the memory available at import, :data:`MEMORY_FRACTION`)."""
+    """Settings.
+
+    ``memory_limit``
+        Bytes a design may take before fits go blocked or are refused; default a quarter of
+        the memory available at import, :data:`MEMORY_FRACTION`.
+    ``compilation_cache``
+        JAX's persistent compilation cache, so that a new Python process fitting the same
+        shapes loads its kernels from disk instead of compiling them again: True (default:
+        in :func:`default_cache_dir`), False (off), or a folder. The environment variable
+        ``GLMFORMULA_COMPILATION_CACHE=0`` turns it off (or names a folder). It is set up the
+        first time glmformula compiles a kernel, as JAX's own setting
+        (``jax_compilation_cache_dir``), so it then also serves other JAX code in the process;
+        a cache folder already configured in JAX is left as it is, and a folder that cannot be
+        written leaves the cache off (one warning), never a fit failed.
+    """
 
     def __init__(self):
         self.memory_limit = int(_available_memory() * MEMORY_FRACTION)
+        self.compilation_cache = _cache_from_env()
 
     def __repr__(self) -> str:
-        return f"Config(memory_limit={self.memory_limit / 1024**3:.1f} GiB)"
+        return (f"Config(memory_limit={self.memory_limit / 1024**3:.1f} GiB, "
+                f"compilation_cache={self.compilation_cache!r})")
 
 
 config = Config()
+
+_cache_lock = threading.Lock()
+_cache_done = False
+_cache_path: str | None = None
+
+
+def setup_compilation_cache() -> str | None:
+    """Turn on JAX's persistent compilation cache as ``config.compilation_cache`` says, once
+    per process (called before glmformula compiles a kernel; cheap after the first call).
+
+    Returns the cache folder in use (None: off). JAX settings the user made win: a cache
+    folder already set in JAX (``jax_compilation_cache_dir``, ``JAX_COMPILATION_CACHE_DIR``) is
+    used as it is and its thresholds are not touched; ``jax_enable_compilation_cache=False``
+    keeps it off. A folder that cannot be created or written is reported once
+    (``RuntimeWarning``) and the cache stays off.
+    """
+    global _cache_done, _cache_path
+    if _cache_done:
+        return _cache_path
+    with _cache_lock:
+        if not _cache_done:
+            try:
+                _cache_path = _setup_cache(config.compilation_cache)
+            except Exception as err:  # never let the cache break a fit
+                warnings.warn(f"glmformula could not set up JAX's compilation cache ({err}); "
+                              "kernels are compiled in every new process", RuntimeWarning,
+                              stacklevel=2)
+            _cache_done = True
+        return _cache_path
+
+
+def _setup_cache(setting) -> str | None:
+    import jax
+
+    if setting is False or setting is None:
+        return None
+    if jax.config.jax_compilation_cache_dir:  # the user's own choice
+        return str(jax.config.jax_compilation_cache_dir)
+    if not getattr(jax.config, "jax_enable_compilation_cache", True):
+        return None
+    path = default_cache_dir() if setting is True else os.fspath(setting)
+    path = os.path.abspath(os.path.expanduser(path))
+    problem = _writable(path)
+    if problem:
+        warnings.warn(f"glmformula's compilation cache folder {path} cannot be used "
+                      f"({problem}); kernels are compiled in every new process (set "
+                      "gf.config.compilation_cache to another folder, or to False)",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    if jax.config.jax_persistent_cache_min_compile_time_secs == 1.0:  # JAX's default
+        jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                          CACHE_MIN_COMPILE_SECONDS)
+    jax.config.update("jax_compilation_cache_dir", path)
+    return path
+
+
+def _writable(path: str) -> str | None:
+    """None when ``path`` exists (created if missing) and a file can be written in it, else
+    why not."""
+    import tempfile
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
+            pass
+    except OSError as err:
+        return f"{type(err).__name__}: {err.strerror or err}"
+    return None
+
+
+def reset_compilation_cache_setup() -> None:
+    """Let :func:`setup_compilation_cache` run again (tests; JAX keeps a folder it used)."""
+    global _cache_done, _cache_path
+    with _cache_lock:
+        _cache_done, _cache_path = False, None

@@ -20,8 +20,8 @@ applies.
 Why not optimistix.LBFGS: it has no way to supply this preconditioner, its
 line search re-evaluates ``X @ W`` at every trial step (here trial steps only
 re-evaluate ``exp``, as ``eta`` is linear in the parameters), and batching it
-over units needs a vmap of the whole solver. Measured on a population of 50
-units, P=50, T=1e5 (float64, 2-core EPYC), see docs/performance_fit.md.
+over units needs a vmap of the whole solver (docs/performance_decisions.md,
+'L-BFGS: own implementation, not optimistix').
 
 Convergence: ``sqrt(g' B0^-1 g / ybar) <= tol``, the Newton criterion with the
 Fisher information at the start in place of the current Hessian.
@@ -77,7 +77,8 @@ class _State(NamedTuple):
     n_pass: jax.Array  # passes over X for products with it (a fused step pass is one)
 
 
-def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, strategy: str) -> RawResult:
+def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, strategy: str,
+               stride: int = 1) -> RawResult:
     """Preconditioned L-BFGS on all units in memory (pure; jit with the keywords static).
 
     ``refresh > 0``: every ``refresh`` iterations without convergence, replace
@@ -108,14 +109,17 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
         # forget pairs measured against the old preconditioner. One call site:
         # the factorisation is the largest part of the compiled program.
         # Refresh Hessians are only preconditioners: formed with float32
-        # products (2x faster), they say nothing about the rank of the design,
+        # products (faster; docs/performance_decisions.md, 'float32 Hessian products'),
+        # they say nothing about the rank of the design,
         # which the exact Gram matrix of the first iteration decides.
         first = st.it == 0
         if refresh:
             M = lax.cond(
                 first,
                 lambda st: B0,
-                lambda st: penalised_hessian(data, hessian_sum(blk.X, curvature(st.eta, blk.rw), strategy, jnp.float32)),
+                lambda st: penalised_hessian(data, stride * hessian_sum(
+                    blk.X[::stride], curvature(st.eta[::stride], blk.rw[::stride]), strategy,
+                    jnp.float32)),
                 st,
             )
             tol_rank = jnp.where(first, _rank_tol(dtype), _rank_tol(jnp.float32)).astype(dtype)
@@ -127,7 +131,8 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
 
     def direction(st):
         # two-loop recursion, newest pair first; empty slots have rho = 0.
-        # fori_loops rather than unrolled Python loops: 3x smaller program, half the compile time.
+        # fori_loops rather than unrolled Python loops: a smaller program that compiles faster
+        # (measured: docs/performance_decisions.md, 'L-BFGS two-loop recursion as fori_loops').
         def newest_first(i, carry):
             q, alphas = carry
             j = (st.head - 1 - i) % m
@@ -216,15 +221,16 @@ class LBFGS:
         costs, at least 10. That cost ratio is ~``P/4`` for populations (pairs
         Hessian ``T P^2 U`` flops against two ``2 T P U`` products per
         iteration) and ~``P/30`` for one unit (the matrix-vector products are
-        memory bound; measured 150 ms vs 12 ms at T=1e5, P=200). Measured
-        effect (one unit, T=2e4, P=50, log-rate s.d. 2.5): 72 passes without
-        refresh, 2 Hessian + 30 passes with ``refresh=10``, Newton 7 + 16.
+        memory bound). Refreshing bounds the iteration count on strongly
+        modulated rates (measured: docs/performance_decisions.md, 'L-BFGS
+        refresh interval').
     """
 
     tol: float = 1e-8
     max_iter: int = 1000
     history: int = 10
     refresh: int | None = None
+    stride: int = 1
     name = "lbfgs"
 
     def run(self, data: FitData):
@@ -234,5 +240,6 @@ class LBFGS:
         refresh = self.refresh
         if refresh is None:
             refresh = max(10, (P + 1) // (4 if U >= 8 else 30))
-        static = dict(history=self.history, refresh=int(refresh), strategy=hessian_strategy(U, P))
+        static = dict(history=self.history, refresh=int(refresh), strategy=hessian_strategy(U, P),
+                      stride=int(self.stride))
         return compiled_call(lbfgs_loop, static, data, tol, jnp.asarray(self.max_iter, jnp.int32))

@@ -127,7 +127,8 @@ def spd_inverse(C):
     path is compiled out in later jaxlib). So this uses matrix products only:
     recursive 2x2 blocks (Schur complements) down to ``_LEAF`` columns, then a
     Cholesky in plain JAX. ``~n^3`` flops per matrix, nearly all in batched GEMMs
-    (0.1 s for 50 units of 401 x 401 on 2 cores). The pivots of the leaves are
+    (measured: docs/performance_decisions.md, 'Matrix inverses by batched
+    products'). The pivots of the leaves are
     exactly the Cholesky pivots of ``C``: their minimum is the rank test.
 
     Returns
@@ -359,7 +360,7 @@ class NewtonRule:
 
 
 #: Lazy Newton (rule.lazy, float64 fits). Fresh Hessians are formed with float32
-#: products (sums over row chunks in float64; ~2x faster than float64 products); the
+#: products (sums over row chunks in float64; faster than float64 products); the
 #: gradient stays exact, so the fixed point is unchanged and only the path differs (a
 #: step from a Hessian with relative error ~1e-6 still contracts by ~1e-6 x its
 #: condition number). Hessians go to float64 for the rest of the fit when a float32
@@ -368,8 +369,8 @@ class NewtonRule:
 #: within MIXED_ABOVE nats of its optimum (ill-conditioned: float32 no longer helps).
 #: Once all criteria are below REUSE_BELOW and the last iteration contracted them by at
 #: least REUSE_CONTRACTION, the last factorisation is reused (a chord step) instead of a
-#: new Hessian pass. Measured on T=1e6, P=50, one unit: 2 float32 Hessians + 1 float64
-#: (0.35 s of Hessian passes) before, 3 float32 (0.19 s) after, same optimum.
+#: new Hessian pass. Same optimum, fewer and cheaper Hessian passes (measured:
+#: docs/performance_decisions.md, 'Lazy Newton: float32 Hessians and chord steps').
 MIXED_ABOVE, POOR_CONTRACTION = 1e-2, 0.5
 REUSE_BELOW, REUSE_CONTRACTION = 1e-3, 0.25
 

@@ -290,7 +290,7 @@ def value_grad_sums(X, Y, rw, eta):
     resid = rw[:, None] * (r - Y)
     U = eta.shape[1]
     # One reduction of the three row sums: XLA's CPU backend recomputes the rate for every
-    # separate reduction (29 ms against 10 ms at T=1e6, one unit).
+    # separate reduction (measured: docs/performance_decisions.md, 'Fused row sums').
     rows = jnp.concatenate([rw[:, None] * (rate - Y * eta), rw[:, None] * (rate + Y * jnp.abs(eta)),
                             resid], axis=1)
     sums = jnp.sum(rows, axis=0)
@@ -310,9 +310,8 @@ def step_sums(X, Y, rw, eta, dW, db, chunk: int):
 
     The rows are taken in chunks (``chunk``, static) so that each chunk of X is still in
     cache for the second product (``X.T @ r``) after the first (``X @ dW``): the two products
-    cost one pass over memory. Measured on the 2-core EPYC (T=1e6, P=50, one unit, float64):
-    0.034 s fused, against 0.017 s + 0.044 s for the two products over the whole of X (XLA's
-    transposed product over all rows is twice numpy's; over cached chunks it is not).
+    cost one pass over memory, where XLA's transposed product over all rows is slow (measured:
+    docs/performance_decisions.md, 'Fused line-search pass').
 
     Returns
     -------
@@ -364,9 +363,9 @@ def hessian_strategy(n_units: int, n_cols: int) -> str:
     and multiplies them by all units' weights in ONE matrix product: it uses the
     shared design once for the whole population and does half the flops
     (symmetry). It needs a few units to make that product efficient, so one
-    unit uses ``"per_unit"`` (one BLAS product per unit). Measured on a 2-core
-    EPYC (float64, T=1e5): P=51, U=50: pairs 0.37 s, per-unit loop 1.2 s,
-    vmap 2.7 s, einsum 7.7 s; P=51/201, U=1: per-unit 0.09/0.22 s, pairs 0.4/7.5 s.
+    unit uses ``"per_unit"`` (one BLAS product per unit); a loop, ``vmap`` or
+    ``einsum`` over units was slower than pairs for populations (measured:
+    docs/performance_decisions.md, 'Hessian strategy: pairs vs per unit').
     """
     return "pairs" if n_units >= 8 else "per_unit"
 
@@ -381,12 +380,12 @@ def _row_chunks(T: int, chunk: int):
 def _xtdx(X, d, chunk: int = 8192, compute=None, intercept: bool = False):
     """``X.T @ (d[:, None] * X)`` accumulated over row chunks (P, P); with ``intercept`` that
     of ``[X, 1]`` (P+1, P+1), the ones column last, from the same cached chunks (a separate
-    ``d @ X`` over all rows cost 0.04 s of a 0.11 s float32 Hessian at T=1e6, P=50).
+    ``d @ X`` over all rows is another pass).
 
-    Chunks keep the weighted copy of X in cache; on the 2-core EPYC this was
-    1.3-2.5x faster than one product over 1e5-1e6 rows. ``compute`` (a dtype,
-    static) casts each chunk before its product (sums over chunks stay in
-    ``X.dtype``): float32 products run ~2x faster than float64 on CPU, good
+    Chunks keep the weighted copy of X in cache, faster than one product over all rows
+    (measured: docs/performance_decisions.md, 'Hessians from row chunks, intercept
+    included'). ``compute`` (a dtype, static) casts each chunk before its product (sums over
+    chunks stay in ``X.dtype``): float32 products are faster than float64 on CPU, good
     enough for a Hessian that only shapes a step (see :func:`hessian_sum`).
     """
     T, P = X.shape
@@ -461,7 +460,8 @@ def hessian_sum(X, D, strategy: str, compute=None):
     strategy : {"pairs", "per_unit"}, static (:func:`hessian_strategy`)
     compute : dtype, optional, static
         Form the ``X.T diag(d) X`` products of row chunks in this dtype
-        (``float32``: ~2x faster, relative error ~1e-6), summing chunks in
+        (``float32``: faster on CPU, relative error ~1e-6; measured:
+        docs/performance_decisions.md, 'float32 Hessian products'), summing chunks in
         ``X.dtype``. For Hessians that only shape a step (early Newton
         iterations, L-BFGS preconditioners): the fixed point of a solver is set
         by the exact gradient, never by this.
@@ -520,15 +520,16 @@ def block_stats(block: Block):
     One reduction reads ``X`` (the only large input): its column maxima, over
     the rows with positive weight, give the empty columns, the column ranges
     (separation warnings) and, since NaN and inf propagate into them (``inf *
-    0`` is NaN for unweighted rows), the validity of ``X``. Measured T=1e5,
-    P=50: 4.5 ms, against 33 ms for separate reductions.
+    0`` is NaN for unweighted rows), the validity of ``X``: several times faster
+    than separate reductions (measured: docs/performance_decisions.md, 'Block
+    statistics in one reduction').
     """
     rw = block.rw
     n = jnp.sum(rw)
     spikes = rw @ block.Y
     off_mass = rw @ jnp.exp(jnp.minimum(block.offset, eta_cap(rw.dtype)))
     # a product with the 0/1 row selector, not jnp.where: XLA's CPU select with a
-    # broadcast here was 5x slower (21 vs 4.5 ms for 1e5 x 50)
+    # broadcast is slower here (measured: same section of docs/performance_decisions.md)
     col_max = jnp.max(jnp.abs(block.X * (rw > 0).astype(block.X.dtype)[:, None]), axis=0)
     bad = (
         ~jnp.all(jnp.isfinite(col_max))
@@ -642,6 +643,8 @@ def compiled_call(fn, static: dict, *args):
     """
     import time
 
+    from ..config import setup_compilation_cache
+    setup_compilation_cache()  # JAX's persistent cache, once per process (gf.config)
     leaves, treedef = jax.tree_util.tree_flatten(args)
     key = (
         fn,

@@ -125,7 +125,10 @@ class Solution:
 
 
 def default_dtype() -> str:
-    """float32 on GPU (float64 is 30-60x slower there), float64 elsewhere."""
+    """float32 on GPU (float64 is much slower on most GPUs), float64 elsewhere.
+
+    See docs/performance_decisions.md, 'float32 by default on GPU'.
+    """
     return "float32" if jax.default_backend() == "gpu" else "float64"
 
 
@@ -145,22 +148,10 @@ def choose_solver(n_rows: int, n_cols: int, n_units: int, penalty_kind: str) -> 
     Why: a Newton iteration costs the U Hessians (``~T P^2 U`` flops), an L-BFGS
     iteration two products with the shared design (``4 T P U`` flops, memory
     bound for one unit). With the Fisher-information preconditioner L-BFGS
-    needs only ~2x Newton's iterations (8-10 vs 4-5 on typical designs), so
-    it wins as soon as the Hessians are not negligible. Measured warm fits,
-    float64, T=1e5, 2-core AMD EPYC (quiet machine), Newton / L-BFGS seconds:
-
-    ======  ==============  ==============  ===============
-    P vs U  1               10              50
-    ======  ==============  ==============  ===============
-    10      0.044 / 0.049   0.16 / 0.23     0.69 / 0.87
-    50      0.20 / 0.19     1.04 / 0.32     1.96 / 0.95
-    200     1.00 / 0.55     12.8 / 1.12     22.4 / 1.84
-    ======  ==============  ==============  ===============
-
-    The threshold separates the first column's two top rows and the P=10
-    row (Newton) from the rest (L-BFGS); at P=50, U=1 they tie. ``n_rows``
-    does not move the crossover (T=1e6, P=50 and 200, one unit: ratios 1.05
-    and 1.07), since both solvers' costs are linear in T.
+    needs only ~2x Newton's iterations, so it wins as soon as the Hessians
+    are not negligible. The threshold is where warm fits of the two solvers
+    cross; ``n_rows`` does not move it, since both solvers' costs are linear
+    in T (measured: docs/performance_decisions.md, 'Solver choice').
     """
     if penalty_kind in ("l1", "group"):
         return "proximal"

@@ -55,6 +55,9 @@ class FitOptions:
         Compute precision (default: float64 on CPU, float32 on GPU).
     tol, max_iter : optional
         Convergence tolerance and iteration limit (default: the solver's).
+    solver_options : dict
+        Settings the solver class declares (e.g. ``{"history": 20}`` for L-BFGS); an unknown
+        name is a :class:`~glmformula.FitError`.
     """
 
     regularizer: object = None
@@ -62,6 +65,7 @@ class FitOptions:
     dtype: str | None = None
     tol: float | None = None
     max_iter: int | None = None
+    solver_options: dict = attrs.field(factory=dict, converter=dict)
 
     def backend_options(self, formula) -> dict:
         """Keyword arguments of :func:`glmformula.backend.solve`."""
@@ -71,6 +75,7 @@ class FitOptions:
             options["tol"] = self.tol
         if self.max_iter is not None:
             options["max_iter"] = self.max_iter
+        options.update(self.solver_options)
         return options
 
     @property
@@ -140,6 +145,10 @@ class EngineFit:
     diagnostics : FitDiagnostics
     used : ndarray of bool (grid rows,)
         The rows fitted.
+    column_means : ndarray (P,)
+        Mean of each stored column (original basis) over the rows fitted.
+    offset_mean : float
+        Mean offset over the rows fitted (0 without one).
     """
 
     weights: np.ndarray
@@ -147,6 +156,17 @@ class EngineFit:
     covariance: CovarianceStack
     diagnostics: FitDiagnostics
     used: np.ndarray
+    column_means: np.ndarray
+    offset_mean: float = 0.0
+
+
+def _means(X: np.ndarray, offset, used: np.ndarray) -> tuple[np.ndarray, float]:
+    """Column means of ``X`` and the offset's mean over the ``used`` rows."""
+    n = max(int(used.sum()), 1)
+    rows = np.flatnonzero(used)
+    means = np.add.reduce(X[rows], axis=0, dtype=np.float64) / n if X.shape[1] else \
+        np.zeros(0)
+    return means, (0.0 if offset is None else float(np.sum(offset[rows]) / n))
 
 
 def parameter_counts(unit_columns, constrained_terms, intercept: bool = True) -> np.ndarray:
@@ -308,7 +328,7 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
                 0.0 if design.offset is None else design.offset[:, None])), weights_of_rows)
         return EngineFit(np.zeros((0, U)), intercept, CovarianceStack.from_dense(cov),
                          _diagnostics(solution, ll, used, design.counts, {}, design.dropped),
-                         used)
+                         used, *_means(design.storage, design.offset, used))
     if constraints is None:
         constraints = design_constraints(design)
     layout = _layout(plan, constraints, formula)
@@ -341,7 +361,7 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
             U, plan.n_storage, "this fit was made without standard errors (covariance=False)")
     return EngineFit(weights, np.asarray(solution.intercept, float), cov,
                      _diagnostics(solution, ll, used, design.counts, constraints, design.dropped),
-                     used)
+                     used, *_means(design.storage, design.offset, used))
 
 
 def _covariance(solution, layout, solver_options, constraints, plan, n_rows, rows, later):
@@ -402,10 +422,14 @@ def fit_blocked(prepared: Prepared, chunk_size: int,
     with _backend_errors(plan, formula):
         solution = backend.solve(problem, **solver_options)
     valid = np.zeros(graph.grid.n_rows, dtype=bool)
+    sums = {"columns": np.zeros(plan.n_storage), "offset": 0.0}
 
-    def rows_noting_valid():
+    def rows_noting_valid():  # the log-likelihood pass also records the rows and the means
         for block in rows():
             valid[block.start:block.stop] = block.valid
+            sums["columns"] += np.add.reduce(block.X[block.valid], axis=0, dtype=np.float64)
+            if block.offset is not None:
+                sums["offset"] += float(np.sum(block.offset[block.valid]))
             yield block
 
     ll = information.log_likelihood(rows_noting_valid, solution.weights, solution.intercept,
@@ -416,11 +440,12 @@ def fit_blocked(prepared: Prepared, chunk_size: int,
     window_ok = graph.grid.row_in_epoch >= plan.lead
     dropped = {"window": int((~window_ok).sum()), "missing": int((window_ok & ~valid).sum())}
     counts = graph.counts(plan.response, plan.unit_ids)
-    weights = ident.rotation(constraints, plan.term_storage, plan.n_storage) @ \
-        np.asarray(solution.weights, float)
-    return EngineFit(weights, np.asarray(solution.intercept, float), cov,
+    T = ident.rotation(constraints, plan.term_storage, plan.n_storage)
+    n = max(int(valid.sum()), 1)
+    return EngineFit(T @ np.asarray(solution.weights, float),
+                     np.asarray(solution.intercept, float), cov,
                      _diagnostics(solution, ll, valid, counts, constraints, dropped, chunk_size),
-                     valid)
+                     valid, T @ (sums["columns"] / n), sums["offset"] / n)
 
 
 __all__ = ["FitOptions", "FitDiagnostics", "EngineFit", "fit_design", "fit_blocked",

@@ -19,7 +19,8 @@ from . import sharding
 #: Group units only when that cuts the estimated solver work by at least this factor.
 GROUPING_GAIN = 4.0
 #: Work of one solver call besides its Hessians, in the units of ``(P + 1)**2 * U``: the passes
-#: over the rows, copying the group's columns, dispatch. Set by hand (docs/performance.md).
+#: over the rows, copying the group's columns, dispatch. Set by hand
+#: (docs/performance_decisions.md, 'Units in groups on their own columns').
 CALL_OVERHEAD = 2000.0
 
 

@@ -32,7 +32,7 @@ def term_moments(rows: Rows, term_storage: dict, terms: tuple[str, ...]) -> dict
 
     The Gram matrix of the terms' columns is summed by the backend's compiled kernel in
     float64 (faster than numpy's ``X.T @ X`` on small multi-threaded BLAS pools; see
-    docs/performance.md).
+    docs/performance_decisions.md, 'Identifiability moments by the backend's kernel').
     """
     slices = {text: term_storage[text] for text in terms}
     columns = np.concatenate([np.arange(sl.start, sl.stop) for sl in slices.values()])

@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..backend import problem as pb
-from ..backend.covariance import invert_information, unit_information, warn_singular
+from ..backend.covariance import (invert_information, unit_information, units_information,
+                                   warn_singular)
 from ..backend.regularizers import resolve_penalty
 from ..config import config
 from ..graph.design import Prepared, iter_blocks
@@ -31,12 +32,16 @@ from .identifiability import rotate_columns
 from .sharding import on_devices, unit_groups
 
 #: Covariances that cost at most this many multiply-adds (rows x sum over units of
-#: (columns + 1)^2; ~5-10 s on a 2-core CPU) are computed with the fit, larger ones on first
-#: use. 200 coupled units x 1,641 columns x 1e6 bins is 5e14.
+#: (columns + 1)^2: seconds on a small CPU) are computed with the fit, larger ones on first
+#: use. 200 coupled units x 1,641 columns x 1e6 bins is 5e14 (measured:
+#: docs/performance_decisions.md, 'Covariances computed with the fit').
 EAGER_MULTIPLY_ADDS = 1e11
 
 #: Target size of one block of rows (bytes of design).
 BLOCK_BYTES = 64 * 1024**2
+#: Bytes of gathered columns one Fisher-information kernel call may hold (units with columns
+#: of their own are computed together up to this).
+GATHER_BYTES = 256 * 1024**2
 
 
 def block_rows(n_columns: int, itemsize: int) -> int:
@@ -148,33 +153,59 @@ class CovarianceSource:
                 for u, part in parts.items()}
 
     def _batch(self, units: np.ndarray) -> dict:
-        # units that use the same columns share their products (populations on shared
-        # covariates); others (history, coupling) are groups of one
+        # Units that use the same columns share their products (populations on shared
+        # covariates); units with columns of their own (history) are computed together in
+        # one kernel per block, their supports padded to the longest.
         groups: dict[tuple, list[int]] = {}
         for u in units:
             groups.setdefault(tuple(self.supports[u].tolist()), []).append(int(u))
-        info = {key: None for key in groups}
+        shared = {key: group for key, group in groups.items() if len(group) > 1}
+        alone = [group[0] for key, group in groups.items() if len(group) == 1]
+        k_alone = max((len(self.supports[u]) for u in alone), default=0)
+        padded_columns = np.full((len(alone), k_alone), self.n_columns, dtype=int)
+        padded_weights = np.zeros((k_alone, len(alone)))
+        for g, u in enumerate(alone):
+            support = self.supports[u]
+            padded_columns[g, :len(support)] = support
+            padded_weights[:len(support), g] = self.weights[support, u]
+        info = {key: None for key in shared}
+        info_alone = None
         n, size = 0.0, None
         for block in self.rows():
             size = block.X.shape[0] if size is None else size
             padded = block.padded(size)
             n += float(np.sum(block.row_weight))
-            for key, group in groups.items():
+            for key, group in shared.items():
                 columns = np.asarray(key, dtype=int)
                 part = unit_information(padded.X, padded.offset, padded.row_weight, columns,
                                         self.weights[np.ix_(columns, group)],
                                         self.intercept[group], self.dtype)
                 info[key] = part if info[key] is None else info[key] + part
+            if alone:
+                # units per kernel call: their gathered columns within GATHER_BYTES
+                step = max(1, int(GATHER_BYTES // (3 * size * (k_alone + 1) * 8)))
+                part = np.concatenate([
+                    units_information(padded.X, padded.offset, padded.row_weight,
+                                      padded_columns[g:g + step], padded_weights[:, g:g + step],
+                                      self.intercept[alone[g:g + step]], self.dtype)
+                    for g in range(0, len(alone), step)])
+                info_alone = part if info_alone is None else info_alone + part
+        matrices = {}
+        for key, group in shared.items():
+            for i, u in enumerate(group):
+                matrices[u] = info[key][i]
+        for g, u in enumerate(alone):
+            k = len(self.supports[u])
+            keep = np.r_[np.arange(k), k_alone]  # its columns and the intercept (last)
+            matrices[u] = info_alone[g][np.ix_(keep, keep)]
         parts, deficient = {}, []
-        for key, group in groups.items():
-            H = info[key]
-            idx = np.arange(len(key))
-            for i, u in enumerate(group):
-                H[i, idx, idx] += n * self.l2[self.supports[u], u]
-            inverse, singular = invert_information(H, self.dtype)
-            deficient += [u for u, s in zip(group, singular) if s]
-            for i, u in enumerate(group):
-                parts[u] = self._original_basis(self.supports[u], inverse[i])
+        for u, H in matrices.items():
+            idx = np.arange(len(self.supports[u]))
+            H[idx, idx] += n * self.l2[self.supports[u], u]
+            inverse, singular = invert_information(H[None], self.dtype)
+            if singular[0]:
+                deficient.append(u)
+            parts[u] = self._original_basis(self.supports[u], inverse[0])
         names = self.unit_names
         warn_singular([u if names is None else names[u] for u in sorted(deficient)])
         return parts

@@ -10,10 +10,10 @@ Memory. The solvers keep per-unit matrices of the size of the design's columns s
 (L-BFGS preconditioners, Newton Hessians, Fisher informations: ``(P+1)^2`` each, several copies
 while solving) and per-unit arrays of the size of the rows (linear predictor, residuals). For a
 large coupled population these dwarf the shared design: 200 units x 1,641 columns is 2.2 GB
-per copy in float32, and an L-BFGS solve of all units at once peaked at 11.5 GiB above the
-design. So the units of each device are solved in batches (one after another on that device,
-same answers) whose working memory fits next to the design in ``gf.config.memory_limit``
-(:func:`units_per_batch`).
+per copy in float32, and an L-BFGS solve of all units at once holds several such copies
+(docs/performance_decisions.md, 'Per-unit working memory of a solve'). So the units of each
+device are solved in batches (one after another on that device, same answers) whose working
+memory fits next to the design in ``gf.config.memory_limit`` (:func:`units_per_batch`).
 """
 
 from __future__ import annotations
@@ -60,10 +60,9 @@ def on_devices(function, devices, groups):
 
 
 #: Working memory of one unit in a solve, in elements of the compute dtype: this many
-#: (P+1) x (P+1) matrices and this many arrays of one value per row. Measured: an L-BFGS
-#: solve of 200 units x 1,641 columns x 1e4 rows (float32) peaked at 11.5 GiB above the
-#: design, 5.3 matrices per unit; the row arrays (linear predictor, step, residuals,
-#: curvature, counts) are ~6.
+#: (P+1) x (P+1) matrices and this many arrays of one value per row (linear predictor, step,
+#: residuals, curvature, counts), rounded up from a measured L-BFGS solve
+#: (docs/performance_decisions.md, 'Per-unit working memory of a solve').
 MATRICES_PER_UNIT = 8
 ROW_ARRAYS_PER_UNIT = 8
 

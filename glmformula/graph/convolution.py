@@ -37,46 +37,25 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 __all__ = ["causal_convolve", "valid_rows", "choose_method"]
 
-# Crossover measured with benchmarks/convolution.py (T = 1e5 rows, C = 50
-# channels, K = 8 filters, one segment, float32 output, best of 3-5, seconds)
-# on the 2-core development machine, which other jobs were sharing:
-#   W:                                5    20    40    60    80   100   200
-#   load ~2, BLAS threads default: 0.08  0.12  0.19  0.28  0.39  0.46  0.93
-#                             fft: 0.37  0.33  0.29  0.30  0.29  0.36  0.37
-#   load ~6, OPENBLAS_NUM_THREADS=1: 0.15  0.37  0.60  1.32     -  2.45     -
-#                             fft: 0.50  0.72  0.72  0.74     -  0.57     -
-#   load ~5, BLAS threads default: 4.02  4.36  2.87  2.49  4.48  5.90  11.2
-#                             fft: 0.47  0.76  0.53  0.60  0.52  0.54  0.54
-# Direct grows linearly in W, FFT is flat; they cross at W ~ 50-70 in both
-# sound configurations (also for K = 4 and 16: both costs are linear in K).
-# The last block is multithreaded OpenBLAS on oversubscribed cores, where
-# every GEMM waits on busy threads: pass method="fft" (or limit BLAS to one
-# thread) when sharing cores. Ties go to the FFT.
-# Since then causal_convolve holds BLAS to one thread itself (threadpoolctl)
-# and runs chunks on its own threads, and the FFT path got cheaper (1024-point
-# floor, packed writes). Same shapes, load ~4.5, benchmarks/convolution.py:
-#   W:       10    20    30    40    48    64   100
-#   direct: 0.17  0.24  0.32  0.43  0.47  0.63  0.85
-#   fft:    0.34  0.24  0.35  0.34  0.32  0.37  0.29
-# i.e. a crossover near W ~ 30-40; 48 is kept until measured on a quiet machine.
+# Windows of at least this many bins use the FFT: the direct method's cost grows
+# linearly in W, the FFT's is flat, and they cross at a few tens of bins (both
+# linear in K). Ties go to the FFT. Set from benchmarks/convolution.py; kept at 48
+# until measured on a quiet machine (measured so far: docs/performance_decisions.md,
+# 'Direct/FFT crossover: FFT_MIN_WINDOW').
 FFT_MIN_WINDOW = 48
 
 # Working-set targets per block (bytes of float64 temporaries), small enough
 # to stay near cache and to keep peak memory close to the output itself.
 _DIRECT_BLOCK_BYTES = 8 * 2**20
 _FFT_BLOCK_BYTES = 24 * 2**20
-# Shortest FFT. CPU seconds of the FFT path for T = 1e5, C = 50, K = 8, float32
-# output, one thread (benchmarks/design.py session, best of 5 x 2, load ~5-9):
-#   floor:     512   1024   2048   4096
-#   W =  48: 0.231  0.233  0.259  0.288
-#   W = 100: 0.199  0.186  0.219  0.246
-#   W = 200: 0.292  0.274  0.277  0.288   (8 * (W + 1) > 1024 from W = 128 on)
-# Shorter transforms stay in cache; much shorter ones waste the W-row overlap.
+# Shortest FFT. Shorter transforms stay in cache; much shorter ones waste the
+# W-row overlap (applies up to W = 127: 8 * (W + 1) > 1024 from W = 128 on;
+# measured: docs/performance_decisions.md, 'Shortest FFT: _FFT_MIN_LENGTH').
 _FFT_MIN_LENGTH = 1024
 
 
 def choose_method(window_bins: int, n_filters: int) -> Literal["direct", "fft"]:
-    """The faster exact method for a window length, from the benchmark.
+    """The faster exact method for a window length (the measured crossover ``FFT_MIN_WINDOW``).
 
     Parameters
     ----------
@@ -193,9 +172,9 @@ def causal_convolve(
     # threads: NumPy, BLAS and pocketfft release the GIL, and every chunk writes
     # its own rows. On the direct path that needs BLAS held to one thread per
     # product (threadpoolctl): the products are long and thin, (rows * C, W) @
-    # (W, K), and multithreaded OpenBLAS on them ran 10x slower than one thread
-    # whenever other processes wanted the cores (1.6-3.0 s vs 0.15-0.27 s for
-    # T = 2.3e5, C = 32, W = 10, K = 8 on the 2-core development machine).
+    # (W, K), and multithreaded OpenBLAS on them ran many times slower than one
+    # thread whenever other processes wanted the cores (measured:
+    # docs/performance_decisions.md, 'BLAS held to one thread on the direct path').
     # Without threadpoolctl the direct path stays serial, BLAS threading as is.
     limited = method == "fft" or _BLAS.available()
     wanted = _thread_count(workers) if limited else 1
@@ -241,7 +220,7 @@ class _BlasThreads:
 
     Reference-counted, so that overlapping calls from several threads restore the
     library's own setting only when the last one ends. The controller (which finds
-    the loaded BLAS libraries, ~2 ms) is made once; a limit then costs ~20 us.
+    the loaded BLAS libraries, the slow part) is made once; setting a limit is then cheap.
     """
 
     def __init__(self) -> None:
@@ -387,10 +366,9 @@ class _FFTEngine:
         """This thread's (C, K, n_fft // 2 + 1) spectrum product, reused.
 
         A fresh multi-megabyte temporary per chunk is mapped and faulted in anew
-        each time (glibc serves it with mmap): ~2.5 ms per chunk, twice the
-        transforms themselves, until the allocator's thresholds have grown (a
-        first call in a process took ~1.1 s instead of ~0.3 s for T = 1e5,
-        C = 50, K = 8, W = 100).
+        each time (glibc serves it with mmap), which costs more than the
+        transforms themselves until the allocator's thresholds have grown
+        (measured: docs/performance_decisions.md, 'Reused FFT product buffer').
         """
         shape = (n_channels, self.n_filters, self.spectra.shape[1])
         buffer = getattr(self._scratch, "product", None)
@@ -457,8 +435,8 @@ def _scatter(out: NDArray, rows: NDArray[np.int64], cols: slice, y: NDArray) -> 
         # sit n_fft (a power of two) values apart: reading across them, as the
         # transposing write does, maps every line onto the same cache sets.
         # Converting first to the output dtype, in the block's own memory order,
-        # packs the lines closely; the transposing write from that copy is ~3x
-        # faster (115 -> 32 ms of CPU per 1e5 rows x 400 float32 columns).
+        # packs the lines closely, and the transposing write from that copy is
+        # faster (measured: docs/performance_decisions.md, 'Packed writes of FFT blocks').
         y = y.astype(out.dtype, order="K")
     valid = rows >= 0
     # A run starts where a valid row does not continue the previous one.

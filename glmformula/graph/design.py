@@ -274,11 +274,16 @@ class DesignMatrix:
         return slice(None) if self.is_population else self.plan.unit_columns[0]
 
     def to_numpy(self, intercept: bool | None = None) -> np.ndarray:
-        """The design of the rows used; an ``Intercept`` column first when the formula has one."""
-        X = self.storage[self.rows][:, self._unit_columns()]
-        if self.formula.intercept if intercept is None else intercept:
-            X = np.concatenate([np.ones((X.shape[0], 1), X.dtype), X], axis=1)
-        return X
+        """The design of the rows used; an ``Intercept`` column first when the formula has one.
+
+        Written once: the output is allocated whole and the rows and columns used are copied
+        into it in one pass (no intermediate copy of the design).
+        """
+        columns = self._unit_columns()
+        if isinstance(columns, slice):
+            columns = np.arange(self.storage.shape[1])[columns]
+        with_intercept = self.formula.intercept if intercept is None else bool(intercept)
+        return _gather(self.storage, self.rows, columns, with_intercept)
 
     def to_tsdframe(self) -> nap.TsdFrame:
         columns = (("Intercept",) if self.formula.intercept else ()) + self.columns
@@ -298,12 +303,61 @@ class DesignMatrix:
         """One unit's own design (rows used x its columns), labelled."""
         u = self.unit_ids.index(unit)
         labels = [t + label for t, label in self.plan.unit_labels[u]]
-        return pd.DataFrame(self.storage[self.rows][:, self.plan.unit_columns[u]],
-                            index=pd.Index(self.times, name="time"), columns=labels)
+        X = _gather(self.storage, self.rows, np.asarray(self.plan.unit_columns[u]), False)
+        return pd.DataFrame(X, index=pd.Index(self.times, name="time"), columns=labels,
+                            copy=False)
 
     def __repr__(self) -> str:
         return (f"DesignMatrix({str(self.formula)!r}, rows={self.n_rows}, "
                 f"columns={len(self.columns)}, units={len(self.unit_ids)})")
+
+
+def _runs(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where an integer index array goes up by one: (first, stop) positions of its runs."""
+    if len(index) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    breaks = np.flatnonzero(np.diff(index) != 1) + 1
+    return np.r_[0, breaks], np.r_[breaks, len(index)]
+
+
+#: Bytes per piece when the rows used are scattered (gathered through a small buffer).
+_GATHER_BYTES = 2 * 1024**2
+
+
+def _gather(storage: np.ndarray, rows: np.ndarray, columns: np.ndarray,
+            intercept: bool) -> np.ndarray:
+    """``storage[rows][:, columns]``, with a column of ones first if ``intercept``, written
+    into one new array in one pass.
+
+    Rows and columns are taken as runs of consecutive indices (the rows used are whole
+    epochs less their first window; a unit's columns are a few blocks), each pair copied as
+    one strided slice; rows in short runs are gathered a few thousand at a time.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    columns = np.asarray(columns, dtype=np.int64)
+    first = int(intercept)
+    out = np.empty((len(rows), len(columns) + first), dtype=storage.dtype)
+    if intercept:
+        out[:, 0] = 1
+    if out.size == 0:
+        return out
+    c_first, c_stop = _runs(columns)
+    targets = first + c_first
+    column_runs = [(int(columns[a]), int(columns[b - 1]) + 1, int(t), int(t + b - a))
+                   for a, b, t in zip(c_first, c_stop, targets)]
+    r_first, r_stop = _runs(rows)
+    if len(rows) >= 64 * len(r_first):  # long runs of rows: copy slices
+        for a, b in zip(r_first.tolist(), r_stop.tolist()):
+            src = slice(int(rows[a]), int(rows[b - 1]) + 1)
+            for lo, hi, t0, t1 in column_runs:
+                out[a:b, t0:t1] = storage[src, lo:hi]
+        return out
+    for lo, hi, t0, t1 in column_runs:
+        step = max(1, _GATHER_BYTES // ((hi - lo) * storage.itemsize))
+        for a in range(0, len(rows), step):
+            b = min(a + step, len(rows))
+            out[a:b, t0:t1] = storage[rows[a:b], lo:hi]
+    return out
 
 
 def build(prepared: Prepared, *, dtype=np.float64, cache_spike_filters: bool = False

@@ -12,7 +12,6 @@ files all go through it.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 
 import attrs
@@ -87,15 +86,21 @@ def record_covariate_ranges(design: DesignMatrix, used: np.ndarray) -> dict[str,
             if leaf.name in ranges:
                 continue
             interval = graph.source.is_interval_set(leaf.name)
-            values = np.asarray(graph.evaluate(leaf), float)[used]
-            missing = np.full(values.shape[1], np.nan)
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column: NaN range
-                low = np.nanmin(values, axis=0) if len(values) else missing
-                high = np.nanmax(values, axis=0) if len(values) else missing
-            ranges[leaf.name] = CovariateRange(np.asarray(low, float), np.asarray(high, float),
-                                               bool(interval))
+            low, high = _finite_range_on(np.asarray(graph.evaluate(leaf), float), used)
+            ranges[leaf.name] = CovariateRange(low, high, bool(interval))
     return ranges
+
+
+def _finite_range_on(values: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest finite value of each column over the rows ``used`` (NaN for a
+    column without one), read in place: no copy of the rows (``fmin``/``fmax`` skip NaN)."""
+    where = np.asarray(used, bool)[:, None]
+    with np.errstate(all="ignore"):
+        low = np.fmin.reduce(values, axis=0, where=where, initial=np.inf)
+        high = np.fmax.reduce(values, axis=0, where=where, initial=-np.inf)
+    found = np.isfinite(low)  # covariates hold no infinities (refused when read)
+    return (np.where(found, low, np.nan).astype(float),
+            np.where(found, high, np.nan).astype(float))
 
 
 @attrs.frozen(eq=False)
@@ -123,6 +128,11 @@ class DesignSpec:
         Statistics learned from the training data (basis ranges, means), by node text.
     covariate_ranges : dict
         Covariate name -> :class:`CovariateRange` over the training rows.
+    column_means : ndarray (P,) or None
+        Mean of each stored column over the training rows (curves in Hz hold the other terms
+        there); None for results saved before it was kept.
+    offset_mean : float
+        Mean offset over the training rows (0 without one).
     """
 
     formula: Formula
@@ -135,11 +145,15 @@ class DesignSpec:
     term_storage: dict
     state: dict = attrs.field(factory=dict)
     covariate_ranges: dict = attrs.field(factory=dict)
+    column_means: np.ndarray | None = None
+    offset_mean: float = 0.0
 
     @classmethod
-    def from_design(cls, design, used: np.ndarray | None = None) -> "DesignSpec":
-        """The spec of a built design (``used``: the rows fitted, for the covariate ranges;
-        None: no ranges are recorded)."""
+    def from_design(cls, design, used: np.ndarray | None = None, *, column_means=None,
+                    offset_mean: float = 0.0) -> "DesignSpec":
+        """The spec of a built (or prepared) design (``used``: the rows fitted, for the
+        covariate ranges; None: no ranges are recorded; ``column_means``, ``offset_mean``:
+        the training means of the columns and the offset)."""
         plan, grid = design.plan, design.graph.grid
         ranges = {} if used is None else record_covariate_ranges(design, used)
         return cls(formula=design.formula, bin_size=float(grid.bin_size),
@@ -147,7 +161,9 @@ class DesignSpec:
                    unit_ids=tuple(plan.unit_ids), storage_columns=tuple(plan.storage_columns),
                    unit_columns=tuple(plan.unit_columns), unit_labels=tuple(plan.unit_labels),
                    term_storage=dict(plan.term_storage), state=dict(design.graph.state),
-                   covariate_ranges=ranges)
+                   covariate_ranges=ranges,
+                   column_means=None if column_means is None else np.asarray(column_means),
+                   offset_mean=float(offset_mean))
 
     @property
     def n_columns(self) -> int:

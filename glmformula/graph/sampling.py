@@ -1,7 +1,9 @@
 """Put pynapple covariates on the time grid.
 
 Continuous covariates are taken at bin centres by linear interpolation (circular for angles),
-or averaged over each bin when they are sampled faster than the bins. Times outside the
+or averaged over each bin when they are sampled faster than the bins. Bin centres that are
+sample times (a covariate on the grid's own rate and phase, to float precision) take those
+samples as they are: the same values interpolation gives there, without its cost. Times outside the
 covariate's own time support become missing values (NaN), and such rows are dropped. A response
 given as counts per bin is summed into the grid's bins (:func:`counts_on_grid`), never averaged.
 """
@@ -42,15 +44,81 @@ def sample_on_grid(times: np.ndarray, values: np.ndarray, support: np.ndarray, g
         values = values[:, None]
     # The sampling step ignores repeated timestamps: a slow covariate whose samples are
     # duplicated is still slow (interpolated), not averaged into mostly empty bins.
-    distinct = np.unique(times)
-    dt = np.median(np.diff(distinct)) if len(distinct) > 1 else np.inf
+    steps = np.diff(times)
+    ordered = not (len(steps) and steps.min() < 0)  # a covariate read from data always is
+    if not ordered:
+        steps = np.diff(np.unique(times))
+    positive = steps[steps > 0]  # the steps between distinct times
+    dt = np.median(positive) if len(positive) else np.inf
     if dt < grid.bin_size / 2:
         out = _bin_average(times, values, grid, rows, period)
     else:
-        out = _interpolate(times, values, centers, period)
+        increasing = ordered and len(positive) == len(times) - 1
+        out = _at_centres(times, values, centers, grid.bin_size, period, increasing)
     inside = _inside(centers, support)
-    out[~inside] = np.nan
+    if not inside.all():
+        out = np.array(out, dtype=float)  # a copy where it is a view of the samples
+        out[~inside] = np.nan
     return out
+
+
+def _at_centres(times, values, centers, bin_size, period, increasing):
+    """Values at the bin centres: the samples themselves at centres that are sample times
+    (within float tolerance), linear (circular) interpolation elsewhere.
+
+    ``np.interp`` at a sample time returns that sample exactly, so taking it is the same
+    value; angles are unwrapped and wrapped back as the interpolation does them.
+    """
+    index, matched = _matching_samples(times, centers, bin_size) if increasing else (None, None)
+    if index is None:
+        return _interpolate(times, values, centers, period)
+    if period is None:
+        if matched is None and index[-1] - index[0] == len(index) - 1:
+            # the grid is the samples' own: a read-only view, no copy
+            out = values[index[0]:index[-1] + 1].view()
+            out.flags.writeable = False
+        else:
+            out = values.take(index, axis=0)
+    else:
+        out = np.empty((len(index), values.shape[1]))
+        for j in range(values.shape[1]):
+            column = values[:, j]
+            finite = np.isfinite(column)
+            unwrapped = column.copy()
+            unwrapped[finite] = np.unwrap(column[finite], period=period)
+            out[:, j] = np.mod(unwrapped.take(index), period)
+    if matched is not None:  # interpolate the centres between samples
+        out = np.array(out, dtype=float)
+        out[~matched] = _interpolate(times, values, centers[~matched], period)
+    return out
+
+
+def _matching_samples(times, centers, bin_size):
+    """(index, matched): for each centre the sample at its time (within float tolerance),
+    ``matched`` None when every centre has one; (None, None) when no centre does. ``times``
+    must be strictly increasing (repeated times are merged by the interpolation)."""
+    if len(times) < 2 or len(centers) == 0:
+        return None, None
+    if times[0] > centers[-1] or times[-1] < centers[0]:
+        return None, None
+    scale = max(abs(float(times[0])), abs(float(times[-1])), abs(float(centers[-1])), 1.0)
+    tol = 1e-9 * bin_size + 64 * np.spacing(scale)
+
+    def on_a_sample(centre):
+        i = min(int(np.searchsorted(times, centre - tol)), len(times) - 1)
+        return abs(times[i] - centre) <= tol
+
+    # cheap test first: a covariate off the grid's phase is interpolated at once
+    if not (on_a_sample(centers[0]) or on_a_sample(centers[len(centers) // 2])):
+        return None, None
+    index = np.searchsorted(times, centers - tol)
+    np.minimum(index, len(times) - 1, out=index)
+    matched = np.abs(times[index] - centers) <= tol
+    if matched.all():
+        return index, None
+    if not matched.any():
+        return None, None
+    return index, matched
 
 
 def _interpolate(times, values, centers, period):

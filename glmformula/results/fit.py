@@ -13,7 +13,7 @@ from .fit_result import FitResult
 
 def fit(formula, data: Mapping, *, bin_size, epochs=None, regularizer=None, solver="auto",
         dtype=None, tol: float | None = None, max_iter: int | None = None,
-        chunk_size: int | None = None) -> FitResult:
+        chunk_size: int | None = None, solver_options: dict | None = None) -> FitResult:
     """Fit a Poisson GLM (rate = exp(X w + b)) for every unit of the formula's response.
 
     Parameters
@@ -42,6 +42,9 @@ def fit(formula, data: Mapping, *, bin_size, epochs=None, regularizer=None, solv
         design is built block by block and the solver accumulates over blocks). Default:
         in memory when the design fits in ``gf.config.memory_limit``, else blocked. The choice
         is reported as ``result.chunk_size`` (None: in memory).
+    solver_options : dict, optional
+        Settings the chosen solver declares (e.g. ``{"history": 20}`` for L-BFGS); an unknown
+        name is a :class:`~glmformula.FitError` naming the ones it takes.
 
     Returns
     -------
@@ -49,16 +52,17 @@ def fit(formula, data: Mapping, *, bin_size, epochs=None, regularizer=None, solv
     """
     prepared = prepare(formula, data, bin_size=bin_size, epochs=epochs)
     options = FitOptions(regularizer=regularizer, solver=solver, dtype=dtype, tol=tol,
-                         max_iter=max_iter)
+                         max_iter=max_iter, solver_options=solver_options or {})
     if chunk_size is None:
         chunk_size = engine.auto_chunk_size(prepared, options.storage_dtype)
     if chunk_size:
         result = engine.fit_blocked(prepared, int(chunk_size), options)
-        spec = DesignSpec.from_design(prepared, result.used)
+        built = prepared
     else:
-        design = build(prepared, dtype=options.storage_dtype)
-        result = engine.fit_design(design, options)
-        spec = DesignSpec.from_design(design, result.used)
+        built = build(prepared, dtype=options.storage_dtype)
+        result = engine.fit_design(built, options)
+    spec = DesignSpec.from_design(built, result.used, column_means=result.column_means,
+                                  offset_mean=result.offset_mean)
     return FitResult.from_engine(spec, result, regularizer)
 
 

@@ -22,7 +22,7 @@ from ..fitting.covariance import as_covariance_stack
 from ..graph.layout import DesignSpec
 from ..terms.aliases import resolve_term
 from ..terms.formula import Formula
-from . import curves, persistence, plotting, scores, simulate, summary
+from . import curves, persistence, plotting, scores, simulate, stability, summary
 from .curves import select_units
 
 
@@ -81,6 +81,8 @@ class FitResult:
     term_storage = _delegate("term_storage", "spec", "Term text -> slice of stored columns.")
     state = _delegate("state", "spec", "Training statistics by node text.")
     covariate_ranges = _delegate("covariate_ranges", "spec", "Training range per covariate.")
+    column_means = _delegate("column_means", "spec", "Training mean of each stored column.")
+    offset_mean = _delegate("offset_mean", "spec", "Training mean of the offset.")
     log_likelihood_units = _delegate("log_likelihood", "diagnostics",
                                      "Training log-likelihood per unit (nats).")
     n_rows = _delegate("n_rows", "diagnostics", "Rows fitted.")
@@ -226,8 +228,16 @@ class FitResult:
 
     def score(self, data: Mapping, metric: str = "bits_per_spike", *, epochs=None,
               per_unit: bool = False):
-        """Goodness of fit on ``data``: ``"bits_per_spike"``, ``"pseudo_r2"`` or
-        ``"log_likelihood"`` (nats). Pooled over units unless ``per_unit``."""
+        """Goodness of fit on ``data``, pooled over units unless ``per_unit`` (then a Series by
+        unit).
+
+        ``metric``: ``"bits_per_spike"`` (log-likelihood gain over the mean-rate model per
+        spike, in bits); ``"pseudo_r2"`` or its alias ``"mcfadden"`` (McFadden's
+        ``1 - LL / LL_null``, as NeMoS' ``score_type="pseudo-r2-McFadden"`` and statsmodels'
+        ``kind="mcf"``); ``"deviance_explained"`` (``1 - D / D_null``, NeMoS'
+        ``"pseudo-r2-Cohen"``, larger than McFadden's on spike counts); ``"log_likelihood"``
+        (nats, with ``-log(y!)``).
+        """
         design = self.design(data, epochs=epochs)
         rows = design.rows
         counts = design.counts[rows].astype(float)
@@ -285,7 +295,7 @@ class FitResult:
 
     # -- curves, summaries and plots ---------------------------------------------------------
     def curve(self, term: str, *, n_points: int = 100, scale: str = "gain",
-              unit=None) -> pd.DataFrame:
+              unit=None, data: Mapping | None = None) -> pd.DataFrame:
         """The term's effect on the firing rate as a function of what it encodes, with 95%
         pointwise bands (delta method on :attr:`covariance`).
 
@@ -310,11 +320,18 @@ class FitResult:
             Canonical text or a short alias (``"hd"``, ``"history"``).
         n_points : int
             Grid points per covariate.
-        scale : {"gain", "log"}
+        scale : {"gain", "log", "rate"}
             ``"gain"``: the multiplicative gain on the rate ``exp(effect)`` and ``exp`` of the
-            band; ``"log"``: the effect and band in log-rate.
+            band; ``"log"``: the effect and band in log-rate; ``"rate"``: the firing rate in Hz,
+            ``exp(intercept + effect + every other term and the offset at its mean over the
+            training rows) / bin_size``, comparable with pynapple's tuning curves (for a
+            tuning-only model they agree; history and coupling terms carry part of the tuning,
+            so there it runs lower). Not for filters or gain curves.
         unit : unit id or list, optional
             Units to return (default: all).
+        data : mapping, optional
+            The training data, for ``scale="rate"`` on results saved before the training means
+            were kept.
 
         Returns
         -------
@@ -323,7 +340,7 @@ class FitResult:
             MultiIndex (unit, stat) with stat ``"estimate" | "lower" | "upper"``, or
             (unit, source, stat) for ``coupling`` (source: the presynaptic unit).
         """
-        return curves.curve(self, term, n_points=n_points, scale=scale, unit=unit)
+        return curves.curve(self, term, n_points=n_points, scale=scale, unit=unit, data=data)
 
     def coupling_matrix(self, *, statistic: str = "integral") -> pd.DataFrame:
         """Functional connectivity: a summary of each coupling filter, post x pre.
@@ -357,25 +374,40 @@ class FitResult:
         Returns
         -------
         DataFrame
-            Index MultiIndex (term, unit).
+            Index MultiIndex (term, unit). For a model with history or coupling terms,
+            ``frame.attrs["stability"]`` holds :meth:`stability` (on ``data`` when given).
         """
-        return summary.summary(self, data=data, refit=refit)
+        frame = summary.summary(self, data=data, refit=refit)
+        if stability.has_spike_filters(self):
+            frame.attrs["stability"] = self.stability(data)
+        return frame
 
     def print_summary(self, *, data: Mapping | None = None, refit: bool = False,
                       console=None) -> None:
-        """Print :meth:`summary` as a table (rich) under the fit's headline numbers."""
-        summary.render(self, self.summary(data=data, refit=refit), console=console)
+        """Print :meth:`summary` as a table (rich) under the fit's headline numbers; a model
+        with history or coupling terms adds its stability report (:meth:`stability`)."""
+        frame = self.summary(data=data, refit=refit)
+        summary.render(self, frame, console=console)
+        report = frame.attrs.get("stability")
+        if report is not None:
+            if console is None:
+                print(report)
+            else:
+                console.print(str(report), markup=False, highlight=False)
 
-    def plot(self, term: str, *, unit=None, scale: str = "gain", n_points: int = 100):
+    def plot(self, term: str, *, unit=None, scale: str = "gain", n_points: int = 100,
+             data: Mapping | None = None):
         """Draw :meth:`curve` with its bands, one panel per unit (2-D maps as images, filters
-        against lag, coupling filters one line per source). Needs matplotlib.
+        against lag, coupling filters one line per source). Needs matplotlib. With ``data``
+        (the training data) 2-D maps are blanked where the animal never went.
 
         Returns
         -------
         matplotlib.figure.Figure
             Built on the Agg canvas without pyplot: never shown; ``fig.savefig(path)``.
         """
-        return plotting.plot_curve(self, term, unit=unit, scale=scale, n_points=n_points)
+        return plotting.plot_curve(self, term, unit=unit, scale=scale, n_points=n_points,
+                                   data=data)
 
     def plot_coupling(self, *, statistic: str = "integral", ax=None):
         """Heat map of :meth:`coupling_matrix` (post x pre, centred on 0). Needs matplotlib.
@@ -404,8 +436,7 @@ class FitResult:
         -------
         StabilityReport
         """
-        from .stability import stability
-        return stability(self, data, epochs=epochs)
+        return stability.stability(self, data, epochs=epochs)
 
 
 def load_result(path) -> FitResult:

@@ -23,7 +23,8 @@ from ..terms.formula import parse
 FORMAT = "glmformula-result"
 #: 2 added the covariates' training ranges; 3 stores the covariances of the units computed so
 #: far (``covariance_units``); 4 writes the regularizer as spec files do (``{"ridge": 1e-3}``)
-#: and the solver's passes. Files of versions 1 to 3 still load.
+#: the solver's passes and the training means of the columns (``column_means``, for curves in
+#: Hz). Files of versions 1 to 3 still load.
 VERSION = 4
 READABLE_VERSIONS = (1, 2, 3, 4)
 
@@ -59,6 +60,8 @@ def save_result(result, path) -> Path:
         range_keys.append([name, bool(rng.interval)])
         arrays[f"range_{i}_low"] = np.asarray(rng.low, dtype=float)
         arrays[f"range_{i}_high"] = np.asarray(rng.high, dtype=float)
+    if result.spec.column_means is not None:
+        arrays["column_means"] = np.asarray(result.spec.column_means, float)
     diagnostics = result.diagnostics
     metadata = {
         "format": FORMAT, "version": VERSION, "formula": str(result.formula),
@@ -74,6 +77,7 @@ def save_result(result, path) -> Path:
         "status": list(diagnostics.status),
         "passes": [diagnostics.n_hessian_passes, diagnostics.n_matmul_passes],
         "regularizer": regularizers.to_dict(result.regularizer),
+        "offset_mean": result.spec.offset_mean,
     }
     arrays["metadata"] = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
     buffer = io.BytesIO()
@@ -137,7 +141,8 @@ def read_result(path) -> dict:
         unit_columns=tuple(arrays[f"unit_columns_{u}"] for u in range(len(units))),
         unit_labels=tuple(tuple(tuple(p) for p in labels) for labels in metadata["unit_labels"]),
         term_storage={k: slice(*v) for k, v in metadata["term_storage"].items()},
-        state=state, covariate_ranges=ranges)
+        state=state, covariate_ranges=ranges, column_means=arrays.get("column_means"),
+        offset_mean=float(metadata.get("offset_mean", 0.0)))
     passes = metadata.get("passes", [0, 0])
     diagnostics = FitDiagnostics(
         converged=arrays["converged_units"], n_iter=arrays["n_iter_units"],

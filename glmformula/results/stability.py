@@ -154,13 +154,13 @@ def stability(result, data: Mapping | None = None, *, epochs=None) -> StabilityR
     StabilityReport
     """
     rates = None
-    if data is not None and _has_spike_filters(result):
+    if data is not None and has_spike_filters(result):
         predicted = result.predict(data, epochs=epochs)
         rates = np.asarray(predicted.values, float).reshape(len(predicted), -1) * result.bin_size
     return report(result, rates)
 
 
-def _has_spike_filters(result) -> bool:
+def has_spike_filters(result) -> bool:
     from .evaluation import spike_filter_call
     return any(spike_filter_call(result, t) is not None for t in result.formula.terms)
 

@@ -9,9 +9,11 @@ docs/robustness.md lists them; tests/robustness/test_hostile_formulas.py checks 
 
 from __future__ import annotations
 
-#: Most characters in a formula (about 2,500 terms such as ``cyclic(hd, 12)``). lark reads
-#: about 200,000 characters a second, so this keeps a parse well below a second.
-MAX_LENGTH = 20_000
+#: Most characters in a formula. A formula is parsed at about 150,000 characters a second,
+#: so this keeps a parse well below a second; and it leaves room for the canonical text of
+#: large models (about 2,500 terms such as ``rcos(x, 5, log=True):y``), which must read back:
+#: result files store a formula as its text.
+MAX_LENGTH = 50_000
 
 #: Deepest nesting of parentheses and brackets (calls, groups, lists and tuples together).
 #: Nested calls are checked recursively (``log(log(x))``), so this also bounds the Python stack.
@@ -26,9 +28,15 @@ MAX_POWER = 100
 #: ``2**n - 1`` terms from ``n`` factors).
 MAX_TERMS = 10_000
 
-#: Most pairs of terms one product (``:``, ``*``, ``/``, ``**``) may combine. Pairs that collapse
-#: into the same term (``a:b`` times ``b``) still cost time, so products are bounded separately.
-MAX_PRODUCTS = 100_000
+#: Most factors in one term (``a:b:c:...``): no model can fit an interaction of more.
+MAX_FACTORS = 100
+
+#: Most operations on terms while expanding a formula: each product of two terms formed and
+#: each term added, removed or copied counts one. A product or union is bounded by the limits
+#: above, but a formula may repeat one thousands of times (``(a + b + ...)**12:a:a:a:...``);
+#: this bounds the whole expansion to a fraction of a second. The largest expansion within
+#: :data:`MAX_TERMS`, ``(x0 + ... + x12)**13``, takes about 140,000.
+MAX_WORK = 200_000
 
 
 def thousands(number: int) -> str:

@@ -1,7 +1,9 @@
 """Text to syntax tree: run the lark grammar and map each rule to a value in :mod:`.ast`.
 
 lark's own exceptions never leave this module: they become :class:`FormulaSyntaxError` with a
-caret under the offending column and a hint.
+caret under the offending column and a hint. A formula longer or more deeply nested than the
+limits of :mod:`.limits` is refused before lark sees it, and the tree is transformed without
+recursion, so that no text can make the parser raise RecursionError or run for long.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ import lark
 from ..errors import FormulaSyntaxError
 from . import ast
 from .grammar import formula_parser
+from .limits import MAX_DEPTH, MAX_LENGTH, MAX_POWER, thousands
 
 #: Time units a quantity may carry, in seconds.
 TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0}
 
 _NUMBER = re.compile(r"(?P<num>(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?)(?P<unit>[a-zA-Z_]+)?$")
+
+# brackets, and the strings inside which brackets are only characters
+_BRACKETS = re.compile(r"""[()\[\]]|"[^"\n]*"|'[^'\n]*'""")
 
 _OPERATOR_NAMES = {
     "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'", "COLON": "':'",
@@ -40,6 +46,7 @@ def parse_syntax(text: str) -> ast.FormulaSyntax:
     if not isinstance(text, str):
         raise FormulaSyntaxError(f"a formula must be a string, not {type(text).__name__}",
                                  hint="write it as text, e.g. \"spikes ~ cyclic(hd, 12)\"")
+    _check_length(text)
     if "\n" in text.strip():
         raise FormulaSyntaxError("a formula must be written on one line", formula=text,
                                  hint="join the lines with spaces")
@@ -47,6 +54,7 @@ def parse_syntax(text: str) -> ast.FormulaSyntax:
     if not stripped:
         raise FormulaSyntaxError("the formula is empty",
                                  hint="write e.g. \"spikes ~ cyclic(head_direction, 12)\"")
+    _check_depth(stripped)
     try:
         tree = formula_parser().parse(stripped)
     except lark.exceptions.UnexpectedInput as err:
@@ -57,6 +65,36 @@ def parse_syntax(text: str) -> ast.FormulaSyntax:
         if isinstance(err.orig_exc, FormulaSyntaxError):
             raise err.orig_exc from None
         raise
+
+
+def _check_length(text: str) -> None:
+    """Refuse a formula longer than :data:`MAX_LENGTH` (without echoing it back)."""
+    if len(text) > MAX_LENGTH:
+        raise FormulaSyntaxError(
+            f"the formula has {thousands(len(text))} characters, more than the limit of "
+            f"{thousands(MAX_LENGTH)} characters",
+            hint="split a very large model into smaller formulas, or use shorter covariate "
+                 "names")
+
+
+def _check_depth(text: str) -> None:
+    """Refuse brackets nested deeper than :data:`MAX_DEPTH` (brackets in strings do not count).
+
+    Checked on the text, before lark builds a tree as deep as the nesting.
+    """
+    depth = 0
+    for match in _BRACKETS.finditer(text):
+        bracket = match.group()
+        if bracket in "([":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise FormulaSyntaxError(
+                    f"the formula nests parentheses and brackets more than {MAX_DEPTH} deep",
+                    formula=text, column=match.start() + 1,
+                    hint=f"remove redundant parentheses: at most {MAX_DEPTH} levels of ( ) and "
+                         "[ ] may be open at once")
+        elif bracket in ")]":
+            depth -= 1
 
 
 def _syntax_error(text: str, err: lark.exceptions.UnexpectedInput) -> FormulaSyntaxError:
@@ -122,6 +160,9 @@ def parse_number(text: str, column: int, formula: str) -> ast.Number | ast.Quant
     """Split a NUMBER token into a plain number, a time quantity or a multiple of pi."""
     match = _NUMBER.match(text)
     number, unit = float(match["num"]), match["unit"]
+    if not math.isfinite(number):
+        # before the decimal arithmetic below, which overflows (decimal.Overflow) on 1e999999999
+        raise _too_large(text, column, formula)
     if unit in TIME_UNITS:
         # decimal arithmetic, so that 700ms and 0.7s are the same float (canonical text of a
         # duration must read back exactly: see glmformula.terms.values.Duration)
@@ -129,8 +170,7 @@ def parse_number(text: str, column: int, formula: str) -> ast.Number | ast.Quant
     elif unit == "pi":
         number = number * math.pi
     if not math.isfinite(number):
-        raise FormulaSyntaxError(f"the number {text!r} is too large", formula=formula,
-                                 column=column, hint="write a number below 1e308")
+        raise _too_large(text, column, formula)
     if unit is None or unit == "pi":
         return ast.Number(number, text, column)
     if unit in TIME_UNITS:
@@ -140,8 +180,22 @@ def parse_number(text: str, column: int, formula: str) -> ast.Number | ast.Quant
         hint="time quantities take us, ms, s, min or h (e.g. 100ms); angles may use pi (2pi)")
 
 
-class _ToSyntax(lark.Transformer):
-    """One tiny method per grammar rule, each returning an :mod:`.ast` value."""
+def _too_large(text: str, column: int, formula: str) -> FormulaSyntaxError:
+    return FormulaSyntaxError(f"the number {_shorten(text)!r} is too large", formula=formula,
+                              column=column, hint="write a number below 1e308")
+
+
+def _shorten(text: str, most: int = 30) -> str:
+    """A literal as messages quote it: a 5,000-digit number is cut to its first digits."""
+    return text if len(text) <= most else text[:most] + "..."
+
+
+class _ToSyntax(lark.visitors.Transformer_NonRecursive):
+    """One tiny method per grammar rule, each returning an :mod:`.ast` value.
+
+    lark's non-recursive transformer: a sum of thousands of terms is a tree thousands of
+    levels deep (the grammar's rules are left-recursive), too deep for Python's stack.
+    """
 
     def __init__(self, text: str):
         super().__init__()
@@ -205,6 +259,14 @@ class _ToSyntax(lark.Transformer):
         if not (isinstance(number, ast.Number) and number.is_integer and number.value >= 1):
             raise FormulaSyntaxError("'**' takes a positive whole number", formula=self._text,
                                      column=exponent.column, hint="write e.g. (a + b + c)**2")
+        if number.value > MAX_POWER:
+            # a power above the number of factors changes nothing, so a huge one is a typo;
+            # refusing it also spares the expansion a loop of 10**40 rounds
+            raise FormulaSyntaxError(
+                f"'**' takes a whole number up to {MAX_POWER}, not {_shorten(number.text)}",
+                formula=self._text, column=exponent.column,
+                hint="a power above the number of factors changes nothing ((a + b)**5 is "
+                     "(a + b)**2); write e.g. (a + b + c)**2")
         return ast.BinaryOp("**", base, number, _column_of(base))
 
     @lark.v_args(meta=True)

@@ -8,6 +8,7 @@ import attrs
 
 from ..errors import FormulaError, FormulaSyntaxError
 from ..syntax import ast
+from ..syntax.limits import MAX_LENGTH
 from ..syntax.parser import parse_syntax
 from . import registry
 from .algebra import expand
@@ -124,13 +125,47 @@ def parse(text: "str | Formula", *, require_response: bool = True) -> Formula:
         return text
     if not isinstance(text, str):  # before the cache: a list is not even hashable
         parse_syntax(text)  # raises FormulaSyntaxError("a formula must be a string, ...")
-    return _parse_cached(text, require_response, registry.generation())
+    try:
+        return _parse_cached(text, require_response, registry.generation())
+    except _TooLargeToKeep as large:
+        return large.formula
+    except RecursionError:
+        # the limits of glmformula.syntax.limits keep every walk over a formula far from
+        # Python's recursion limit (nested calls are the only recursive one), unless the
+        # caller is itself that deep in its stack: still a FormulaError, never a crash
+        raise FormulaSyntaxError(
+            "the formula is nested too deeply for the Python stack that is left",
+            formula=text if len(text) <= MAX_LENGTH else None,
+            hint="nest fewer calls and parentheses, or parse from less deeply nested code"
+        ) from None
+
+
+#: Formulas kept in the parse cache are at most this large, so that a stream of distinct,
+#: large formulas (up to 10,000 terms each) cannot fill memory through the cache.
+_KEEP_TERMS = 256
+_KEEP_LENGTH = 4_000
+
+
+class _TooLargeToKeep(Exception):
+    """Carries a parsed formula out of :func:`_parse_cached` without it being cached
+    (``lru_cache`` keeps return values, never exceptions)."""
+
+    def __init__(self, formula: "Formula"):
+        super().__init__()
+        self.formula = formula
 
 
 @functools.lru_cache(maxsize=4096)
 def _parse_cached(text: str, require_response: bool, generation: int = 0) -> Formula:
     # ``generation`` is only part of the cache key: a term function registered, replaced or
     # removed since must not be answered from the cache
+    formula = _parse_text(text, require_response)
+    if len(formula.term_objects) > _KEEP_TERMS or len(text) > _KEEP_LENGTH:
+        raise _TooLargeToKeep(formula)
+    return formula
+
+
+def _parse_text(text: str, require_response: bool) -> Formula:
     syntax = parse_syntax(text)
     if syntax.response is None and require_response:
         raise _missing_response(syntax.text)

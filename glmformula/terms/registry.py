@@ -275,8 +275,8 @@ def _infer_params(compute: Callable) -> tuple[Param, ...]:
         elif isinstance(default, bool):
             declared.append(Param(parameter.name, kinds.Flag(), default, keyword=True))
         elif isinstance(default, int):
-            declared.append(Param(parameter.name, kinds.Count(minimum=-(10**9)), default,
-                                  keyword=True))
+            declared.append(Param(parameter.name, kinds.Count(minimum=-(10**9), maximum=10**9),
+                                  default, keyword=True))
         elif isinstance(default, float):
             declared.append(Param(parameter.name, kinds.Real(), default, keyword=True))
         else:

@@ -67,7 +67,8 @@ class UnitSet:
         return "[" + ", ".join(str(i) for i in self.ids) + "]"
 
 
-@attrs.frozen
+# Factors cache their hash: expanding (a + b + ...)**n hashes each of them millions of times.
+@attrs.frozen(cache_hash=True)
 class Variable:
     """A covariate named in the formula, used as it is."""
 
@@ -84,7 +85,7 @@ class Variable:
         return (self.name,)
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class FunctionCall:
     """A call of a registered term function; ``arguments`` holds every parameter, normalised.
 
@@ -123,14 +124,18 @@ class Term:
     """A set of factors multiplied row-wise; ``a:b`` equals ``b:a``. No factors = intercept."""
 
     factors: tuple[Factor, ...]
+    #: the factors as a set, made once: terms are compared and hashed very often while a
+    #: formula is expanded (and a frozenset caches its own hash). Made from ``factors`` unless
+    #: given (the term algebra has it already); it must then be ``frozenset(factors)``.
+    key: frozenset = attrs.field(kw_only=True, repr=False)
+
+    @key.default
+    def _factor_set(self) -> frozenset:
+        return frozenset(self.factors)
 
     @property
     def degree(self) -> int:
         return len(self.factors)
-
-    @property
-    def key(self) -> frozenset:
-        return frozenset(self.factors)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Term) and self.key == other.key

@@ -271,3 +271,24 @@ def test_real_current_clamp_bernoulli_draw_matches_the_spike_count(current_injec
     assert bernoulli.values.max() == 1
     assert abs(ratios[1] - 1) < 0.06 < abs(ratios[0] - 1)
     assert stability(res, data, epochs="sweeps").stable  # refractory: not a runaway
+
+
+def test_the_summary_reports_stability_for_models_with_spike_filters():
+    import io
+
+    from rich.console import Console
+
+    data = gf.datasets.head_direction(n_units=3, duration=120.0, seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spiking = gf.fit("spikes ~ cyclic(head_direction, 8) + history(4, log, window=100ms)",
+                         data, bin_size="10ms", epochs="wake", regularizer=gf.Ridge(1e-4))
+        tuning = gf.fit("spikes ~ cyclic(head_direction, 8)", data, bin_size="10ms",
+                        epochs="wake", regularizer=gf.Ridge(1e-4))
+    report = spiking.summary().attrs["stability"]
+    assert report.spectral_radius == pytest.approx(spiking.stability().spectral_radius)
+    assert "stability" not in tuning.summary().attrs
+    buffer = io.StringIO()
+    spiking.print_summary(console=Console(file=buffer, width=120))
+    printed = " ".join(buffer.getvalue().split())   # the console wraps long lines
+    assert " ".join(str(report).splitlines()[0].split()) in printed

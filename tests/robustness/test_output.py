@@ -292,3 +292,17 @@ def test_rate_curve_needs_the_training_data_or_refuses_clearly(fitted):
             curve(fitted, "hd", scale="rate")
     with pytest.raises(gf.FormulaError, match="(?s)unknown scale.*rate"):
         fitted.curve("hd", scale="Hz")
+
+
+def test_rate_curves_work_from_the_result_alone_and_survive_saving(tmp_path):
+    """The training means are kept with the fit (and in files), so scale="rate" needs no data
+    and equals the curve computed from the training data."""
+    data = gf.datasets.head_direction(n_units=2, duration=120.0, seed=3)
+    res = gf.fit("spikes ~ cyclic(head_direction, 8) + history(3, log, window=50ms)", data,
+                 bin_size="10ms", epochs="wake", regularizer=gf.Ridge(1e-4))
+    own = res.curve("head_direction", scale="rate")
+    from_data = res.curve("head_direction", scale="rate", data=data)
+    np.testing.assert_allclose(own.to_numpy(), from_data.to_numpy(), rtol=1e-9)
+    loaded = gf.load_result(res.save(tmp_path / "r"))
+    np.testing.assert_allclose(loaded.curve("head_direction", scale="rate").to_numpy(),
+                               own.to_numpy(), rtol=1e-12)

@@ -10,13 +10,18 @@ Two promises of SPEC section 2/3 are checked on generated input:
 
 Inputs are random strings (from an alphabet of formula characters, and arbitrary unicode),
 generated valid formulas with term-function calls taking every kind of argument (numbers, 1e-3,
-quantities such as 100ms, 2pi, lists, tuples, bare words, keywords), and random mutations of
-those (characters inserted, deleted or replaced; tokens swapped or duplicated).
+quantities such as 100ms, 2pi, lists, tuples, bare words, keywords), random mutations of
+those (characters inserted, deleted or replaced; tokens swapped or duplicated), and hostile
+shapes (issue 18: long sums, deep nesting, huge literals, wide powers, long names, many
+interactions), each of which must be answered within a second.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
+import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -339,3 +344,104 @@ def test_literals_read_back_exactly(plain, duration, angle):
     formula = gf.parse(f"y ~ pow(x, {plain}) + lag(x, {duration}) + "
                        f"cyclic(hd, 8, period={angle})")
     assert_round_trip(formula)
+
+
+# ---- hostile shapes (issue 18): answered within a second -------------------------------------
+
+HOSTILE = settings(max_examples=80, deadline=None,
+                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+OPENERS = [("(", ")"), ("(a + ", ")"), ("(a:", ")"), ("log(", ")"), ("center(", ")")]
+
+
+class Hang(Exception):
+    """A parse took longer than the guard allows."""
+
+
+@contextlib.contextmanager
+def guard(seconds: float = 3.0):
+    """Raise :class:`Hang` in the block after ``seconds``, so that a hang fails, not blocks.
+
+    The alarm repeats every 0.1 s: one raised inside a garbage-collector callback (hypothesis
+    installs one) is swallowed.
+    """
+    def interrupt(signum, frame):
+        raise Hang(f"no answer within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.1)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def sizes(most: int) -> st.SearchStrategy[int]:
+    """Sizes up to ``most``: small ones, round ones and the largest, as well as any."""
+    return st.integers(1, 40) | st.sampled_from([99, 100, 101, 1_000, most]) | st.integers(1, most)
+
+
+@st.composite
+def long_chain(draw) -> str:
+    n, k = draw(sizes(6_000)), draw(st.integers(1, len(NAMES)))
+    op = draw(st.sampled_from(["+", "-", ":", "*", "/", " + ", "**1 + "]))
+    return "y ~ " + op.join(NAMES[i % k] for i in range(n))
+
+
+@st.composite
+def deep_nesting(draw) -> str:
+    depth = draw(sizes(400))
+    closing = depth if draw(st.booleans()) else draw(st.integers(0, depth))
+    if draw(st.booleans()):
+        return "y ~ coupling(" + "[" * depth + "1" + "]" * closing + ")"
+    opener, closer = draw(st.sampled_from(OPENERS))
+    return "y ~ " + opener * depth + "x" + closer * closing
+
+
+@st.composite
+def huge_literal(draw) -> str:
+    digits = "9" * draw(sizes(400))
+    literal = draw(st.sampled_from([digits, "1e" + digits[:12], "1e-" + digits[:12],
+                                    digits + ".5", "1e308", "1e309"]))
+    template = draw(st.sampled_from([
+        "y ~ (a + b + c)**{}", "y ~ a**{}", "y ~ rcos(x, {})", "y ~ onehot(x, {})",
+        "y ~ lag(x, {}s)", "y ~ lag(x, -{}ms)", "y[{}] ~ x", "y ~ coupling([{}])",
+        "y ~ cyclic(hd, 12, period={}pi)", "y ~ pow(x, {})", "y ~ history({}, log)"]))
+    return template.format(literal)
+
+
+@st.composite
+def wide_power(draw) -> str:
+    factors = draw(sizes(80))
+    exponent = draw(st.integers(1, 150).map(str) | st.sampled_from([str(factors), "9" * 40]))
+    return "y ~ (" + " + ".join(f"x{i}" for i in range(factors)) + f")**{exponent}"
+
+
+@st.composite
+def long_name(draw) -> str:
+    name = draw(st.sampled_from(["a", "x", "_"])) * draw(sizes(100_000))
+    return draw(st.sampled_from(["y ~ {}", "{} ~ a", "y ~ rcos({}, 5)", "y ~ a:{} + b"])
+                ).format(name)
+
+
+@st.composite
+def many_interactions(draw) -> str:
+    n, op = draw(sizes(200)), draw(st.sampled_from(["*", ":", "/"]))
+    product = op.join(f"x{i}" for i in range(n))
+    k = draw(st.integers(1, 14))
+    group = "(" + " + ".join(f"x{i}" for i in range(k)) + f")**{draw(st.integers(1, k))}"
+    other = group.replace("x", draw(st.sampled_from(["x", "z"])))
+    return draw(st.sampled_from([f"y ~ {product}", f"y ~ {group}{op}{other}",
+                                 f"y ~ {group} + {other}", f"y ~ {group}" + f"{op}x0" * n]))
+
+
+@HOSTILE
+@given(long_chain() | deep_nesting() | huge_literal() | wide_power() | long_name() |
+       many_interactions())
+def test_hostile_formulas_are_answered_within_a_second(text):
+    started = time.perf_counter()
+    with guard():
+        formula = parse_or_error(text)
+    assert time.perf_counter() - started < 1.0, text[:200]
+    if formula is not None and len(formula.terms) <= 500:
+        assert_round_trip(formula)
