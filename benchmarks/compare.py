@@ -64,7 +64,6 @@ L-BFGS stops at its own tolerance. The features themselves are compared column b
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import os
@@ -208,6 +207,7 @@ def nemos_features(data: dict):
     """Counts (T, U) and the feature blocks, built with NeMoS basis objects on a 10 ms grid
     that tiles the wake epoch from its start (glmformula's grid)."""
     import nemos as nmo
+
     from glmformula.bases.raised_cosine import resolvable_time_scaling
 
     wake = data["wake"]
@@ -588,7 +588,7 @@ def main(argv=None) -> None:
                       saved["command"])
         print(text)
         if not args.no_write:
-            write_section(Path(args.out), text, saved_args.tag)
+            common.write_section(Path(args.out), text, saved_args.tag)
         return
 
     command = "python benchmarks/compare.py" + "".join(

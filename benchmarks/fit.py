@@ -34,15 +34,13 @@ import argparse
 import contextlib
 import datetime
 import gc
+import json
 import os
-import platform
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
-
-import json
-import tempfile
 
 import numpy as np
 

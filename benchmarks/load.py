@@ -41,8 +41,15 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
-from _common import (MiB, write_section, current_rss, load_line, machine_info, machine_line,  # noqa: E402
-                     markdown_table, versions_line)
+from _common import (  # noqa: E402
+    current_rss,
+    load_line,
+    machine_info,
+    machine_line,
+    markdown_table,
+    versions_line,
+    write_section,
+)
 
 FULL = ("cyclic(hd, 12) + bspline(speed, 8) + rcos(x, 10) + rcos(y, 10) + "
         "filter(current, 6, window=200ms) + cyclic(theta, 4)")

@@ -60,8 +60,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from _common import (  # noqa: E402
+    PeakMemory,
+    _status_kib,
+    machine_info,
+    machine_line,
+    markdown_table,
+    versions_line,
     write_section,
-    PeakMemory, _status_kib, machine_info, machine_line, markdown_table, versions_line,
 )
 
 RESULTS = os.path.join(HERE, "scale_results.json")

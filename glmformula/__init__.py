@@ -17,11 +17,24 @@ from . import functions as _functions  # noqa: F401  (registers the built-in ter
 from .backend.regularizers import ElasticNet, GroupLasso, Lasso, Ridge
 from .compare import Selection, compare, select
 from .config import config
-from .errors import (ConvergenceWarning, DataError, FitError, FormulaError, FormulaSyntaxError,
-                     GlmformulaWarning, NoSpikesWarning, RankDeficientWarning, ResultError,
-                     SeparationWarning, SpecError, TermArgumentError, UnknownNameError)
-from .errors import BinSizeWarning, ScoreWarning
-from .errors import SimulationWarning
+from .errors import (
+                     BinSizeWarning,
+                     ConvergenceWarning,
+                     DataError,
+                     FitError,
+                     FormulaError,
+                     FormulaSyntaxError,
+                     GlmformulaWarning,
+                     NoSpikesWarning,
+                     RankDeficientWarning,
+                     ResultError,
+                     ScoreWarning,
+                     SeparationWarning,
+                     SimulationWarning,
+                     SpecError,
+                     TermArgumentError,
+                     UnknownNameError,
+)
 from .graph.design import DesignMatrix, design_matrix
 from .results import FitResult, fit, load_result
 from .spec import ModelSpec, load_spec, run_spec
@@ -37,6 +50,6 @@ __all__ = [
     "unregister", "FormulaError", "FormulaSyntaxError", "UnknownNameError", "TermArgumentError",
     "DataError", "SpecError", "FitError", "ResultError", "GlmformulaWarning",
     "ConvergenceWarning", "NoSpikesWarning", "SeparationWarning", "RankDeficientWarning",
-    "BinSizeWarning", "SimulationWarning",
+    "BinSizeWarning", "SimulationWarning", "ScoreWarning",
     "__version__",
 ]

@@ -16,15 +16,14 @@ are 0. Intercept is the last row/column of :func:`unit_information`.
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy.linalg import lapack
 
+from ..errors import RankDeficientWarning, warn
 from . import problem as pb
 from .newton import _rank_tol
-from ..errors import RankDeficientWarning, warn
 
 __all__ = ["unit_information", "units_information", "invert_information", "warn_singular"]
 

@@ -37,8 +37,17 @@ import jax.numpy as jnp
 from jax import lax
 
 from .newton import (
-    MAX_ITER, NO_SPIKES, OK, STALLED, RawResult, _rank_tol, factor_solve, initial_pass, line_search_pass,
-    robust_factor, tolerance_floor,
+    MAX_ITER,
+    NO_SPIKES,
+    OK,
+    STALLED,
+    RawResult,
+    _rank_tol,
+    factor_solve,
+    initial_pass,
+    line_search_pass,
+    robust_factor,
+    tolerance_floor,
 )
 from .problem import (
     FitData,

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
 from .._memory import ALIGNMENT, aligned_zeros
 
 __all__ = [

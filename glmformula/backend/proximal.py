@@ -110,8 +110,7 @@ class ProximalRule:
         return jnp.sqrt(jnp.sum(r * r / diag, axis=0) / data.scale), jnp.max(jnp.abs(r), axis=0)
 
     def direction(self, data: FitData, H, g, W, b):
-        n = H.shape[-1]
-        diag = jnp.diagonal(H, axis1=1, axis2=2).T  # (n, U)
+        diag = jnp.diagonal(H, axis1=1, axis2=2).T  # (P+1, U)
         diag = jnp.where(diag > 0, diag, 1.0)
         crit, _ = self._crit(data, diag, g, W)
         gmat = jnp.concatenate([data.group_matrix, jnp.zeros((data.group_matrix.shape[0], 1), H.dtype)], axis=1)

@@ -20,21 +20,25 @@ compile time of the call apart from the solve time.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
 
 import attrs
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..errors import (
+    ConvergenceWarning,
+    NoSpikesWarning,
+    RankDeficientWarning,
+    SeparationWarning,
+    warn,
+)
 from . import problem as pb
 from .lbfgs import LBFGS
 from .newton import MAX_ITER, NO_SPIKES, OK, STALLED, Newton, NewtonRule, RawResult, tolerance_floor
 from .problem import BlockedProblem, FitData, Problem
 from .proximal import ProximalNewton, ProximalRule
 from .regularizers import PenaltyArrays, Regularizer, resolve_penalty
-from ..errors import (ConvergenceWarning, NoSpikesWarning, RankDeficientWarning, SeparationWarning,
-                      warn)
 
 __all__ = ["Solution", "solve", "choose_solver", "default_dtype", "ColumnRangeError"]
 

@@ -8,8 +8,7 @@ design builder drops them. Definitions match NeMoS 0.2.8.
 
 from .bspline import bspline, cyclic_bspline
 from .onehot import onehot
-from .raised_cosine import (causal_filters, raised_cosine, rescale_to_unit,
-                            resolvable_time_scaling)
+from .raised_cosine import causal_filters, raised_cosine, rescale_to_unit, resolvable_time_scaling
 
 __all__ = [
     "bspline",

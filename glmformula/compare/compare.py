@@ -16,8 +16,16 @@ import pandas as pd
 from rich.progress import track
 from scipy import stats
 
-from ..errors import FormulaError, GlmformulaWarning, ScoreWarning, warn
-from ..errors import ConvergenceWarning, NoSpikesWarning, RankDeficientWarning, SeparationWarning
+from ..errors import (
+    ConvergenceWarning,
+    FormulaError,
+    GlmformulaWarning,
+    NoSpikesWarning,
+    RankDeficientWarning,
+    ScoreWarning,
+    SeparationWarning,
+    warn,
+)
 from ..terms.formula import parse
 from .comparison import Comparison, ModelScores, assemble
 from .distributed import run_distributed

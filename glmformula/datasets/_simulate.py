@@ -268,7 +268,6 @@ def _run_blocks(traces, drive, uniforms, first, weights, decay, max_log_lam, n_b
     are final; the last block may finalise a few more. Returns the traces at the stopping bin,
     the number of final bins and the counts (valid up to that number).
     """
-    n_exp, n_units = weights.shape[0], weights.shape[1]
     offsets = jnp.arange(_BLOCK, dtype=jnp.int32)
     powers = decay[None, :] ** offsets[:, None].astype(decay.dtype)  # (block, E)
 

@@ -9,8 +9,7 @@ model on arrays) are its parts.
 """
 
 from .covariance import CovarianceStack
-from .engine import (EngineFit, FitDiagnostics, FitOptions, fit_blocked, fit_design,
-                     parameter_counts)
+from .engine import EngineFit, FitDiagnostics, FitOptions, fit_blocked, fit_design, parameter_counts
 
 __all__ = ["FitOptions", "FitDiagnostics", "EngineFit", "fit_design", "fit_blocked",
            "parameter_counts", "CovarianceStack"]

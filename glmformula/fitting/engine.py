@@ -33,7 +33,6 @@ from ..backend.solve import MAX_COLUMN_MAGNITUDE
 from ..config import config
 from ..errors import FitError, FormulaError
 from ..graph.design import DesignMatrix, Prepared
-from ..graph.rows import resident_rows
 from ..terms.aliases import resolve_term
 from . import identifiability as ident
 from . import information, poisson, sharding

@@ -20,8 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..backend import problem as pb
-from ..backend.covariance import (invert_information, unit_information, units_information,
-                                   warn_singular)
+from ..backend.covariance import (
+    invert_information,
+    unit_information,
+    units_information,
+    warn_singular,
+)
 from ..backend.regularizers import resolve_penalty
 from ..config import config
 from ..graph.design import Prepared, iter_blocks

@@ -15,16 +15,14 @@ model was fitted on, also for a result loaded from a file.
 
 from __future__ import annotations
 
-import warnings
-
 import attrs
 import numpy as np
 
+from ..errors import ResultError
 from ..graph import nodes
 from ..graph.compile import Compiler
 from ..graph.layout import CovariateRange, leaves  # noqa: F401  (CovariateRange: re-exported)
 from ..terms.values import FunctionCall
-from ..errors import ResultError
 
 
 def contains(node, kind) -> bool:

@@ -21,7 +21,6 @@ from ..fitting import CovarianceStack, FitDiagnostics, parameter_counts, poisson
 from ..fitting.covariance import as_covariance_stack
 from ..graph.layout import DesignSpec
 from ..terms.aliases import resolve_term
-from ..terms.formula import Formula
 from . import curves, persistence, plotting, scores, simulate, stability, summary
 from .curves import select_units
 

@@ -26,10 +26,10 @@ import pandas as pd
 import pynapple as nap
 from scipy import stats
 
+from ..errors import ResultError
 from ..fitting import poisson
 from ..fitting.engine import FitOptions, fit_design
 from ..graph.design import build, prepare
-from ..errors import ResultError
 from . import scores
 from .curves import weight_blocks
 

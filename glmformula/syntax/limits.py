@@ -16,7 +16,7 @@ from __future__ import annotations
 MAX_LENGTH = 50_000
 
 #: Deepest nesting of parentheses and brackets (calls, groups, lists and tuples together).
-#: Nested calls are checked recursively (``log(log(x))``), so this also bounds the Python stack.
+#: Nested calls are normalised recursively (``log(log(x))``): this also bounds Python's stack.
 MAX_DEPTH = 100
 
 #: Largest exponent of ``**``. A power above the number of distinct factors means the same as
@@ -38,7 +38,17 @@ MAX_FACTORS = 100
 #: :data:`MAX_TERMS`, ``(x0 + ... + x12)**13``, takes about 140,000.
 MAX_WORK = 200_000
 
+#: Largest whole-number argument of a term function (basis sizes, spline orders, bins): a
+#: million basis functions is far beyond any model; a larger number is a typo (``1e300``) that
+#: would only fail later, when the design is built.
+MAX_COUNT = 10**6
+
 
 def thousands(number: int) -> str:
     """``20000`` -> ``'20,000'``: limits are written the same way in messages and docs."""
     return f"{number:,}"
+
+
+def shorten(text: str, most: int = 30) -> str:
+    """A literal as messages quote it: a 5,000-digit number is cut to its first digits."""
+    return text if len(text) <= most else text[:most] + "..."

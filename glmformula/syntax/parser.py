@@ -17,7 +17,7 @@ import lark
 from ..errors import FormulaSyntaxError
 from . import ast
 from .grammar import formula_parser
-from .limits import MAX_DEPTH, MAX_LENGTH, MAX_POWER, thousands
+from .limits import MAX_DEPTH, MAX_LENGTH, MAX_POWER, shorten, thousands
 
 #: Time units a quantity may carry, in seconds.
 TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0}
@@ -181,13 +181,8 @@ def parse_number(text: str, column: int, formula: str) -> ast.Number | ast.Quant
 
 
 def _too_large(text: str, column: int, formula: str) -> FormulaSyntaxError:
-    return FormulaSyntaxError(f"the number {_shorten(text)!r} is too large", formula=formula,
+    return FormulaSyntaxError(f"the number {shorten(text)!r} is too large", formula=formula,
                               column=column, hint="write a number below 1e308")
-
-
-def _shorten(text: str, most: int = 30) -> str:
-    """A literal as messages quote it: a 5,000-digit number is cut to its first digits."""
-    return text if len(text) <= most else text[:most] + "..."
 
 
 class _ToSyntax(lark.visitors.Transformer_NonRecursive):
@@ -263,7 +258,7 @@ class _ToSyntax(lark.visitors.Transformer_NonRecursive):
             # a power above the number of factors changes nothing, so a huge one is a typo;
             # refusing it also spares the expansion a loop of 10**40 rounds
             raise FormulaSyntaxError(
-                f"'**' takes a whole number up to {MAX_POWER}, not {_shorten(number.text)}",
+                f"'**' takes a whole number up to {MAX_POWER}, not {shorten(number.text)}",
                 formula=self._text, column=exponent.column,
                 hint="a power above the number of factors changes nothing ((a + b)**5 is "
                      "(a + b)**2); write e.g. (a + b + c)**2")

@@ -139,13 +139,16 @@ class _Expander:
         # in the whole formula would not survive a round trip: in "x:y + y" the canonical
         # text "y + x:y" meets y first.
         factors = tuple(dict.fromkeys(factors))
-        if len(factors) > MAX_FACTORS:
+        self._check_degree(len(factors), node)
+        return Term(factors)
+
+    def _check_degree(self, degree: int, node) -> None:
+        if degree > MAX_FACTORS:
             raise FormulaSyntaxError(
                 f"a term of the formula multiplies more than {MAX_FACTORS} factors (the limit)",
                 formula=self.formula, column=node.column,
                 hint="no model can fit an interaction of that many covariates; write the "
                      "interactions you need, e.g. a:b:c")
-        return Term(factors)
 
     # -- operators ---------------------------------------------------------------------------
     def _constant(self, node: ast.Number) -> TermSet:
@@ -174,8 +177,8 @@ class _Expander:
         return _term_set(self._product_term(a, b, key, node) for key, (a, b) in first.items())
 
     def _product_term(self, a: Term, b: Term, key: frozenset, node) -> Term:
-        if len(key) > MAX_FACTORS:
-            self._term(key, node)  # raises
+        """``a:b``, whose factor set ``key`` is known: what :meth:`_term` makes, but faster."""
+        self._check_degree(len(key), node)
         factors = a.factors + tuple(f for f in b.factors if f not in a.key)
         return Term(factors, key=key)
 

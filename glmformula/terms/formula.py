@@ -7,7 +7,6 @@ import functools
 import attrs
 
 from ..errors import FormulaError, FormulaSyntaxError
-from ..syntax import ast
 from ..syntax.limits import MAX_LENGTH
 from ..syntax.parser import parse_syntax
 from . import registry
@@ -147,8 +146,10 @@ _KEEP_LENGTH = 4_000
 
 
 class _TooLargeToKeep(Exception):
-    """Carries a parsed formula out of :func:`_parse_cached` without it being cached
-    (``lru_cache`` keeps return values, never exceptions)."""
+    """A parsed formula too large to cache, carried out of :func:`_parse_cached`.
+
+    ``lru_cache`` keeps return values, never exceptions.
+    """
 
     def __init__(self, formula: "Formula"):
         super().__init__()

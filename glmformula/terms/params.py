@@ -12,6 +12,7 @@ import attrs
 
 from ..errors import TermArgumentError
 from ..syntax import ast
+from ..syntax.limits import MAX_COUNT, shorten, thousands
 from .values import Duration, FunctionCall, UnitSet, Variable, format_angle, format_number
 
 
@@ -56,26 +57,25 @@ class Covariate:
 class Count:
     """A whole number from ``minimum`` to ``maximum`` (basis sizes, spline orders, exponents).
 
-    The default maximum, a million basis functions or bins, is far beyond any model; above it
-    a number is a typo (``1e300``), and would only fail later, when the design is built.
+    The default maximum is :data:`~glmformula.syntax.limits.MAX_COUNT`.
     """
 
     minimum: int = 1
-    maximum: int = 10**6
+    maximum: int = MAX_COUNT
     description: str = "a whole number"
 
     def convert(self, node, where: Where, normalise_call=None) -> int:
         if not (isinstance(node, ast.Number) and node.is_integer):
             raise where.error(f"{where.param} must be a whole number, not {_describe(node)}",
                               _column(node))
-        if node.value > self.maximum:  # before int(): int(1e300) has 301 digits
-            raise where.error(f"{where.param} must be at most {self.maximum:,}, got "
-                              f"{_shorten(node.text)}", _column(node))
-        value = int(node.value)
-        if value < self.minimum:
-            raise where.error(f"{where.param} must be at least {self.minimum}, got {value}",
-                              _column(node))
-        return value
+        # compared before int(): int(1e300) has 301 digits
+        if node.value > self.maximum:
+            raise where.error(f"{where.param} must be at most {thousands(self.maximum)}, got "
+                              f"{shorten(node.text)}", _column(node))
+        if node.value < self.minimum:
+            raise where.error(f"{where.param} must be at least {self.minimum}, got "
+                              f"{shorten(format_number(node.value))}", _column(node))
+        return int(node.value)
 
     def format(self, value) -> str:
         return str(value)
@@ -219,11 +219,6 @@ class Units:
 
     def format(self, value) -> str:
         return str(value)
-
-
-def _shorten(text: str, most: int = 30) -> str:
-    """A literal as messages quote it: a 5,000-digit number is cut to its first digits."""
-    return text if len(text) <= most else text[:most] + "..."
 
 
 def _describe(node) -> str:

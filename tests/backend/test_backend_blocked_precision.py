@@ -5,10 +5,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from glmformula.backend import (BlockedProblem, GroupLasso, Lasso, Problem, Ridge, choose_solver,
-                                solve)
-from glmformula.graph.rows import RowBlock
+from glmformula.backend import (
+    BlockedProblem,
+    GroupLasso,
+    Lasso,
+    Problem,
+    Ridge,
+    choose_solver,
+    solve,
+)
 from glmformula.backend import problem as pb
+from glmformula.graph.rows import RowBlock
 
 GROUPS = ("a", "a", "b", "b", "c", "c")
 

@@ -9,9 +9,13 @@ import pytest
 import statsmodels.api as sm
 
 from glmformula.backend import Problem, Ridge, solve
-from glmformula.errors import (ConvergenceWarning, NoSpikesWarning, RankDeficientWarning,
-                               SeparationWarning)
 from glmformula.backend.problem import loss_sum, value_grad_sums
+from glmformula.errors import (
+    ConvergenceWarning,
+    NoSpikesWarning,
+    RankDeficientWarning,
+    SeparationWarning,
+)
 
 
 def fit(*args, **kwargs):

@@ -17,8 +17,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-import glmformula as gf  # noqa: E402
 from reference_cases import CASES, load_case  # noqa: E402
+
+import glmformula as gf  # noqa: E402
 
 
 def values_of(result, case) -> dict:

@@ -19,8 +19,7 @@ import pynapple as nap
 import pytest
 
 import glmformula as gf
-from glmformula.errors import (NoSpikesWarning, RankDeficientWarning,
-                                         SeparationWarning)
+from glmformula.errors import NoSpikesWarning, RankDeficientWarning, SeparationWarning
 
 T_END = 20.0
 BIN = 0.01

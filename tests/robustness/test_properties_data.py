@@ -41,8 +41,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import glmformula as gf
-from glmformula.errors import (ConvergenceWarning, NoSpikesWarning,
-                                         RankDeficientWarning, SeparationWarning)
+from glmformula.errors import (
+    ConvergenceWarning,
+    NoSpikesWarning,
+    RankDeficientWarning,
+    SeparationWarning,
+)
 
 DOCUMENTED_WARNINGS = (ConvergenceWarning, NoSpikesWarning, RankDeficientWarning,
                        SeparationWarning)
