@@ -62,7 +62,8 @@ OURS = ["glmformula", "glmformula[newton]", "glmformula[lbfgs]"]
 
 
 def correlated_design(rng, T, P):
-    """Columns are moving averages of 3 iid normals across the column index (neighbour corr. 2/3)."""
+    """Columns are moving averages of 3 iid normals across the column index (neighbour corr.
+    2/3)."""
     X = np.empty((T, P))
     step = 200_000
     for i in range(0, T, step):
@@ -156,7 +157,8 @@ def worker_glmformula(X, Y, mask, solver, cap):
     return dict(
         first=t_first, warm=t_warm, W=sol.weights, b=sol.intercept, units=list(range(Y.shape[1])),
         compile=first.compile_seconds,
-        iters=f"{int(sol.n_iter.max())} it, {sol.n_hessian_passes} H + {sol.n_matmul_passes} M passes",
+        iters=f"{int(sol.n_iter.max())} it, {sol.n_hessian_passes} H + "
+              f"{sol.n_matmul_passes} M passes",
         note=f"{sol.solver}, converged {int(sol.converged.sum())}/{len(sol.converged)}",
     )
 
@@ -222,11 +224,13 @@ def worker_per_unit(X, Y, mask, fit_one, cap):
             break
     total = (time.perf_counter() - t0) * U / len(units)
     return dict(first=total, warm=total, W=W, b=b, units=units, extrapolated=len(units) < U,
-                iters=f"{np.mean(iters):.0f} it/unit" + (f" ({len(units)}/{U} units fitted)" if len(units) < U else ""))
+                iters=f"{np.mean(iters):.0f} it/unit"
+                      + (f" ({len(units)}/{U} units fitted)" if len(units) < U else ""))
 
 
 def worker_passes(X, Y, mask, _, cap):
-    """One Hessian pass X.T @ (X * w) (one unit) and one gradient pass X.T @ R (all units), numpy/OpenBLAS."""
+    """One Hessian pass X.T @ (X * w) (one unit) and one gradient pass X.T @ R (all units),
+    numpy/OpenBLAS."""
     w = np.random.default_rng(0).random(X.shape[0])
     _, t_h = _warm(lambda: X.T @ (X * w[:, None]), 0.0, budget=10)
     _, t_g = _warm(lambda: X.T @ Y, 0.0, budget=10)
@@ -236,7 +240,8 @@ def worker_passes(X, Y, mask, _, cap):
 def run_worker(lib, data_dir, cap):
     X = np.load(os.path.join(data_dir, "X.npy"))
     Y = np.load(os.path.join(data_dir, "Y.npy"))
-    mask = np.load(os.path.join(data_dir, "mask.npy")) if os.path.exists(os.path.join(data_dir, "mask.npy")) else None
+    mask = (np.load(os.path.join(data_dir, "mask.npy"))
+            if os.path.exists(os.path.join(data_dir, "mask.npy")) else None)
     if lib.startswith("glmformula"):
         solver = lib[len("glmformula["):-1] if "[" in lib else "auto"
         res = worker_glmformula(X, Y, mask, solver, cap)
@@ -260,7 +265,8 @@ def run_worker(lib, data_dir, cap):
 
 def spawn(lib, data_dir, cap, timeout):
     """Run one worker process; returns its result dict, or a dict with 'error'."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--data", data_dir, "--peer-cap", str(cap)]
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--data", data_dir,
+           "--peer-cap", str(cap)]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -305,10 +311,13 @@ def machine():
 
 def versions():
     code = ("import jax, numpy, optimistix, nemos, statsmodels, glum, sklearn, platform;"
-            "print(f'python {platform.python_version()}, numpy {numpy.__version__}, jax {jax.__version__}, "
-            "optimistix {optimistix.__version__}, nemos {nemos.__version__}, statsmodels {statsmodels.__version__}, "
+            "print(f'python {platform.python_version()}, numpy {numpy.__version__}, "
+            "jax {jax.__version__}, "
+            "optimistix {optimistix.__version__}, nemos {nemos.__version__}, "
+            "statsmodels {statsmodels.__version__}, "
             "glum {glum.__version__}, scikit-learn {sklearn.__version__}')")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+    return subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          text=True).stdout.strip()
 
 
 def fmt_t(r):
@@ -322,13 +331,17 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     ap.add_argument("--skip", nargs="*", default=[], choices=PEERS, help="peers not to run")
-    ap.add_argument("--peer-cap", type=float, default=90.0, help="seconds per case for per-unit peers")
-    ap.add_argument("--timeout", type=float, default=1500.0, help="hard limit per worker process (s)")
+    ap.add_argument("--peer-cap", type=float, default=90.0,
+                    help="seconds per case for per-unit peers")
+    ap.add_argument("--timeout", type=float, default=1500.0,
+                    help="hard limit per worker process (s)")
     ap.add_argument("--skip-slow", action="store_true",
-                    help="skip statsmodels on a4, b, c (its pinv/QR IRLS takes minutes per unit there)")
+                    help="skip statsmodels on a4, b, c "
+                         "(its pinv/QR IRLS takes minutes per unit there)")
     ap.add_argument("--only-auto", action="store_true", help="time glmformula's auto choice only")
     ap.add_argument("--wait-quiet", type=float, default=0.0,
-                    help="before each worker, wait up to this many seconds for the load average to drop below 1")
+                    help="before each worker, wait up to this many seconds for the load average "
+                         "to drop below 1")
     ap.add_argument("--quick", action="store_true", help="T / 10 (to try the script)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "performance_fit.md"))
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -372,8 +385,10 @@ def main(argv=None):
                     print(f"   {lib:22s} {r['error']}", flush=True)
                 else:
                     print(f"   {lib:22s} first {r['first']:8.2f}s warm {fmt_t(r):>8}s  objective "
-                          f"{np.nanmean(r['obj']):.10f}  {r.get('iters', '')} {r.get('note', '')}", flush=True)
-            rows.append((name, spec, X.shape, Y.shape[1], passes, results, max(loads) if loads else 0.0))
+                          f"{np.nanmean(r['obj']):.10f}  {r.get('iters', '')} {r.get('note', '')}",
+                          flush=True)
+            rows.append((name, spec, X.shape, Y.shape[1], passes, results,
+                         max(loads) if loads else 0.0))
             del X, Y
             gc.collect()
     write_report(rows, args)
@@ -381,21 +396,29 @@ def main(argv=None):
 
 def write_report(rows, args):
     model, cores = machine()
-    cmd = "python benchmarks/fit.py " + " ".join(a for a in sys.argv[1:] if not a.startswith("--out"))
+    cmd = "python benchmarks/fit.py " + " ".join(a for a in sys.argv[1:]
+                                                 if not a.startswith("--out"))
     lines = [
         "<!-- generated by benchmarks/fit.py: rerun it rather than editing the tables -->",
         "## Fitting speed: glmformula backend vs NeMoS, statsmodels, glum, scikit-learn",
         "",
         f"Command: `{cmd.strip()}` ({datetime.date.today()}).",
-        f"Machine: {model}, {cores} CPU cores (`lscpu`), CPU only, float64 everywhere. {versions()}.",
+        f"Machine: {model}, {cores} CPU cores (`lscpu`), CPU only, float64 everywhere. "
+        f"{versions()}.",
         "",
-        "Objective: mean Poisson NLL without log y! per unit. Δobj: mean over the units a library fitted of",
+        "Objective: mean Poisson NLL without log y! per unit. Δobj: mean over the units a library "
+        "fitted of",
         "(its objective − the best objective any library reached on that unit); positive = worse.",
-        "Times in seconds. *warm*: best of up to 3 repeated fits in the same worker process (compiled);",
-        "*first*: first fit in a fresh process (includes JAX compilation). `~`: per-unit peer stopped after",
-        f"{args.peer_cap:g} s, total extrapolated from the units fitted. H / M passes: passes over the rows forming",
-        "Hessians (`X.T diag(w) X`, all units) / passes over the rows for the products `X @ V` and `X.T @ R`",
-        "(all units at once; glmformula's line search forms both in one pass over cached row chunks).",
+        "Times in seconds. *warm*: best of up to 3 repeated fits in the same worker process "
+        "(compiled);",
+        "*first*: first fit in a fresh process (includes JAX compilation). `~`: per-unit peer "
+        "stopped after",
+        f"{args.peer_cap:g} s, total extrapolated from the units fitted. H / M passes: passes over "
+        "the rows forming",
+        "Hessians (`X.T diag(w) X`, all units) / passes over the rows for the products `X @ V` "
+        "and `X.T @ R`",
+        "(all units at once; glmformula's line search forms both in one pass over cached row "
+        "chunks).",
         "",
     ]
     summary = []
@@ -405,13 +428,16 @@ def write_report(rows, args):
             title += " (coupling filters, own filters masked)"
         lines += [title, ""]
         if "hessian" in passes:
-            lines += [f"One Hessian pass `X.T @ (X * w)` (one unit, numpy/OpenBLAS): {passes['hessian']:.3f} s; "
-                      f"one gradient pass `X.T @ R` (all units): {passes['gradient'] * 1e3:.1f} ms. "
+            lines += ["One Hessian pass `X.T @ (X * w)` (one unit, numpy/OpenBLAS): "
+                      f"{passes['hessian']:.3f} s; "
+                      "one gradient pass `X.T @ R` (all units): "
+                      f"{passes['gradient'] * 1e3:.1f} ms. "
                       f"Highest 1-min load average seen before a worker: {load:.1f}.", ""]
         valid = {k: r for k, r in results.items() if "obj" in r}
         best = np.nanmin(np.stack([r["obj"] for r in valid.values()]), axis=0)
         ours = results.get("glmformula", {})
-        lines += ["| library | warm (s) | first (s) | objective | Δobj | iterations / passes | glmformula faster by |",
+        lines += ["| library | warm (s) | first (s) | objective | Δobj | iterations / passes "
+                  "| glmformula faster by |",
                   "|---|---:|---:|---:|---:|---|---:|"]
         for k, r in results.items():
             if "obj" not in r:
@@ -422,25 +448,32 @@ def write_report(rows, args):
             info = r.get("iters", "") + (f"; {r['note']}" if r.get("note") else "")
             if r.get("compile") is not None:
                 info += f"; compile {r['compile']:.1f} s"
-            ratio = "" if k.startswith("glmformula") or "warm" not in ours else f"{r['warm'] / ours['warm']:.1f}x"
-            lines.append(f"| {k} | {fmt_t(r)} | {r['first']:.2f} | {np.mean(r['obj'][units]):.10f} | {dobj:.1e} | "
+            ratio = ("" if k.startswith("glmformula") or "warm" not in ours
+                     else f"{r['warm'] / ours['warm']:.1f}x")
+            lines.append(f"| {k} | {fmt_t(r)} | {r['first']:.2f} | "
+                         f"{np.mean(r['obj'][units]):.10f} | {dobj:.1e} | "
                          f"{info} | {ratio} |")
         lines.append("")
         if "warm" not in ours:
             continue
         nemos = results.get("nemos", {})
-        peers = [results[p] for p in ("statsmodels", "glum", "sklearn") if p in results and "warm" in results[p]]
+        peers = [results[p] for p in ("statsmodels", "glum", "sklearn")
+                 if p in results and "warm" in results[p]]
         fastest = min(peers, key=lambda r: r["warm"]) if peers else None
-        fname = next((p for p in ("statsmodels", "glum", "sklearn") if results.get(p) is fastest), "")
+        fname = next((p for p in ("statsmodels", "glum", "sklearn") if results.get(p) is fastest),
+                     "")
         ours_dobj = float(np.mean(ours["obj"] - best))
-        summary.append((name, nemos.get("warm", np.nan) / ours["warm"], 5 if spec["kind"] == "coupled" else 10,
+        summary.append((name, nemos.get("warm", np.nan) / ours["warm"],
+                        5 if spec["kind"] == "coupled" else 10,
                         float(np.nanmean(nemos["obj"] - ours["obj"])) if "obj" in nemos else np.nan,
                         (fastest["warm"] / ours["warm"]) if fastest else np.nan, fname, ours_dobj))
     lines += ["### Targets", "",
-              "| case | vs NeMoS default (target) | NeMoS objective − ours | vs fastest of statsmodels/glum/sklearn (target 2x) | our Δobj |",
+              "| case | vs NeMoS default (target) | NeMoS objective − ours "
+              "| vs fastest of statsmodels/glum/sklearn (target 2x) | our Δobj |",
               "|---|---:|---:|---:|---:|"]
     for name, rn, tn, dobj, rf, fname, od in summary:
-        lines.append(f"| {name} | {rn:.1f}x ({tn}x) | {dobj:.1e} | {rf:.1f}x ({fname}) | {od:.1e} |")
+        lines.append(f"| {name} | {rn:.1f}x ({tn}x) | {dobj:.1e} | {rf:.1f}x ({fname}) "
+                     f"| {od:.1e} |")
     lines.append("")
     text = "\n".join(lines) + "\n"
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -2,11 +2,11 @@
 
 Run by hand (not part of the tests), one heavy job at a time on a shared machine::
 
-    flock /tmp/glmformula-bench.lock python benchmarks/scale.py            # everything (~30 min)
-    python benchmarks/scale.py --quick                                   # small sizes (~2 min)
+    flock /tmp/glmformula-bench.lock python benchmarks/scale.py  # everything (~30 min)
+    python benchmarks/scale.py --quick                         # small sizes (~2 min)
     flock /tmp/glmformula-bench.lock python benchmarks/scale.py --only t1e7
     flock /tmp/glmformula-bench.lock python benchmarks/scale.py --only pop200
-    python benchmarks/scale.py --report                                  # rewrite docs from saved results
+    python benchmarks/scale.py --report                        # rewrite docs from saved results
 
 Parts (``--only``, several allowed):
 
@@ -264,8 +264,10 @@ def run_point(spec: dict, *, timeout: float, mem_cap: float) -> dict:
     peak, killed = 0, None
     out_chunks: list[str] = []
     err_chunks: list[str] = []
-    readers = [threading.Thread(target=lambda s, b: b.append(s.read()), args=(proc.stdout, out_chunks)),
-               threading.Thread(target=lambda s, b: b.append(s.read()), args=(proc.stderr, err_chunks))]
+    readers = [threading.Thread(target=lambda s, b: b.append(s.read()),
+                                args=(proc.stdout, out_chunks)),
+               threading.Thread(target=lambda s, b: b.append(s.read()),
+                                args=(proc.stderr, err_chunks))]
     for r in readers:
         r.start()
     while proc.poll() is None:
@@ -274,7 +276,8 @@ def run_point(spec: dict, *, timeout: float, mem_cap: float) -> dict:
             peak = max(peak, rss)
             available = psutil.virtual_memory().available
             if rss > mem_cap * GiB:
-                killed = f"killed by the watchdog: RSS {rss / GiB:.1f} GiB > --mem-cap {mem_cap:g} GiB"
+                killed = (f"killed by the watchdog: RSS {rss / GiB:.1f} GiB > "
+                          f"--mem-cap {mem_cap:g} GiB")
             elif available < 3 * GiB:
                 killed = (f"killed by the watchdog: machine memory available fell to "
                           f"{available / GiB:.1f} GiB (RSS {rss / GiB:.1f} GiB)")
@@ -384,13 +387,16 @@ def _fit_row(r, x):
            f"{r['fit_s'] / r[x] * 1e3:.0f}")
     return [f"{r[x]:,}", f"{r['fit_s']:.1f}", per, f"{r.get('compile_s', 0):.1f}",
             _gib(r["peak_process"]), _gib(r["peak_sampled"]), _gib(r["rss_before_fit"]),
-            f"{r['n_columns']:,}", "in memory" if r.get("chunk_size") is None else f"{r['chunk_size']:,}",
-            r["solver"], f"{r['iters_max']}" + (f" (mean {r['iters_mean']:.1f})" if r["U"] > 1 else ""),
+            f"{r['n_columns']:,}",
+            "in memory" if r.get("chunk_size") is None else f"{r['chunk_size']:,}",
+            r["solver"],
+            f"{r['iters_max']}" + (f" (mean {r['iters_mean']:.1f})" if r["U"] > 1 else ""),
             _where(r)]
 
 
-FIT_HEADERS = ["{x}", "fit (s)", "{per}", "of which compile (s)", "peak RSS (GiB)", "sampled peak (GiB)",
-               "RSS before fit (GiB)", "stored columns", "chunk_size", "solver", "iterations",
+FIT_HEADERS = ["{x}", "fit (s)", "{per}", "of which compile (s)", "peak RSS (GiB)",
+               "sampled peak (GiB)", "RSS before fit (GiB)", "stored columns", "chunk_size",
+               "solver", "iterations",
                "largest shares of the fit time"]
 
 
@@ -425,7 +431,8 @@ def write_report(results: dict, meta: dict) -> str:
             if not rows:
                 continue
             lines += [f"**{name}**", "",
-                      markdown_table([h.format(x="bins T", per="s per 1e6 bins") for h in FIT_HEADERS],
+                      markdown_table([h.format(x="bins T", per="s per 1e6 bins")
+                                      for h in FIT_HEADERS],
                                      [_fit_row(r, "T") for r in rows]), ""]
         lines += _slopes_lines(blocked, memory, "T", "bins") + [""]
     errors = [(k, r) for k, r in results.items() if "error" in r]
@@ -445,7 +452,8 @@ def write_report(results: dict, meta: dict) -> str:
         for name, rows in (("shared", shared), ("+history", history)):
             if rows:
                 lines += [f"**{name}**", "",
-                          markdown_table([h.format(x="units", per="ms per unit") for h in FIT_HEADERS],
+                          markdown_table([h.format(x="units", per="ms per unit")
+                                          for h in FIT_HEADERS],
                                          [_fit_row(r, "U") for r in rows]), ""]
         lines += _slopes_lines(shared, history, "U", "units") + [""]
 
@@ -543,7 +551,8 @@ def _pop_lines(fits) -> list[str]:
             line += (f" Standard errors are computed on first use at this size "
                      f"({U} x T x {P1:,}^2 multiply-adds): those of one unit took "
                      f"{f['se_s']:.0f} s (of which "
-                     f"{f.get('se_stages', {}).get('design blocks', 0):.0f} s rebuilding the design "
+                     f"{f.get('se_stages', {}).get('design blocks', 0):.0f} s rebuilding the "
+                     "design "
                      f"in blocks; finite: {f.get('se_finite')}), so all {U} would take "
                      f"~{_all_units_se_hours(f):.1f} h (the information of every unit, the "
                      "design rebuilt once per batch of units held in memory together).")
@@ -571,7 +580,8 @@ def plot(results: dict, path: str) -> None:
             xs = np.array([r[x] for r in rows], float)
             t = np.array([r["fit_s"] for r in rows])
             m = np.array([r["peak_process"] for r in rows]) / GiB
-            ax.loglog(xs, t, "o-", color=color, label=f"{label}: time (s), slope {slope(xs, t):.2f}")
+            ax.loglog(xs, t, "o-", color=color,
+                      label=f"{label}: time (s), slope {slope(xs, t):.2f}")
             ax.loglog(xs, m, "s--", color=color, alpha=0.7,
                       label=f"{label}: peak RSS (GiB), slope {slope(xs, m):.2f}")
         lo, hi = ax.get_xlim()
@@ -648,8 +658,9 @@ def main(argv=None):
                       f"{r['solver']}, chunk {r['chunk_size']}, iters {r['iters_max']}, "
                       f"{_where(r)}", flush=True)
             else:
-                print(f"   {json.dumps({k: v for k, v in r.items() if k.endswith('_s') or k.startswith('peak') or k.startswith('batch')})}",
-                      flush=True)
+                shown = {k: v for k, v in r.items()
+                         if k.endswith("_s") or k.startswith("peak") or k.startswith("batch")}
+                print(f"   {json.dumps(shown)}", flush=True)
     info = machine_info()
     loads = [x for r in results.values() for pair in r.get("load", []) for x in pair[:1]]
     meta = dict(machine=machine_line(info),

@@ -2,7 +2,8 @@
 
 Public names::
 
-    Problem                      the arrays: X (T, P), y (T, U), column_mask, offset, row_weight, column_groups
+    Problem                      the arrays: X (T, P), y (T, U), column_mask, offset, row_weight,
+                                 column_groups
     BlockedProblem               the same with rows in blocks (designs larger than memory)
     solve(problem, ...)          fit all units -> Solution (the one entry point)
     unit_information(...)        a unit's Fisher information on its own columns (standard errors)

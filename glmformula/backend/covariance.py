@@ -28,7 +28,7 @@ from .newton import _rank_tol
 __all__ = ["unit_information", "units_information", "invert_information", "warn_singular"]
 
 
-# --------------------------------------------------------------------------- per unit, on its columns
+# ------------------------------------------------------------------------- per unit, on its columns
 
 
 def _unit_information(X, offset, rw, columns, W, b, *, strategy: str):

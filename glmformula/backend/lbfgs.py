@@ -100,7 +100,8 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
     G = gram_sum(blk.X, blk.rw)
     B0 = penalised_hessian(data, (data.scale * data.n)[:, None, None] * (G / data.n)[None, :, :])
     precond = lambda q, st: factor_solve(st.L0, st.s0, q)
-    crit_of = lambda g, st: jnp.sqrt(jnp.maximum(jnp.sum(g * precond(g, st), axis=0), 0.0) / data.scale)
+    crit_of = lambda g, st: jnp.sqrt(jnp.maximum(jnp.sum(g * precond(g, st), axis=0), 0.0)
+                                     / data.scale)
 
     W = data.W0 * data.mask
     theta = jnp.concatenate([W, data.b0[None, :]], axis=0)
@@ -109,7 +110,8 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
     zeros = jnp.zeros((m, P + 1, U), dtype)
     st = _State(theta, eta, f, g, mag, zeros, zeros, jnp.zeros((m, U), dtype), jnp.array(0),
                 jnp.ones(U, dtype), jnp.array(0), ~data.active, jnp.zeros(U, jnp.int32),
-                jnp.full((U,), jnp.inf, dtype), jnp.where(data.active, OK, NO_SPIKES).astype(jnp.int32),
+                jnp.full((U,), jnp.inf, dtype),
+                jnp.where(data.active, OK, NO_SPIKES).astype(jnp.int32),
                 jnp.zeros_like(B0), jnp.ones((U, P + 1), dtype), jnp.array(0), jnp.zeros(U, bool),
                 jnp.array(1))
 
@@ -136,7 +138,8 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
             M, tol_rank = B0, None
         L, s, deficient = robust_factor(M, tol_rank)
         return st._replace(L0=L, s0=s, rho=jnp.zeros_like(st.rho), gamma=jnp.ones_like(st.gamma),
-                           n_hess=st.n_hess + 1, deficient=st.deficient | (deficient & data.active & first))
+                           n_hess=st.n_hess + 1,
+                           deficient=st.deficient | (deficient & data.active & first))
 
     def direction(st):
         # two-loop recursion, newest pair first; empty slots have rho = 0.
@@ -185,13 +188,15 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
         y = g - st.g
         sy = jnp.sum(step * y, axis=0)
         yy = jnp.sum(y * precond(y, st), axis=0)
-        valid = go & (sy > jnp.finfo(dtype).eps * jnp.sqrt(jnp.sum(step * step, axis=0) * jnp.sum(y * y, axis=0)))
+        valid = go & (sy > jnp.finfo(dtype).eps
+                      * jnp.sqrt(jnp.sum(step * step, axis=0) * jnp.sum(y * y, axis=0)))
         rho = jnp.where(valid, 1.0 / jnp.where(valid, sy, 1.0), 0.0)
         stalled = go & ~ok
         crit = jnp.where(go, crit_of(g, st), st.crit)
         return st._replace(
             theta=theta, eta=eta, f=f, g=g, mag=mag,
-            S=st.S.at[st.head].set(step), Y=st.Y.at[st.head].set(y), rho=st.rho.at[st.head].set(rho),
+            S=st.S.at[st.head].set(step), Y=st.Y.at[st.head].set(y),
+            rho=st.rho.at[st.head].set(rho),
             head=(st.head + 1) % m,
             gamma=jnp.where(valid, sy / jnp.where(valid, yy, 1.0), st.gamma),
             it=st.it + 1,
@@ -206,8 +211,8 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
     converged = data.active & (st.crit <= tol)
     status = jnp.where(data.active & ~converged & (st.status == OK), MAX_ITER, st.status)
     return RawResult(
-        st.theta[:P], st.theta[P], st.f, st.crit, jnp.max(jnp.abs(st.g), axis=0), converged, st.n_iter,
-        status, st.deficient, st.n_hess, st.n_pass,
+        st.theta[:P], st.theta[P], st.f, st.crit, jnp.max(jnp.abs(st.g), axis=0), converged,
+        st.n_iter, status, st.deficient, st.n_hess, st.n_pass,
     )
 
 

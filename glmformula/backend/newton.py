@@ -39,8 +39,8 @@ from .problem import (
     step_sums,
 )
 
-__all__ = ["Newton", "NewtonRule", "second_order_loop", "RawResult", "robust_factor", "factor_solve", "backtrack",
-           "line_search_pass", "initial_pass", "tolerance_floor"]
+__all__ = ["Newton", "NewtonRule", "second_order_loop", "RawResult", "robust_factor",
+           "factor_solve", "backtrack", "line_search_pass", "initial_pass", "tolerance_floor"]
 
 # status codes of RawResult.status
 OK, MAX_ITER, STALLED, NO_SPIKES = 0, 1, 2, 3
@@ -91,7 +91,8 @@ def cholesky(A):
     def column(j, L):
         col = A[:, :, j] - jnp.einsum("uik,uk->ui", L, L[:, j, :])  # only columns < j of L are set
         ljj = jnp.sqrt(col[:, j])
-        new = jnp.where(idx[None, :] > j, col / ljj[:, None], jnp.where(idx[None, :] == j, ljj[:, None], 0.0))
+        new = jnp.where(idx[None, :] > j, col / ljj[:, None],
+                        jnp.where(idx[None, :] == j, ljj[:, None], 0.0))
         return L.at[:, :, j].set(new)
 
     return lax.fori_loop(0, n, column, jnp.zeros_like(A))
@@ -327,7 +328,8 @@ class _State(NamedTuple):
 
 @attrs.frozen
 class NewtonRule:
-    """The Newton step: what :func:`second_order_loop` does with a Hessian (no non-smooth penalty)."""
+    """The Newton step: what :func:`second_order_loop` does with a Hessian (no non-smooth
+    penalty)."""
 
     #: the loop may reuse factorisations and form early Hessians in float32
     lazy = True
@@ -395,14 +397,16 @@ def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule) -> R
     h = rule.nonsmooth(data, W)
     inf = jnp.full((U,), jnp.inf, f.dtype)
     n = P + 1 if lazy else 1
-    st = _State(W, b, eta, f + h, g, mag + h, jnp.array(0), ~data.active, jnp.zeros(U, jnp.int32), inf,
+    st = _State(W, b, eta, f + h, g, mag + h, jnp.array(0), ~data.active,
+                jnp.zeros(U, jnp.int32), inf,
                 jnp.where(data.active, OK, NO_SPIKES).astype(jnp.int32), jnp.zeros(U, bool),
                 jnp.zeros((U if lazy else 1, n, n), dtype), jnp.ones((U if lazy else 1, n), dtype),
                 jnp.array(False), jnp.array(jnp.inf, dtype), jnp.array(0), jnp.array(1),
                 jnp.array(not mixed), jnp.array(False), jnp.zeros(U, bool))
 
     def hessian(st, compute=None):
-        return penalised_hessian(data, hessian_sum(blk.X, curvature(st.eta, blk.rw), strategy, compute))
+        return penalised_hessian(data, hessian_sum(blk.X, curvature(st.eta, blk.rw), strategy,
+                                                   compute))
 
     def lazy_direction(st):
         # one global choice per iteration (the Hessian pass serves all units)
@@ -456,7 +460,8 @@ def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule) -> R
         # optimum the Hessian barely changes, and this saves a final Hessian pass
         new_crit = rule.criterion(data, aux, g, W)
         stalled = go & ~ok
-        ratio = jnp.max(jnp.where(go, new_crit / jnp.maximum(jnp.where(go, crit, 1.0), 1e-300), 0.0))
+        ratio = jnp.max(jnp.where(go, new_crit / jnp.maximum(jnp.where(go, crit, 1.0), 1e-300),
+                                  0.0))
         crit = jnp.where(go, new_crit, jnp.where(st.done, st.crit, crit))
         kept = (aux[0], aux[1]) if lazy else (st.Cinv, st.s)
         return _State(
@@ -515,4 +520,5 @@ class Newton:
         dtype = data.W0.dtype
         tol = jnp.asarray(max(self.tol, tolerance_floor(dtype)), dtype)
         static = dict(strategy=hessian_strategy(U, P), rule=NewtonRule())
-        return compiled_call(second_order_loop, static, data, tol, jnp.asarray(self.max_iter, jnp.int32))
+        return compiled_call(second_order_loop, static, data, tol,
+                             jnp.asarray(self.max_iter, jnp.int32))

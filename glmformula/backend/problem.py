@@ -16,7 +16,8 @@ statsmodels' ``llf``.
 Everything the solvers need (value, gradient, Hessian, Hessian-vector product,
 Gram matrix) is a sum over rows, so every kernel here works on one *block* of
 rows and returns unnormalised sums; a caller may run it once on all rows
-(in memory) or accumulate it over row blocks (:class:`BlockedProblem`), both through :func:`~glmformula.backend.solve.solve`.
+(in memory) or accumulate it over row blocks (:class:`BlockedProblem`), both through
+:func:`~glmformula.backend.solve.solve`.
 Kernels are pure functions of arrays; anything that changes the compiled code
 (the Hessian strategy, the dtype) is a static argument.
 """
@@ -54,7 +55,8 @@ def _as_float_array(x, name: str, ndim: tuple[int, ...]) -> np.ndarray:
     if a.dtype.kind not in "fiub":
         raise TypeError(f"Problem.{name} must be numeric, got dtype {a.dtype}")
     if a.ndim not in ndim:
-        raise ValueError(f"Problem.{name} must have {' or '.join(map(str, ndim))} dimensions, got shape {a.shape}")
+        raise ValueError(f"Problem.{name} must have {' or '.join(map(str, ndim))} dimensions, "
+                         f"got shape {a.shape}")
     return a
 
 
@@ -88,7 +90,8 @@ def to_device(a, dtype):
     ):
         try:
             return jnp.from_dlpack(a, copy=False)
-        except (ValueError, RuntimeError, TypeError):  # pragma: no cover - jaxlib without zero-copy import
+        except (ValueError, RuntimeError, TypeError):  # pragma: no cover
+            # jaxlib without zero-copy import
             pass
     return jnp.asarray(a, dtype)
 
@@ -132,10 +135,14 @@ class Problem:
 
     X: np.ndarray = attrs.field(converter=aligned)
     y: np.ndarray = attrs.field(converter=_y_converter)
-    column_mask: np.ndarray | None = attrs.field(default=None, converter=_optional(lambda m: np.asarray(m, dtype=bool)))
-    offset: np.ndarray | None = attrs.field(default=None, converter=_optional(lambda o: _as_float_array(o, "offset", (1, 2))))
-    row_weight: np.ndarray | None = attrs.field(default=None, converter=_optional(lambda w: _as_float_array(w, "row_weight", (1,))))
-    column_groups: tuple[str, ...] | None = attrs.field(default=None, converter=_optional(lambda g: tuple(str(x) for x in g)))
+    column_mask: np.ndarray | None = attrs.field(
+        default=None, converter=_optional(lambda m: np.asarray(m, dtype=bool)))
+    offset: np.ndarray | None = attrs.field(
+        default=None, converter=_optional(lambda o: _as_float_array(o, "offset", (1, 2))))
+    row_weight: np.ndarray | None = attrs.field(
+        default=None, converter=_optional(lambda w: _as_float_array(w, "row_weight", (1,))))
+    column_groups: tuple[str, ...] | None = attrs.field(
+        default=None, converter=_optional(lambda g: tuple(str(x) for x in g)))
     unit_names: tuple | None = attrs.field(default=None, converter=_optional(tuple))
     column_names: tuple | None = attrs.field(default=None, converter=_optional(tuple))
 
@@ -145,13 +152,17 @@ class Problem:
             raise ValueError(f"X has {T} rows but y has {self.y.shape[0]}")
         U = self.y.shape[1]
         if self.column_mask is not None and self.column_mask.shape != (U, P):
-            raise ValueError(f"column_mask must have shape (U, P) = {(U, P)}, got {self.column_mask.shape}")
+            raise ValueError(f"column_mask must have shape (U, P) = {(U, P)}, "
+                             f"got {self.column_mask.shape}")
         if self.offset is not None and self.offset.shape not in ((T,), (T, U), (T, 1)):
-            raise ValueError(f"offset must have shape (T,) or (T, U) = {(T, U)}, got {self.offset.shape}")
+            raise ValueError(f"offset must have shape (T,) or (T, U) = {(T, U)}, "
+                             f"got {self.offset.shape}")
         if self.row_weight is not None and self.row_weight.shape != (T,):
-            raise ValueError(f"row_weight must have shape (T,) = {(T,)}, got {self.row_weight.shape}")
+            raise ValueError(f"row_weight must have shape (T,) = {(T,)}, "
+                             f"got {self.row_weight.shape}")
         if self.column_groups is not None and len(self.column_groups) != P:
-            raise ValueError(f"column_groups must name the group of each of the {P} columns, got {len(self.column_groups)}")
+            raise ValueError(f"column_groups must name the group of each of the {P} columns, "
+                             f"got {len(self.column_groups)}")
 
     @property
     def n_rows(self) -> int:
@@ -188,8 +199,10 @@ class BlockedProblem:
     blocks: object
     n_cols: int
     n_units: int
-    column_mask: np.ndarray | None = attrs.field(default=None, converter=_optional(lambda m: np.asarray(m, dtype=bool)))
-    column_groups: tuple[str, ...] | None = attrs.field(default=None, converter=_optional(lambda g: tuple(str(x) for x in g)))
+    column_mask: np.ndarray | None = attrs.field(
+        default=None, converter=_optional(lambda m: np.asarray(m, dtype=bool)))
+    column_groups: tuple[str, ...] | None = attrs.field(
+        default=None, converter=_optional(lambda g: tuple(str(x) for x in g)))
     unit_names: tuple | None = attrs.field(default=None, converter=_optional(tuple))
     column_names: tuple | None = attrs.field(default=None, converter=_optional(tuple))
 

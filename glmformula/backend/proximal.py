@@ -50,7 +50,8 @@ def prox(V, t_l1, gmat, t_group):
     """
     V = jnp.sign(V) * jnp.maximum(jnp.abs(V) - t_l1, 0.0)
     norms = _group_norms(gmat, V)
-    shrink = jnp.where(norms > t_group, 1.0 - t_group / jnp.where(norms > 0, norms, 1.0), 0.0)  # (G, U)
+    # (G, U)
+    shrink = jnp.where(norms > t_group, 1.0 - t_group / jnp.where(norms > 0, norms, 1.0), 0.0)
     in_group = jnp.sum(gmat, axis=0)[:, None]  # (n, 1)
     return V * (gmat.T @ shrink + (1.0 - in_group))
 
@@ -82,7 +83,8 @@ def _pad(x, value=0.0):
 
 
 def _power_lmax(H, n_iter=30):
-    """Largest eigenvalue of each (n, n) matrix, from above: 1.1 x power iteration, capped by the trace."""
+    """Largest eigenvalue of each (n, n) matrix, from above: 1.1 x power iteration, capped by
+    the trace."""
     v = jnp.ones(H.shape[:2], H.dtype)
 
     def body(_, v):
@@ -97,7 +99,8 @@ def _power_lmax(H, n_iter=30):
 
 @attrs.frozen
 class ProximalRule:
-    """Step rule of :func:`~glmformula.backend.newton.second_order_loop` for non-smooth penalties."""
+    """Step rule of :func:`~glmformula.backend.newton.second_order_loop` for non-smooth
+    penalties."""
 
     max_inner: int = 500
 
@@ -113,7 +116,8 @@ class ProximalRule:
         diag = jnp.diagonal(H, axis1=1, axis2=2).T  # (P+1, U)
         diag = jnp.where(diag > 0, diag, 1.0)
         crit, _ = self._crit(data, diag, g, W)
-        gmat = jnp.concatenate([data.group_matrix, jnp.zeros((data.group_matrix.shape[0], 1), H.dtype)], axis=1)
+        gmat = jnp.concatenate([data.group_matrix,
+                                jnp.zeros((data.group_matrix.shape[0], 1), H.dtype)], axis=1)
         # Scale by the Hessian diagonal; one scale per group keeps the group prox exact.
         in_group = jnp.sum(gmat, axis=0)[:, None]
         gmax = jnp.max(gmat[:, :, None] * diag[None, :, :], axis=1)  # (G, U)
@@ -190,4 +194,5 @@ class ProximalNewton:
         dtype = data.W0.dtype
         tol = jnp.asarray(max(self.tol, tolerance_floor(dtype)), dtype)
         static = dict(strategy=hessian_strategy(U, P), rule=ProximalRule(self.max_inner))
-        return compiled_call(second_order_loop, static, data, tol, jnp.asarray(self.max_iter, jnp.int32))
+        return compiled_call(second_order_loop, static, data, tol,
+                             jnp.asarray(self.max_iter, jnp.int32))

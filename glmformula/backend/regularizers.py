@@ -91,7 +91,8 @@ def _check_strength(instance, attribute, value) -> None:
     values = value.values() if isinstance(value, Mapping) else [value]
     for v in values:
         if not np.isfinite(v) or v < 0:
-            raise ValueError(f"{type(instance).__name__}.strength must be finite and >= 0, got {v!r}")
+            raise ValueError(f"{type(instance).__name__}.strength must be finite and >= 0, "
+                             f"got {v!r}")
 
 
 def _check_ratio(instance, attribute, value) -> None:
@@ -118,7 +119,8 @@ class Lasso:
 
 @attrs.frozen
 class ElasticNet:
-    """``strength * (l1_ratio ||w||_1 + (1 - l1_ratio)/2 ||w||^2)`` (glmnet/scikit-learn convention)."""
+    """``strength * (l1_ratio ||w||_1 + (1 - l1_ratio)/2 ||w||^2)`` (glmnet/scikit-learn
+    convention)."""
 
     strength: Strength = attrs.field(**_strength_field)
     l1_ratio: float = attrs.field(default=0.5, converter=float, validator=_check_ratio)
@@ -208,14 +210,16 @@ class PenaltyArrays:
         return self.kind in ("none", "smooth")
 
 
-def _per_column(strength: Strength, column_groups: tuple[str, ...] | None, n_cols: int, what: str) -> np.ndarray:
+def _per_column(strength: Strength, column_groups: tuple[str, ...] | None, n_cols: int,
+                what: str) -> np.ndarray:
     if not isinstance(strength, Mapping):
         return np.full(n_cols, float(strength))
     if column_groups is None:
         raise ValueError(f"{what} with per-group strengths needs Problem.column_groups")
     unknown = sorted(set(strength) - set(column_groups))
     if unknown:
-        raise ValueError(f"{what}: unknown group name(s) {unknown}; the problem's groups are {sorted(set(column_groups))}")
+        raise ValueError(f"{what}: unknown group name(s) {unknown}; the problem's groups are "
+                         f"{sorted(set(column_groups))}")
     return np.array([strength.get(g, 0.0) for g in column_groups], dtype=float)
 
 
@@ -286,4 +290,5 @@ def resolve_penalty(
         sizes = gmat @ mask.T.astype(float)  # (G, U): columns of g each unit uses
         gstr = values[:, None] * np.sqrt(sizes)
         return _with_kind(zeros, zeros, gmat, gstr)
-    raise TypeError(f"unknown regularizer {regularizer!r}; use Ridge, Lasso, ElasticNet or GroupLasso")
+    raise TypeError(f"unknown regularizer {regularizer!r}; "
+                    "use Ridge, Lasso, ElasticNet or GroupLasso")

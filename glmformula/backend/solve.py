@@ -181,7 +181,8 @@ class _Setup:
 
 
 def _setup(stats, column_mask, column_groups, regularizer, init, n_cols, n_units) -> _Setup:
-    n, spikes, off_mass, col_range, col_max, bad, negative = (np.asarray(x, dtype=float) for x in stats)
+    n, spikes, off_mass, col_range, col_max, bad, negative = (np.asarray(x, dtype=float)
+                                                              for x in stats)
     if bad:
         raise ValueError("the data contain NaN or infinite values (X, y, offset or row_weight)")
     if negative:
@@ -193,14 +194,16 @@ def _setup(stats, column_mask, column_groups, regularizer, init, n_cols, n_units
     if huge.size:
         raise ColumnRangeError(huge, float(col_max[huge].max()))
     nonempty = col_range > 0
-    mask = np.ones((n_units, n_cols), bool) if column_mask is None else np.asarray(column_mask, bool).copy()
+    mask = (np.ones((n_units, n_cols), bool) if column_mask is None
+            else np.asarray(column_mask, bool).copy())
     mask &= nonempty[None, :]
     penalty = resolve_penalty(regularizer, column_groups, mask)
     active = spikes > 0
     # No spikes: the MLE of the intercept is -inf. Use the value that predicts
     # half a spike over all fitted rows (the usual 0.5-count correction).
     with np.errstate(divide="ignore"):
-        b0 = np.where(active, np.log(np.where(active, spikes, 0.5) / off_mass), np.log(0.5 / off_mass))
+        b0 = np.where(active, np.log(np.where(active, spikes, 0.5) / off_mass),
+                      np.log(0.5 / off_mass))
     W0 = np.zeros((n_cols, n_units))
     if init is not None:
         Wi, bi = (init.weights, init.intercept) if isinstance(init, Solution) else init
@@ -208,7 +211,8 @@ def _setup(stats, column_mask, column_groups, regularizer, init, n_cols, n_units
         b0 = np.where(active, np.broadcast_to(np.asarray(bi, float), (n_units,)), b0)
     W0 = W0 * mask.T * active[None, :]
     scale = np.where(active, spikes / n, 1.0)
-    return _Setup(mask, penalty, active, scale, b0, W0, n, tuple(np.flatnonzero(~nonempty).tolist()), col_max)
+    return _Setup(mask, penalty, active, scale, b0, W0, n,
+                  tuple(np.flatnonzero(~nonempty).tolist()), col_max)
 
 
 def _fit_data(block: pb.Block, s: _Setup, dtype) -> FitData:
@@ -254,17 +258,18 @@ def _names(problem) -> _Names:
     return _Names(problem.unit_names, problem.column_names)
 
 
-def _finish(raw: RawResult, s: _Setup, solver: str, dtype: str, tol: float, compile_s: float, run_s: float,
-            max_iter: int, names: _Names, X: np.ndarray | None = None) -> Solution:
+def _finish(raw: RawResult, s: _Setup, solver: str, dtype: str, tol: float, compile_s: float,
+            run_s: float, max_iter: int, names: _Names, X: np.ndarray | None = None) -> Solution:
     raw = jax.tree_util.tree_map(np.asarray, raw)
     W = np.where(s.mask.T, raw.W, 0.0).astype(raw.W.dtype)
     status = tuple(_STATUS.get(int(c), "max_iter") if not conv else "converged"
                    for c, conv in zip(raw.status, raw.converged))
     sol = Solution(
-        weights=W, intercept=raw.b, converged=raw.converged, n_iter=raw.n_iter, grad_norm=raw.grad_norm,
-        objective=raw.objective, criterion=raw.criterion, solver=solver, dtype=dtype,
-        compile_seconds=compile_s, solve_seconds=run_s, status=status, rank_deficient=raw.rank_deficient,
-        excluded_columns=s.excluded, n_hessian_passes=int(raw.n_hessian), n_matmul_passes=int(raw.n_matmul),
+        weights=W, intercept=raw.b, converged=raw.converged, n_iter=raw.n_iter,
+        grad_norm=raw.grad_norm, objective=raw.objective, criterion=raw.criterion, solver=solver,
+        dtype=dtype, compile_seconds=compile_s, solve_seconds=run_s, status=status,
+        rank_deficient=raw.rank_deficient, excluded_columns=s.excluded,
+        n_hessian_passes=int(raw.n_hessian), n_matmul_passes=int(raw.n_matmul),
         tol=tol,
     )
     _warn(sol, s, max_iter, names, X)
@@ -289,22 +294,24 @@ def _warn(sol: Solution, s: _Setup, max_iter: int, names: _Names, X) -> None:
     no_spikes = np.flatnonzero(~s.active)
     if no_spikes.size:
         warn(
-            f"{names.of_units(no_spikes)} have no spikes in the fitted rows: their intercept has no finite "
-            "maximum-likelihood value (it tends to -inf); it was set to predict half a spike over the fitted "
-            "rows and the weights to 0. A Ridge does not change this (the intercept is unpenalised); drop "
-            "these units or fit them on rows where they fire.",
+            f"{names.of_units(no_spikes)} have no spikes in the fitted rows: their intercept has "
+            "no finite maximum-likelihood value (it tends to -inf); it was set to predict half a "
+            "spike over the fitted rows and the weights to 0. A Ridge does not change this (the "
+            "intercept is unpenalised); drop these units or fit them on rows where they fire.",
             NoSpikesWarning, units=names.unit_list(no_spikes),
         )
     with np.errstate(invalid="ignore", over="ignore"):
         reach = np.abs(sol.weights) * s.col_max[:, None]
     separated = np.flatnonzero(s.active & (reach.max(axis=0) > SEPARATION_NATS))
     if separated.size:
-        cols = sorted({int(j) for u in separated for j in np.flatnonzero(reach[:, u] > SEPARATION_NATS)})
+        cols = sorted({int(j) for u in separated
+                       for j in np.flatnonzero(reach[:, u] > SEPARATION_NATS)})
         warn(
             f"{names.of_units(separated)} have weights that change the log-rate by more than "
-            f"{SEPARATION_NATS:g} nats ({names.of_columns(cols)}): the data (nearly) separate, e.g. a feature "
-            "active only where the unit never fires, and the unpenalised MLE is infinite. The returned weights "
-            "are finite but arbitrary along that direction; add a Ridge penalty (e.g. Ridge(1e-3)).",
+            f"{SEPARATION_NATS:g} nats ({names.of_columns(cols)}): the data (nearly) separate, "
+            "e.g. a feature active only where the unit never fires, and the unpenalised MLE is "
+            "infinite. The returned weights are finite but arbitrary along that direction; add a "
+            "Ridge penalty (e.g. Ridge(1e-3)).",
             SeparationWarning, units=names.unit_list(separated),
         )
     deficient = np.flatnonzero(sol.rank_deficient & s.active)
@@ -315,9 +322,10 @@ def _warn(sol: Solution, s: _Setup, max_iter: int, names: _Names, X) -> None:
             detail = (f" For unit {first} the dependent ones are "
                       f"{names.of_columns(_null_columns(X, s.mask[deficient[0]]))}.")
         warn(
-            f"the design is (numerically) rank deficient for {names.of_units(deficient)}: some weights are not "
-            f"identified.{detail} The fit stayed finite (a jitter was added to the Hessian) but those weights are "
-            "arbitrary; remove the redundant columns or add a Ridge penalty, which makes the answer unique.",
+            f"the design is (numerically) rank deficient for {names.of_units(deficient)}: some "
+            f"weights are not identified.{detail} The fit stayed finite (a jitter was added to the "
+            "Hessian) but those weights are arbitrary; remove the redundant columns or add a Ridge "
+            "penalty, which makes the answer unique.",
             RankDeficientWarning, units=names.unit_list(deficient),
         )
     failed = np.flatnonzero(s.active & ~sol.converged)
@@ -327,7 +335,8 @@ def _warn(sol: Solution, s: _Setup, max_iter: int, names: _Names, X) -> None:
             causes.append(f"the iteration limit (max_iter={max_iter}) was reached: raise max_iter")
         if any(sol.status[u] == "stalled" for u in failed):
             causes.append(
-                "the line search found no decrease before the criterion met tol: rounding limits the precision "
+                "the line search found no decrease before the criterion met tol: rounding limits "
+                "the precision "
                 + ("(use dtype='float64')" if sol.dtype == "float32" else "(loosen tol)")
             )
         if np.intersect1d(failed, separated).size:
@@ -336,7 +345,8 @@ def _warn(sol: Solution, s: _Setup, max_iter: int, names: _Names, X) -> None:
             causes.append("a rank-deficient design: add a Ridge penalty")
         worst = float(np.max(sol.criterion[failed]))
         warn(
-            f"{sol.solver} did not converge for {names.of_units(failed)} (largest criterion {worst:.3g} > tol "
+            f"{sol.solver} did not converge for {names.of_units(failed)} (largest criterion "
+            f"{worst:.3g} > tol "
             f"{sol.tol:.3g}). Likely cause: {'; '.join(causes) or 'slow convergence'}.",
             ConvergenceWarning, units=names.unit_list(failed),
         )
@@ -345,12 +355,14 @@ def _warn(sol: Solution, s: _Setup, max_iter: int, names: _Names, X) -> None:
 # --------------------------------------------------------------------------- in memory
 
 
-def _make_solver(solver: str, penalty: PenaltyArrays, n_rows, n_cols, n_units, tol, max_iter, **options):
+def _make_solver(solver: str, penalty: PenaltyArrays, n_rows, n_cols, n_units, tol, max_iter,
+                 **options):
     name = choose_solver(n_rows, n_cols, n_units, penalty.kind) if solver == "auto" else solver
     if name not in SOLVERS:
         raise ValueError(f"solver must be 'auto' or one of {sorted(SOLVERS)}, got {solver!r}")
     if not penalty.smooth and name != "proximal":
-        raise ValueError(f"solver {name!r} cannot handle an L1/group penalty; use solver='proximal' or 'auto'")
+        raise ValueError(f"solver {name!r} cannot handle an L1/group penalty; "
+                         "use solver='proximal' or 'auto'")
     cls = SOLVERS[name]
     kwargs = dict(tol=tol)
     if max_iter is not None:
@@ -416,11 +428,14 @@ def solve(
     with jax.enable_x64(True):
         dt = jnp.dtype(name)
         t0 = time.perf_counter()
-        block = pb.block_from_arrays(problem.X, problem.y, problem.offset, problem.row_weight, dt, problem.n_units)
+        block = pb.block_from_arrays(problem.X, problem.y, problem.offset, problem.row_weight, dt,
+                                     problem.n_units)
         stats, c0, _ = pb.compiled_call(pb.block_stats, {}, block)
-        s = _setup(stats, problem.column_mask, problem.column_groups, regularizer, init, problem.n_cols, problem.n_units)
+        s = _setup(stats, problem.column_mask, problem.column_groups, regularizer, init,
+                   problem.n_cols, problem.n_units)
         data = _fit_data(block, s, dt)
-        algo = _make_solver(solver, s.penalty, problem.n_rows, problem.n_cols, problem.n_units, tol, max_iter, **options)
+        algo = _make_solver(solver, s.penalty, problem.n_rows, problem.n_cols, problem.n_units, tol,
+                            max_iter, **options)
         raw, c1, _ = algo.run(data)
         wall = time.perf_counter() - t0
     eff_tol = max(tol, _floor(name))
@@ -476,16 +491,19 @@ class _BlockReader:
             y = y[:, None] if y.ndim == 1 else y
             T = X.shape[0]
             if X.shape[1] != self.n_cols or y.shape != (T, self.n_units):
-                raise ValueError(f"block shapes X {X.shape}, y {y.shape} do not match n_cols={self.n_cols}, n_units={self.n_units}")
+                raise ValueError(f"block shapes X {X.shape}, y {y.shape} do not match "
+                                 f"n_cols={self.n_cols}, n_units={self.n_units}")
             if self.rows is None:
                 self.rows = T
             if T > self.rows:
-                raise ValueError(f"block of {T} rows after a first block of {self.rows}: blocks must not grow")
+                raise ValueError(f"block of {T} rows after a first block of {self.rows}: "
+                                 "blocks must not grow")
             off, rw = p.offset, p.row_weight
             if rw is None:
                 rw = np.ones(T)
             if T < self.rows:
-                # pad to the fixed block shape so the kernels compile once; weight 0 rows add nothing
+                # pad to the fixed block shape so the kernels compile once; weight 0 rows add
+                # nothing
                 pad = self.rows - T
                 X = np.concatenate([X, np.zeros((pad, X.shape[1]), X.dtype)])
                 y = np.concatenate([y, np.zeros((pad, y.shape[1]), y.dtype)])
@@ -502,7 +520,8 @@ class _BlockReader:
             if total is None:
                 total = out
             else:
-                total = combine(total, out) if combine else jax.tree_util.tree_map(jnp.add, total, out)
+                total = (combine(total, out) if combine
+                         else jax.tree_util.tree_map(jnp.add, total, out))
         if total is None:
             raise ValueError("blocks() yielded no blocks")
         self.passes += 1
@@ -510,7 +529,8 @@ class _BlockReader:
 
     def stats(self):
         def combine(a, b):
-            return (*[x + y for x, y in zip(a[:4], b[:4])], *[jnp.maximum(x, y) for x, y in zip(a[4:], b[4:])])
+            return (*[x + y for x, y in zip(a[:4], b[:4])],
+                    *[jnp.maximum(x, y) for x, y in zip(a[4:], b[4:])])
 
         return self.sum(pb.block_stats, {}, combine=combine)
 
@@ -544,7 +564,8 @@ def _line_objective(data: FitData, loss_k, W, dW, steps, *, rule):
     return loss_k / data.n + ridge + h
 
 
-def run_blocked(reader: _BlockReader, s: _Setup, algo, dt, n_steps: int = 8, c: float = 1e-4) -> RawResult:
+def run_blocked(reader: _BlockReader, s: _Setup, algo, dt, n_steps: int = 8,
+                c: float = 1e-4) -> RawResult:
     """Newton / proximal Newton driven from the host, two passes over the blocks per iteration.
 
     Pass 1 sums value, gradient and Hessians at the current point; pass 2 sums
@@ -570,7 +591,8 @@ def run_blocked(reader: _BlockReader, s: _Setup, algo, dt, n_steps: int = 8, c: 
         sums = reader.sum(pb.block_value_grad_hessian, dict(strategy=strategy), W, b)
         n_hess += 1
         f, g, mag, H = reader.call(_assemble, dict(rule=rule), data, sums, W)
-        step, slope, crit_now, deficient, gnorm = reader.call(_direction, dict(rule=rule), data, H, g, W, b)
+        step, slope, crit_now, deficient, gnorm = reader.call(_direction, dict(rule=rule), data, H,
+                                                              g, W, b)
         crit = np.where(done & ~active, crit, np.asarray(crit_now))
         deficient_any |= np.asarray(deficient) & active
         done = done | (crit <= tol)
@@ -583,9 +605,11 @@ def run_blocked(reader: _BlockReader, s: _Setup, algo, dt, n_steps: int = 8, c: 
         a = np.zeros(U)
         pending = go.copy()
         for first in range(0, 40, n_steps):
-            steps = jnp.asarray(np.repeat(0.5 ** np.arange(first, first + n_steps)[:, None], U, 1), dt)
+            steps = jnp.asarray(np.repeat(0.5 ** np.arange(first, first + n_steps)[:, None], U, 1),
+                                dt)
             loss_k = reader.sum(pb.block_line_values, {}, W, b, dW, db, steps)
-            fk = np.asarray(reader.call(_line_objective, dict(rule=rule), data, loss_k, W, dW, steps, ))
+            fk = np.asarray(reader.call(_line_objective, dict(rule=rule), data, loss_k, W, dW,
+                                        steps, ))
             steps_np = np.asarray(steps)
             ok = fk <= f_np[None] + c * steps_np * slope_np[None] + slack[None]
             first_ok = np.argmax(ok, axis=0)

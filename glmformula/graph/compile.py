@@ -191,7 +191,8 @@ def _layout(formula, unit_ids, bank_units, terms, offsets, lead) -> DesignPlan:
             term_storage[term.text] = slice(start, len(names))
     bank_start = {}
     # A bank read by coupling is named after it (its columns are other units' inputs).
-    spike_terms = sorted((t for t in terms if t.role != "shared"), key=lambda t: t.role != "coupling")
+    spike_terms = sorted((t for t in terms if t.role != "shared"),
+                         key=lambda t: t.role != "coupling")
     for term in spike_terms:
         if term.node not in bank_start:
             start = len(names)

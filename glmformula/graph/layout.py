@@ -94,10 +94,19 @@ def record_covariate_ranges(design: DesignMatrix, used: np.ndarray) -> dict[str,
 def _finite_range_on(values: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Smallest and largest finite value of each column over the rows ``used`` (NaN for a
     column without one), read in place: no copy of the rows (``fmin``/``fmax`` skip NaN)."""
-    where = np.asarray(used, bool)[:, None]
+    used = np.asarray(used, bool)
+    low = np.full(values.shape[1], np.inf)
+    high = np.full(values.shape[1], -np.inf)
+    edges = np.flatnonzero(np.diff(used.view(np.int8), prepend=0, append=0))
     with np.errstate(all="ignore"):
-        low = np.fmin.reduce(values, axis=0, where=where, initial=np.inf)
-        high = np.fmax.reduce(values, axis=0, where=where, initial=-np.inf)
+        if len(edges) <= 64:  # a few runs of rows (epochs): reduce slices, the fastest way
+            for a, b in zip(edges[::2], edges[1::2]):
+                np.fmin(low, np.fmin.reduce(values[a:b], axis=0), out=low)
+                np.fmax(high, np.fmax.reduce(values[a:b], axis=0), out=high)
+        elif len(values):
+            where = used[:, None]
+            low = np.fmin.reduce(values, axis=0, where=where, initial=np.inf)
+            high = np.fmax.reduce(values, axis=0, where=where, initial=-np.inf)
     found = np.isfinite(low)  # covariates hold no infinities (refused when read)
     return (np.where(found, low, np.nan).astype(float),
             np.where(found, high, np.nan).astype(float))

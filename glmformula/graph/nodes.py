@@ -70,7 +70,10 @@ class Rowwise:
         return self.inputs[0].labels(graph)
 
     def evaluate(self, graph, rows: slice) -> np.ndarray:
-        arrays = [graph.evaluate(i, rows) for i in self.inputs]
+        # a covariate on the grid's own centres is a read-only view of the user's samples:
+        # a function that writes into its input gets a copy
+        arrays = [a if a.flags.writeable else a.copy()
+                  for a in (graph.evaluate(i, rows) for i in self.inputs)]
         with np.errstate(all="ignore"):
             out = np.asarray(lookup(self.function).compute(*arrays, **dict(self.params)),
                              dtype=float)

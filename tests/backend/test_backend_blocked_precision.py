@@ -73,7 +73,8 @@ def test_float32_agrees_with_float64(population, solver):
     s32 = solve(Problem(X, Y), solver=solver, dtype="float32")
     assert s32.dtype == "float32" and s32.weights.dtype == np.float32 and s64.dtype == "float64"
     assert s32.converged.all()
-    np.testing.assert_allclose(s32.weights, s64.weights, atol=1e-4 * max(1, np.abs(s64.weights).max()))
+    np.testing.assert_allclose(s32.weights, s64.weights,
+                               atol=1e-4 * max(1, np.abs(s64.weights).max()))
     np.testing.assert_allclose(s32.intercept, s64.intercept, atol=1e-4)
 
 

@@ -28,7 +28,8 @@ def fit(*args, **kwargs):
 
 
 def sm_params(X, y):
-    return sm.GLM(y, sm.add_constant(X, has_constant="add"), family=sm.families.Poisson()).fit(tol=1e-13).params
+    return sm.GLM(y, sm.add_constant(X, has_constant="add"),
+                  family=sm.families.Poisson()).fit(tol=1e-13).params
 
 
 @pytest.mark.parametrize("solver", ["newton", "lbfgs", "proximal"])
@@ -107,7 +108,8 @@ def test_rank_deficient_design_warns_and_stays_finite(population):
     assert sol.rank_deficient.all()
     # the identified quantity (the fitted log-rate) is still the MLE
     params = sm_params(X[:, :5], Y[:, 0])
-    np.testing.assert_allclose(X @ sol.weights[:, 0] + sol.intercept[0], params[0] + X[:, :5] @ params[1:], atol=1e-6)
+    np.testing.assert_allclose(X @ sol.weights[:, 0] + sol.intercept[0],
+                               params[0] + X[:, :5] @ params[1:], atol=1e-6)
     # with a ridge the answer is unique: exact, no warning
     ridge, kinds, _ = fit(Problem(X, Y), regularizer=Ridge(1e-2))
     assert not kinds and ridge.converged.all() and not ridge.rank_deficient.any()

@@ -1,4 +1,5 @@
-"""Penalised fits: ridge against scipy L-BFGS-B, KKT conditions for lasso / elastic net / group lasso."""
+"""Penalised fits: ridge against scipy L-BFGS-B, KKT conditions for lasso / elastic net / group
+lasso."""
 
 import numpy as np
 import pytest
@@ -26,8 +27,9 @@ def test_ridge_matches_scipy_lbfgsb(population, solver):
     assert sol.converged.all()
     l2 = np.array([0.05, 0.05, 0.2, 0.2, 0.0, 0.0])
     for u in range(Y.shape[1]):
-        res = scipy.optimize.minimize(objective, np.zeros(X.shape[1] + 1), args=(X, Y[:, u], l2), jac=True,
-                                      method="L-BFGS-B", options=dict(ftol=1e-15, gtol=1e-12, maxiter=10_000))
+        res = scipy.optimize.minimize(objective, np.zeros(X.shape[1] + 1), args=(X, Y[:, u], l2),
+                                      jac=True, method="L-BFGS-B",
+                                      options=dict(ftol=1e-15, gtol=1e-12, maxiter=10_000))
         np.testing.assert_allclose(sol.weights[:, u], res.x[:-1], rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(sol.intercept[u], res.x[-1], atol=1e-7)
         assert sol.objective[u] <= res.fun + 1e-12
@@ -58,7 +60,8 @@ def test_elastic_net_kkt_and_ridge_limit(population):
     a, r = 0.03, 0.5
     sol = solve(Problem(X, Y), regularizer=ElasticNet(a, r))
     gw, gb = smooth_grad(sol, X, Y, l2=(1 - r) * a)
-    res = kkt_residual(gw, sol.weights, np.full_like(gw, r * a), np.zeros((0, X.shape[1])), np.zeros((0, Y.shape[1])))
+    res = kkt_residual(gw, sol.weights, np.full_like(gw, r * a), np.zeros((0, X.shape[1])),
+                       np.zeros((0, Y.shape[1])))
     assert np.max(np.abs(res)) < 1e-6 and np.max(np.abs(gb)) < 1e-6
     # l1_ratio=0 is a ridge and goes to the smooth solvers
     assert solve(Problem(X, Y), regularizer=ElasticNet(a, 0.0)).solver == "newton"

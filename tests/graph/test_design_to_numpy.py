@@ -79,3 +79,29 @@ def test_scattered_rows_and_columns(monkeypatch):
                 monkeypatch.undo()
                 np.testing.assert_array_equal(
                     design_module._gather(storage, rows, columns, intercept), expected)
+
+
+def test_covariate_ranges_read_in_place_equal_nanmin_nanmax():
+    """The training range of a covariate (recorded with every fit) is its nanmin / nanmax over
+    the rows used, read without copying them; a column without a finite value gets NaN."""
+    import warnings
+
+    from glmformula.graph.layout import _finite_range_on
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        n, c = int(rng.integers(0, 300)), int(rng.integers(1, 4))
+        values = rng.standard_normal((n, c))
+        values[rng.random((n, c)) < 0.3] = np.nan
+        used = rng.random(n) < rng.choice([0.0, 0.05, 0.5, 0.97, 1.0])
+        if rng.random() < 0.5 and n > 10:  # one run of rows, as one epoch gives
+            used[:] = False
+            start = int(rng.integers(0, n))
+            used[start:start + int(rng.integers(1, n))] = True
+        low, high = _finite_range_on(values, used)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rows = values[used]
+            expected = ((np.nanmin(rows, axis=0), np.nanmax(rows, axis=0)) if len(rows)
+                        else (np.full(c, np.nan), np.full(c, np.nan)))
+        np.testing.assert_array_equal(low, expected[0])
+        np.testing.assert_array_equal(high, expected[1])

@@ -180,3 +180,27 @@ def test_designs_are_identical_to_the_interpolating_path(monkeypatch):
     np.testing.assert_allclose(res.intercept.values, ref.intercept.values, rtol=1e-9)
     np.testing.assert_allclose(res.standard_errors().values, ref.standard_errors().values,
                                rtol=1e-9)
+
+
+def test_a_function_writing_into_its_input_leaves_the_data_alone():
+    from glmformula.terms.registry import unregister
+
+    @gf.term_function
+    def clip_in_place(x):
+        x[x < 0] = 0.0
+        return x
+
+    try:
+        t = (np.arange(5000) + 0.5) * 0.01
+        x = nap.Tsd(t=t, d=np.sin(t), time_support=nap.IntervalSet(0, 50))
+        keep = x.values.copy()
+        spikes = nap.TsGroup({0: nap.Ts(np.sort(np.random.default_rng(0).uniform(0, 50, 500)))},
+                             time_support=nap.IntervalSet(0, 50))
+        dm = gf.design_matrix("spikes ~ clip_in_place(x) + x", {"spikes": spikes, "x": x},
+                              bin_size=0.01)
+        np.testing.assert_array_equal(x.values, keep)
+        X = dm.to_numpy(intercept=False)
+        np.testing.assert_allclose(X[:, 1], np.sin(dm.times), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(X[:, 0], np.maximum(np.sin(dm.times), 0), atol=1e-12)
+    finally:
+        unregister("clip_in_place")

@@ -82,7 +82,8 @@ def test_covariate_ranges_round_trip_and_curves_of_bare_covariates(maze, tmp_pat
 
 def test_a_version_1_file_still_loads(hd_fit, tmp_path):
     """Files written before covariate ranges were kept load; curves needing them say so."""
-    path = save_result(attrs.evolve(hd_fit, spec=attrs.evolve(hd_fit.spec, covariate_ranges={})), tmp_path / "old.npz")
+    path = save_result(attrs.evolve(hd_fit, spec=attrs.evolve(hd_fit.spec, covariate_ranges={})),
+                       tmp_path / "old.npz")
     with zipfile.ZipFile(path) as archive:
         metadata = json.loads(np.lib.format.read_array(archive.open("metadata.npy")).tobytes())
     metadata["version"] = 1

@@ -49,7 +49,7 @@ from glmformula.errors import (
 )
 
 DOCUMENTED_WARNINGS = (ConvergenceWarning, NoSpikesWarning, RankDeficientWarning,
-                       SeparationWarning)
+                       SeparationWarning, gf.BinSizeWarning)  # every one listed in docs/api.md
 
 _FUZZ = int(os.environ.get("GLMFORMULA_FUZZ", "0") or 0)
 

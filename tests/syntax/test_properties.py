@@ -358,7 +358,7 @@ class Hang(Exception):
 
 
 @contextlib.contextmanager
-def guard(seconds: float = 3.0):
+def guard(seconds: float = 10.0):
     """Raise :class:`Hang` in the block after ``seconds``, so that a hang fails, not blocks.
 
     The alarm repeats every 0.1 s: one raised inside a garbage-collector callback (hypothesis
@@ -439,9 +439,9 @@ def many_interactions(draw) -> str:
 @given(long_chain() | deep_nesting() | huge_literal() | wide_power() | long_name() |
        many_interactions())
 def test_hostile_formulas_are_answered_within_a_second(text):
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other processes stretch wall time, not work
     with guard():
         formula = parse_or_error(text)
-    assert time.perf_counter() - started < 1.0, text[:200]
+    assert time.process_time() - started < 1.0, text[:200]
     if formula is not None and len(formula.terms) <= 500:
         assert_round_trip(formula)
