@@ -150,7 +150,7 @@ def nemos_basis(case: str, spec):
     return nmo.basis.CyclicBSplineEval(12, order=4, bounds=(0, 2 * np.pi)) + conv
 
 
-# --------------------------------------------------------------------------- one library, one process
+# ------------------------------------------------------------------------ one library, one process
 
 
 def child(case: str, lib: str, repeats: int) -> dict:

@@ -159,13 +159,15 @@ class EngineFit:
     offset_mean: float = 0.0
 
 
-def _means(X: np.ndarray, offset, used: np.ndarray) -> tuple[np.ndarray, float]:
-    """Column means of ``X`` and the offset's mean over the ``used`` rows."""
+def _means(X: np.ndarray, offset, used: np.ndarray, rows_per_block: int = 16384):
+    """Column means of ``X`` and the offset's mean over the ``used`` rows (in blocks of rows:
+    no copy of the design)."""
     n = max(int(used.sum()), 1)
-    rows = np.flatnonzero(used)
-    means = np.add.reduce(X[rows], axis=0, dtype=np.float64) / n if X.shape[1] else \
-        np.zeros(0)
-    return means, (0.0 if offset is None else float(np.sum(offset[rows]) / n))
+    sums = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], rows_per_block):
+        stop = start + rows_per_block
+        sums += used[start:stop].astype(X.dtype) @ X[start:stop]
+    return sums / n, (0.0 if offset is None else float(offset[used].sum() / n))
 
 
 def parameter_counts(unit_columns, constrained_terms, intercept: bool = True) -> np.ndarray:

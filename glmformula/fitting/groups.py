@@ -14,6 +14,7 @@ import attrs
 import numpy as np
 
 from .. import backend
+from .._memory import aligned_zeros
 from . import sharding
 
 #: Group units only when that cuts the estimated solver work by at least this factor.
@@ -56,8 +57,10 @@ def solve_in_groups(problem: backend.Problem, groups: list, init, **options) -> 
     parts = []
     offset = problem.offset
     for units, columns in groups:  # consecutive units, in order
+        X = aligned_zeros((problem.n_rows, len(columns)), problem.X.dtype)
+        np.take(problem.X, columns, axis=1, out=X)  # aligned: the solver uses it in place
         sub = backend.Problem(
-            X=problem.X[:, columns], y=problem.y[:, units],
+            X=X, y=problem.y[:, units],
             column_mask=problem.column_mask[np.ix_(units, columns)],
             offset=offset[:, units] if offset is not None and offset.ndim == 2
             and offset.shape[1] > 1 else offset,

@@ -165,6 +165,9 @@ class CovarianceSource:
             groups.setdefault(tuple(self.supports[u].tolist()), []).append(int(u))
         shared = {key: group for key, group in groups.items() if len(group) > 1}
         alone = [group[0] for key, group in groups.items() if len(group) == 1]
+        if len(alone) == 1:  # one unit of its own: the gather-free kernel is cheaper
+            shared[tuple(self.supports[alone[0]].tolist())] = alone
+            alone = []
         k_alone = max((len(self.supports[u]) for u in alone), default=0)
         padded_columns = np.full((len(alone), k_alone), self.n_columns, dtype=int)
         padded_weights = np.zeros((k_alone, len(alone)))
