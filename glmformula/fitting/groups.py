@@ -50,6 +50,19 @@ def _part(values, index):
     return None if values is None else tuple(values[i] for i in index)
 
 
+def _gather_columns(X: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``X[:, columns]`` into an aligned array (the solver uses it in place), copied run by run
+    of consecutive columns (a group's columns are a few runs: the shared terms, then each
+    unit's bank; slice copies are much faster than a fancy-index gather)."""
+    out = aligned_zeros((X.shape[0], len(columns)), X.dtype)
+    breaks = np.flatnonzero(np.diff(columns) != 1) + 1
+    start = 0
+    for run in np.split(np.asarray(columns), breaks):
+        out[:, start:start + len(run)] = X[:, run[0]:run[-1] + 1]
+        start += len(run)
+    return out
+
+
 def solve_in_groups(problem: backend.Problem, groups: list, init, **options) -> backend.Solution:
     """Solve each group of units on its own columns; one Solution over all columns (weights
     exactly 0 on the columns a unit does not read)."""
@@ -57,8 +70,7 @@ def solve_in_groups(problem: backend.Problem, groups: list, init, **options) -> 
     parts = []
     offset = problem.offset
     for units, columns in groups:  # consecutive units, in order
-        X = aligned_zeros((problem.n_rows, len(columns)), problem.X.dtype)
-        np.take(problem.X, columns, axis=1, out=X)  # aligned: the solver uses it in place
+        X = _gather_columns(problem.X, columns)
         sub = backend.Problem(
             X=X, y=problem.y[:, units],
             column_mask=problem.column_mask[np.ix_(units, columns)],

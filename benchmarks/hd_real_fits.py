@@ -1,0 +1,74 @@
+"""The real head-direction recording through the user's path: single fits and the three-model
+comparison of issue 16, timed warm (second call in the process) and first.
+
+Reads ../shared/data/hd_mouse28_140313 (32 ADn/PoS cells; the `valid` wake epochs; 10 ms bins;
+no regularizer) and prints, per fit, the wall time, the solver's time and its passes over the
+data; for the comparison, the wall time and the cross-validated bits per spike.
+
+    python benchmarks/hd_real_fits.py [--repeats 2] [--skip-compare]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pynapple as nap
+
+import glmformula as gf
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hd_mouse28_140313"
+MODELS = {
+    "hd": "spikes ~ cyclic(head_direction, 12)",
+    "hd+history": "spikes ~ cyclic(head_direction, 12) + history(8, log, window=100ms)",
+    "hd+history+coupling": "spikes ~ cyclic(head_direction, 12) + "
+                           "history(8, log, window=100ms) + coupling(all)",
+}
+
+
+def load() -> dict:
+    """The recording as its README loads it."""
+    d = np.load(DATA / "Mouse28-140313_wake_hd.npz")
+    wake = nap.IntervalSet(d["wake_start"], d["wake_end"])
+    spikes = nap.TsGroup({i: nap.Ts(d["spike_times"][d["spike_unit"] == i])
+                          for i in range(len(d["unit_ids"]))}, time_support=wake)
+    return {"spikes": spikes, "head_direction": nap.Tsd(t=d["angle_t"], d=d["angle"],
+                                                        time_support=wake),
+            "valid": nap.IntervalSet(d["valid_start"], d["valid_end"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--skip-compare", action="store_true")
+    args = parser.parse_args()
+    if not DATA.exists():
+        raise SystemExit(f"the real recording is not at {DATA} (it lives in ../shared/data)")
+    data = load()
+    warnings.simplefilter("ignore")
+    for name in ("hd+history", "hd+history+coupling"):
+        for repeat in range(args.repeats):
+            started = time.perf_counter()
+            res = gf.fit(MODELS[name], data, bin_size="10ms", epochs="valid")
+            d = res.diagnostics
+            print(f"{name:22s} {'first' if repeat == 0 else 'warm '} "
+                  f"{time.perf_counter() - started:6.2f} s  solver {res.solver} "
+                  f"{d.fit_seconds:.2f} s (compile {d.compile_seconds:.2f} s), "
+                  f"{res.n_iter} iterations, {d.n_hessian_passes} Hessian + "
+                  f"{d.n_matmul_passes} product passes, converged {res.converged}", flush=True)
+    if args.skip_compare:
+        return
+    for repeat in range(args.repeats):
+        started = time.perf_counter()
+        table = gf.compare(MODELS, data, bin_size="10ms", epochs="valid", cv=5)
+        print(f"gf.compare, 3 models, cv=5: {'first' if repeat == 0 else 'warm '} "
+              f"{time.perf_counter() - started:.1f} s", flush=True)
+    print(table[["n_params", "cv_bits_per_spike", "cv_bits_per_spike_se",
+                 "converged"]].to_string())
+
+
+if __name__ == "__main__":
+    main()
