@@ -24,6 +24,7 @@ Kernels are pure functions of arrays; anything that changes the compiled code
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import attrs
@@ -33,6 +34,7 @@ import numpy as np
 from jax import lax
 
 from .._memory import ALIGNMENT, aligned_zeros
+from ..config import setup_compilation_cache
 
 __all__ = [
     "Problem",
@@ -41,7 +43,6 @@ __all__ = [
     "loss_sum",
     "value_grad_sums",
     "hessian_sum",
-    "hvp_sum",
     "gram_sum",
     "hessian_strategy",
 ]
@@ -492,21 +493,6 @@ def hessian_sum(X, D, strategy: str, compute=None):
     return jnp.concatenate([top, bottom], axis=1)
 
 
-def hvp_sum(X, D, V, vb):
-    """Row sums of Hessian-vector products for all units at once.
-
-    ``H_u @ [V[:, u]; vb[u]]`` for every unit costs two matrix products with the
-    shared design (``X @ V`` and ``X.T @ (D * .)``) instead of U Hessians.
-
-    Returns
-    -------
-    hv_w : (P, U)
-    hv_b : (U,)
-    """
-    z = D * (X @ V + vb[None, :])
-    return lax.dot_general(X, z, (((0,), (0,)), ((), ()))), jnp.sum(z, axis=0)
-
-
 def gram_sum(X, rw):
     """Weighted Gram matrix of ``[X, 1]`` summed over rows, intercept last: (P+1, P+1)."""
     return _xtdx(X, rw, intercept=True)
@@ -655,9 +641,7 @@ def compiled_call(fn, static: dict, *args):
     -------
     out, compile_seconds, run_seconds
     """
-    import time
 
-    from ..config import setup_compilation_cache
     setup_compilation_cache()  # JAX's persistent cache, once per process (gf.config)
     leaves, treedef = jax.tree_util.tree_flatten(args)
     key = (

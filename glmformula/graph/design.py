@@ -25,6 +25,7 @@ from ..syntax import ast
 from ..syntax.parser import parse_number
 from ..terms.formula import Formula, parse
 from .compile import DesignPlan, compile_formula
+from .convolution import causal_convolve
 from .data import DataSource, covered_fraction, intersect_intervals
 from .features import FeatureGraph
 from .grid import TimeGrid
@@ -423,7 +424,6 @@ def _check_range(stored: np.ndarray, values: np.ndarray, column: str, formula) -
 
 
 def _filter_spikes_into(node: CausalFilter, graph: FeatureGraph, out: np.ndarray) -> None:
-    from .convolution import causal_convolve
     counts = graph.evaluate(node.input)
     causal_convolve(counts, node.kernels(), graph.grid.segments, out=out)
 

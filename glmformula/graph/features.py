@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import DataError
 from .data import DataSource, Signal
 from .grid import TimeGrid
+from .sampling import counts_on_grid  # counts are summed into the bins, never averaged
 
 
 class FeatureGraph:
@@ -62,7 +63,6 @@ class FeatureGraph:
         if key not in self._counts:
             spikes = self.source.spikes(response, units)
             if spikes.counts is not None:
-                from .sampling import counts_on_grid  # summed into the bins, never averaged
                 self._counts[key] = counts_on_grid(spikes.counts.times, spikes.counts.values,
                                                    self.grid, name=response)
             else:

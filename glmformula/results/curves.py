@@ -37,6 +37,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 import pandas as pd
+import pynapple as nap
 
 from ..errors import ResultError
 from ..graph import nodes
@@ -253,7 +254,6 @@ def training_column_means(result, data=None) -> tuple[np.ndarray, float]:
             "and this result does not store those averages",
             hint="pass the data the model was fitted on: curve(term, scale=\"rate\", "
                  "data=data)")
-    import pynapple as nap
     epochs = np.asarray(result.epochs, float)
     design = result.design(data, epochs=nap.IntervalSet(start=epochs[:, 0], end=epochs[:, 1]))
     rows = design.rows

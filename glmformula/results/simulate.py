@@ -29,6 +29,7 @@ import pynapple as nap
 
 from ..errors import ResultError, SimulationWarning, warn
 from ..graph.nodes import CausalFilter, SpikeCounts
+from .evaluation import spike_filter_call
 from .stability import report
 
 #: Ceiling on the simulated rate (Hz): keeps a runaway excitatory network finite.
@@ -211,7 +212,6 @@ def _warn_capped(result, capped: np.ndarray, driven: np.ndarray, max_rate: float
 
 def _spike_terms(result) -> str:
     """``"history(...)": ..., "coupling(...)"`` as a dict-key list for the advice."""
-    from .evaluation import spike_filter_call
     terms = [t for t in result.formula.terms if spike_filter_call(result, t) is not None]
     return ", ".join(f"'{t}'" for t in terms[:1]) or "'history(...)'"
 

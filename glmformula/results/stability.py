@@ -43,6 +43,9 @@ import attrs
 import numpy as np
 import pandas as pd
 
+from .curves import weight_blocks
+from .evaluation import spike_filter_call, term_factor_nodes
+
 #: Bins whose gain matrix is diagonalised per chunk, and at most, when looking for the largest
 #: spectral radius over the bins of the data (bins are visited from the largest upper bound).
 _CHUNK = 512
@@ -117,8 +120,6 @@ def filter_integrals(result) -> np.ndarray:
 
     Filters from units the model reads but does not model are inputs, not feedback: left out.
     """
-    from .curves import weight_blocks
-    from .evaluation import spike_filter_call, term_factor_nodes
 
     position = {unit: i for i, unit in enumerate(result.unit_ids)}
     phi = np.zeros((len(result.unit_ids), len(result.unit_ids)))
@@ -161,7 +162,6 @@ def stability(result, data: Mapping | None = None, *, epochs=None) -> StabilityR
 
 
 def has_spike_filters(result) -> bool:
-    from .evaluation import spike_filter_call
     return any(spike_filter_call(result, t) is not None for t in result.formula.terms)
 
 

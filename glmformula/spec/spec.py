@@ -7,6 +7,7 @@ language, data are read through pynapple or built by a named simulation.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
@@ -15,10 +16,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
+import pynapple as nap
 
+from .. import datasets
 from ..backend import regularizers
+from ..compare import compare
 from ..errors import BinSizeWarning, FormulaError, SpecError, did_you_mean, warn
 from ..graph.data import DataSource
+from ..graph.design import bare_bin_size_message, parse_bin_size
 from ..terms.formula import Formula, parse
 
 _SECTIONS = {
@@ -100,14 +105,12 @@ class ModelSpec:
 
     def _read_data(self) -> Mapping:
         if self.data.simulate is not None:
-            from .. import datasets
             try:
                 return datasets.load(self.data.simulate, **self.data.options)
             except (ValueError, TypeError, OverflowError) as err:  # e.g. duration = -5
                 raise SpecError(f"{self.source}: [data] options: the simulation "
                                 f"{self.data.simulate!r} cannot run with {self.data.options}: "
                                 f"{err}", hint="check the option values") from None
-        import pynapple as nap
         try:
             return nap.load_file(str(self.data.path))
         except Exception as err:  # pynapple raises many kinds; the user needs one message
@@ -238,7 +241,6 @@ def _data_spec(section: dict, path: Path, problems: _Problems) -> DataSpec | Non
         else:
             resolved = _resolve_path(file, path, problems)
     if simulate is not None:
-        from .. import datasets
         if not isinstance(simulate, str) or simulate not in datasets.available():
             problems.add("data", "simulate", f"unknown simulation {simulate!r}",
                          "one of " + ", ".join(datasets.available()))
@@ -253,7 +255,6 @@ def _data_spec(section: dict, path: Path, problems: _Problems) -> DataSpec | Non
     if bin_size is None:
         problems.add("data", "bin_size", "is required", "e.g. bin_size = \"10ms\"")
     else:
-        from ..graph.design import parse_bin_size
         try:
             seconds = parse_bin_size(bin_size)
         except FormulaError as err:
@@ -271,7 +272,6 @@ def _warn_bare_bin_size(bin_size, seconds: float, problems: _Problems) -> None:
     for a number without a unit above 1 s (a quantity such as "10s" says what it means)."""
     if isinstance(bin_size, str) or seconds <= 1:
         return
-    from ..graph.design import bare_bin_size_message
     line = _line_of(problems.text, "data", "bin_size")
     where = f"{problems.path}:{line}" if line else str(problems.path)
     warn(f"{where}: [data] bin_size: {bare_bin_size_message(bin_size)}", BinSizeWarning)
@@ -279,9 +279,7 @@ def _warn_bare_bin_size(bin_size, seconds: float, problems: _Problems) -> None:
 
 def _check_options(simulate: str, options: dict, problems: _Problems) -> None:
     """Simulation options: known names, and values of the default's type (numbers, flags)."""
-    import inspect
 
-    from .. import datasets
     if simulate not in datasets.available():
         return
     params = inspect.signature(getattr(datasets, simulate)).parameters
@@ -359,7 +357,6 @@ def _regularizer(value, problems: _Problems):
 
 def run_spec(path, *, progress: bool = False):
     """Load a spec, read its data and run it: the comparison table (pandas DataFrame)."""
-    from ..compare import compare
     spec = load_spec(path)
     data = spec.load_data()
     return compare(spec.models, data, bin_size=spec.data.bin_size, epochs=spec.data.epochs,
