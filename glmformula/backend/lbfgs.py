@@ -238,6 +238,10 @@ class LBFGS:
         memory bound). Refreshing bounds the iteration count on strongly
         modulated rates (measured: docs/performance_decisions.md, 'L-BFGS
         refresh interval').
+    stride : int
+        Refresh Hessians from every ``stride``-th row only (1: every row): a cheaper, noisier
+        preconditioner. Off by default (measured: docs/performance_decisions.md, 'L-BFGS
+        refresh from a subsample of rows').
     """
 
     tol: float = 1e-8
