@@ -8,14 +8,27 @@ renamed when complete, so an interrupted run leaves nothing that looks finished.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
+import numpy as np
+
+from . import __version__, datasets
 from ._files import atomic_write
+from .backend import Ridge
+from .compare import compare
+from .compare.distributed import dask_executor
+from .compare.plotting import plot_comparison
+from .errors import FormulaError, SpecError
+from .graph.design import prepare
+from .results import fit
+from .spec import load_spec
 
 EXAMPLES = """examples:
   glmformula demo                               the built-in head-direction example
@@ -33,7 +46,6 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glmformula", description="Formula-driven Poisson GLMs of spike trains.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    from . import __version__
     parser.add_argument("--version", action="version", version=f"glmformula {__version__}",
                         help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -133,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    from .errors import FormulaError
     try:
         status = {"compare": _compare, "fit": _fit, "check": _check, "demo": _demo}[
             args.command](args)
@@ -158,8 +169,6 @@ def _run(args) -> int:
 
 # -- commands ------------------------------------------------------------------------------------
 def _check(args) -> int:
-    from .graph.design import prepare
-    from .spec import load_spec
     spec = load_spec(args.spec)
     data = spec.load_data()
     for name, formula in spec.models.items():
@@ -170,14 +179,11 @@ def _check(args) -> int:
 
 def _executor(args):
     if getattr(args, "scheduler", None) or getattr(args, "workers", None):
-        from .compare.distributed import dask_executor
         return dask_executor(address=args.scheduler, workers=args.workers)
     return None
 
 
 def _compare(args) -> int:
-    from .compare import compare
-    from .spec import load_spec
     spec = load_spec(args.spec)
     data = spec.load_data()
     _status(f"glmformula compare: {len(spec.models)} models, cv={spec.cv}: fitting "
@@ -200,9 +206,6 @@ def _compare(args) -> int:
 
 
 def _fit(args) -> int:
-    from .errors import SpecError
-    from .results import fit
-    from .spec import load_spec
     spec = load_spec(args.spec)
     if args.model not in spec.models:
         raise SpecError(f"{spec.source}: no model named {args.model!r} in [models]",
@@ -224,11 +227,7 @@ def _fit(args) -> int:
 
 
 def _demo(args) -> int:
-    import warnings
 
-    from . import datasets
-    from .backend import Ridge
-    from .compare import compare
     data = datasets.head_direction(n_units=8, duration=args.duration)
     print(data.description)
     # Few filters per coupling pair and a light ridge keep 8 x 7 coupling filters estimable
@@ -344,7 +343,6 @@ def _print_table(table, title: str) -> None:
 
 
 def _fmt(column, value) -> str:
-    import numpy as np
     if isinstance(value, (float, np.floating)):
         if np.isnan(value):
             return ""
@@ -364,7 +362,6 @@ def _write_comparison(table, out: Path) -> None:
     _write_output(out / "comparison.csv", table.to_csv().encode())
     written = ["comparison.csv"]
     try:
-        from .compare.plotting import plot_comparison
         figure = plot_comparison(table)
     except ImportError:
         figure = None
@@ -375,7 +372,6 @@ def _write_comparison(table, out: Path) -> None:
 
 
 def _save_figure(figure, path: Path) -> None:
-    import io
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     _write_output(path, buffer.getvalue())  # figures are built without pyplot: nothing to close
