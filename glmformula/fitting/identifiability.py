@@ -35,24 +35,23 @@ def term_moments(rows: Rows, term_storage: dict, terms: tuple[str, ...]) -> dict
     docs/performance_decisions.md, 'Identifiability moments by the backend's kernel').
     """
     slices = {text: term_storage[text] for text in terms}
-    columns = np.concatenate([np.arange(sl.start, sl.stop) for sl in slices.values()])
-    total, size = None, None
+    totals: dict = {text: None for text in slices}
+    size = None
     with jax.enable_x64(True):
         for block in rows():
             size = block.X.shape[0] if size is None else size
             padded = block.padded(size)
-            X = np.ascontiguousarray(padded.X[:, columns], dtype=float)
-            rw = (padded.row_weight > 0).astype(float)
-            gram, _, _ = pb.compiled_call(pb.gram_sum, {}, jnp.asarray(X), jnp.asarray(rw))
-            gram = np.asarray(gram)
-            total = gram if total is None else total + gram
-    moments, start = {}, 0
-    for text, sl in slices.items():
-        k = sl.stop - sl.start
-        part = slice(start, start + k)
-        moments[text] = (total[part, part], total[part, -1], int(round(total[-1, -1])))
-        start += k
-    return moments
+            rw = jnp.asarray((padded.row_weight > 0).astype(float))
+            for text, sl in slices.items():
+                # each term's own Gram (the blocks between terms are never needed); a term
+                # that is every column is read in place
+                columns = padded.X if (sl.start, sl.stop) == (0, padded.X.shape[1]) else \
+                    np.ascontiguousarray(padded.X[:, sl])
+                gram, _, _ = pb.compiled_call(pb.gram_sum, {},
+                                              pb.to_device(columns, jnp.float64), rw)
+                gram = np.asarray(gram)
+                totals[text] = gram if totals[text] is None else totals[text] + gram
+    return {text: (g[:-1, :-1], g[:-1, -1], int(round(g[-1, -1]))) for text, g in totals.items()}
 
 
 def sum_to_zero_rotation(means: np.ndarray) -> np.ndarray:
