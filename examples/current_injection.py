@@ -5,7 +5,7 @@
 at 1 ms bins: the current passes through a causal stimulus filter (8 log-spaced raised
 cosines over 200 ms), the cell's own past spikes through a history filter (8 log-spaced over
 300 ms: refractoriness in the first few ms, then the slower adaptation the real cell shows; a
-50 ms window cuts that off and loses ~0.46 bits/spike held out), and the rate is the exponential
+50 ms window cuts that off and loses ~0.42 bits/spike held out), and the rate is the exponential
 of their sum.
 
 Data: the REAL current-clamp recording in ``shared/data/gif_cell3_noise`` (Pozzorini et al.
@@ -44,9 +44,10 @@ BIN = 0.001  # s
 WINDOW = 0.3  # s: the longest filter window; bins closer than this to an epoch start are dropped
 TRAIN_SECONDS = 15.0  # of each 20 s sweep; the rest is the test set
 RECORDING = Path("gif_cell3_noise") / "pozzorini2015_cell3_frozen_noise.npz"
-# The cell never fires twice within 8.8 ms, so the unpenalised refractory weights run off to
-# minus infinity (perfect separation). A light ridge keeps them finite and unique.
-RIDGE = gf.Ridge(1e-5)
+# The cell never fires twice within 8.8 ms, so unpenalised refractory weights would run off to
+# minus infinity (perfect separation). No hand-picked ridge is needed: every filter carries a
+# roughness penalty whose strength is chosen from the data (smoothing="auto", the default;
+# docs/smoothness.md), which keeps them finite.
 
 
 def find_recording(folder: Path | None) -> Path | None:
@@ -117,11 +118,13 @@ def main(argv=None) -> int:
     print(f"{n_sweeps} sweeps; fit on the first {TRAIN_SECONDS:.0f} s of each, test on the "
           f"last {data['test'].tot_length() / n_sweeps:.0f} s (stimulus never seen in training)")
 
-    res = gf.fit(FORMULA, data, bin_size=BIN, epochs="train", regularizer=RIDGE)
+    res = gf.fit(FORMULA, data, bin_size=BIN, epochs="train")   # smoothing="auto"
     test_bps = res.score(data, epochs="test")
     train_bps = res.score(data, epochs="train")
-    print(f"\n{res.formula}  (1 ms bins, {res.regularizer}, solver {res.solver}, "
+    print(f"\n{res.formula}  (1 ms bins, solver {res.solver}, "
           f"converged={res.converged}, {res.n_rows} training bins)")
+    print("smoothness penalties chosen by REML (strength, effective degrees of freedom):")
+    print(res.smoothing.to_string(float_format="{:.3g}".format))
     print(f"bits/spike: training {train_bps:.3f}, HELD-OUT (last 5 s of each sweep) "
           f"{test_bps:.3f}")
     print(f"pseudo-R2 (McFadden's) on the test set: "

@@ -26,6 +26,7 @@ from .compare import compare
 from .compare.distributed import dask_executor
 from .compare.plotting import plot_comparison
 from .errors import FormulaError, SpecError
+from .fitting.families import FAMILY_NAMES
 from .graph.design import prepare
 from .results import fit
 from .spec import load_spec
@@ -63,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="run (model, fold) fits on N local Dask workers")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="address of a Dask scheduler to run the fits on")
+    _family_option(p)
+    _smoothing_option(p)
 
     p = add("fit", "fit one model of a spec file and write its tables and curves")
     p.add_argument("spec", help="model-spec file (TOML)")
@@ -70,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="name of the model in [models]")
     p.add_argument("--out", metavar="DIR",
                    help="folder for coefficients.csv, summary.csv and plots")
+    _family_option(p)
+    _smoothing_option(p)
 
     p = add("check", "parse and validate a spec file (and its data) without fitting")
     p.add_argument("spec", help="model-spec file (TOML)")
@@ -79,6 +84,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=DEMO_DURATION, metavar="SECONDS",
                    help=f"seconds of simulated recording (default {DEMO_DURATION:g})")
     return parser
+
+
+def _family_option(parser) -> None:
+    parser.add_argument("--family", choices=FAMILY_NAMES, metavar="NAME",
+                        help="observation family, overriding the spec's [fit] family: "
+                             + ", ".join(FAMILY_NAMES))
+
+
+def _smoothing_option(parser) -> None:
+    parser.add_argument("--smoothing", choices=("auto", "none"),
+                        help="smoothness penalties, overriding the spec's [fit] smoothing: "
+                             "auto (strengths chosen from the data) or none")
+
+
+def _smoothing(args, spec):
+    """``--smoothing`` if given, else the spec's ``[fit] smoothing`` (None: off)."""
+    chosen = getattr(args, "smoothing", None)
+    if chosen is None:
+        return spec.smoothing
+    return None if chosen == "none" else "auto"
+
+
+def _family(args, spec) -> str:
+    """The family to fit: ``--family`` if given, else the spec's ``[fit] family``."""
+    return getattr(args, "family", None) or spec.family
 
 
 class _Interrupts:
@@ -194,7 +224,9 @@ def _compare(args) -> int:
         table = compare(spec.models, data, bin_size=spec.data.bin_size,
                         epochs=spec.data.epochs, cv=spec.cv, regularizer=spec.regularizer,
                         solver=spec.solver, dtype=spec.dtype, per_unit=spec.per_unit,
-                        progress=True, **({"executor": executor} if executor else {}))
+                        progress=True, family=_family(args, spec),
+                        smoothing=_smoothing(args, spec), select=spec.select,
+                        **({"executor": executor} if executor else {}))
     finally:
         if executor is not None and hasattr(executor, "close"):
             executor.close()
@@ -214,7 +246,8 @@ def _fit(args) -> int:
     _status(f"glmformula fit: fitting {args.model!r} (Ctrl-C stops without writing outputs)")
     result = fit(spec.models[args.model], data, bin_size=spec.data.bin_size,
                  epochs=spec.data.epochs, regularizer=spec.regularizer, solver=spec.solver,
-                 dtype=spec.dtype)
+                 dtype=spec.dtype, family=_family(args, spec),
+                 smoothing=_smoothing(args, spec), select=spec.select)
     summary = result.summary()
     _print_table(summary, f"{args.model}: {result.formula}")
     if args.out:
@@ -271,7 +304,9 @@ HEADERS = {
     "cv_bits_per_spike": "cv bits/spk", "cv_bits_per_spike_se": "± se",
     "delta_cv_bits_per_spike": "Δ cv", "lr_pvalue": "LR p", "nested_in": "nested in",
     "wald_chi2": "Wald χ²", "p_value": "p", "lr_stat": "LR χ²",
-    "deviance_explained": "dev. expl.",
+    "deviance_explained": "dev. expl.", "train_deviance_explained": "train dev. expl.",
+    "cv_deviance_explained": "cv dev. expl.", "cv_deviance_explained_se": "± se",
+    "delta_cv_deviance_explained": "Δ cv",
 }
 #: The comparison columns the terminal shows, in order (``edf`` only where smoothing is on).
 COMPARISON_COLUMNS = ("n_params", "edf", "train_bits_per_spike", "cv_bits_per_spike",
@@ -286,13 +321,20 @@ COMPARISON_LEGEND = (
     "negative: its constant rate is the training folds' mean rate, which misses the "
     "held-out fold's own mean rate; the other models are measured against that fold's mean "
     "too.")
+CONTINUOUS_LEGEND = (
+    "params: free parameters, summed over units. train dev. expl.: the share of the "
+    "constant model's deviance the model explains (1 - D / D_null; R^2 for the gaussian "
+    "family), on the rows fitted. cv dev. expl. ± se: the same on held-out folds (mean ± "
+    "standard error over folds). Δ cv: held-out deviance explained minus the best model's. "
+    "LR p: likelihood-ratio test against the model in \"nested in\".")
 SUMMARY_LEGEND = (
     "columns: the unit's weights in the term. df: free weights (one fewer for a term "
     "constrained to average zero). Wald χ²: test that all the term's weights are 0; p: its "
     "p-value.")
 P_VALUE_COLUMNS = ("lr_pvalue", "p_value")
 BITS_COLUMNS = ("train_bits_per_spike", "cv_bits_per_spike", "cv_bits_per_spike_se",
-                "delta_cv_bits_per_spike")
+                "delta_cv_bits_per_spike", "train_deviance_explained", "cv_deviance_explained",
+                "cv_deviance_explained_se", "delta_cv_deviance_explained")
 
 
 def _print_table(table, title: str) -> None:
@@ -301,13 +343,18 @@ def _print_table(table, title: str) -> None:
     Short headers (:data:`HEADERS`) and a legend under the table; cells wrap rather than being
     cut when the terminal is narrow (rich honours ``COLUMNS``).
     """
+    continuous = "cv_deviance_explained" in table.columns  # a gamma or gaussian comparison
+    if continuous:
+        table = table.rename(columns=lambda c: c.replace("deviance_explained", "bits_per_spike"))
     comparison = all(c in table.columns for c in COMPARISON_COLUMNS if c != "edf")
     if comparison:  # the terminal gets the key columns, the CSV all of them
         table = table[[c for c in COMPARISON_COLUMNS if c in table.columns]]
+    if continuous:
+        table = table.rename(columns=lambda c: c.replace("bits_per_spike", "deviance_explained"))
     shown = table.reset_index()
     headers = [HEADERS.get(str(c), str(c)) for c in shown.columns]
     rows = [[_fmt(column, v) for column, v in row.items()] for _, row in shown.iterrows()]
-    legend = COMPARISON_LEGEND if comparison else \
+    legend = (CONTINUOUS_LEGEND if continuous else COMPARISON_LEGEND) if comparison else \
         SUMMARY_LEGEND if "wald_chi2" in table.columns else ""
     try:
         from rich import box

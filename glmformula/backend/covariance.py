@@ -23,6 +23,7 @@ from scipy.linalg import lapack
 
 from ..errors import RankDeficientWarning, warn
 from . import problem as pb
+from .families import Obs
 from .newton import _rank_tol
 
 __all__ = ["unit_information", "units_information", "invert_information", "warn_singular"]
@@ -31,16 +32,25 @@ __all__ = ["unit_information", "units_information", "invert_information", "warn_
 # ------------------------------------------------------------------------- per unit, on its columns
 
 
-def _unit_information(X, offset, rw, columns, W, b, *, strategy: str, every_column: bool):
+def _unit_information(X, offset, rw, columns, W, b, obs=None, *, strategy: str,
+                      every_column: bool):
     """Information sums over one block of rows of units that share their columns
     ``X[:, columns]`` (U, k+1, k+1), intercept last (``every_column``: all of X, in order,
-    read in place rather than gathered)."""
+    read in place rather than gathered; ``obs``: the observation family, default Poisson)."""
     x = X if every_column else jnp.take(X, columns, axis=1)
     eta = x @ W + b[None, :] + offset[:, None]
-    return pb.hessian_sum(x, pb.curvature(eta, rw), strategy)
+    return pb.hessian_sum(x, pb.fisher_curvature(eta, rw, obs), strategy)
 
 
-def unit_information(X, offset, row_weight, columns, weights, intercept, dtype) -> np.ndarray:
+def _device_obs(obs, dt):
+    """``obs`` with its parameter on the device (None for Poisson: the kernels' default)."""
+    if obs is None or obs.name == "poisson":
+        return None
+    return Obs(obs.name, None if obs.theta is None else jnp.asarray(obs.theta, dt))
+
+
+def unit_information(X, offset, row_weight, columns, weights, intercept, dtype,
+                     obs: Obs | None = None) -> np.ndarray:
     """Fisher information sums of units that use the same columns, over rows ``X``.
 
     Parameters
@@ -52,6 +62,10 @@ def unit_information(X, offset, row_weight, columns, weights, intercept, dtype) 
     weights : (k, U), intercept : (U,)
         The fitted parameters on those columns.
     dtype : compute dtype
+    obs : Obs, optional
+        The observation family (its parameter per unit, e.g. the negative binomial
+        dispersion, shape (U,)); default Poisson. The information is at unit dispersion: a
+        family with an estimated scale (gamma, gaussian) divides it by the scale.
 
     Returns
     -------
@@ -71,23 +85,27 @@ def unit_information(X, offset, row_weight, columns, weights, intercept, dtype) 
                 jnp.asarray(intercept, dt))
         every = len(columns) == X.shape[1] and bool(np.all(np.diff(columns) == 1))
         static = dict(strategy=pb.hessian_strategy(U, len(columns)), every_column=every)
+        obs = _device_obs(obs, dt)
+        if obs is not None:
+            args = args + (obs,)
         info, _, _ = pb.compiled_call(_unit_information, static, *args)
         return np.array(info, dtype=float)  # writable: the caller adds penalties in place
 
 
-def _units_information(X, offset, rw, columns, W, b):
+def _units_information(X, offset, rw, columns, W, b, obs=None):
     """Information sums over one block of rows of units that each read their own columns
     ``X[:, columns[g]]`` (G, k+1, k+1), intercept last; index ``P`` pads a unit's columns
     (a zero column: its rows and columns of the result are 0)."""
     x = jnp.take(X, columns, axis=1, mode="fill", fill_value=0)          # (T, G, k)
     x = jnp.moveaxis(x, 1, 0)                                           # (G, T, k)
     eta = jnp.einsum("gtk,kg->gt", x, W) + b[:, None] + offset[None, :]
-    d = pb.curvature(eta.T, rw).T                                       # (G, T)
+    d = pb.fisher_curvature(eta.T, rw, obs).T                           # (G, T)
     a = jnp.concatenate([x, jnp.ones(x.shape[:2] + (1,), x.dtype)], axis=2)
     return jnp.matmul(jnp.swapaxes(a, 1, 2), a * d[:, :, None])         # batched GEMM
 
 
-def units_information(X, offset, row_weight, columns, weights, intercept, dtype) -> np.ndarray:
+def units_information(X, offset, row_weight, columns, weights, intercept, dtype,
+                      obs: Obs | None = None) -> np.ndarray:
     """Fisher information sums of units that each use their own columns, in one pass.
 
     Parameters
@@ -100,6 +118,8 @@ def units_information(X, offset, row_weight, columns, weights, intercept, dtype)
     weights : (k, G), intercept : (G,)
         The fitted parameters on those columns (0 on padding).
     dtype : compute dtype
+    obs : Obs, optional
+        As for :func:`unit_information` (its parameter per unit g, shape (G,)).
 
     Returns
     -------
@@ -109,10 +129,12 @@ def units_information(X, offset, row_weight, columns, weights, intercept, dtype)
         dt = jnp.dtype(dtype)
         T = X.shape[0]
         off = jnp.zeros((T,), dt) if offset is None else jnp.asarray(offset, dt)
-        info, _, _ = pb.compiled_call(
-            _units_information, {}, pb.to_device(X, dt), off, jnp.asarray(row_weight, dt),
-            jnp.asarray(columns, jnp.int32), jnp.asarray(weights, dt),
-            jnp.asarray(intercept, dt))
+        args = (pb.to_device(X, dt), off, jnp.asarray(row_weight, dt),
+                jnp.asarray(columns, jnp.int32), jnp.asarray(weights, dt),
+                jnp.asarray(intercept, dt))
+        obs = _device_obs(obs, dt)
+        info, _, _ = pb.compiled_call(_units_information, {},
+                                      *(args if obs is None else args + (obs,)))
         return np.array(info, dtype=float)
 
 

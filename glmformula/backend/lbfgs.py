@@ -98,7 +98,10 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
     dtype = data.W0.dtype
     m = history
     G = gram_sum(blk.X, blk.rw)
-    B0 = penalised_hessian(data, (data.scale * data.n)[:, None, None] * (G / data.n)[None, :, :])
+    # the Fisher information at the start is scale * G for every family but the gaussian,
+    # whose curvature is 1 (its scale is the variance of y: the criterion's unit)
+    w0 = jnp.ones_like(data.scale) if blk.obs.name == "gaussian" else data.scale
+    B0 = penalised_hessian(data, (w0 * data.n)[:, None, None] * (G / data.n)[None, :, :])
     precond = lambda q, st: factor_solve(st.L0, st.s0, q)
     crit_of = lambda g, st: jnp.sqrt(jnp.maximum(jnp.sum(g * precond(g, st), axis=0), 0.0)
                                      / data.scale)
@@ -129,7 +132,8 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
                 first,
                 lambda st: B0,
                 lambda st: penalised_hessian(data, stride * hessian_sum(
-                    blk.X[::stride], curvature(st.eta[::stride], blk.rw[::stride]), strategy,
+                    blk.X[::stride], curvature(st.eta[::stride], blk.rw[::stride],
+                                               blk.Y[::stride], blk.obs), strategy,
                     jnp.float32)),
                 st,
             )

@@ -34,6 +34,7 @@ from .problem import (
     hessian_sum,
     loss_sum,
     penalised_hessian,
+    penalty_value,
     smooth_objective,
     step_chunk,
     step_sums,
@@ -263,7 +264,7 @@ def initial_pass(data: FitData, W, b, chunk: int):
     from weights 0)."""
     blk = data.block
     base = jnp.broadcast_to(b[None, :] + blk.offset, (blk.X.shape[0], W.shape[1]))
-    xi, sums = step_sums(blk.X, blk.Y, blk.rw, base, W, jnp.zeros_like(b), chunk)
+    xi, sums = step_sums(blk.X, blk.Y, blk.rw, base, W, jnp.zeros_like(b), chunk, blk.obs)
     eta = base + xi
     return eta, smooth_objective(data, eta, W, sums)
 
@@ -284,13 +285,13 @@ def line_search_pass(data: FitData, chunk: int, eta, W, dW, db, f0, slope, magni
     ``nonsmooth`` not included), and the number of passes over X (1 or 2).
     """
     blk = data.block
-    xi, sums = step_sums(blk.X, blk.Y, blk.rw, eta, dW, db, chunk)
+    xi, sums = step_sums(blk.X, blk.Y, blk.rw, eta, dW, db, chunk, blk.obs)
 
     def smooth_part(loss_sum_, Wa):
-        return loss_sum_ / data.n + 0.5 * jnp.sum(data.l2 * Wa * Wa, axis=0) + nonsmooth(Wa)
+        return loss_sum_ / data.n + penalty_value(data, Wa) + nonsmooth(Wa)
 
     def f_at(a):
-        return smooth_part(loss_sum(eta + a[None, :] * xi, blk.Y, blk.rw), W + a * dW)
+        return smooth_part(loss_sum(eta + a[None, :] * xi, blk.Y, blk.rw, blk.obs), W + a * dW)
 
     a, ok = backtrack(f_at, f0, slope, magnitude, go, first=smooth_part(sums[0], W + dW))
     W_new = W + a * dW
@@ -405,7 +406,8 @@ def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule) -> R
                 jnp.array(not mixed), jnp.array(False), jnp.zeros(U, bool))
 
     def hessian(st, compute=None):
-        return penalised_hessian(data, hessian_sum(blk.X, curvature(st.eta, blk.rw), strategy,
+        return penalised_hessian(data, hessian_sum(blk.X, curvature(st.eta, blk.rw, blk.Y,
+                                                                     blk.obs), strategy,
                                                    compute))
 
     def lazy_direction(st):

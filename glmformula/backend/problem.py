@@ -35,6 +35,8 @@ from jax import lax
 
 from .._memory import ALIGNMENT, aligned_zeros
 from ..config import setup_compilation_cache
+from . import families as fam
+from .families import POISSON, Obs, is_poisson
 
 __all__ = [
     "Problem",
@@ -106,6 +108,16 @@ def _optional(convert):
     return lambda x: None if x is None else convert(x)
 
 
+def _check_penalty_matrix(matrix, n_units: int, n_cols: int) -> None:
+    if matrix is None:
+        return
+    if matrix.shape != (n_units, n_cols, n_cols):
+        raise ValueError(f"penalty_matrix must have shape (U, P, P) = {(n_units, n_cols, n_cols)}"
+                         f", got {matrix.shape}")
+    if not np.all(np.isfinite(matrix)):
+        raise ValueError("penalty_matrix must be finite")
+
+
 @attrs.frozen(eq=False)
 class Problem:
     """A Poisson GLM fitting problem on plain arrays.
@@ -132,6 +144,10 @@ class Problem:
     unit_names, column_names : tuple of str, optional
         How warnings name the units (e.g. the TsGroup's ids) and the columns
         (e.g. ``"cyclic(hd, 12)[3]"``); default: their positions.
+    penalty_matrix : array, shape (U, P, P), optional
+        A quadratic penalty per unit added to the mean objective,
+        ``0.5 * w' penalty_matrix[u] w`` (the smoothness penalties of the formula's terms with
+        their strengths; see :mod:`glmformula.fitting.smoothing`). It adds to ``regularizer``.
     """
 
     X: np.ndarray = attrs.field(converter=aligned)
@@ -146,6 +162,8 @@ class Problem:
         default=None, converter=_optional(lambda g: tuple(str(x) for x in g)))
     unit_names: tuple | None = attrs.field(default=None, converter=_optional(tuple))
     column_names: tuple | None = attrs.field(default=None, converter=_optional(tuple))
+    penalty_matrix: np.ndarray | None = attrs.field(
+        default=None, converter=_optional(lambda m: np.asarray(m, dtype=float)))
 
     def __attrs_post_init__(self) -> None:
         T, P = self.X.shape
@@ -164,6 +182,7 @@ class Problem:
         if self.column_groups is not None and len(self.column_groups) != P:
             raise ValueError(f"column_groups must name the group of each of the {P} columns, "
                              f"got {len(self.column_groups)}")
+        _check_penalty_matrix(self.penalty_matrix, U, P)
 
     @property
     def n_rows(self) -> int:
@@ -206,6 +225,11 @@ class BlockedProblem:
         default=None, converter=_optional(lambda g: tuple(str(x) for x in g)))
     unit_names: tuple | None = attrs.field(default=None, converter=_optional(tuple))
     column_names: tuple | None = attrs.field(default=None, converter=_optional(tuple))
+    penalty_matrix: np.ndarray | None = attrs.field(
+        default=None, converter=_optional(lambda m: np.asarray(m, dtype=float)))
+
+    def __attrs_post_init__(self) -> None:
+        _check_penalty_matrix(self.penalty_matrix, self.n_units, self.n_cols)
 
     n_rows = 0  # unknown until a pass is made; the solver choice does not depend on it
 
@@ -221,10 +245,15 @@ class Block(NamedTuple):
     Y: jax.Array
     offset: jax.Array
     rw: jax.Array
+    #: the rows' observation family (:class:`~glmformula.backend.families.Obs`: its name is
+    #: static, its per-unit parameter an array)
+    obs: Obs = POISSON
 
 
-def block_from_arrays(X, y, offset, row_weight, dtype, n_units: int) -> Block:
-    """Move one block's arrays to the device in ``dtype`` (filling in defaults)."""
+def block_from_arrays(X, y, offset, row_weight, dtype, n_units: int, obs: Obs | None = None
+                      ) -> Block:
+    """Move one block's arrays to the device in ``dtype`` (filling in defaults; ``obs``: the
+    observation family, default Poisson)."""
     T = X.shape[0]
     y = np.asarray(y)
     y = y[:, None] if y.ndim == 1 else y
@@ -234,7 +263,10 @@ def block_from_arrays(X, y, offset, row_weight, dtype, n_units: int) -> Block:
         off = jnp.asarray(offset, dtype)
         off = off[:, None] if off.ndim == 1 else off
     rw = jnp.ones((T,), dtype) if row_weight is None else jnp.asarray(row_weight, dtype)
-    return Block(to_device(X, dtype), jnp.asarray(y, dtype), off, rw)
+    if obs is None or is_poisson(obs):
+        return Block(to_device(X, dtype), jnp.asarray(y, dtype), off, rw)
+    theta = None if obs.theta is None else jnp.asarray(obs.theta, dtype)
+    return Block(to_device(X, dtype), jnp.asarray(y, dtype), off, rw, Obs(obs.name, theta))
 
 
 # --------------------------------------------------------------------------- the rate
@@ -275,23 +307,27 @@ def _rate(eta):
     return rate_loss, rate_grad, r
 
 
-def loss_sum(eta, Y, rw):
-    """Sum over rows of ``rw * (rate - y * eta)``, shape (U,)."""
+def loss_sum(eta, Y, rw, obs: Obs | None = None):
+    """Sum over rows of ``rw * (rate - y * eta)``, shape (U,) (``obs``: another family's loss,
+    :mod:`.families`)."""
+    if not is_poisson(obs):
+        return jnp.sum(rw[:, None] * fam.row_loss(obs, eta, Y), axis=0)
     rate, _, _ = _rate(eta)
     return jnp.sum(rw[:, None] * (rate - Y * eta), axis=0)
 
 
-def loss_sums_along(eta, xi, Y, rw, steps):
+def loss_sums_along(eta, xi, Y, rw, steps, obs: Obs | None = None):
     """Loss sums at ``eta + a * xi`` for each step ``a`` in ``steps`` (K, U) → (K, U).
 
     Line searches only need this: ``eta`` is linear in the parameters, so no
     matrix product is needed per trial step.
     """
-    return jax.vmap(lambda a: loss_sum(eta + a[None, :] * xi, Y, rw))(steps)
+    return jax.vmap(lambda a: loss_sum(eta + a[None, :] * xi, Y, rw, obs))(steps)
 
 
-def value_grad_sums(X, Y, rw, eta):
-    """Loss sum, gradient sums and loss magnitude at ``eta``.
+def value_grad_sums(X, Y, rw, eta, obs: Obs | None = None):
+    """Loss sum, gradient sums and loss magnitude at ``eta`` (``obs``: the observation family,
+    default Poisson; see :mod:`.families` for the others' losses).
 
     Returns
     -------
@@ -301,6 +337,13 @@ def value_grad_sums(X, Y, rw, eta):
     magnitude : (U,)  ``sum rw (rate + y |eta|)``: the size of the terms that cancel
         in ``loss``, used to set the rounding slack of line searches
     """
+    if not is_poisson(obs):
+        loss, mag, d = fam.row_parts(obs, eta, Y)
+        resid = rw[:, None] * d
+        U = eta.shape[1]
+        sums = jnp.sum(jnp.concatenate([rw[:, None] * loss, rw[:, None] * mag], axis=1), axis=0)
+        grad_w = lax.dot_general(X, resid, (((0,), (0,)), ((), ())))
+        return sums[:U], grad_w, jnp.sum(resid, axis=0), sums[U:]
     rate, r, _ = _rate(eta)
     resid = rw[:, None] * (r - Y)
     U = eta.shape[1]
@@ -319,7 +362,7 @@ def step_chunk(n_cols: int, itemsize: int) -> int:
     return int(np.clip((1 << 21) // max(n_cols * itemsize, 1), 256, 16384))
 
 
-def step_sums(X, Y, rw, eta, dW, db, chunk: int):
+def step_sums(X, Y, rw, eta, dW, db, chunk: int, obs: Obs | None = None):
     """One read of X for a step from ``eta``: ``xi = X @ dW + db`` (T, U) and
     :func:`value_grad_sums` at ``eta + xi``.
 
@@ -337,7 +380,7 @@ def step_sums(X, Y, rw, eta, dW, db, chunk: int):
 
     def sums_of(x, y, w, e):
         xi = x @ dW + db[None, :]
-        loss, gw, gb, mag = value_grad_sums(x, y, w, e + xi)
+        loss, gw, gb, mag = value_grad_sums(x, y, w, e + xi, obs)
         return xi, (loss, gw, gb, mag)
 
     if T <= chunk:
@@ -363,9 +406,20 @@ def step_sums(X, Y, rw, eta, dW, db, chunk: int):
     return xi_all, acc
 
 
-def curvature(eta, rw):
-    """Hessian row weights ``rw * d^2 rate / d eta^2`` (T, U) (``e^cap`` above the cap)."""
+def curvature(eta, rw, Y=None, obs: Obs | None = None):
+    """Hessian row weights ``rw * d^2 rate / d eta^2`` (T, U) (``e^cap`` above the cap); for
+    another family (``obs``) the observed curvature of its loss, which reads ``Y``."""
+    if not is_poisson(obs):
+        return rw[:, None] * fam.row_curvature(obs, eta, Y)
     return rw[:, None] * _rate(eta)[2]
+
+
+def fisher_curvature(eta, rw, obs: Obs | None = None):
+    """Row weights of the Fisher information ``rw * (dmu/deta)^2 / V(mu)`` at unit dispersion
+    (T, U): :func:`curvature` for Poisson (canonical link: observed = expected)."""
+    if is_poisson(obs):
+        return curvature(eta, rw)
+    return rw[:, None] * fam.row_fisher(obs, eta)
 
 
 # --------------------------------------------------------------------------- second order
@@ -543,15 +597,52 @@ def block_stats(block: Block):
 
 def block_value_grad_hessian(block: Block, W, b, strategy: str):
     eta = linear_predictor(block, W, b)
-    loss, gw, gb, mag = value_grad_sums(block.X, block.Y, block.rw, eta)
-    return loss, gw, gb, mag, hessian_sum(block.X, curvature(eta, block.rw), strategy)
+    loss, gw, gb, mag = value_grad_sums(block.X, block.Y, block.rw, eta, block.obs)
+    return loss, gw, gb, mag, hessian_sum(block.X, curvature(eta, block.rw, block.Y, block.obs),
+                                          strategy)
 
 
 def block_line_values(block: Block, W, b, dW, db, steps):
     """Loss sums at ``(W + a dW, b + a db)`` for the K steps ``a`` (K, U) → (K, U)."""
     eta = linear_predictor(block, W, b)
     xi = block.X @ dW + db[None, :]
-    return loss_sums_along(eta, xi, block.Y, block.rw, steps)
+    return loss_sums_along(eta, xi, block.Y, block.rw, steps, block.obs)
+
+
+def block_moments(block: Block):
+    """What families other than Poisson need before fitting, besides :func:`block_stats`:
+    ``sum rw y^2 (U,)``, ``sum rw offset (U,)``, smallest and largest ``y`` over the rows of
+    positive weight (U,), and the smallest row weight () (the first two add over blocks, the
+    others combine with ``minimum`` / ``maximum``)."""
+    rw = block.rw
+    used = rw > 0
+    big = jnp.asarray(jnp.finfo(rw.dtype).max, rw.dtype)
+    y_min = jnp.min(jnp.where(used[:, None], block.Y, big), axis=0)
+    y_max = jnp.max(jnp.where(used[:, None], block.Y, -big), axis=0)
+    U = block.Y.shape[1]
+    off = jnp.broadcast_to(rw @ block.offset, (U,))
+    return rw @ (block.Y * block.Y), off, y_min, y_max, jnp.min(rw)
+
+
+def block_pearson(block: Block, W, b):
+    """Sum over rows of the squared Pearson residuals (U,) (gamma and gaussian families)."""
+    eta = linear_predictor(block, W, b)
+    return block.rw @ fam.pearson_rows(block.obs, eta, block.Y)
+
+
+def block_nb_score(block: Block, W, b, log_alpha):
+    """First and second derivatives in ``log a`` of the negative binomial log-likelihood at
+    fixed weights, summed over the block's rows: (U,), (U,)
+    (:func:`~glmformula.backend.families.nb_score_rows`)."""
+    eta = linear_predictor(block, W, b)
+    return fam.nb_score_rows(eta, block.Y, block.rw, log_alpha)
+
+
+def nb_dispersion(block: Block, W, b, log_alpha, active):
+    """The maximum-likelihood ``log a`` per unit at fixed weights, rows in memory (U,)
+    (:func:`~glmformula.backend.families.nb_alpha_newton`)."""
+    eta = linear_predictor(block, W, b)
+    return fam.nb_alpha_newton(eta, block.Y, block.rw, log_alpha, active)
 
 
 class FitData(NamedTuple):
@@ -576,6 +667,8 @@ class FitData(NamedTuple):
         objective, which makes the tolerance unit-free.
     active : (U,) bool
         Units to fit (False: no spikes, their answer is fixed in advance).
+    quad : (U, P, P) or None
+        Quadratic penalty per unit (``0.5 w' quad[u] w``), e.g. smoothness penalties.
     """
 
     block: Block
@@ -589,6 +682,23 @@ class FitData(NamedTuple):
     n: jax.Array
     scale: jax.Array
     active: jax.Array
+    quad: jax.Array | None = None
+
+
+def penalty_value(data: FitData, W):
+    """The smooth part of the penalty, ``0.5 sum l2 w^2 + 0.5 w' quad w`` per unit (U,)."""
+    value = 0.5 * jnp.sum(data.l2 * W * W, axis=0)
+    if data.quad is not None:
+        value = value + 0.5 * jnp.sum(W * jnp.einsum("upq,qu->pu", data.quad, W), axis=0)
+    return value
+
+
+def penalty_gradient(data: FitData, W):
+    """Gradient of :func:`penalty_value` (P, U)."""
+    grad = data.l2 * W
+    if data.quad is not None:
+        grad = grad + jnp.einsum("upq,qu->pu", data.quad, W)
+    return grad
 
 
 def smooth_objective(data: FitData, eta, W, sums=None):
@@ -599,11 +709,11 @@ def smooth_objective(data: FitData, eta, W, sums=None):
     """
     inv_n = 1.0 / data.n
     if sums is None:
-        sums = value_grad_sums(data.block.X, data.block.Y, data.block.rw, eta)
+        sums = value_grad_sums(data.block.X, data.block.Y, data.block.rw, eta, data.block.obs)
     loss, gw, gb, mag = sums
-    ridge = 0.5 * jnp.sum(data.l2 * W * W, axis=0)
+    ridge = penalty_value(data, W)
     f = loss * inv_n + ridge
-    gw = (gw * inv_n + data.l2 * W) * data.mask
+    gw = (gw * inv_n + penalty_gradient(data, W)) * data.mask
     grad = jnp.concatenate([gw, (gb * inv_n)[None, :]], axis=0) * data.active[None, :]
     return f, grad, mag * inv_n + ridge
 
@@ -614,12 +724,16 @@ def full_mask(mask):
 
 
 def penalised_hessian(data: FitData, H_sum):
-    """Mean Hessian + ridge, masked coordinates decoupled (identity): (U, P+1, P+1)."""
+    """Mean Hessian + ridge + quadratic penalty, masked coordinates decoupled (identity):
+    (U, P+1, P+1)."""
     H = H_sum / data.n
     m = full_mask(data.mask)
     l2 = jnp.concatenate([data.l2, jnp.zeros((1, data.l2.shape[1]), H.dtype)], axis=0).T
     idx = jnp.arange(H.shape[-1])
     H = H.at[:, idx, idx].add(l2)
+    if data.quad is not None:
+        P = data.quad.shape[-1]
+        H = H.at[:, :P, :P].add(data.quad)
     H = H * m[:, :, None] * m[:, None, :]
     return H.at[:, idx, idx].add(1.0 - m)
 

@@ -33,7 +33,9 @@ from ..errors import (
     SeparationWarning,
     warn,
 )
+from . import families
 from . import problem as pb
+from .families import FAMILIES, Obs
 from .lbfgs import LBFGS
 from .newton import MAX_ITER, NO_SPIKES, OK, STALLED, Newton, NewtonRule, RawResult, tolerance_floor
 from .problem import BlockedProblem, FitData, Problem
@@ -104,6 +106,13 @@ class Solution:
         forming X @ V or X.T @ R (all units at once): the dominant costs.
     tol : float
         The tolerance used (after raising it to the dtype's floor).
+    family : str
+        The observation family fitted (:data:`~glmformula.backend.families.FAMILIES`).
+    dispersion : ndarray (U,) or None
+        Per unit: the negative binomial dispersion ``a`` (maximum likelihood, variance
+        ``mu + a mu^2``), or the scale of the gamma (``1 / shape``) and gaussian (variance,
+        in the response's squared units) families, Pearson's chi-square over the residual
+        degrees of freedom (as statsmodels' GLM); None for Poisson and Bernoulli.
     """
 
     weights: np.ndarray
@@ -123,6 +132,8 @@ class Solution:
     n_hessian_passes: int = 0
     n_matmul_passes: int = 0
     tol: float = float("nan")
+    family: str = "poisson"
+    dispersion: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- choices
@@ -178,9 +189,11 @@ class _Setup:
     n: float
     excluded: tuple[int, ...]
     col_max: np.ndarray  # (P,)
+    quad: np.ndarray | None = None  # (U, P, P) quadratic penalty (mean objective)
 
 
-def _setup(stats, column_mask, column_groups, regularizer, init, n_cols, n_units) -> _Setup:
+def _setup(stats, column_mask, column_groups, regularizer, init, n_cols, n_units,
+           penalty_matrix=None) -> _Setup:
     n, spikes, off_mass, col_range, col_max, bad, negative = (np.asarray(x, dtype=float)
                                                               for x in stats)
     if bad:
@@ -211,8 +224,12 @@ def _setup(stats, column_mask, column_groups, regularizer, init, n_cols, n_units
         b0 = np.where(active, np.broadcast_to(np.asarray(bi, float), (n_units,)), b0)
     W0 = W0 * mask.T * active[None, :]
     scale = np.where(active, spikes / n, 1.0)
+    quad = None
+    if penalty_matrix is not None and np.any(penalty_matrix):
+        keep = mask.astype(float)  # a masked column's weight is 0: its penalty rows are too
+        quad = penalty_matrix * keep[:, :, None] * keep[:, None, :]
     return _Setup(mask, penalty, active, scale, b0, W0, n,
-                  tuple(np.flatnonzero(~nonempty).tolist()), col_max)
+                  tuple(np.flatnonzero(~nonempty).tolist()), col_max, quad)
 
 
 def _fit_data(block: pb.Block, s: _Setup, dtype) -> FitData:
@@ -221,6 +238,7 @@ def _fit_data(block: pb.Block, s: _Setup, dtype) -> FitData:
     return FitData(
         block, a(s.mask.T), a(p.l2), a(p.l1), a(p.group_matrix), a(p.group_strength),
         a(s.W0), a(s.b0), a(s.n), a(s.scale), jnp.asarray(s.active),
+        None if s.quad is None else a(s.quad),
     )
 
 
@@ -259,7 +277,8 @@ def _names(problem) -> _Names:
 
 
 def _finish(raw: RawResult, s: _Setup, solver: str, dtype: str, tol: float, compile_s: float,
-            run_s: float, max_iter: int, names: _Names, X: np.ndarray | None = None) -> Solution:
+            run_s: float, max_iter: int, names: _Names, X: np.ndarray | None = None,
+            family: str = "poisson", dispersion=None) -> Solution:
     raw = jax.tree_util.tree_map(np.asarray, raw)
     W = np.where(s.mask.T, raw.W, 0.0).astype(raw.W.dtype)
     status = tuple(_STATUS.get(int(c), "max_iter") if not conv else "converged"
@@ -270,7 +289,8 @@ def _finish(raw: RawResult, s: _Setup, solver: str, dtype: str, tol: float, comp
         dtype=dtype, compile_seconds=compile_s, solve_seconds=run_s, status=status,
         rank_deficient=raw.rank_deficient, excluded_columns=s.excluded,
         n_hessian_passes=int(raw.n_hessian), n_matmul_passes=int(raw.n_matmul),
-        tol=tol,
+        tol=tol, family=family,
+        dispersion=None if dispersion is None else np.asarray(dispersion, float),
     )
     _warn(sol, s, max_iter, names, X)
     return sol
@@ -302,6 +322,8 @@ def _warn(sol: Solution, s: _Setup, max_iter: int, names: _Names, X) -> None:
         )
     with np.errstate(invalid="ignore", over="ignore"):
         reach = np.abs(sol.weights) * s.col_max[:, None]
+    if sol.family == "gaussian":  # identity link: weights are in the response's units
+        reach = np.zeros_like(reach)
     separated = np.flatnonzero(s.active & (reach.max(axis=0) > SEPARATION_NATS))
     if separated.size:
         cols = sorted({int(j) for u in separated
@@ -385,9 +407,11 @@ def solve(
     max_iter: int | None = None,
     dtype=None,
     init=None,
+    family: str = "poisson",
+    dispersion=None,
     **options,
 ) -> Solution:
-    """Fit a Poisson GLM per unit on a shared design.
+    """Fit a Poisson GLM (or another observation family's) per unit on a shared design.
 
     Parameters
     ----------
@@ -408,6 +432,15 @@ def solve(
         Default float64 on CPU, float32 on GPU.
     init : Solution or (weights (P, U), intercept (U,)), optional
         Warm start (default: weights 0, intercept at the mean rate).
+    family : {"poisson", "bernoulli", "negative_binomial", "gamma", "gaussian"}
+        The observation family (link: log, logit, log, log, identity; losses in
+        :mod:`~glmformula.backend.families`). ``y`` must then be counts >= 0, 0/1, counts
+        >= 0, values > 0 or any finite values.
+    dispersion : array (U,) or float, optional
+        Negative binomial only: a fixed dispersion ``a``. Default: estimated per unit by
+        maximum likelihood, alternating fits of the weights at fixed ``a`` with a safeguarded
+        Newton iteration on ``log a`` at fixed weights until ``log a`` moves by less than
+        1e-9 (the joint maximum of the likelihood; ``Solution.dispersion``).
     **options
         Solver settings declared by the solver class, e.g. ``history=`` for L-BFGS; an
         unknown name is an error.
@@ -421,6 +454,10 @@ def solve(
     ConvergenceWarning, NoSpikesWarning, SeparationWarning, RankDeficientWarning
         Naming units and columns by ``problem.unit_names`` / ``column_names``.
     """
+    if family != "poisson":
+        return _solve_family(problem, family, dispersion, regularizer=regularizer,
+                             solver=solver, tol=tol, max_iter=max_iter, dtype=dtype, init=init,
+                             **options)
     if isinstance(problem, BlockedProblem):
         return _solve_blocked(problem, regularizer=regularizer, solver=solver, tol=tol,
                               max_iter=max_iter, dtype=dtype, init=init, **options)
@@ -432,7 +469,7 @@ def solve(
                                      problem.n_units)
         stats, c0, _ = pb.compiled_call(pb.block_stats, {}, block)
         s = _setup(stats, problem.column_mask, problem.column_groups, regularizer, init,
-                   problem.n_cols, problem.n_units)
+                   problem.n_cols, problem.n_units, problem.penalty_matrix)
         data = _fit_data(block, s, dt)
         algo = _make_solver(solver, s.penalty, problem.n_rows, problem.n_cols, problem.n_units, tol,
                             max_iter, **options)
@@ -461,7 +498,7 @@ def _solve_blocked(problem: BlockedProblem, *, regularizer=None, solver="auto", 
         reader = _BlockReader(problem.blocks, dt, n_cols, n_units)
         stats = reader.stats()
         s = _setup(stats, problem.column_mask, problem.column_groups, regularizer, init, n_cols,
-                   n_units)
+                   n_units, problem.penalty_matrix)
         if solver == "auto":
             solver = "newton" if s.penalty.smooth else "proximal"
         algo = _make_solver(solver, s.penalty, 0, n_cols, n_units, tol, max_iter, **options)
@@ -483,6 +520,7 @@ class _BlockReader:
         self.rows: int | None = None
         self.compile_seconds = 0.0
         self.passes = 0
+        self.obs = None  # the rows' observation family (None: Poisson)
 
     def _device_blocks(self):
         for p in self.blocks():
@@ -510,7 +548,7 @@ class _BlockReader:
                 rw = np.concatenate([rw, np.zeros(pad)])
                 if off is not None:
                     off = np.concatenate([off, np.zeros((pad,) + off.shape[1:], off.dtype)])
-            yield pb.block_from_arrays(X, y, off, rw, self.dtype, self.n_units)
+            yield pb.block_from_arrays(X, y, off, rw, self.dtype, self.n_units, self.obs)
 
     def sum(self, fn, static, *args, combine=None):
         total = None
@@ -534,6 +572,13 @@ class _BlockReader:
 
         return self.sum(pb.block_stats, {}, combine=combine)
 
+    def moments(self):
+        def combine(a, b):
+            return (a[0] + b[0], a[1] + b[1], jnp.minimum(a[2], b[2]), jnp.maximum(a[3], b[3]),
+                    jnp.minimum(a[4], b[4]))
+
+        return self.sum(pb.block_moments, {}, combine=combine)
+
     def call(self, fn, static, *args):
         out, c, _ = pb.compiled_call(fn, static, *args)
         self.compile_seconds += c
@@ -544,9 +589,9 @@ def _assemble(data: FitData, sums, W, *, rule):
     """Block sums → mean objective (incl. penalty), masked gradient, penalised Hessians."""
     loss, gw, gb, mag, Hsum = sums
     inv_n = 1.0 / data.n
-    ridge = 0.5 * jnp.sum(data.l2 * W * W, axis=0)
+    ridge = pb.penalty_value(data, W)
     h = rule.nonsmooth(data, W)
-    gw = (gw * inv_n + data.l2 * W) * data.mask
+    gw = (gw * inv_n + pb.penalty_gradient(data, W)) * data.mask
     g = jnp.concatenate([gw, (gb * inv_n)[None, :]], axis=0) * data.active[None, :]
     return loss * inv_n + ridge + h, g, mag * inv_n + ridge + h, pb.penalised_hessian(data, Hsum)
 
@@ -559,7 +604,7 @@ def _direction(data: FitData, H, g, W, b, *, rule):
 def _line_objective(data: FitData, loss_k, W, dW, steps, *, rule):
     """Objective at W + a dW for the K steps from the line-search pass's loss sums (K, U)."""
     Wk = W[None] + steps[:, None, :] * dW[None]
-    ridge = 0.5 * jnp.sum(data.l2[None] * Wk * Wk, axis=1)
+    ridge = jax.vmap(lambda w: pb.penalty_value(data, w))(Wk)
     h = jax.vmap(lambda w: rule.nonsmooth(data, w))(Wk)
     return loss_k / data.n + ridge + h
 
@@ -630,3 +675,179 @@ def run_blocked(reader: _BlockReader, s: _Setup, algo, dt, n_steps: int = 8,
     return RawResult(W, b, f, jnp.asarray(crit), gnorm, jnp.asarray(converged), jnp.asarray(n_iter),
                      jnp.asarray(status), jnp.asarray(deficient_any), jnp.asarray(n_hess),
                      jnp.asarray(reader.passes))
+
+
+# --------------------------------------------------------------------------- other families
+
+#: Outer iterations of a negative binomial fit with its dispersion estimated (weights at fixed
+#: dispersion, then the dispersion at fixed weights) and the change of ``log a`` (all units)
+#: that ends them.
+NB_MAX_OUTER, NB_TOL = 100, 1e-9
+
+
+def _family_setup(stats, moments, family: str, alpha, column_mask, column_groups, regularizer,
+                  init, n_cols, n_units, penalty_matrix) -> _Setup:
+    """:func:`_setup` for a family other than Poisson: its checks of ``y``, the units it fits
+    (all for the continuous families), its starting intercept and the scale of the
+    convergence criterion (the Fisher weight at the mean; the variance of ``y`` for the
+    gaussian, so that the criterion is in units of the response's spread)."""
+    y2, off_sum, y_min, y_max, rw_min = (np.asarray(x, dtype=float) for x in moments)
+    if rw_min < 0:
+        raise ValueError("row_weight must be non-negative")
+    if family in ("bernoulli", "negative_binomial") and np.any(y_min < 0):
+        raise ValueError(f"the {family} family needs counts y >= 0")
+    if family == "bernoulli" and np.any(y_max > 1):
+        raise ValueError("the bernoulli family needs y in {0, 1} (spike / no spike per bin)")
+    if family == "gamma" and np.any(y_min <= 0):
+        bad = np.flatnonzero(y_min <= 0).tolist()
+        raise ValueError(f"the gamma family needs y > 0; units {bad[:10]} have values <= 0")
+    patched = tuple(stats[:6]) + (np.asarray(False),)  # y and row weights checked here
+    s = _setup(patched, column_mask, column_groups, regularizer, init, n_cols, n_units,
+               penalty_matrix)
+    n = s.n
+    spikes = np.asarray(stats[1], float)
+    m = spikes / n
+    counts = family in ("bernoulli", "negative_binomial")
+    active = spikes > 0 if counts else np.ones(n_units, bool)
+    if family == "bernoulli":
+        p = np.clip(np.where(active, m, 0.5 / n), 1e-12, 1 - 1e-12)
+        b0 = np.log(p / (1 - p)) - off_sum / n
+        scale = np.where(active, p * (1 - p), 1.0)
+    elif family == "negative_binomial":
+        b0 = s.b0
+        scale = np.where(active, m / (1.0 + np.asarray(alpha, float) * m), 1.0)
+    elif family == "gamma":
+        b0, scale = s.b0, np.ones(n_units)
+    else:  # gaussian
+        b0 = (spikes - off_sum) / n
+        var = y2 / n - m * m
+        scale = np.where(var > 0, var, 1.0)
+    W0 = np.zeros((n_cols, n_units))
+    if init is not None:
+        Wi, bi = (init.weights, init.intercept) if isinstance(init, Solution) else init
+        W0 = np.broadcast_to(np.asarray(Wi, float).reshape(n_cols, -1), (n_cols, n_units)).copy()
+        b0 = np.where(active, np.broadcast_to(np.asarray(bi, float), (n_units,)), b0)
+    W0 = W0 * s.mask.T * active[None, :]
+    return attrs.evolve(s, active=active, b0=np.asarray(b0, float), W0=W0,
+                        scale=np.asarray(scale, float))
+
+
+def _solve_family(problem, family: str, dispersion, *, regularizer=None, solver="auto",
+                  tol=1e-8, max_iter=None, dtype=None, init=None, **options) -> Solution:
+    """:func:`solve` for the families other than Poisson (rows in memory or in blocks): the
+    same solvers with the family's loss (:mod:`.families`); the negative binomial dispersion
+    by alternation (see :func:`solve`); the gamma and gaussian scale, after the fit, as
+    Pearson's chi-square over ``n - p`` (``p``: the unit's free parameters)."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; families: {', '.join(FAMILIES)}")
+    name = _resolve_dtype(dtype)
+    blocked = isinstance(problem, BlockedProblem)
+    n_cols, n_units = problem.n_cols, problem.n_units
+    penalty_matrix = getattr(problem, "penalty_matrix", None)
+    estimate = family == "negative_binomial" and dispersion is None
+    alpha = None
+    if family == "negative_binomial" and not estimate:
+        alpha = np.broadcast_to(np.asarray(dispersion, float), (n_units,)).copy()
+        if not np.all(np.isfinite(alpha) & (alpha > 0)):
+            raise ValueError(f"the negative binomial dispersion must be positive, got {alpha}")
+    with jax.enable_x64(True):
+        dt = jnp.dtype(name)
+        t0 = time.perf_counter()
+        compile_s = 0.0
+        if blocked:
+            reader = _BlockReader(problem.blocks, dt, n_cols, n_units)
+            stats, moments = reader.stats(), reader.moments()
+        else:
+            block = pb.block_from_arrays(problem.X, problem.y, problem.offset,
+                                         problem.row_weight, dt, n_units)
+            stats, c0, _ = pb.compiled_call(pb.block_stats, {}, block)
+            moments, c1, _ = pb.compiled_call(pb.block_moments, {}, block)
+            compile_s += c0 + c1
+        algo = None
+
+        def run(fam_name, a, start):
+            nonlocal algo, compile_s, solver
+            if fam_name == "poisson":
+                s = _setup(stats, problem.column_mask, problem.column_groups, regularizer,
+                           start, n_cols, n_units, penalty_matrix)
+            else:
+                s = _family_setup(stats, moments, fam_name, a, problem.column_mask,
+                                  problem.column_groups, regularizer, start, n_cols, n_units,
+                                  penalty_matrix)
+            if algo is None:
+                if blocked and solver == "auto":
+                    solver = "newton" if s.penalty.smooth else "proximal"
+                algo = _make_solver(solver, s.penalty, problem.n_rows, n_cols, n_units, tol,
+                                    max_iter, **options)
+                if blocked and algo.name not in ("newton", "proximal"):
+                    raise ValueError(f"rows in blocks are fitted with solver 'newton' or "
+                                     f"'proximal', not {algo.name!r}")
+            obs = Obs(fam_name, None if a is None else jnp.asarray(a, dt))
+            if blocked:
+                reader.obs = obs
+                return run_blocked(reader, s, algo, dt), s
+            raw, c, _ = algo.run(_fit_data(block._replace(obs=obs), s, dt))
+            compile_s += c
+            return raw, s
+
+        if not estimate:
+            raw, s = run(family, alpha, init)
+        else:
+            raw, s = run("poisson", None, init)  # the Poisson fit: a start for the weights
+            k_fit = np.zeros(n_units)
+            for outer in range(NB_MAX_OUTER):
+                k_new = _nb_log_alpha(reader if blocked else block, blocked, raw, k_fit,
+                                      s.active, dt)
+                if isinstance(k_new, tuple):
+                    k_new, c = k_new
+                    compile_s += c
+                moved = float(np.max(np.abs(k_new - k_fit)[s.active], initial=0.0))
+                if outer > 0 and moved <= NB_TOL:
+                    break
+                k_fit = k_new
+                raw, s = run(family, np.exp(k_fit), (raw.W, raw.b))
+            else:
+                moving = np.flatnonzero(s.active & (np.abs(k_new - k_fit) > NB_TOL))
+                warn(f"the negative binomial dispersion did not settle in {NB_MAX_OUTER} "
+                     f"alternations for {_names(problem).of_units(moving)} (log a still moves "
+                     f"by {moved:.3g})", ConvergenceWarning,
+                     units=_names(problem).unit_list(moving))
+            alpha = np.where(s.active, np.exp(k_fit), np.nan)
+        dispersion_out = alpha
+        if family in ("gamma", "gaussian"):
+            if blocked:
+                pearson = reader.sum(pb.block_pearson, {}, raw.W, raw.b)
+            else:
+                pearson, c, _ = pb.compiled_call(pb.block_pearson, {},
+                                                 block._replace(obs=Obs(family)), raw.W, raw.b)
+                compile_s += c
+            df = s.n - (s.mask.sum(axis=1) + 1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dispersion_out = np.where(df > 0, np.asarray(pearson, float) / df, np.nan)
+        wall = time.perf_counter() - t0
+    if blocked:
+        compile_s = reader.compile_seconds
+    eff_tol = max(tol, _floor(name))
+    return _finish(raw, s, algo.name, name, eff_tol, compile_s, wall - compile_s,
+                   algo.max_iter, _names(problem), None if blocked else problem.X,
+                   family=family, dispersion=dispersion_out)
+
+
+def _nb_log_alpha(source, blocked: bool, raw, log_alpha, active, dt):
+    """The maximum-likelihood ``log a`` per unit at the weights of ``raw`` (U,): in memory
+    one compiled search (returns it with the compile time), in blocks one pass over the rows
+    per Newton step."""
+    W, b = raw.W, raw.b
+    k = jnp.asarray(log_alpha, dt)
+    act = jnp.asarray(active)
+    if not blocked:
+        out, c, _ = pb.compiled_call(pb.nb_dispersion, {}, source, W, b, k, act)
+        return np.asarray(out, float), c
+    U = k.shape[0]
+    lo, hi = jnp.full(U, -jnp.inf, dt), jnp.full(U, jnp.inf, dt)
+    for _ in range(families.NB_INNER_MAX):
+        lk, lkk = source.sum(pb.block_nb_score, {}, W, b, k)
+        k, lo, hi, step = families.nb_iteration(k, lk, lkk, lo, hi, act)
+        if not bool(jnp.any(act & (step > families.NB_INNER_TOL))):
+            break
+    return np.asarray(k, float)

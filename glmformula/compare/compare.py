@@ -26,6 +26,7 @@ from ..errors import (
     SeparationWarning,
     warn,
 )
+from ..fitting.families import get_family
 from ..terms.formula import parse
 from .comparison import Comparison, ModelScores, assemble
 from .distributed import run_distributed
@@ -62,7 +63,8 @@ def _named(models) -> dict:
 
 def compare(models, data: Mapping, *, bin_size, epochs=None, cv: int = 5, regularizer=None,
             solver: str = "auto", dtype=None, per_unit: bool = False, progress: bool = False,
-            executor=None) -> pd.DataFrame:
+            executor=None, family: str = "poisson", smoothing: str | None = "auto",
+            select: bool = False) -> pd.DataFrame:
     """Compare formulas by cross-validated log-likelihood (bits per spike).
 
     Parameters
@@ -81,17 +83,35 @@ def compare(models, data: Mapping, *, bin_size, epochs=None, cv: int = 5, regula
         Run the (model, fold) fits there; each worker builds the shared feature graph once.
         Results equal the in-process run; a failed fit is retried once, then reported by model
         and fold.
+    family : str
+        The observation family of every model (as for :func:`glmformula.fit`). The table's
+        score is bits per spike for the count families (poisson, bernoulli,
+        negative_binomial); for gamma and gaussian, whose response has no spikes, the
+        deviance explained (``1 - D / D_null``; the columns are then named
+        ``train_deviance_explained``, ``cv_deviance_explained``, ... instead of
+        ``*bits_per_spike*``). Held-out scores use each fold's fitted dispersion.
+
+    smoothing, select :
+        As for :func:`glmformula.fit`; the strengths are chosen inside each training fold
+        (nothing is learned from the held-out rows), and the table's ``edf`` column gives each
+        model's effective degrees of freedom (its full-data fit; ``n_params`` where no strength
+        is chosen).
 
     Returns
     -------
     DataFrame
-        Indexed by model (or (model, unit)); columns n_params, train_bits_per_spike,
+        Indexed by model (or (model, unit)); columns n_params, edf, train_bits_per_spike,
         cv_bits_per_spike, cv_bits_per_spike_se, delta_cv_bits_per_spike, cv_log_likelihood,
         log_likelihood, aic, bic, lr_stat, lr_df, lr_pvalue, nested_in, converged.
     """
     formulas = _named(models)
+    family = get_family(family)
     options = dict(bin_size=bin_size, epochs=epochs, cv=cv, regularizer=regularizer,
                    solver=solver, dtype=dtype)
+    if smoothing != "auto" or select:  # (defaults left out: workers of older specs take them)
+        options.update(smoothing=smoothing, select=select)
+    if family.name != "poisson":
+        options["family"] = family.name
     if executor is not None:
         outputs = run_distributed(executor, formulas, data, options, progress)
     else:
@@ -101,9 +121,16 @@ def compare(models, data: Mapping, *, bin_size, epochs=None, cv: int = 5, regula
             outputs[task] = comparison.run_task(*task)
     results = {name: assemble(name, outputs, cv) for name in formulas}
     unit_ids = outputs[(next(iter(formulas)), -1)]["unit_ids"]
-    table = comparison_table(formulas, results, unit_ids, per_unit)
+    table = comparison_table(formulas, results, unit_ids, per_unit,
+                             metric=score_name(family))
     _report_warnings(table, results)
     return table
+
+
+def score_name(family) -> str:
+    """The comparison's score for ``family``: ``"bits_per_spike"`` for spikes, else
+    ``"deviance_explained"``."""
+    return "bits_per_spike" if get_family(family).counts else "deviance_explained"
 
 
 def _progress(items, enabled: bool, what: str):
@@ -145,8 +172,10 @@ def _report_warnings(table: pd.DataFrame, results: dict) -> None:
              _WARNING_KINDS.get(kind, GlmformulaWarning), units=units)
 
 
-def comparison_table(formulas: dict, results: dict, unit_ids, per_unit: bool) -> pd.DataFrame:
-    """Assemble the comparison DataFrame from per-model scores."""
+def comparison_table(formulas: dict, results: dict, unit_ids, per_unit: bool,
+                     metric: str = "bits_per_spike") -> pd.DataFrame:
+    """Assemble the comparison DataFrame from per-model scores (``metric``: the name of the
+    score, ``"bits_per_spike"`` or ``"deviance_explained"``, in the column names)."""
     rows = {}
     for name, r in results.items():
         if per_unit:
@@ -165,23 +194,30 @@ def comparison_table(formulas: dict, results: dict, unit_ids, per_unit: bool) ->
     else:
         best = table["cv_bits_per_spike"].max()
     table["delta_cv_bits_per_spike"] = table["cv_bits_per_spike"] - best
-    columns = ["n_params", "train_bits_per_spike", "cv_bits_per_spike", "cv_bits_per_spike_se",
-               "delta_cv_bits_per_spike", "cv_log_likelihood", "log_likelihood", "aic", "bic",
+    columns = ["n_params", "edf", "train_bits_per_spike", "cv_bits_per_spike",
+               "cv_bits_per_spike_se", "delta_cv_bits_per_spike", "cv_log_likelihood",
+               "log_likelihood", "aic", "bic",
                "lr_stat", "lr_df", "lr_pvalue", "nested_in", "n_rows", "converged", "cv_flag"]
-    return table[columns]
+    table = table[columns]
+    if metric != "bits_per_spike":
+        table = table.rename(columns=lambda c: c.replace("bits_per_spike", metric))
+    return table
 
 
 def fold_bits_per_spike(r: ModelScores, units: list[int]) -> np.ndarray:
     """Held-out bits/spike of each fold, pooled over ``units`` (total gain / total spikes)."""
     gains = np.nan_to_num(r.fold_bps[:, units]) * r.fold_spikes[:, units]
-    return gains.sum(axis=1) / np.maximum(r.fold_spikes[:, units].sum(axis=1), 1)
+    total = r.fold_spikes[:, units].sum(axis=1)  # spikes, or null deviances (continuous)
+    return gains.sum(axis=1) / np.where(total > 0, total, 1)
 
 
 def _summarise(r: ModelScores, units: list[int]) -> dict:
     n_params = int(r.n_params[units].sum())
+    edf = float((r.n_params if r.edf is None else r.edf)[units].sum())
     ll = float(r.train_ll[units].sum())
     spikes = r.train_spikes[units]
-    train_bps = float(np.nansum(r.train_bps[units] * spikes) / max(spikes.sum(), 1))
+    total = spikes.sum()  # spikes, or null deviances (continuous families)
+    train_bps = float(np.nansum(r.train_bps[units] * spikes) / (total if total > 0 else 1))
     flag = ""
     if len(r.fold_ll):
         diverged = _diverged(r)[:, units]
@@ -196,9 +232,10 @@ def _summarise(r: ModelScores, units: list[int]) -> dict:
             cv_ll = float(r.fold_ll[:, units].sum())
     else:
         cv_bps = cv_se = cv_ll = np.nan
-    return {"n_params": n_params, "train_bits_per_spike": train_bps, "cv_bits_per_spike": cv_bps,
+    return {"n_params": n_params, "edf": edf, "train_bits_per_spike": train_bps,
+            "cv_bits_per_spike": cv_bps,
             "cv_bits_per_spike_se": cv_se, "cv_log_likelihood": cv_ll, "log_likelihood": ll,
-            "aic": 2 * n_params - 2 * ll, "bic": n_params * np.log(r.n_rows) - 2 * ll,
+            "aic": 2 * edf - 2 * ll, "bic": edf * np.log(r.n_rows) - 2 * ll,
             "n_rows": r.n_rows, "converged": bool(np.all(r.converged[units])), "cv_flag": flag}
 
 

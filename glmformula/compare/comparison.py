@@ -10,6 +10,12 @@ the fold) and fold fits start from the model's fit on all rows.
 Warnings of a fit are recorded with the model and the fold (see
 :func:`glmformula.errors.warning_context`) and returned with its scores, so that the
 comparison can report each kind once with counts.
+
+The score of a fold depends on the family (``family=``): bits per spike for the count
+families; for gamma and gaussian, whose response has no spikes, the deviance explained. Both
+pool over units the same way (a per-unit score weighted by a per-unit amount: spikes, or the
+null deviance), so :class:`ModelScores` keeps them in the same fields (``*_bps`` the score,
+``*_spikes`` its weight).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import numpy as np
 from ..errors import GlmformulaWarning, warning_context
 from ..fitting import engine, poisson
 from ..fitting.engine import FitOptions
+from ..fitting.families import get_family
 from ..graph.design import bind, build, prepare
 from ..results import scores
 from .folds import contiguous_folds
@@ -34,14 +41,15 @@ class ModelScores:
     name: str
     n_params: np.ndarray          # (U,)
     train_ll: np.ndarray          # (U,) nats
-    train_bps: np.ndarray         # (U,)
-    train_spikes: np.ndarray      # (U,)
+    train_bps: np.ndarray         # (U,) bits/spike, or deviance explained (continuous family)
+    train_spikes: np.ndarray      # (U,) spikes, or the null deviance (continuous family)
     fold_ll: np.ndarray           # (F, U) nats on the held-out rows
     fold_bps: np.ndarray          # (F, U)
     fold_spikes: np.ndarray       # (F, U)
     n_rows: int
     converged: np.ndarray         # (U,) bool: every fit behind the unit's scores converged
     warnings: tuple = ()          # records: dict(kind, model, fold, units, message)
+    edf: np.ndarray | None = None  # (U,) effective degrees of freedom (None: n_params)
 
 
 @attrs.frozen(eq=False)
@@ -56,9 +64,11 @@ class Comparison:
     """Shared state of one comparison: graph, designs, common rows and folds."""
 
     def __init__(self, formulas: dict, data, *, bin_size, epochs, cv, regularizer, solver,
-                 dtype):
+                 dtype, family="poisson", smoothing="auto", select=False):
+        self.family = get_family(family)
         self.formulas = dict(formulas)
-        self.graph = bind(list(formulas.values()), data, bin_size=bin_size, epochs=epochs)
+        self.graph = bind(list(formulas.values()), data, bin_size=bin_size, epochs=epochs,
+                          response_kind=self.family.response_kind)
         self.designs = {}
         for name, formula in formulas.items():
             self.add(name, formula)
@@ -67,7 +77,10 @@ class Comparison:
             common = design.valid if common is None else common & design.valid
         self.valid = common
         self.folds = contiguous_folds(common, cv) if cv else []
-        self.options = FitOptions(regularizer=regularizer, solver=solver, dtype=dtype)
+        # smoothness strengths are chosen inside each fit, so a fold's come from its
+        # training rows only
+        self.options = FitOptions(regularizer=regularizer, solver=solver, dtype=dtype,
+                                  family=self.family.name, smoothing=smoothing, select=select)
         self._full: dict = {}    # full-data fits, used to warm-start the fold fits
         self._models: dict = {}  # name -> _Model
 
@@ -93,8 +106,12 @@ class Comparison:
                                  covariance=False, log_likelihood=False,
                                  constraints=self.model(name).constraints)
 
-    def heldout(self, name: str, result: engine.EngineFit, test: np.ndarray):
-        """Log-likelihood (nats), bits/spike and spikes per unit on the test rows."""
+    def heldout(self, name: str, result: engine.EngineFit, test: np.ndarray,
+                train: bool = False):
+        """Log-likelihood (nats), bits/spike and spikes per unit on the test rows (for gamma
+        and gaussian: log-likelihood, deviance explained and null deviance; ``train``: the
+        rows fitted, where the gaussian log-likelihood is at its maximum-likelihood variance,
+        as the fit's own)."""
         design = self.designs[name]
         rows = np.flatnonzero(test)
         eta = np.broadcast_to(result.intercepts, (len(rows), len(result.intercepts)))
@@ -105,6 +122,18 @@ class Comparison:
         if design.offset is not None:
             eta = eta + design.offset[rows, None]
         counts = design.counts[rows].astype(float)
+        if self.family.name != "poisson":
+            gaussian_train = train and self.family.name == "gaussian"
+            parts = scores.family_parts(counts, self.family.mean(eta), self.family,
+                                        None if gaussian_train else result.dispersion)
+            if self.family.counts:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    bps = np.where(parts["spikes"] > 0, (parts["ll"] - parts["ll_null"])
+                                   / (parts["spikes"] * np.log(2)), np.nan)
+                return parts["ll"], bps, parts["spikes"]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                explained = 1 - parts["deviance"] / parts["null_deviance"]
+            return parts["ll"], explained, parts["null_deviance"]
         expected = poisson.expected_counts(eta)
         return (poisson.log_likelihood(counts, expected), scores.bits_per_spike(counts, expected),
                 counts.sum(axis=0))
@@ -122,14 +151,19 @@ class Comparison:
             else:
                 test = self.folds[fold]
                 full = self._full.get(name)
-                init = None if full is None else (full.weights, full.intercepts)
+                init = None if full is None else (
+                    full.weights, full.intercepts,
+                    None if full.smoothing is None else full.smoothing.strength)
                 result = self.fit(name, self.valid & ~test, init=init)
-        ll, bps, spikes = self.heldout(name, result, test)
+        ll, bps, spikes = self.heldout(name, result, test, train=fold < 0)
         output = {"ll": ll, "bps": bps, "spikes": spikes,
                   "converged": np.asarray(result.diagnostics.converged, bool),
                   "warnings": _records(caught, name, fold)}
         if fold < 0:
-            output.update({"n_params": self.model(name).n_params,
+            n_params = self.model(name).n_params
+            edf = n_params if result.smoothing is None else np.where(
+                np.isfinite(result.smoothing.total_edf), result.smoothing.total_edf, n_params)
+            output.update({"n_params": n_params, "edf": np.asarray(edf, float),
                            "n_rows": int(self.valid.sum()),
                            "unit_ids": tuple(self.designs[name].unit_ids)})
         return output
@@ -169,7 +203,8 @@ def assemble(name: str, outputs: dict, cv) -> ModelScores:
     records = tuple(r for o in [full] + folds for r in o.get("warnings", ()))
     return ModelScores(name, np.asarray(full["n_params"]), full["ll"], full["bps"],
                        full["spikes"], stack("ll"), stack("bps"), stack("spikes"),
-                       int(full["n_rows"]), np.asarray(converged, bool), records)
+                       int(full["n_rows"]), np.asarray(converged, bool), records,
+                       np.asarray(full.get("edf", full["n_params"]), float))
 
 
 __all__ = ["Comparison", "ModelScores", "assemble"]

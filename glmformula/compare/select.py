@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import FormulaError
+from ..fitting.families import get_family
 from ..terms.formula import Formula, parse
 from .comparison import Comparison, ModelScores
 
@@ -44,7 +45,8 @@ class Selection:
 
 def select(base, candidates: Sequence[str], data: Mapping, *, bin_size, epochs=None,
            cv: int = 10, alpha: float = 0.05, regularizer=None, solver: str = "auto",
-           dtype=None) -> Selection:
+           dtype=None, family: str = "poisson", smoothing: str | None = "auto",
+           select: bool = False) -> Selection:
     """Forward selection from ``base`` over ``candidates`` (term texts).
 
     Parameters
@@ -57,7 +59,15 @@ def select(base, candidates: Sequence[str], data: Mapping, *, bin_size, epochs=N
         Contiguous folds (10 by default, so a signed-rank test can reach significance).
     alpha : float
         Significance level of the one-sided signed-rank test for adding a term.
+    smoothing, select :
+        As for :func:`glmformula.fit` (strengths chosen inside each training fold).
+    family : str
+        The observation family (as for :func:`glmformula.fit`). The path reports the gain in
+        held-out bits per spike for the count families, and for gamma and gaussian (no
+        spikes) the gain in held-out log-likelihood (``gain_log_likelihood``, nats summed
+        over folds and units).
     """
+    family = get_family(family)
     base = parse(base)
     if isinstance(candidates, str) or not isinstance(candidates, Sequence) or not candidates:
         raise FormulaError("candidates must be a non-empty list of term texts",
@@ -75,9 +85,10 @@ def select(base, candidates: Sequence[str], data: Mapping, *, bin_size, epochs=N
     full = base.with_terms(base.term_objects + tuple(candidate_terms.values()))
     comparison = Comparison({"base": base, "full": full}, data, bin_size=bin_size,
                             epochs=epochs, cv=cv, regularizer=regularizer, solver=solver,
-                            dtype=dtype)
+                            dtype=dtype, family=family.name, smoothing=smoothing,
+                            select=select)
     scores = {base: _score(comparison, base)}
-    steps = [_step(0, "(base)", base, scores[base], None)]
+    steps = [_step(0, "(base)", base, scores[base], None, counts=family.counts)]
     remaining = dict(candidate_terms)
     while remaining:
         trials = {}
@@ -92,7 +103,7 @@ def select(base, candidates: Sequence[str], data: Mapping, *, bin_size, epochs=N
         pvalue = _signed_rank_p(diff)
         accepted = pvalue < alpha
         steps.append(_step(len(steps), best_text, best, scores[best], scores[current], pvalue,
-                           accepted))
+                           accepted, counts=family.counts))
         if not accepted:
             break
         current = best
@@ -117,11 +128,14 @@ def _signed_rank_p(diff: np.ndarray) -> float:
     return float(stats.wilcoxon(diff, alternative="greater").pvalue)
 
 
-def _step(index, term, formula, scores, previous, pvalue=np.nan, accepted=True) -> dict:
+def _step(index, term, formula, scores, previous, pvalue=np.nan, accepted=True,
+          counts: bool = True) -> dict:
     spikes = scores.fold_spikes.sum(axis=1)
     bps = scores.fold_ll.sum(axis=1)
-    gain = np.nan if previous is None else float(
-        np.sum(scores.fold_ll - previous.fold_ll) / (np.log(2) * spikes.sum()))
+    gain = np.nan if previous is None else float(np.sum(scores.fold_ll - previous.fold_ll))
+    if counts:  # fold_spikes are spikes (not null deviances): the gain per spike, in bits
+        gain = gain / (np.log(2) * spikes.sum())
     return {"step": index, "term": term, "formula": str(formula),
-            "cv_log_likelihood": float(bps.sum()), "gain_bits_per_spike": gain,
+            "cv_log_likelihood": float(bps.sum()),
+            "gain_bits_per_spike" if counts else "gain_log_likelihood": gain,
             "p_value": pvalue, "accepted": bool(accepted)}

@@ -10,7 +10,9 @@ summary's likelihood-ratio refits all call :func:`fit_design` (a built design) o
    (:mod:`.identifiability`) and rotate those columns, masking each constant direction;
 3. lay out the problem: which columns each unit reads, the regularizer's groups and the names
    warnings use (unit ids, column labels);
-4. solve: the closed form for ``spikes ~ 1``; otherwise :func:`glmformula.backend.solve`,
+4. smoothness: the terms' roughness penalties as per-unit matrices, their strengths chosen by
+   REML where ``smoothing="auto"`` (:mod:`.smoothing`);
+   solve: the closed form for ``spikes ~ 1``; otherwise :func:`glmformula.backend.solve`,
    with units in groups on the columns they read (:mod:`.groups`) or shared out over devices
    and batches (:mod:`.sharding`); backend errors become :class:`~glmformula.FitError`;
 5. one pass over the rows for each unit's log-likelihood, and the covariances now or on first
@@ -31,13 +33,26 @@ import numpy as np
 from .. import backend
 from ..backend.solve import MAX_COLUMN_MAGNITUDE
 from ..config import config
-from ..errors import FitError, FormulaError
+from ..errors import FitError, FormulaError, GlmformulaWarning, warn
 from ..graph.design import DesignMatrix, Prepared
+from ..graph.penalties import term_penalties
 from ..terms.aliases import resolve_term
 from . import identifiability as ident
-from . import information, poisson, sharding
+from . import information, poisson, sharding, smoothing
 from .covariance import CovarianceStack
+from .families import family_name, get_family
 from .groups import plan_groups, solve_in_groups
+
+
+def _smoothing_mode(value):
+    """``smoothing=``: "auto", or None / "none" / False for no smoothness penalties."""
+    if value is None or value is False or (isinstance(value, str) and value.lower() == "none"):
+        return None
+    if isinstance(value, str) and value.lower() == "auto":
+        return "auto"
+    raise FitError(f"smoothing={value!r} is not a smoothing mode",
+                   hint='use smoothing="auto" (strengths chosen from the data, the default) or '
+                        "smoothing=None (no smoothness penalties)")
 
 
 @attrs.frozen
@@ -57,6 +72,16 @@ class FitOptions:
     solver_options : dict
         Settings the solver class declares (e.g. ``{"history": 20}`` for L-BFGS); an unknown
         name is a :class:`~glmformula.FitError`.
+    smoothing : "auto" or None
+        ``"auto"``: every penalised term's strength is chosen per unit by REML
+        (:mod:`.smoothing`); None: no penalty besides strengths fixed in the formula
+        (``smooth=1e-3``) and the regularizer.
+    select : bool
+        Also penalise each term's null space, so a whole term can shrink to zero.
+    family : str
+        The observation family (:mod:`.families`): ``"poisson"`` (default), ``"bernoulli"``,
+        ``"negative_binomial"``, ``"gamma"`` or ``"gaussian"``; an unknown name is a
+        :class:`~glmformula.FitError` naming them.
     """
 
     regularizer: object = None
@@ -65,6 +90,9 @@ class FitOptions:
     tol: float | None = None
     max_iter: int | None = None
     solver_options: dict = attrs.field(factory=dict, converter=dict)
+    smoothing: str | None = attrs.field(default="auto", converter=_smoothing_mode)
+    select: bool = attrs.field(default=False, converter=bool)
+    family: str = attrs.field(default="poisson", converter=family_name)
 
     def backend_options(self, formula) -> dict:
         """Keyword arguments of :func:`glmformula.backend.solve`."""
@@ -74,6 +102,8 @@ class FitOptions:
             options["tol"] = self.tol
         if self.max_iter is not None:
             options["max_iter"] = self.max_iter
+        if self.family != "poisson":
+            options["family"] = self.family
         options.update(self.solver_options)
         return options
 
@@ -148,6 +178,13 @@ class EngineFit:
         Mean of each stored column (original basis) over the rows fitted.
     offset_mean : float
         Mean offset over the rows fitted (0 without one).
+    smoothing : SmoothingFit or None
+        The strengths chosen from the data (None when none were).
+    family : str
+        The observation family fitted.
+    dispersion : ndarray (U,) or None
+        Its fitted dispersion per unit (negative binomial ``a``; gamma and gaussian scale);
+        None for Poisson and Bernoulli.
     """
 
     weights: np.ndarray
@@ -157,6 +194,9 @@ class EngineFit:
     used: np.ndarray
     column_means: np.ndarray
     offset_mean: float = 0.0
+    smoothing: smoothing.SmoothingFit | None = None
+    family: str = "poisson"
+    dispersion: np.ndarray | None = None
 
 
 def _means(X: np.ndarray, offset, used: np.ndarray, rows_per_block: int = 16384):
@@ -307,8 +347,9 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
     row_weight : ndarray (grid rows,), optional
         Rows to fit within the design's valid ones (> 0), e.g. a cross-validation fold's
         training rows. Default: every valid row.
-    init : (weights (P, U), intercepts (U,)), optional
-        Warm start, in the original basis (e.g. the weights of a fit on all rows).
+    init : (weights (P, U), intercepts (U,)[, smoothing strengths (M, U)]), optional
+        Warm start, in the original basis (e.g. the weights of a fit on all rows, and its
+        chosen smoothness strengths: a fold's search then starts there).
     covariance, log_likelihood : bool
         Whether to compute standard errors (now or on first use) and the training
         log-likelihood (cross-validation needs neither).
@@ -322,6 +363,11 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
     used = design.valid if row_weight is None else design.valid & (np.asarray(row_weight) > 0)
     weights_of_rows = used.astype(design.storage.dtype)
     U = len(plan.unit_ids)
+    family = get_family(options.family)
+    family.check_response(design.counts, used, plan.unit_ids, design.grid.centers,
+                          plan.response, str(formula))
+    if plan.n_storage == 0 and family.name != "poisson":
+        return _intercept_only(design, options, used, weights_of_rows)
     if plan.n_storage == 0:
         intercept, cov, solution = mean_rate(design.counts, design.offset, weights_of_rows)
         ll = poisson.log_likelihood(design.counts, poisson.expected_counts(
@@ -335,12 +381,24 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
     layout = _layout(plan, constraints, formula)
     solver_options = options.backend_options(formula)
     T = ident.rotation(constraints, plan.term_storage, plan.n_storage)
-    start = None if init is None else (T.T @ np.asarray(init[0], float), init[1])
+    start = None if init is None else (T.T @ np.asarray(init[0], float), np.asarray(init[1]))
+    setup = _penalty_setup(plan, design.graph, options, T)
+    smooth_fit = None
     with _rotated(design.storage, constraints, plan.term_storage) as X:
         problem = backend.Problem(X=X, y=design.counts, offset=design.offset,
                                   row_weight=weights_of_rows, **layout)
         groups = plan_groups(layout["column_mask"]) if group_units else None
         with _backend_errors(plan, formula):
+            if setup is not None and setup.keys:
+                smooth_fit = smoothing.choose_strengths(
+                    problem, setup, groups, plan.term_storage,
+                    regularizer=solver_options["regularizer"], dtype=options.dtype,
+                    initial_strength=None if init is None or len(init) < 3 else init[2],
+                    start=start)
+                start = smooth_fit.start
+            if setup is not None:
+                problem = attrs.evolve(problem, penalty_matrix=smooth_fit.penalty_matrix
+                                       if smooth_fit is not None else setup.fixed)
             if groups is None:
                 solution = sharding.solve_on_devices(problem, init=start, **solver_options)
             else:
@@ -348,13 +406,15 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
         rows = information.rows_in_memory(problem.X, design.counts, design.offset,
                                           weights_of_rows)
         ll = information.log_likelihood(rows, solution.weights, solution.intercept,
-                                        solution.dtype) if log_likelihood else np.full(U, np.nan)
+                                        solution.dtype, family.name, solution.dispersion) \
+            if log_likelihood else np.full(U, np.nan)
         cov = _covariance(solution, layout, solver_options, constraints, plan, design.n_rows, rows,
                           later=lambda: information.rows_rebuilt(
                               Prepared(formula, design.graph, plan),
                               information.block_rows(plan.n_storage,
                                                      design.storage.dtype.itemsize),
-                              design.storage.dtype, constraints, weights_of_rows)) \
+                              design.storage.dtype, constraints, weights_of_rows),
+                          penalty_matrix=problem.penalty_matrix) \
             if covariance else None
     weights = T @ np.asarray(solution.weights, float)
     if cov is None:
@@ -362,10 +422,62 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
             U, plan.n_storage, "this fit was made without standard errors (covariance=False)")
     return EngineFit(weights, np.asarray(solution.intercept, float), cov,
                      _diagnostics(solution, ll, used, design.counts, constraints, design.dropped),
-                     used, *_means(design.storage, design.offset, used))
+                     used, *_means(design.storage, design.offset, used), smoothing=smooth_fit,
+                     family=family.name, dispersion=solution.dispersion)
 
 
-def _covariance(solution, layout, solver_options, constraints, plan, n_rows, rows, later):
+def _intercept_only(design: DesignMatrix, options: FitOptions, used: np.ndarray,
+                    weights_of_rows: np.ndarray) -> EngineFit:
+    """Step 4 for ``y ~ 1`` in a family other than Poisson: the backend on one empty column
+    (the intercept alone, with the family's dispersion), variance ``scale / sum_t w_t
+    fisher_t``."""
+    family = get_family(options.family)
+    plan = design.plan
+    U = len(plan.unit_ids)
+    problem = backend.Problem(X=np.zeros((design.counts.shape[0], 1)), y=design.counts,
+                              offset=design.offset, row_weight=weights_of_rows,
+                              unit_names=tuple(plan.unit_ids))
+    solver_options = options.backend_options(design.formula)
+    with _backend_errors(plan, design.formula):
+        solution = backend.solve(problem, **solver_options)
+    intercept = np.asarray(solution.intercept, float)
+    eta = np.broadcast_to(intercept, design.counts.shape) + (
+        0.0 if design.offset is None else design.offset[:, None])
+    mu = family.mean(eta)
+    dispersion = solution.dispersion
+    w = np.asarray(weights_of_rows, float)
+    ll = family.log_likelihood(design.counts, mu, w,
+                               None if family.name == "gaussian" else dispersion)
+    information_ = w @ family.fisher_weight(mu, dispersion)
+    variance = family.scale(dispersion) / np.maximum(information_, 1e-300)
+    solution = attrs.evolve(solution, weights=np.zeros((0, U)))
+    return EngineFit(np.zeros((0, U)), intercept,
+                     CovarianceStack.from_dense(np.asarray(variance, float).reshape(U, 1, 1)),
+                     _diagnostics(solution, ll, used, design.counts, {}, design.dropped),
+                     used, *_means(design.storage, design.offset, used), family=family.name,
+                     dispersion=dispersion)
+
+
+def _penalty_setup(plan, graph, options: FitOptions, rotation) -> smoothing.PenaltySetup | None:
+    """The design's smoothness penalties in the solver's basis; None when there are none."""
+    components = term_penalties(plan, graph, select=options.select)
+    if options.smoothing is not None and options.family != "poisson" and \
+            any(c.setting == "auto" for c in components):
+        # REML (.smoothing) works on the Poisson likelihood only so far
+        terms = sorted({c.term for c in components if c.setting == "auto"})
+        warn(f"smoothing strengths are chosen from the data for the Poisson family only: in "
+             f"this {options.family} fit the terms {terms} are not smoothed (as with "
+             "smoothing=None)", GlmformulaWarning)
+    if options.smoothing is None or options.family != "poisson":
+        components = tuple(c for c in components if c.setting != "auto")
+    if not components:
+        return None
+    setup = smoothing.penalty_setup(components, tuple(plan.unit_ids), plan.n_storage, rotation)
+    return None if setup.empty else setup
+
+
+def _covariance(solution, layout, solver_options, constraints, plan, n_rows, rows, later,
+                penalty_matrix=None):
     """Step 5's covariances: computed now from ``rows`` when cheap, else on first use from
     the rows ``later()`` rebuilds (so the result does not keep the design alive)."""
     mask = layout["column_mask"].copy()
@@ -373,7 +485,9 @@ def _covariance(solution, layout, solver_options, constraints, plan, n_rows, row
     now = information.covariance_source(
         rows, solution.weights, solution.intercept, mask, solver_options["regularizer"],
         layout["column_groups"],
-        solution.dtype, constraints, plan.term_storage, unit_names=layout["unit_names"])
+        solution.dtype, constraints, plan.term_storage, unit_names=layout["unit_names"],
+        penalty_matrix=penalty_matrix, family=getattr(solution, "family", "poisson"),
+        dispersion=getattr(solution, "dispersion", None))
     return information.covariance_stack(now, attrs.evolve(now, rows=later()), n_rows)
 
 
@@ -418,7 +532,16 @@ def fit_blocked(prepared: Prepared, chunk_size: int,
     constraints = ident.find_constraints(plain, plan)
     layout = _layout(plan, constraints, formula)
     rows = information.rows_rebuilt(prepared, chunk_size, dtype, constraints)
-    problem = backend.BlockedProblem(rows, plan.n_storage, len(plan.unit_ids), **layout)
+    setup = _penalty_setup(plan, graph, options,
+                           ident.rotation(constraints, plan.term_storage, plan.n_storage))
+    smooth_fit, penalty = None, None if setup is None else setup.fixed
+    if setup is not None and setup.keys:
+        with _backend_errors(plan, formula):
+            smooth_fit = _strengths_from_sample(rows, graph.grid.n_rows, chunk_size, plan,
+                                                layout, setup, options)
+        penalty = smooth_fit.penalty_matrix
+    problem = backend.BlockedProblem(rows, plan.n_storage, len(plan.unit_ids), **layout,
+                                     penalty_matrix=penalty)
     solver_options = options.backend_options(formula)
     with _backend_errors(plan, formula):
         solution = backend.solve(problem, **solver_options)
@@ -434,10 +557,10 @@ def fit_blocked(prepared: Prepared, chunk_size: int,
             yield block
 
     ll = information.log_likelihood(rows_noting_valid, solution.weights, solution.intercept,
-                                    solution.dtype)
+                                    solution.dtype, options.family, solution.dispersion)
     # the blocks are rebuilt on every pass: the same rows serve now and later
     cov = _covariance(solution, layout, solver_options, constraints, plan, int(valid.sum()),
-                      rows, later=lambda: rows)
+                      rows, later=lambda: rows, penalty_matrix=problem.penalty_matrix)
     window_ok = graph.grid.row_in_epoch >= plan.lead
     dropped = {"window": int((~window_ok).sum()), "missing": int((window_ok & ~valid).sum())}
     counts = graph.counts(plan.response, plan.unit_ids)
@@ -446,7 +569,44 @@ def fit_blocked(prepared: Prepared, chunk_size: int,
     return EngineFit(T @ np.asarray(solution.weights, float),
                      np.asarray(solution.intercept, float), cov,
                      _diagnostics(solution, ll, valid, counts, constraints, dropped, chunk_size),
-                     valid, T @ (sums["columns"] / n), sums["offset"] / n)
+                     valid, T @ (sums["columns"] / n), sums["offset"] / n,
+                     family=options.family, dispersion=solution.dispersion,
+                     smoothing=smooth_fit)
+
+
+def _strengths_from_sample(rows, n_grid_rows: int, chunk_size: int, plan, layout, setup,
+                           options: FitOptions) -> smoothing.SmoothingFit:
+    """Smoothness strengths of a blocked fit, chosen by REML on blocks spread evenly over the
+    recording that together fit in half of ``gf.config.memory_limit``.
+
+    A strength in the scale of sums (mgcv's ``sp``: the prior precision of the weights) does
+    not depend on the number of rows, so the sample's is used for all rows (the mean-objective
+    strength is divided by the larger row count); its edf are those of the sample's fit.
+    """
+    n_blocks = -(-n_grid_rows // chunk_size)
+    row_bytes = (plan.n_storage + len(plan.unit_ids) + 2) * options.storage_dtype.itemsize
+    keep = max(1, int(config.memory_limit // 2 // max(chunk_size * row_bytes, 1)))
+    every = max(1, -(-n_blocks // keep))
+    parts, total = [], 0.0
+    for i, block in enumerate(rows()):
+        total += float(np.sum(block.row_weight))
+        if i % every == 0:
+            parts.append(block)
+    offset = None if parts[0].offset is None else np.concatenate([b.offset for b in parts])
+    sample = backend.Problem(X=np.concatenate([b.X for b in parts]),
+                             y=np.concatenate([b.counts for b in parts]).astype(float),
+                             offset=offset,
+                             row_weight=np.concatenate([b.row_weight for b in parts]), **layout)
+    fit = smoothing.choose_strengths(sample, setup, plan_groups(layout["column_mask"]),
+                                     plan.term_storage, dtype=options.dtype,
+                                     regularizer=options.backend_options(plan.formula)[
+                                         "regularizer"])
+    scale = float(np.sum(sample.row_weight)) / max(total, 1.0)
+    strength = fit.strength * scale
+    penalty = setup.fixed.copy()
+    for m in range(len(setup.keys)):
+        penalty += np.nan_to_num(strength[m])[:, None, None] * setup.S[m]
+    return attrs.evolve(fit, strength=strength, penalty_matrix=penalty, start=None)
 
 
 __all__ = ["FitOptions", "FitDiagnostics", "EngineFit", "fit_design", "fit_blocked",

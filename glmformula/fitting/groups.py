@@ -78,7 +78,9 @@ def solve_in_groups(problem: backend.Problem, groups: list, init, **options) -> 
             and offset.shape[1] > 1 else offset,
             row_weight=problem.row_weight, column_groups=_part(problem.column_groups, columns),
             unit_names=_part(problem.unit_names, units),
-            column_names=_part(problem.column_names, columns))
+            column_names=_part(problem.column_names, columns),
+            penalty_matrix=None if problem.penalty_matrix is None
+            else problem.penalty_matrix[np.ix_(units, columns, columns)])
         start = None if init is None else (np.asarray(init[0])[np.ix_(columns, units)],
                                            np.asarray(init[1])[units])
         solution = sharding.solve_on_devices(sub, init=start, **options)

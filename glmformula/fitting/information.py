@@ -26,12 +26,14 @@ from ..backend.covariance import (
     units_information,
     warn_singular,
 )
+from ..backend.families import Obs
 from ..backend.regularizers import resolve_penalty
 from ..config import config
 from ..graph.design import Prepared, iter_blocks
 from ..graph.rows import Rows, resident_rows
 from . import poisson
 from .covariance import CovarianceStack
+from .families import get_family
 from .identifiability import rotate_columns
 from .sharding import on_devices, unit_groups
 
@@ -80,10 +82,19 @@ def _linear_predictor(X, offset, W, b):
     return X @ W + b[None, :] + offset[:, None]
 
 
-def log_likelihood(rows: Rows, weights, intercept, dtype) -> np.ndarray:
-    """Per-unit Poisson log-likelihood (nats, with ``log y!``) at the fitted parameters. The
-    linear predictor of each block is formed in the fit's dtype; the likelihood is summed in
-    float64."""
+def log_likelihood(rows: Rows, weights, intercept, dtype, family: str = "poisson",
+                   dispersion=None) -> np.ndarray:
+    """Per-unit log-likelihood (nats, with every constant, e.g. ``log y!``) at the fitted
+    parameters. The linear predictor of each block is formed in the fit's dtype; the
+    likelihood is summed in float64.
+
+    ``family`` (:mod:`.families`) and its fitted ``dispersion`` (U,): the training
+    log-likelihood as statsmodels' ``llf`` gives it (the gaussian family's at the
+    maximum-likelihood variance of these rows, whatever ``dispersion`` says).
+    """
+    if family != "poisson":
+        return _family_log_likelihood(rows, weights, intercept, dtype, get_family(family),
+                                      None if family == "gaussian" else dispersion)
     total, size = None, None
     with jax.enable_x64(True):
         dt = jnp.dtype(dtype)
@@ -100,6 +111,25 @@ def log_likelihood(rows: Rows, weights, intercept, dtype) -> np.ndarray:
                                           block.row_weight)
             total = part if total is None else total + part
     return total
+
+
+def _family_log_likelihood(rows: Rows, weights, intercept, dtype, family, dispersion):
+    parts, size = None, None
+    with jax.enable_x64(True):
+        dt = jnp.dtype(dtype)
+        W, b = jnp.asarray(weights, dt), jnp.asarray(intercept, dt)
+        for block in rows():
+            rows_here = block.X.shape[0]
+            size = rows_here if size is None else size
+            padded = block.padded(size)
+            offset = np.zeros(size) if padded.offset is None else padded.offset
+            eta, _, _ = pb.compiled_call(_linear_predictor, {}, pb.to_device(padded.X, dt),
+                                         jnp.asarray(offset, dt), W, b)
+            eta = np.asarray(eta, float)[:rows_here]
+            part = family.log_likelihood_parts(block.counts, family.mean(eta), block.row_weight,
+                                               dispersion)
+            parts = part if parts is None else tuple(a + c for a, c in zip(parts, part))
+    return family.log_likelihood_total(parts, dispersion)
 
 
 @attrs.frozen(eq=False)
@@ -131,6 +161,9 @@ class CovarianceSource:
     constraints: dict
     term_storage: dict
     unit_names: tuple | None = None
+    quad: np.ndarray | None = None  # (U, P, P) quadratic penalty of the mean objective
+    family: str = "poisson"  # the observation family (Fisher weights: .families)
+    dispersion: np.ndarray | None = None  # (U,) its fitted dispersion (NB a, gamma/gaussian scale)
 
     @property
     def n_columns(self) -> int:
@@ -186,7 +219,7 @@ class CovarianceSource:
                 columns = np.asarray(key, dtype=int)
                 part = unit_information(padded.X, padded.offset, padded.row_weight, columns,
                                         self.weights[np.ix_(columns, group)],
-                                        self.intercept[group], self.dtype)
+                                        self.intercept[group], self.dtype, self._obs(group))
                 info[key] = part if info[key] is None else info[key] + part
             if alone:
                 # units per kernel call: their gathered columns within GATHER_BYTES
@@ -194,7 +227,8 @@ class CovarianceSource:
                 part = np.concatenate([
                     units_information(padded.X, padded.offset, padded.row_weight,
                                       padded_columns[g:g + step], padded_weights[:, g:g + step],
-                                      self.intercept[alone[g:g + step]], self.dtype)
+                                      self.intercept[alone[g:g + step]], self.dtype,
+                                      self._obs(alone[g:g + step]))
                     for g in range(0, len(alone), step)])
                 info_alone = part if info_alone is None else info_alone + part
         matrices = {}
@@ -209,13 +243,27 @@ class CovarianceSource:
         for u, H in matrices.items():
             idx = np.arange(len(self.supports[u]))
             H[idx, idx] += n * self.l2[self.supports[u], u]
+            if self.quad is not None:  # the Bayesian posterior covariance of a smooth fit
+                support = self.supports[u]
+                H[np.ix_(idx, idx)] += n * self.quad[u][np.ix_(support, support)]
             inverse, singular = invert_information(H[None], self.dtype)
+            if self.family in ("gamma", "gaussian"):  # information at unit scale
+                inverse = inverse * self.dispersion[u]
             if singular[0]:
                 deficient.append(u)
             parts[u] = self._original_basis(self.supports[u], inverse[0])
         names = self.unit_names
         warn_singular([u if names is None else names[u] for u in sorted(deficient)])
         return parts
+
+    def _obs(self, units):
+        """The observation family of ``units`` for the information kernels (None: Poisson)."""
+        if self.family == "poisson":
+            return None
+        theta = None
+        if self.family == "negative_binomial":
+            theta = np.nan_to_num(np.asarray(self.dispersion, float)[list(units)], nan=1.0)
+        return Obs(self.family, theta)
 
     def _original_basis(self, support: np.ndarray, cov: np.ndarray):
         """(support, matrix) with the intercept first and constrained terms rotated back
@@ -254,13 +302,20 @@ def _units_per_pass(k: int) -> int:
 
 def covariance_source(rows: Rows, weights, intercept, mask: np.ndarray, regularizer,
                       groups: tuple, dtype: str, constraints: dict,
-                      term_storage: dict, unit_names: tuple | None = None) -> CovarianceSource:
-    """A :class:`CovarianceSource` for a fit whose columns of unit ``u`` are ``mask[u]``."""
+                      term_storage: dict, unit_names: tuple | None = None,
+                      penalty_matrix: np.ndarray | None = None, family: str = "poisson",
+                      dispersion=None) -> CovarianceSource:
+    """A :class:`CovarianceSource` for a fit whose columns of unit ``u`` are ``mask[u]``
+    (``family`` and its fitted ``dispersion``: the Fisher weights, and the scale that
+    multiplies the covariance of the gamma and gaussian families, as statsmodels' GLM)."""
     penalty = resolve_penalty(regularizer, groups, mask)
     supports = tuple(np.flatnonzero(m) for m in mask)
     return CovarianceSource(rows, np.asarray(weights, float), np.asarray(intercept, float),
                             supports, np.asarray(penalty.l2, float), str(dtype),
-                            dict(constraints), dict(term_storage), unit_names)
+                            dict(constraints), dict(term_storage), unit_names,
+                            None if penalty_matrix is None
+                            else np.asarray(penalty_matrix, float), family,
+                            None if dispersion is None else np.asarray(dispersion, float))
 
 
 def covariance_stack(now: CovarianceSource, later: CovarianceSource | None,

@@ -41,6 +41,8 @@ def _subproblem(problem, units: np.ndarray):
     return attrs.evolve(problem, y=problem.y[:, units],
                         column_mask=None if problem.column_mask is None
                         else problem.column_mask[units], offset=offset,
+                        penalty_matrix=None if problem.penalty_matrix is None
+                        else problem.penalty_matrix[units],
                         unit_names=None if problem.unit_names is None
                         else tuple(problem.unit_names[u] for u in units))
 
@@ -134,7 +136,7 @@ def join_solutions(parts, sequential: bool = False) -> "backend.Solution":
         converged=cat("converged"), n_iter=cat("n_iter"), grad_norm=cat("grad_norm"),
         objective=cat("objective"), criterion=cat("criterion"),
         status=tuple(s for p in parts for s in p.status),
-        rank_deficient=cat("rank_deficient"),
+        rank_deficient=cat("rank_deficient"), dispersion=cat("dispersion"),
         excluded_columns=tuple(sorted(set().union(*[p.excluded_columns for p in parts]))),
         compile_seconds=total(p.compile_seconds for p in parts),
         solve_seconds=total(p.solve_seconds for p in parts),

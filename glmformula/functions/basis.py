@@ -16,6 +16,8 @@ from ..terms.registry import Param, TermFunction, register
 _X = Param("x", kinds.Covariate())
 _K = Param("k", kinds.Count(minimum=1))
 _RANGE = Param("range", kinds.Interval(), None, keyword=True)
+#: Every basis term's roughness penalty: chosen from the data, none, or a fixed strength.
+SMOOTH = Param("smooth", kinds.Smooth(), "auto", keyword=True, keyword_only=True)
 
 
 def _order_fits(call) -> str | None:
@@ -52,22 +54,23 @@ def _build_basis(call, compiler):
 register(TermFunction(
     name="rcos", role="basis", build=_build_basis, example="rcos(position, 7)",
     summary="raised-cosine bumps evaluated on the covariate (linearly or log spaced)",
-    params=(_X, _K, Param("log", kinds.Flag(), False, keyword=True), _RANGE)))
+    params=(_X, _K, Param("log", kinds.Flag(), False, keyword=True), _RANGE, SMOOTH)))
 
 register(TermFunction(
     name="bspline", role="basis", build=_build_basis, example="bspline(speed, 6)",
     summary="B-spline basis evaluated on the covariate",
-    params=(_X, _K, Param("order", kinds.Count(minimum=1), 4, keyword=True), _RANGE),
+    params=(_X, _K, Param("order", kinds.Count(minimum=1), 4, keyword=True), _RANGE, SMOOTH),
     check=_order_fits))
 
 register(TermFunction(
     name="cyclic", role="basis", build=_build_basis, example="cyclic(head_direction, 12)",
     summary="periodic B-spline basis, for angles and phases",
     params=(_X, _K, Param("order", kinds.Count(minimum=1), 4, keyword=True),
-            Param("period", kinds.Real(positive=True, angle=True), 2 * math.pi, keyword=True)),
+            Param("period", kinds.Real(positive=True, angle=True), 2 * math.pi, keyword=True),
+            SMOOTH),
     check=_cyclic_fits))
 
 register(TermFunction(
     name="onehot", role="basis", build=_build_basis, example="onehot(position, 7, range=(0, 100))",
     summary="indicator of which of `bins` equal bins the covariate falls in",
-    params=(_X, Param("bins", kinds.Count(minimum=1)), _RANGE)))
+    params=(_X, Param("bins", kinds.Count(minimum=1)), _RANGE, SMOOTH)))

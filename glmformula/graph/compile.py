@@ -15,7 +15,7 @@ from ..errors import DataError, TermArgumentError
 from ..terms.formula import Formula
 from ..terms.registry import lookup
 from ..terms.values import Duration, FunctionCall, Variable
-from . import nodes
+from . import gating, nodes
 from .features import FeatureGraph
 
 
@@ -25,8 +25,15 @@ class TermColumns:
 
     ``role`` is ``"shared"`` (same columns for every unit), ``"history"`` or ``"coupling"``.
     For shared terms ``labels`` are the column labels; spike terms read ``node`` (the bank of
-    filtered counts of ``bank_units``) unit by unit.
+    filtered counts of ``bank_units``, or that bank gated by a state: see
+    :mod:`~glmformula.graph.gating`) unit by unit; ``sources`` are the units a coupling term
+    reads.
     """
+
+    @property
+    def k(self) -> int:
+        """Filters per unit of a spike term's bank."""
+        return gating.spike_bank(self.node).k
 
     text: str
     role: str
@@ -142,15 +149,7 @@ def compile_formula(formula: Formula, graph: FeatureGraph) -> DesignPlan:
                  for f in term.factors]
         text = str(term)
         if "spikes" in roles:
-            if len(term.factors) > 1:
-                raise TermArgumentError(
-                    f"'{text}': history() and coupling() cannot be interacted with other terms",
-                    formula=str(formula), hint="add them as separate terms")
-            call = term.factors[0]
-            node = compiler.node(call)
-            role = call.function
-            src = sources if role == "coupling" else ()
-            terms.append(TermColumns(text, role, node, (), src))
+            terms.append(_spike_term(term, roles, compiler, all_ids))
             continue
         if "offset" in roles:
             if len(term.factors) > 1:
@@ -167,10 +166,15 @@ def compile_formula(formula: Formula, graph: FeatureGraph) -> DesignPlan:
 
 
 def _coupling_sources(formula: Formula, all_ids: tuple) -> tuple:
-    calls = formula.calls("coupling")
-    if not calls:
-        return ()
-    units = calls[0].argument("units")
+    """The units any coupling term reads (each term reads those of its own call)."""
+    read = set()
+    for call in formula.calls("coupling"):
+        read.update(_call_sources(call, formula, all_ids))
+    return tuple(u for u in all_ids if u in read)
+
+
+def _call_sources(call: FunctionCall, formula: Formula, all_ids: tuple) -> tuple:
+    units = call.argument("units")
     if units.ids is None:
         return all_ids
     missing = [u for u in units.ids if u not in set(all_ids)]
@@ -179,6 +183,57 @@ def _coupling_sources(formula: Formula, all_ids: tuple) -> tuple:
                         formula=str(formula),
                         hint="list existing unit ids, or write coupling(all)")
     return tuple(u for u in all_ids if u in set(units.ids))
+
+
+def _spike_term(term, roles: list, compiler: Compiler, all_ids: tuple) -> TermColumns:
+    """A ``history``/``coupling`` term, alone or gated by a state (``coupling(all):rest``).
+
+    The other factors of a gated term are its state: their row-wise product must be one
+    column (an ``IntervalSet`` indicator, a scalar covariate or a transform of one). The term's
+    node is then the gated bank :func:`~glmformula.graph.gating.gated` (the bank times the
+    state); its columns are laid out and selected per unit exactly as the bank's.
+    """
+    text, formula = str(term), str(compiler.formula)
+    spike = [f for f, role in zip(term.factors, roles) if role == "spikes"]
+    others = [(f, role) for f, role in zip(term.factors, roles) if role != "spikes"]
+    if len(spike) > 1:
+        names = " and ".join(f"{f.function}()" for f in spike)
+        raise TermArgumentError(
+            f"'{text}': {names} cannot be interacted with each other",
+            formula=formula,
+            hint=f"add them as separate terms ({' + '.join(str(f) for f in spike)}); to make "
+                 "one depend on a state, interact it with an IntervalSet or a scalar "
+                 f"covariate, e.g. {spike[-1]}:rest")
+    call = spike[0]
+    bank = compiler.node(call)
+    sources = _call_sources(call, compiler.formula, all_ids) \
+        if call.function == "coupling" else ()
+    if not others:
+        return TermColumns(text, call.function, bank, (), sources)
+    example = f"{call.function}(...):rest (an IntervalSet) or {call.function}(...):speed"
+    for factor, role in others:
+        if role == "offset":
+            raise TermArgumentError(f"'{text}': offset() cannot be interacted",
+                                    formula=formula, hint="add offset(x) on its own")
+        if role in ("basis", "temporal", "spikes"):
+            raise TermArgumentError(
+                f"'{text}': {call.function}() can be gated by a state of one column (an "
+                f"IntervalSet indicator or a scalar covariate), not by {factor.function}(), "
+                "which gives several columns per bin",
+                formula=formula,
+                hint=f"write {example} (a scalar covariate, or a transform such as log(speed))"
+                     "; for a change with a tuned covariate, gate by IntervalSets of its range")
+    state_nodes = [compiler.node(f) for f, _ in others]
+    state = state_nodes[0] if len(state_nodes) == 1 else nodes.Product(tuple(state_nodes))
+    width = len(state.labels(compiler.graph))
+    if width != 1:
+        names = ":".join(str(f) for f, _ in others)
+        raise TermArgumentError(
+            f"'{text}': the state '{names}' has {width} columns; {call.function}() can be "
+            "gated by one column only", formula=formula,
+            hint=f"write {example} with a one-column covariate (pass the columns of a "
+                 "TsdFrame as separate Tsd)")
+    return TermColumns(text, call.function, gating.gated(bank, state), (), sources)
 
 
 def _layout(formula, unit_ids, bank_units, terms, offsets, lead) -> DesignPlan:
@@ -196,12 +251,12 @@ def _layout(formula, unit_ids, bank_units, terms, offsets, lead) -> DesignPlan:
     for term in spike_terms:
         if term.node not in bank_start:
             start = len(names)
-            k = term.node.k
+            k = term.k
             names.extend(f"{term.text}[unit {u}][{j}]" for u in bank_units for j in range(k))
             blocks.append((term.node, start, len(names)))
             bank_start[term.node] = start
     for term in spike_terms:
-        k = term.node.k
+        k = term.k
         term_storage[term.text] = slice(bank_start[term.node],
                                         bank_start[term.node] + k * len(bank_units))
 
@@ -216,7 +271,7 @@ def _layout(formula, unit_ids, bank_units, terms, offsets, lead) -> DesignPlan:
             pieces.append(("shared", (np.arange(block.start, block.stop),
                                       tuple((term.text, label) for label in term.labels))))
             continue
-        start, k = bank_start[term.node], term.node.k
+        start, k = bank_start[term.node], term.k
         sources = bank_units if term.role == "history" else term.sources
         own = "[{j}]" if term.role == "history" else "[unit {u}][{j}]"
         pieces.append((term.role, {

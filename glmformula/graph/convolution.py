@@ -35,7 +35,7 @@ import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-__all__ = ["causal_convolve", "valid_rows", "choose_method"]
+__all__ = ["causal_convolve", "lagged_convolve", "valid_rows", "choose_method"]
 
 # Windows of at least this many bins use the FFT: the direct method's cost grows
 # linearly in W, the FFT's is flat, and they cross at a few tens of bins (both
@@ -212,6 +212,81 @@ def causal_convolve(
         else:
             for task in tasks:
                 run(task)
+    return out
+
+
+def lagged_convolve(
+    signal: ArrayLike,
+    kernels: ArrayLike,
+    segments: ArrayLike,
+    *,
+    first_lag: int,
+    dtype: DTypeLike = np.float32,
+    method: Literal["auto", "direct", "fft"] = "auto",
+    workers: int | None = -1,
+) -> NDArray:
+    """Convolve every channel with every filter over lags ``first_lag .. first_lag + W - 1``,
+    within segments.
+
+    ``out[t, c*K + k] = sum_{j=0..W-1} kernels[j, k] * signal[t - first_lag - j, c]``, reading
+    rows of ``t``'s own segment only. ``first_lag = 1`` is :func:`causal_convolve`; a larger one
+    delays the window (the kernels get ``first_lag - 1`` leading zero lags). ``first_lag <= 0``
+    reads bin ``t`` itself (lag 0) and the ``-first_lag`` bins after it, which is legal for
+    exogenous inputs (event times) only: each segment is followed by unknown (NaN) rows, so a
+    window that would reach past the end of its segment gives NaN (the caller drops the row), and
+    never reads the next segment. A window reaching before the start of its segment gets the
+    partial sum over what exists, as in :func:`causal_convolve` (the caller drops the first
+    ``first_lag + W - 1`` rows of each segment).
+
+    Parameters
+    ----------
+    signal :
+        ``(T, C)`` values on the grid's rows (1-D: ``C = 1``).
+    kernels :
+        ``(W, K)`` filters, row ``j`` the weight at lag ``first_lag + j`` bins.
+    segments :
+        Int ``(E, 2)`` disjoint ``[start_row, stop_row)`` ranges (epochs).
+    first_lag :
+        The lag of the kernels' first row, in bins (negative: after ``t``).
+    dtype, method, workers :
+        As in :func:`causal_convolve`.
+
+    Returns
+    -------
+    np.ndarray
+        ``(T, C*K)``, channel-major columns. Rows outside every segment are 0; rows whose window
+        reaches past their segment's end, or holds a non-finite input, are NaN.
+    """
+    kernels = _check_kernels(kernels)
+    width, n_filters = kernels.shape
+    if first_lag >= 1:
+        padded = np.concatenate([np.zeros((first_lag - 1, n_filters)), kernels])
+        return causal_convolve(signal, padded, segments, dtype=dtype, method=method,
+                               workers=workers)
+    signal = np.asarray(signal)
+    if signal.ndim == 1:
+        signal = signal[:, None]
+    n_rows, n_channels = signal.shape
+    segs = _check_segments(segments, n_rows)
+    segs = segs[segs[:, 1] > segs[:, 0]]
+    out = np.zeros((n_rows, n_channels * n_filters), dtype=dtype)
+    if len(segs) == 0 or n_channels == 0:
+        return out
+    # Each segment is laid out followed by ``ahead + 1`` NaN rows: the causal window (lags
+    # 1 .. W) of extended row ``p + ahead + 1`` is the window of lags ``first_lag ..`` of row p,
+    # and it holds a NaN exactly where it would read past the segment's end.
+    ahead = -first_lag
+    lengths = segs[:, 1] - segs[:, 0]
+    extended = lengths + ahead + 1
+    ext_starts = np.concatenate([[0], np.cumsum(extended)[:-1]])
+    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    rows = np.repeat(segs[:, 0], lengths) + within
+    ext_rows = np.repeat(ext_starts, lengths) + within
+    ext = np.full((int(extended.sum()), n_channels), np.nan)
+    ext[ext_rows] = signal[rows]
+    z = causal_convolve(ext, kernels, np.stack([ext_starts, ext_starts + extended], axis=1),
+                        dtype=dtype, method=method, workers=workers)
+    out[rows] = z[ext_rows + ahead + 1]
     return out
 
 

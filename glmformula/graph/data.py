@@ -26,9 +26,17 @@ class Signal:
     column_names: tuple[str, ...]
 
 
+#: How a response is read: spike counts summed into the bins (``"counts"``), the same clipped
+#: to 1 (``"binary"``: spike / no spike per bin), or the samples of a Tsd/TsdFrame averaged in
+#: each bin (``"continuous"``: fluorescence, deconvolved activity; bins without a sample have
+#: no value and are dropped). The fitting layer's families choose it.
+RESPONSE_KINDS = ("counts", "binary", "continuous")
+
+
 @attrs.frozen
 class Spikes:
-    """A response: one array of spike times (s) per unit, or binned counts (a Tsd of counts)."""
+    """A response: one array of spike times (s) per unit, or binned counts (a Tsd of counts),
+    or samples of a continuous response (``counts`` then holds the samples)."""
 
     name: str
     unit_ids: tuple
@@ -54,10 +62,17 @@ class DataSource:
     response : str, optional
         The name the formula's response uses, to say what to pass when ``data`` is a pynapple
         object itself rather than a mapping.
+    response_kind : {"counts", "binary", "continuous"}
+        How the response is read (see :data:`RESPONSE_KINDS`).
     """
 
-    def __init__(self, data: Mapping, *, response: str | None = None):
+    def __init__(self, data: Mapping, *, response: str | None = None,
+                 response_kind: str = "counts"):
         _check_mapping(data, response)
+        if response_kind not in RESPONSE_KINDS:
+            raise ValueError(f"response_kind must be one of {RESPONSE_KINDS}, got "
+                             f"{response_kind!r}")
+        self.response_kind = response_kind
         self._data = data
         # keys may be other than strings (an int-keyed dict); names are their text
         self._keys = {str(k): k for k in data.keys()}
@@ -117,6 +132,8 @@ class DataSource:
     # -- responses ---------------------------------------------------------------------------
     def spikes(self, name: str, units: tuple[int, ...] | None) -> Spikes:
         obj = self.get(name, role="response")
+        if self.response_kind == "continuous":
+            return self._continuous(name, obj, units)
         if isinstance(obj, nap.TsGroup):
             ids = tuple(obj.index.tolist()) if hasattr(obj.index, "tolist") else tuple(obj.index)
             if units is not None:
@@ -142,26 +159,32 @@ class DataSource:
                     np.any(counts != np.round(counts)):
                 raise DataError(f"the response '{name}' must hold spike counts (whole numbers "
                                 ">= 0); it has negative, non-integer or missing values",
-                                hint="pass spike times as a TsGroup/Ts, or integer counts per bin")
-            # Unit ids of a TsdFrame of counts are its column labels when they are integers
-            # (as a TsGroup's index), else the column positions; a selection picks columns.
-            labels = list(getattr(obj, "columns", [])) if counts.shape[1] > 1 else []
-            all_ids = tuple(int(c) for c in labels) if labels and all(
-                isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in labels) \
-                else tuple(range(counts.shape[1]))
-            ids = all_ids
-            if units is not None:
-                missing = [u for u in units if u not in all_ids]
-                if missing:
-                    raise DataError(
-                        f"unit id(s) {missing} are not in '{name}' (its units: "
-                        f"{_short(all_ids)})",
-                        hint=f"select existing units, e.g. {name}[{all_ids[0]}]")
-                ids = tuple(u for u in all_ids if u in set(units))
-                signal = attrs.evolve(signal, values=counts[:, [all_ids.index(u) for u in ids]])
+                                hint="pass spike times as a TsGroup/Ts, or integer counts per bin "
+                                     "(a continuous response such as fluorescence is fitted "
+                                     "with family=\"gaussian\" or \"gamma\")")
+            ids, signal = _select_columns(name, obj, signal, units)
             return Spikes(name, ids, None, signal.support, counts=signal)
         raise DataError(f"the response '{name}' is a {type(obj).__name__}; it must be spike "
                         "trains", hint="pass a pynapple TsGroup (or Ts, or a Tsd of counts)")
+
+    def _continuous(self, name: str, obj, units) -> Spikes:
+        """A continuous response (a family such as gaussian or gamma): the samples of a Tsd
+        (one unit) or a TsdFrame (one unit per column), averaged into bins later."""
+        if not isinstance(obj, (nap.Tsd, nap.TsdFrame)):
+            kind = "spike trains (a TsGroup/Ts)" if isinstance(obj, (nap.TsGroup, nap.Ts)) \
+                else f"a {type(obj).__name__}"
+            raise DataError(f"the response '{name}' is {kind}; a continuous family (gaussian, "
+                            "gamma) needs values over time: a Tsd or TsdFrame (e.g. "
+                            "fluorescence, one column per cell)",
+                            hint="pass nap.TsdFrame(t=frame_times, d=values), or fit spike "
+                                 "trains with family=\"poisson\" (or \"bernoulli\", "
+                                 "\"negative_binomial\")")
+        signal = self.signal(name)
+        if not np.isfinite(signal.values).any(axis=0).all():
+            raise DataError(f"the response '{name}' has a column without a finite value",
+                            hint="drop cells that were never measured")
+        ids, signal = _select_columns(name, obj, signal, units)
+        return Spikes(name, ids, None, signal.support, counts=signal)
 
     # -- covariates --------------------------------------------------------------------------
     def signal(self, name: str) -> Signal:
@@ -171,8 +194,11 @@ class DataSource:
                             hint=f"use it alone as a term ('+ {name}')")
         if isinstance(obj, nap.TsGroup) or (isinstance(obj, nap.Ts) and
                                             not isinstance(obj, (nap.Tsd, nap.TsdFrame))):
+            one = f"{name}[{_first_id(obj)}]" if isinstance(obj, nap.TsGroup) else name
             raise DataError(f"'{name}' holds spike trains, not a covariate",
-                            hint="spike trains enter through history(...) and coupling(...)")
+                            hint="the response's spike trains enter through history(...) and "
+                                 "coupling(...); event times through an event kernel, e.g. "
+                                 f"filter({one}, 8, window=300ms)")
         if not isinstance(obj, (nap.Tsd, nap.TsdFrame)):
             raise DataError(f"'{name}' is a {type(obj).__name__}; covariates must be pynapple "
                             "Tsd or TsdFrame", hint="wrap it: nap.Tsd(t=times, d=values)")
@@ -303,6 +329,36 @@ def _checked_times(times: np.ndarray, name: str) -> np.ndarray:
     if np.any(~np.isfinite(times)):
         raise DataError(f"'{name}' has non-finite timestamps", hint="remove those samples")
     return times
+
+
+def _select_columns(name: str, obj, signal: Signal, units):
+    """Unit ids of a Tsd/TsdFrame response and its columns for the selected ``units``.
+
+    Unit ids of a TsdFrame are its column labels when they are integers (as a TsGroup's
+    index), else the column positions; a selection picks columns.
+    """
+    values = signal.values
+    labels = list(getattr(obj, "columns", [])) if values.shape[1] > 1 else []
+    all_ids = tuple(int(c) for c in labels) if labels and all(
+        isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in labels) \
+        else tuple(range(values.shape[1]))
+    ids = all_ids
+    if units is not None:
+        missing = [u for u in units if u not in all_ids]
+        if missing:
+            raise DataError(
+                f"unit id(s) {missing} are not in '{name}' (its units: "
+                f"{_short(all_ids)})",
+                hint=f"select existing units, e.g. {name}[{all_ids[0]}]")
+        ids = tuple(u for u in all_ids if u in set(units))
+        signal = attrs.evolve(signal, values=values[:, [all_ids.index(u) for u in ids]])
+    return ids, signal
+
+
+def _first_id(group) -> object:
+    """The first unit id of a TsGroup (for a suggestion such as ``events[3]``)."""
+    ids = list(group.index)
+    return ids[0] if ids else 0
 
 
 def _short(ids) -> str:

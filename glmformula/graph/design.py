@@ -24,6 +24,7 @@ from ..errors import BinSizeWarning, DataError, FormulaError, warn
 from ..syntax import ast
 from ..syntax.parser import parse_number
 from ..terms.formula import Formula, parse
+from . import gating
 from .compile import DesignPlan, compile_formula
 from .convolution import causal_convolve
 from .data import DataSource, covered_fraction, intersect_intervals
@@ -157,15 +158,16 @@ class Prepared:
 
 
 def bind(formulas, data: Mapping, *, bin_size, epochs=None,
-         state: dict | None = None) -> FeatureGraph:
+         state: dict | None = None, response_kind: str = "counts") -> FeatureGraph:
     """One feature graph (data + grid) for one or several formulas on the same data.
 
     The default epochs are the intersection of the time supports of everything any of the
-    formulas uses, so every formula is built on the same bins.
+    formulas uses, so every formula is built on the same bins. ``response_kind``: how the
+    response is read (:data:`~glmformula.graph.data.RESPONSE_KINDS`; the fit's family says).
     """
     formulas = [parse(f, require_response=False) for f in formulas]
     combined = _union_formula(formulas)
-    source = DataSource(data, response=combined.response)
+    source = DataSource(data, response=combined.response, response_kind=response_kind)
     seconds = parse_bin_size(bin_size)
     for name in _used_names(combined):
         # numpy arrays have no time support: say how to wrap them before the epochs (the
@@ -185,11 +187,14 @@ def _union_formula(formulas) -> Formula:
 
 
 def prepare(formula, data: Mapping, *, bin_size=None, epochs=None, state: dict | None = None,
-            graph: FeatureGraph | None = None, require_response: bool = True) -> Prepared:
-    """Bind a formula to data (or to an existing graph) and compile its plan."""
+            graph: FeatureGraph | None = None, require_response: bool = True,
+            response_kind: str = "counts") -> Prepared:
+    """Bind a formula to data (or to an existing graph) and compile its plan
+    (``response_kind``: as for :func:`bind`)."""
     formula = parse(formula, require_response=require_response)
     if graph is None:
-        graph = bind([formula], data, bin_size=bin_size, epochs=epochs, state=state)
+        graph = bind([formula], data, bin_size=bin_size, epochs=epochs, state=state,
+                     response_kind=response_kind)
     plan = compile_formula(formula, graph) if formula.response else None
     if plan is not None and plan.lead >= int(graph.grid.bins_per_epoch.max()):
         raise DataError(
@@ -374,13 +379,24 @@ def build(prepared: Prepared, *, dtype=np.float64, cache_spike_filters: bool = F
     counts = graph.counts(plan.response, plan.unit_ids)
     finite = np.isfinite(counts).all(axis=1)  # a response of counts per bin may have gaps
     gaps = not finite.all()
-    for node, start, stop in plan.blocks:
+    filled = {}  # bank -> its stored columns, which a gated bank (filled last) copies
+    for node, start, stop in sorted(plan.blocks, key=lambda b: gating.gate(b[0]) is not None):
         target = storage[:, start:stop]
-        if isinstance(node, CausalFilter) and isinstance(node.input, SpikeCounts) \
-                and not cache_spike_filters:
-            _filter_spikes_into(node, graph, target)
+        bank = gating.spike_bank(node)
+        if bank is not None and not cache_spike_filters:
+            if bank in filled:
+                target[...] = storage[:, filled[bank]]
+            else:
+                _filter_spikes_into(bank, graph, target)
+            if node is bank:
+                filled[bank] = slice(start, stop)
             if gaps:  # filtered counts are unknown where their window reads a gap
                 finite &= np.isfinite(target).all(axis=1)
+            state = gating.gate(node)
+            if state is not None:  # a gated bank: the bank times the state's one column
+                values = graph.evaluate(state)[:, 0]
+                finite &= np.isfinite(values)
+                target *= np.nan_to_num(values)[:, None]
         else:
             values = graph.evaluate(node)
             finite &= np.isfinite(values).all(axis=1)

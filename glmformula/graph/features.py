@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import DataError
 from .data import DataSource, Signal
 from .grid import TimeGrid
-from .sampling import counts_on_grid  # counts are summed into the bins, never averaged
+from .sampling import bin_means, counts_on_grid  # counts are summed, never averaged
 
 
 class FeatureGraph:
@@ -58,15 +58,23 @@ class FeatureGraph:
         return tuple(f"[{c}]" for c in columns) if columns else ("",)
 
     def counts(self, response: str, units: tuple) -> np.ndarray:
-        """(n_rows, len(units)) float32 spike counts per bin."""
+        """(n_rows, len(units)) float32 spike counts per bin; clipped to 1 for a binary
+        response; for a continuous one (``source.response_kind``) the float64 mean of the
+        samples in each bin (NaN where a bin has none: the row is dropped)."""
         key = (response, units)
         if key not in self._counts:
             spikes = self.source.spikes(response, units)
-            if spikes.counts is not None:
+            kind = getattr(self.source, "response_kind", "counts")
+            if kind == "continuous":
+                self._counts[key] = bin_means(spikes.counts.times, spikes.counts.values,
+                                              self.grid)
+            elif spikes.counts is not None:
                 self._counts[key] = counts_on_grid(spikes.counts.times, spikes.counts.values,
                                                    self.grid, name=response)
             else:
                 self._counts[key] = self.grid.count_each(spikes.spike_times)
+            if kind == "binary":
+                self._counts[key] = np.minimum(self._counts[key], 1)  # NaN (a gap) stays NaN
         return self._counts[key]
 
     # -- evaluation --------------------------------------------------------------------------

@@ -63,7 +63,8 @@ def leaves(node) -> list:
 
 
 def record_covariate_ranges(design: DesignMatrix, used: np.ndarray) -> dict[str, CovariateRange]:
-    """Training range of every covariate read by the shared terms of a design.
+    """Training range of every covariate read by the terms of a design (the shared terms, and
+    the state of a gated spike term such as ``coupling(all):rest``).
 
     Parameters
     ----------
@@ -80,9 +81,7 @@ def record_covariate_ranges(design: DesignMatrix, used: np.ndarray) -> dict[str,
     graph = design.graph
     ranges: dict[str, CovariateRange] = {}
     for term in design.plan.terms:
-        if term.role != "shared":
-            continue
-        for leaf in leaves(term.node):
+        for leaf in leaves(term.node):  # an ungated bank reads no covariate
             if leaf.name in ranges:
                 continue
             interval = graph.source.is_interval_set(leaf.name)
@@ -142,6 +141,9 @@ class DesignSpec:
         there); None for results saved before it was kept.
     offset_mean : float
         Mean offset over the training rows (0 without one).
+    response_kind : str
+        How the response is read: ``"counts"``, ``"binary"`` (clipped to 1) or
+        ``"continuous"`` (bin means of a Tsd/TsdFrame); set by the fit's family.
     """
 
     formula: Formula
@@ -156,6 +158,7 @@ class DesignSpec:
     covariate_ranges: dict = attrs.field(factory=dict)
     column_means: np.ndarray | None = None
     offset_mean: float = 0.0
+    response_kind: str = "counts"
 
     @classmethod
     def from_design(cls, design, used: np.ndarray | None = None, *, column_means=None,
@@ -172,7 +175,8 @@ class DesignSpec:
                    term_storage=dict(plan.term_storage), state=dict(design.graph.state),
                    covariate_ranges=ranges,
                    column_means=None if column_means is None else np.asarray(column_means),
-                   offset_mean=float(offset_mean))
+                   offset_mean=float(offset_mean),
+                   response_kind=getattr(design.graph.source, "response_kind", "counts"))
 
     @property
     def n_columns(self) -> int:
@@ -181,7 +185,7 @@ class DesignSpec:
     def prepare(self, data: Mapping, *, epochs=None):
         """The formula bound to ``data`` with the training statistics (no design built)."""
         return prepare(self.formula, data, bin_size=self.bin_size, epochs=epochs,
-                       state=dict(self.state))
+                       state=dict(self.state), response_kind=self.response_kind)
 
     def design(self, data: Mapping, *, epochs=None, dtype=np.float64) -> DesignMatrix:
         """The design of this model on ``data`` (default epochs: as for a new fit on it)."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import bases
 from ..terms.registry import lookup
-from .convolution import causal_convolve
+from .convolution import causal_convolve, lagged_convolve
 from .sampling import indicator_on_grid, sample_on_grid
 
 
@@ -188,19 +188,30 @@ def _finite_range(x: np.ndarray):
 
 @attrs.frozen
 class CausalFilter:
-    """The input convolved with ``k`` causal raised-cosine filters over ``window`` bins.
+    """The input convolved with ``k`` raised-cosine filters over ``window`` bins of lags.
 
-    Output row t sees input rows t-1 ... t-window of its own epoch (lag 1 = previous bin).
+    With ``start = 0`` (history, coupling, filters of covariates) it is causal: output row t
+    sees input rows t-1 ... t-window of its own epoch (lag 1 = previous bin). An event kernel
+    may start elsewhere: the filters cover lags ``start + 1 ... start + window`` bins, so
+    ``start < 0`` reads bin t itself and the ``-start - 1`` bins after it (events are
+    exogenous). Rows whose window would reach past the end of their epoch are NaN (dropped,
+    as for ``lag(x, -dt)``); rows whose window would reach before its start are dropped by
+    ``lead``. No row ever reads another epoch.
     """
 
     input: object
     k: int
     window: int
     log: bool
+    start: int = 0
 
     @property
     def lead(self) -> int:
-        return self.input.lead + self.window
+        return self.input.lead + max(self.start + self.window, 0)
+
+    def lags(self) -> np.ndarray:
+        """The lag of each row of :meth:`kernels`, in bins (> 0: before the output bin)."""
+        return np.arange(self.start + 1, self.start + self.window + 1)
 
     def kernels(self) -> np.ndarray:
         """(window, k) filters. Log spacing uses NeMoS's stretch where the bins resolve it,
@@ -213,11 +224,42 @@ class CausalFilter:
         return _expanded_labels(self.input.labels(graph), self.k)
 
     def evaluate(self, graph, rows: slice, *, dtype=np.float64) -> np.ndarray:
+        if self.start != 0:
+            return self._evaluate_shifted(graph, rows, dtype)
         lo = max(rows.start - self.window, 0)
         signal = graph.evaluate(self.input, slice(lo, rows.stop))
         out = causal_convolve(signal, self.kernels(), _segments_in(graph.grid, lo, rows.stop),
                               dtype=dtype)
         return out[rows.start - lo:]
+
+    def _evaluate_shifted(self, graph, rows: slice, dtype) -> np.ndarray:
+        # the input rows the window reads: t - start - window ... t - start - 1
+        lo = max(rows.start - max(self.start + self.window, 0), 0)
+        hi = min(rows.stop + max(-self.start - 1, 0), graph.grid.n_rows)
+        signal = graph.evaluate(self.input, slice(lo, hi))
+        out = lagged_convolve(signal, self.kernels(), _segments_in(graph.grid, lo, hi),
+                              first_lag=self.start + 1, dtype=dtype)
+        return out[rows.start - lo:rows.stop - lo]
+
+
+@attrs.frozen
+class EventCounts:
+    """Event times (a Ts, or unit ``unit`` of a TsGroup) counted into the bins: one column.
+
+    Events are exogenous (stimuli, rewards, licks): unlike the response's spike counts, a
+    filter may read them after the output bin (``filter(events, ..., start=-100ms)``).
+    """
+
+    name: str
+    unit: int | None = None
+    lead: int = 0
+
+    def labels(self, graph) -> tuple[str, ...]:
+        return ("",)
+
+    def evaluate(self, graph, rows: slice) -> np.ndarray:
+        units = (0,) if self.unit is None else (self.unit,)
+        return np.asarray(graph.counts(self.name, units)[rows], dtype=float)
 
 
 @attrs.frozen

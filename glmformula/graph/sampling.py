@@ -185,6 +185,24 @@ def _bin_average(times, values, grid, rows, period):
     return out
 
 
+def bin_means(times: np.ndarray, values: np.ndarray, grid: TimeGrid) -> np.ndarray:
+    """A continuous response on the grid: the mean of the finite samples in each bin.
+
+    Unlike a covariate, a response is never interpolated: a bin without a sample has no value
+    (NaN) and its row is dropped from the fit.
+
+    Returns
+    -------
+    ndarray (grid.n_rows, c), float64.
+    """
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 1:
+        values = values[:, None]
+    if len(times) == 0:
+        return np.full((grid.n_rows, values.shape[1]), np.nan)
+    return _bin_average(np.asarray(times, float), values, grid, slice(0, grid.n_rows), None)
+
+
 def counts_on_grid(times: np.ndarray, values: np.ndarray, grid: TimeGrid, *,
                    name: str = "the response") -> np.ndarray:
     """Put a response given as counts per bin (a Tsd/TsdFrame of counts) on the grid.

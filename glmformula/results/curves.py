@@ -9,9 +9,10 @@ Three kinds of curve, chosen from the term:
   (``cyclic(hd, 8):speed``) the scalar is held at 1: the curve is the change of log rate per
   unit of the scalar, as a function of the other covariate (a gain curve).
 * **over lag** (``filter``, ``history``, ``coupling``): the filter ``K w`` at lags
-  ``j * bin_size`` for ``j = 1 .. window``, with ``K`` the very kernels the design convolved
-  with (:meth:`~glmformula.graph.nodes.CausalFilter.kernels`). ``K w`` is the weight of one
-  spike (or one unit of the covariate) in a bin ``j`` bins back.
+  ``j * bin_size`` for ``j = 1 .. window`` (``start + 1 .. start + window`` for an event kernel
+  ``filter(events, ..., start=...)``: negative lags are before the event), with ``K`` the very
+  kernels the design convolved with (:meth:`~glmformula.graph.nodes.CausalFilter.kernels`).
+  ``K w`` is the weight of one spike (or event, or unit of the covariate) ``j`` bins back.
 
 Bands are pointwise, by the delta method: the effect ``x' w`` has variance ``x' S x`` with
 ``S`` the weights' block of :attr:`FitResult.covariance`.
@@ -40,7 +41,9 @@ import pandas as pd
 import pynapple as nap
 
 from ..errors import ResultError
+from ..fitting.families import get_family
 from ..graph import nodes
+from . import states
 from .evaluation import (
     GridGraph,
     contains,
@@ -138,9 +141,9 @@ def _frame(index, blocks, X, result, scale, with_source: bool) -> pd.DataFrame:
     data, keys = [], []
     for block in blocks:
         w, S = _weights_and_cov(result, block)
-        effect, se = band(X, w, S)
+        effect, se = band(X(block) if callable(X) else X, w, S)  # X per block: a callable
         lower, upper = effect - Z95 * se, effect + Z95 * se
-        if scale == "gain":
+        if scale == "gain" and _link(result) != "identity":  # identity: the effect is additive
             effect, lower, upper = np.exp(effect), np.exp(lower), np.exp(upper)
         head = (block.unit, block.source) if with_source else (block.unit,)
         for stat, values in (("estimate", effect), ("lower", lower), ("upper", upper)):
@@ -153,7 +156,7 @@ def _frame(index, blocks, X, result, scale, with_source: bool) -> pd.DataFrame:
 
 
 def curve(result, term: str, *, n_points: int = 100, scale: str = "gain",
-          unit=None, data=None) -> pd.DataFrame:
+          unit=None, data=None, state=None) -> pd.DataFrame:
     """See :meth:`FitResult.curve`.
 
     ``scale="rate"`` gives the firing rate in Hz over the covariate, the other terms at their
@@ -175,20 +178,29 @@ def curve(result, term: str, *, n_points: int = 100, scale: str = "gain",
         raise ResultError(f"'{term}' has no fitted weights (an offset enters with weight 1)",
                           hint="curves are drawn for terms with weights; see res.coef")
     factor_nodes = term_factor_nodes(result, term)
-    if spike_filter_call(result, term) is not None or (
+    gated = states.gated_term(result, term)
+    if gated is not None or spike_filter_call(result, term) is not None or (
             len(factor_nodes) == 1 and isinstance(factor_nodes[0], nodes.CausalFilter)):
         if scale == "rate":
             raise ResultError(f"'{term}' is a filter: its curve is the effect of one spike (or "
                               "one unit of the covariate) at each lag, not a rate",
                               hint="use scale=\"gain\" or scale=\"log\" for filters; "
                                    "scale=\"rate\" is for tuning curves over a covariate")
-        return _lag_curve(result, term, factor_nodes[0], units, scale)
+        if gated is not None:
+            return _gated_lag_curve(result, gated, factor_nodes, units, scale, state)
+        return _state_lag_curve(result, term, factor_nodes[0], units, scale, state)
+    if state is not None:
+        raise ResultError(f"'{term}' is not a temporal term: state= reads history, coupling "
+                          "and filter terms in a state",
+                          hint="leave state= out, or pass e.g. curve(\"coupling\", "
+                               "state=\"rest\")")
     return _covariate_curve(result, term, factor_nodes, int(n_points), units, scale, data)
 
 
 def lag_kernels(node: nodes.CausalFilter, bin_size: float) -> tuple[np.ndarray, np.ndarray]:
-    """Lags (s) ``j * bin_size`` for ``j = 1 .. window`` and the design's kernels (window, k)."""
-    return bin_size * np.arange(1, node.window + 1), node.kernels()
+    """Lags (s) ``j * bin_size`` for ``j = start + 1 .. start + window`` (``start`` 0 but for
+    event kernels, negative before the event) and the design's kernels (window, k)."""
+    return bin_size * node.lags(), node.kernels()
 
 
 def _lag_curve(result, term, node, units, scale) -> pd.DataFrame:
@@ -199,8 +211,72 @@ def _lag_curve(result, term, node, units, scale) -> pd.DataFrame:
     return _frame(index, blocks, K, result, scale, with_source)
 
 
+def _gated_lag_curve(result, gated, factor_nodes, units, scale, state) -> pd.DataFrame:
+    """The curve of a gated term (``coupling(all):rest``) over lag: the change of the filter
+    inside an IntervalSet state, or per unit of a scalar state (held at 1)."""
+    if state is not None:
+        raise ResultError(
+            f"'{gated.term}' is the change of the filter with {gated.state!r}: its curve has "
+            "no state=", hint=f"for the filter in a state pass the ungated term, e.g. "
+                              f"curve({str(gated.call)!r}, state=...)")
+    frame = _lag_curve(result, gated.term, factor_nodes[gated.position], units, scale)
+    change = (f"change of the filter inside {gated.state!r}" if gated.interval else
+              f"change of the filter per unit of {gated.state!r}")
+    frame.attrs.update(term=gated.term, state=gated.state, effect=change)
+    return frame
+
+
+def _state_lag_curve(result, term, node, units, scale, state) -> pd.DataFrame:
+    """An ungated temporal term over lag in a state (see :mod:`.states`): its filter plus each
+    gated term of the same call times its state's value, with the band of that sum (delta
+    method on the unit's covariance of both terms' weights). ``state=None``: the term alone."""
+    call = result.formula.term(term).factors[0]
+    gated = [g for g in states.gated_terms(result) if g.call == call]
+    values = states.state_values(state, gated, call.function)
+    if not values:
+        frame = _lag_curve(result, term, node, units, scale)
+        if gated:
+            frame.attrs.update(term=term, state=states.describe({}, gated))
+        return frame
+    parts = [(term, node, 1.0)] + [(g.term, states.filter_node(result, g), values[g.state])
+                                   for g in gated if g.state in values]
+    kernels = []
+    for text, part, value in parts:
+        lags, K = lag_kernels(part, result.bin_size)
+        kernels.append((text, part, value, np.rint(lags / result.bin_size).astype(int), K))
+    grid = np.unique(np.concatenate([lag_bins for *_, lag_bins, _ in kernels]))
+    pieces = {}  # (unit position, unit, source) -> [(stored columns, kernels on the grid)]
+    for text, part, value, lag_bins, K in kernels:
+        on_grid = np.zeros((len(grid), K.shape[1]))
+        on_grid[np.searchsorted(grid, lag_bins)] = value * K
+        for b in weight_blocks(result, text, group_size=part.k):
+            if b.unit in units:
+                pieces.setdefault((b.unit_index, b.unit, b.source), []).append((b.columns,
+                                                                                on_grid))
+    blocks, designs = [], {}
+    for (u, unit, source), found in pieces.items():
+        block = WeightBlock(unit, u, source, np.concatenate([c for c, _ in found]))
+        blocks.append(block)
+        designs[id(block)] = np.hstack([X for _, X in found])
+    with_source = any(b.source is not None for b in blocks)
+    index = pd.Index(grid * result.bin_size, name=LAG_INDEX)
+    frame = _frame(index, blocks, lambda b: designs[id(b)], result, scale, with_source)
+    frame.attrs.update(term=term, state=states.describe(values, gated))
+    return frame
+
+
+def covariate_curve(result, term: str, axis, *, scale: str = "rate", unit=None,
+                    data=None) -> pd.DataFrame:
+    """The curve of a covariate term (canonical text; not a filter) on covariate values of the
+    caller's choosing: ``axis(name, leaves)`` returns the grid values of each covariate the term
+    reads (``leaves``: its :class:`~glmformula.graph.nodes.Covariate` nodes, which carry the
+    period of a circular one). Used by :func:`~glmformula.results.tuning.tuning_curves`."""
+    return _covariate_curve(result, term, term_factor_nodes(result, term), 0,
+                            select_units(result, unit), scale, data, axis=axis)
+
+
 def _covariate_curve(result, term, factor_nodes, n_points, units, scale,
-                     data=None) -> pd.DataFrame:
+                     data=None, axis=None) -> pd.DataFrame:
     has_basis = [contains(n, nodes.Basis) for n in factor_nodes]
     if any(contains(n, nodes.CausalFilter) for n in factor_nodes):
         raise ResultError(f"'{term}' interacts a filter with other factors: it has no curve",
@@ -220,8 +296,9 @@ def _covariate_curve(result, term, factor_nodes, n_points, units, scale,
     if len(names) > 2:
         raise ResultError(f"'{term}' reads {len(names)} covariates ({', '.join(names)}); curves "
                           "are drawn over one or two", hint="read its weights with table(term)")
-    axes = {name: _axis(result, name, [x for x in grid_leaves if x.name == name], n_points)
-            for name in names}
+    if axis is None:
+        axis = lambda name, found: _axis(result, name, found, n_points)
+    axes = {name: axis(name, [x for x in grid_leaves if x.name == name]) for name in names}
     if len(names) == 1:
         index = pd.Index(axes[names[0]], name=names[0])
         values = {names[0]: axes[names[0]]}
@@ -287,10 +364,25 @@ def _rate_frame(index, blocks, X, result, data) -> pd.DataFrame:
         for stat, values in (("estimate", eta), ("lower", eta - Z95 * se),
                              ("upper", eta + Z95 * se)):
             keys.append((block.unit, stat))
-            data_columns.append(np.exp(np.clip(values, -700, 700)) / result.bin_size)
+            data_columns.append(_expected(result, values))
     columns = pd.MultiIndex.from_tuples(keys, names=["unit", "stat"])
     return pd.DataFrame(np.column_stack(data_columns) if data_columns
                         else np.empty((len(index), 0)), index=index, columns=columns)
+
+
+def _link(result) -> str:
+    return get_family(getattr(result, "family", "poisson")).link
+
+
+def _expected(result, eta: np.ndarray) -> np.ndarray:
+    """The curve on the response's scale: a rate in Hz for the count families (for bernoulli
+    the spike probability per bin over the bin size), the expected value in the response's
+    units for gamma and gaussian."""
+    family = get_family(getattr(result, "family", "poisson"))
+    if family.name == "poisson":
+        return np.exp(np.clip(eta, -700, 700)) / result.bin_size
+    mean = family.mean(eta)
+    return mean / result.bin_size if family.counts else mean
 
 
 def _axis(result, name: str, name_leaves: list, n_points: int) -> np.ndarray:
@@ -316,32 +408,56 @@ def _axis(result, name: str, name_leaves: list, n_points: int) -> np.ndarray:
     return np.linspace(low, high, n_points)
 
 
-def coupling_matrix(result, *, statistic: str = "integral") -> pd.DataFrame:
-    """See :meth:`FitResult.coupling_matrix`."""
+def coupling_matrix(result, *, statistic: str = "integral", state=None) -> pd.DataFrame:
+    """See :meth:`FitResult.coupling_matrix`.
+
+    In a state (see :mod:`.states`) each pair's filter is the ungated coupling filter plus each
+    gated coupling term's filter times its state's value; the statistic is taken of that sum.
+    """
     statistics = ("integral", "peak")
     if statistic not in statistics:
         raise ResultError(f"unknown statistic {statistic!r}",
                           hint="use statistic=\"integral\" or \"peak\"")
     terms = [t for t in result.formula.terms
              if (call := spike_filter_call(result, t)) is not None and call.function == "coupling"]
-    if not terms:
+    gated = states.gated_terms(result, "coupling")
+    if not terms and not gated:
         raise ResultError("the model has no coupling term",
                           hint="add coupling(all) to the formula, e.g. "
                                "\"spikes ~ ... + history(8, log) + coupling(all)\"")
-    term = terms[0]
-    node = term_factor_nodes(result, term)[0]
-    _, K = lag_kernels(node, result.bin_size)
-    blocks = weight_blocks(result, term, group_size=node.k)
-    sources = list(result.unit_ids) + [b.source for b in blocks if b.source not in result.unit_ids]
-    sources = list(dict.fromkeys(sources))
+    values = states.state_values(state, gated, "coupling")
+    if not terms and not any(values.values()):
+        names = ", ".join(repr(g.state) for g in gated)
+        raise ResultError(f"this model has coupling only in a state ({names}): outside it the "
+                          "coupling is 0 by construction",
+                          hint=f"pass the state, e.g. coupling_matrix(state={gated[0].state!r})"
+                               if gated[0].interval else
+                               f"pass the state's value, e.g. "
+                               f"coupling_matrix(state={{{gated[0].state!r}: 1.0}})")
+    parts = [(terms[0], term_factor_nodes(result, terms[0])[0], 1.0)] if terms else []
+    parts += [(g.term, states.filter_node(result, g), values[g.state]) for g in gated
+              if values.get(g.state, 0.0) != 0.0]
+    kernels = {}  # (post, pre) -> {lag in bins: filter value}
+    sources = list(result.unit_ids)
+    for term, node, value in parts:
+        lags, K = lag_kernels(node, result.bin_size)
+        lag_bins = np.rint(lags / result.bin_size).astype(int)
+        for block in weight_blocks(result, term, group_size=node.k):
+            kernel = kernels.setdefault((block.unit, block.source), {})
+            for lag, v in zip(lag_bins, value * (K @ result.weights[block.columns,
+                                                                    block.unit_index])):
+                kernel[lag] = kernel.get(lag, 0.0) + v
+            sources.append(block.source)
     out = pd.DataFrame(np.nan, index=pd.Index(result.unit_ids, name="post"),
-                       columns=pd.Index(sources, name="pre"))
-    for block in blocks:
-        kernel = K @ result.weights[block.columns, block.unit_index]
-        value = kernel.sum() if statistic == "integral" else kernel[np.argmax(np.abs(kernel))]
-        out.loc[block.unit, block.source] = value
+                       columns=pd.Index(list(dict.fromkeys(sources)), name="pre"))
+    for (post, pre), kernel in kernels.items():
+        filt = np.array([kernel[lag] for lag in sorted(kernel)])
+        out.loc[post, pre] = filt.sum() if statistic == "integral" else \
+            filt[np.argmax(np.abs(filt))]
+    if gated:
+        out.attrs["state"] = states.describe(values, gated)
     return out
 
 
 __all__ = ["curve", "coupling_matrix", "weight_blocks", "band", "Z95", "lag_kernels",
-           "training_column_means"]
+           "training_column_means", "covariate_curve"]

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from ..fitting import engine
 from ..fitting.engine import FitOptions
+from ..fitting.families import get_family
 from ..graph.design import build, prepare
 from ..graph.layout import DesignSpec
 from .fit_result import FitResult
@@ -13,8 +14,11 @@ from .fit_result import FitResult
 
 def fit(formula, data: Mapping, *, bin_size, epochs=None, regularizer=None, solver="auto",
         dtype=None, tol: float | None = None, max_iter: int | None = None,
-        chunk_size: int | None = None, solver_options: dict | None = None) -> FitResult:
-    """Fit a Poisson GLM (rate = exp(X w + b)) for every unit of the formula's response.
+        chunk_size: int | None = None, solver_options: dict | None = None,
+        smoothing: str | None = "auto", select: bool = False,
+        family: str = "poisson") -> FitResult:
+    """Fit a GLM for every unit of the formula's response: Poisson by default (rate =
+    exp(X w + b)), or another observation family (``family=``).
 
     Parameters
     ----------
@@ -46,13 +50,34 @@ def fit(formula, data: Mapping, *, bin_size, epochs=None, regularizer=None, solv
         Settings the chosen solver declares (e.g. ``{"history": 20}`` for L-BFGS); an unknown
         name is a :class:`~glmformula.FitError` naming the ones it takes.
 
+    smoothing : "auto" or None
+        ``"auto"`` (default): every basis term's roughness penalty gets a strength chosen per
+        unit from the data by REML (see docs/smoothness.md; ``res.smoothing`` lists them).
+        None: no smoothness penalty (strengths written in the formula, ``smooth=1e-3``, still
+        apply). A term written with ``smooth=none`` is never penalised.
+    select : bool
+        Also penalise each term's null space (mgcv's ``select=TRUE``), so that a whole term
+        can be shrunk to zero.
+    family : str
+        The observation family and its link (docs/api.md, 'Families'): ``"poisson"``
+        (default; spike counts, log), ``"bernoulli"`` (spike / no spike per bin: counts
+        clipped to 1, logit), ``"negative_binomial"`` (spike counts, log; the dispersion
+        estimated per unit by maximum likelihood, ``res.dispersion``), ``"gamma"`` (positive
+        continuous values, log) or ``"gaussian"`` (continuous values, identity). A continuous
+        response (gamma, gaussian) is a Tsd/TsdFrame (e.g. fluorescence, one column per
+        cell) averaged into the bins; bins without a sample are dropped. An unknown name is a
+        :class:`~glmformula.FitError` naming the families.
+
     Returns
     -------
     FitResult
     """
-    prepared = prepare(formula, data, bin_size=bin_size, epochs=epochs)
+    family = get_family(family)  # an unknown name is refused before the data are read
+    prepared = prepare(formula, data, bin_size=bin_size, epochs=epochs,
+                       response_kind=family.response_kind)
     options = FitOptions(regularizer=regularizer, solver=solver, dtype=dtype, tol=tol,
-                         max_iter=max_iter, solver_options=solver_options or {})
+                         max_iter=max_iter, solver_options=solver_options or {},
+                         smoothing=smoothing, select=select, family=family.name)
     if chunk_size is None:
         chunk_size = engine.auto_chunk_size(prepared, options.storage_dtype)
     if chunk_size:

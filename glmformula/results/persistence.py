@@ -17,6 +17,8 @@ from .._files import atomic_write
 from ..backend import regularizers
 from ..errors import FormulaError
 from ..fitting import CovarianceStack, FitDiagnostics
+from ..fitting.families import RESPONSE_KINDS
+from ..fitting.smoothing import SmoothingSummary
 from ..graph.layout import CovariateRange, DesignSpec
 from ..terms.formula import parse
 
@@ -24,9 +26,11 @@ FORMAT = "glmformula-result"
 #: 2 added the covariates' training ranges; 3 stores the covariances of the units computed so
 #: far (``covariance_units``); 4 writes the regularizer as spec files do (``{"ridge": 1e-3}``)
 #: the solver's passes and the training means of the columns (``column_means``, for curves in
-#: Hz). Files of versions 1 to 3 still load.
-VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+#: Hz); 5 records the smoothness strengths and edf chosen (``smoothing``), the observation
+#: family (``family``) and its fitted dispersion per unit (``dispersion``). Files of versions 1
+#: to 4 still load (as Poisson fits).
+VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 
 _ARRAYS = ("weights", "intercepts", "epochs", "log_likelihood_units",
            "n_spikes", "converged_units", "n_iter_units", "grad_norm")
@@ -62,6 +66,15 @@ def save_result(result, path) -> Path:
         arrays[f"range_{i}_high"] = np.asarray(rng.high, dtype=float)
     if result.spec.column_means is not None:
         arrays["column_means"] = np.asarray(result.spec.column_means, float)
+    if getattr(result, "dispersion", None) is not None:
+        arrays["dispersion"] = np.asarray(result.dispersion, float)
+    smoothing = getattr(result, "smoothing_fit", None)
+    if smoothing is not None:
+        arrays["smoothing_strength"] = np.asarray(smoothing.strength, float)
+        arrays["smoothing_total_edf"] = np.asarray(smoothing.total_edf, float)
+        arrays["smoothing_criterion"] = np.asarray(smoothing.criterion, float)
+        arrays["smoothing_converged"] = np.asarray(smoothing.converged, bool)
+        arrays["smoothing_edf"] = np.asarray([smoothing.edf[t] for t in smoothing.edf], float)
     diagnostics = result.diagnostics
     metadata = {
         "format": FORMAT, "version": VERSION, "formula": str(result.formula),
@@ -78,6 +91,11 @@ def save_result(result, path) -> Path:
         "passes": [diagnostics.n_hessian_passes, diagnostics.n_matmul_passes],
         "regularizer": regularizers.to_dict(result.regularizer),
         "offset_mean": result.spec.offset_mean,
+        "family": getattr(result, "family", "poisson"),
+        "smoothing": None if smoothing is None else {
+            "keys": list(smoothing.keys), "key_terms": list(smoothing.key_terms),
+            "edf_terms": list(smoothing.edf), "n_outer": smoothing.n_outer,
+            "n_inner": smoothing.n_inner},
     }
     arrays["metadata"] = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
     buffer = io.BytesIO()
@@ -134,6 +152,10 @@ def read_result(path) -> dict:
                                    bool(interval))
               for i, (name, interval) in enumerate(metadata.get("covariate_ranges", []))}
     units = metadata["unit_ids"]
+    family = metadata.get("family", "poisson")  # versions 1-4: Poisson fits
+    if family not in RESPONSE_KINDS:
+        raise FormulaError(f"{path} holds a fit of an unknown family {family!r}",
+                           hint="upgrade glmformula to read it")
     spec = DesignSpec(
         formula=parse(metadata["formula"]), bin_size=float(metadata["bin_size"]),
         epochs=arrays["epochs"], unit_ids=tuple(units),
@@ -142,7 +164,8 @@ def read_result(path) -> dict:
         unit_labels=tuple(tuple(tuple(p) for p in labels) for labels in metadata["unit_labels"]),
         term_storage={k: slice(*v) for k, v in metadata["term_storage"].items()},
         state=state, covariate_ranges=ranges, column_means=arrays.get("column_means"),
-        offset_mean=float(metadata.get("offset_mean", 0.0)))
+        offset_mean=float(metadata.get("offset_mean", 0.0)),
+        response_kind=RESPONSE_KINDS[family])
     passes = metadata.get("passes", [0, 0])
     diagnostics = FitDiagnostics(
         converged=arrays["converged_units"], n_iter=arrays["n_iter_units"],
@@ -156,7 +179,20 @@ def read_result(path) -> dict:
         n_hessian_passes=int(passes[0]), n_matmul_passes=int(passes[1]))
     return {"spec": spec, "weights": arrays["weights"], "intercepts": arrays["intercepts"],
             "covariance": _covariance(arrays), "diagnostics": diagnostics,
-            "regularizer": _regularizer(metadata["regularizer"])}
+            "regularizer": _regularizer(metadata["regularizer"]), "family": family,
+            "dispersion": arrays.get("dispersion"),
+            "smoothing_fit": _smoothing(metadata.get("smoothing"), arrays)}
+
+
+def _smoothing(saved, arrays) -> SmoothingSummary | None:
+    """The smoothing record of a version-5 file (None for older files and unsmoothed fits)."""
+    if not saved:
+        return None
+    edf = dict(zip(saved["edf_terms"], arrays["smoothing_edf"]))
+    return SmoothingSummary(tuple(saved["keys"]), tuple(saved["key_terms"]),
+                            arrays["smoothing_strength"], edf, arrays["smoothing_total_edf"],
+                            arrays["smoothing_criterion"], arrays["smoothing_converged"],
+                            int(saved["n_outer"]), int(saved["n_inner"]))
 
 
 __all__ = ["save_result", "read_result", "FORMAT", "VERSION", "READABLE_VERSIONS"]

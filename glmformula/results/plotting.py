@@ -234,15 +234,16 @@ def _draw_map(figure, ax, part, scale, periods, mask=None):
     colorbar.set_label(SCALE_LABELS[scale], fontsize=7)
 
 
-def plot_coupling(result, *, statistic: str = "integral", ax=None):
+def plot_coupling(result, *, statistic: str = "integral", ax=None, state=None):
     """See :meth:`FitResult.plot_coupling`."""
-    matrix = result.coupling_matrix(statistic=statistic)
+    matrix = result.coupling_matrix(statistic=statistic, state=state)
     if ax is None:
         figure, (ax,) = new_figure(1, panel_size=(5.0, 4.4))
     else:
         figure = ax.figure
     draw_matrix(figure, ax, matrix, label=f"coupling {statistic} (log-rate)")
-    ax.set_title(f"coupling filters: {statistic} over lag", fontsize=10)
+    where = f" ({matrix.attrs['state']})" if "state" in matrix.attrs else ""
+    ax.set_title(f"coupling filters: {statistic} over lag{where}", fontsize=10)
     return figure
 
 

@@ -28,7 +28,8 @@ import numpy as np
 import pynapple as nap
 
 from ..errors import ResultError, SimulationWarning, warn
-from ..graph.nodes import CausalFilter, SpikeCounts
+from ..fitting.families import get_family
+from ..graph import gating
 from .evaluation import spike_filter_call
 from .stability import report
 
@@ -51,9 +52,16 @@ _ADVICE = ("To fit stable filters, put a Ridge penalty on the spike terms alone 
 
 
 def simulate(result, data: Mapping, *, seed=0, epochs=None,
-             max_rate: float = DEFAULT_MAX_RATE, draw: str = "poisson"):
+             max_rate: float = DEFAULT_MAX_RATE, draw: str | None = None):
     """See :meth:`FitResult.simulate`."""
-    if draw not in DRAWS:
+    family = get_family(getattr(result, "family", "poisson"))
+    if family.name != "poisson":
+        if draw not in (None, family.name):
+            raise ResultError(f"a {family.name} model draws from its own family, not "
+                              f"draw={draw!r}", hint="leave draw out")
+        draw = family.name
+    draw = "poisson" if draw is None else draw
+    if draw not in DRAWS and draw != family.name:
         raise ResultError(f"unknown draw {draw!r}",
                           hint="use draw=\"poisson\" (counts) or draw=\"bernoulli\" (at most "
                                "one spike per bin, P = 1 - exp(-rate * bin_size))")
@@ -62,6 +70,9 @@ def simulate(result, data: Mapping, *, seed=0, epochs=None,
                           hint="e.g. max_rate=1000.0")
     rng = np.random.default_rng(seed)
     sample = _bernoulli(rng) if draw == "bernoulli" else rng.poisson
+    if family.name != "poisson":
+        def sample(mu):
+            return family.draw(rng, mu, result.dispersion)
     design = result.design(data, epochs=epochs)
     plan, graph = design.plan, design.graph
     grid = graph.grid
@@ -71,8 +82,12 @@ def simulate(result, data: Mapping, *, seed=0, epochs=None,
     lead = 0  # rows the covariate features need before them (lag, filter of a covariate)
     banks = []
     for node, start, stop in plan.blocks:
-        if isinstance(node, CausalFilter) and isinstance(node.input, SpikeCounts):
+        if gating.spike_bank(node) is not None:
             banks.append((node, start, stop))
+            state = gating.gate(node)  # a gated bank (coupling(all):rest): its state's rows
+            if state is not None:
+                finite &= np.isfinite(graph.evaluate(state)[:, 0])
+                lead = max(lead, state.lead)
             continue
         values = graph.evaluate(node)
         finite &= np.isfinite(values).all(axis=1)
@@ -84,13 +99,16 @@ def simulate(result, data: Mapping, *, seed=0, epochs=None,
         eta += np.nan_to_num(values)[:, None]
         lead = max(lead, node.lead)
     rows_ok = finite & (grid.row_in_epoch >= lead)
-    ceiling = np.log(max_rate * result.bin_size)
+    # the cap applies to rates (log link, counts); probabilities and continuous values have none
+    ceiling = np.log(max_rate * result.bin_size) if family.link == "log" and family.counts \
+        else np.inf
     driven = eta[rows_ok] >= ceiling  # capped by the covariates alone, whatever the past
     if not banks:
-        counts = sample(np.exp(np.minimum(eta[rows_ok], ceiling)))
+        counts = sample(_mean(family, eta[rows_ok], ceiling))
         capped = driven
     else:
-        _warn_unstable(result, design, eta, rows_ok, banks)
+        if family.counts:
+            _warn_unstable(result, design, eta, rows_ok, banks)
         counts, capped = _recurrent(result, design, eta, rows_ok, banks, sample, ceiling)
         counts, capped = counts[rows_ok], capped[rows_ok]
     _warn_capped(result, capped, driven, max_rate, draw)
@@ -100,6 +118,13 @@ def simulate(result, data: Mapping, *, seed=0, epochs=None,
     if n_units == 1:
         return nap.Tsd(t=times, d=counts[:, 0], time_support=support)
     return nap.TsdFrame(t=times, d=counts, columns=list(result.unit_ids), time_support=support)
+
+
+def _mean(family, eta, ceiling):
+    """Expected value per bin from the linear predictor, rates capped at ``ceiling``."""
+    if family.link == "log" and family.counts:
+        return np.exp(np.minimum(eta, ceiling))
+    return family.mean(eta)
 
 
 def _bernoulli(rng):
@@ -117,19 +142,25 @@ def _recurrent(result, design, eta, rows_ok, banks, sample, ceiling):
     their recorded counts. Returns the counts and where the rate was capped (both (n_rows, U)).
     """
     grid = design.graph.grid
-    bank_units = banks[0][0].input.units
-    window = max(node.window for node, _, _ in banks)
-    # h[l, b, u]: weight of a spike of bank unit b, l+1 bins back, on unit u's log rate.
-    h = np.zeros((window, len(bank_units), len(result.unit_ids)))
+    bank_units = gating.spike_bank(banks[0][0]).input.units
+    window = max(gating.spike_bank(node).window for node, _, _ in banks)
+    # h[state][l, b, u]: weight of a spike of bank unit b, l+1 bins back, on unit u's log rate
+    # (state None: ungated; a gated bank's weight is multiplied by its state's value per bin).
+    h = {}
     for node, start, stop in banks:
-        K = node.kernels()
-        W = result.weights[start:stop].reshape(len(bank_units), node.k, -1)
-        h[:node.window] += np.einsum("lj,bju->lbu", K, W)
-    h_flat = h.reshape(window * len(bank_units), -1)
+        bank = gating.spike_bank(node)
+        K = bank.kernels()
+        W = result.weights[start:stop].reshape(len(bank_units), bank.k, -1)
+        part = h.setdefault(gating.gate(node),
+                            np.zeros((window, len(bank_units), len(result.unit_ids))))
+        part[:bank.window] += np.einsum("lj,bju->lbu", K, W)
+    filters = [(None if state is None else np.nan_to_num(design.graph.evaluate(state)[:, 0]),
+                part.reshape(window * len(bank_units), -1)) for state, part in h.items()]
     recorded = design.graph.counts(design.plan.response, bank_units).astype(float)
     past = recorded.copy()  # columns of modelled units are overwritten by the simulation
     modelled = [bank_units.index(u) for u in result.unit_ids]
-    out = np.zeros_like(eta, dtype=np.int64)
+    family = get_family(getattr(result, "family", "poisson"))
+    out = np.zeros_like(eta, dtype=np.int64 if family.counts else float)
     capped = np.zeros(eta.shape, dtype=bool)
     for first, stop in grid.segments:
         past[first:stop, modelled] = 0.0
@@ -141,9 +172,13 @@ def _recurrent(result, design, eta, rows_ok, banks, sample, ceiling):
             if seen:
                 # rows t-1, t-2, ... t-seen: lag 1 first, as h is laid out
                 recent = past[t - seen:t][::-1].reshape(-1)
-                drive = drive + recent @ h_flat[:seen * len(bank_units)]
+                for gate_values, h_flat in filters:
+                    if gate_values is None:
+                        drive = drive + recent @ h_flat[:seen * len(bank_units)]
+                    elif gate_values[t] != 0.0:
+                        drive = drive + gate_values[t] * (recent @ h_flat[:seen * len(bank_units)])
             capped[t] = drive >= ceiling
-            draw = sample(np.exp(np.minimum(drive, ceiling)))
+            draw = sample(_mean(family, drive, ceiling))
             out[t] = draw
             past[t, modelled] = draw
     return out, capped

@@ -29,11 +29,12 @@ from scipy import stats
 from ..errors import ResultError
 from ..fitting import poisson
 from ..fitting.engine import FitOptions, fit_design
+from ..fitting.families import get_family
 from ..graph.design import build, prepare
 from . import scores
 from .curves import weight_blocks
 
-COLUMNS = ("columns", "df", "wald_chi2", "p_value")
+COLUMNS = ("columns", "edf", "df", "wald_chi2", "p_value")
 REFIT_COLUMNS = ("lr_stat", "lr_pvalue", "deviance_explained")
 
 # Eigenvalues of a term's covariance below this fraction of its largest are not identified
@@ -72,12 +73,22 @@ def wald_test(w: np.ndarray, S: np.ndarray, max_df: int) -> tuple[float, int]:
     return float(np.sum(projected ** 2 / values[:df])), df
 
 
-def summary(result, *, data: Mapping | None = None, refit: bool = False) -> pd.DataFrame:
-    """See :meth:`FitResult.summary`."""
+def summary(result, *, data: Mapping | None = None, refit=False) -> pd.DataFrame:
+    """See :meth:`FitResult.summary`.
+
+    ``refit``: False, True (refit without each term) or the terms to refit without (text or
+    alias; the others' likelihood-ratio columns are NaN).
+    """
+    wanted = None
+    if not isinstance(refit, bool):
+        wanted = {result.resolve_term(t) for t in ([refit] if isinstance(refit, str) else refit)}
+        refit = bool(wanted)
     if refit and data is None:
         raise ResultError("summary(refit=True) needs the training data to refit the model "
                           "without each term", hint="call res.summary(data=data, refit=True)")
     records, index = [], []
+    smoothing = getattr(result, "smoothing_fit", None)
+    edf_of = {} if smoothing is None else smoothing.edf
     for term in result.formula.terms:
         constrained = term in result.constrained_terms
         for block in weight_blocks(result, term):
@@ -85,15 +96,24 @@ def summary(result, *, data: Mapping | None = None, refit: bool = False) -> pd.D
             w = result.weights[block.columns, block.unit_index]
             S = result.covariance[block.unit_index][np.ix_(idx, idx)]
             k = len(block.columns)
-            stat, df = wald_test(w, S, k - int(constrained))
+            free = k - int(constrained)
+            edf = float(edf_of[term][block.unit_index]) if term in edf_of else float(free)
+            # a smooth term is tested on the rank its edf says the data determined (Wood
+            # 2013's rank-r Wald statistic, r = edf rounded), as mgcv's summary.gam
+            rank = free if term not in edf_of or not np.isfinite(edf) else \
+                int(np.clip(round(edf), 1, free))
+            stat, df = wald_test(w, S, rank)
             p = float(stats.chi2.sf(stat, df)) if df > 0 else float("nan")
-            records.append({"columns": k, "df": df, "wald_chi2": stat, "p_value": p})
+            records.append({"columns": k, "edf": edf, "df": df, "wald_chi2": stat,
+                            "p_value": p})
             index.append((term, block.unit))
     frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
     frame.index = pd.MultiIndex.from_tuples(index, names=["term", "unit"]) if index else \
         pd.MultiIndex.from_tuples([], names=["term", "unit"])
     if refit:
         terms = list(dict.fromkeys(term for term, _ in index))  # offsets have no weights
+        if wanted is not None:
+            terms = [t for t in terms if t in wanted]
         frame = frame.join(_refit_columns(result, data, terms))
     return frame
 
@@ -109,12 +129,24 @@ def _refit_columns(result, data: Mapping, terms: list) -> pd.DataFrame:
     ll_full = scores.poisson_log_likelihood(counts, expected)
     null_deviance = 2 * (scores.saturated_log_likelihood(counts)
                          - scores.mean_rate_log_likelihood(counts))
-    options = FitOptions(regularizer=result.regularizer)
+    family = get_family(getattr(result, "family", "poisson"))
+    if family.name != "poisson":  # its likelihood; deviances at the full model's dispersion
+        dispersion = result.dispersion
+        expected = family.mean(result._linear_predictor(full)[rows])
+        ll_full = family.log_likelihood(counts, expected, None,
+                                        None if family.name == "gaussian" else dispersion)
+        deviance_full = family.deviance(counts, expected, None, dispersion)
+        null_deviance = family.deviance(
+            counts, np.broadcast_to(family.null_mean(counts), counts.shape), None, dispersion)
+    # the reduced models are fitted as the full one was: smoothed only if it was
+    smoothed = getattr(result, "smoothing_fit", None) is not None
+    options = FitOptions(regularizer=result.regularizer, smoothing="auto" if smoothed else None,
+                         family=family.name)
     records, index = [], []
     for term in terms:
         others = [t for t in result.formula.term_objects if str(t) != term]
         reduced = prepare(result.formula.with_terms(others), data, bin_size=result.bin_size,
-                          epochs=epochs)
+                          epochs=epochs, response_kind=family.response_kind)
         design = build(reduced)
         if design.grid.n_rows != full.grid.n_rows:
             raise ResultError("the reduced model's time grid differs from the full one's",
@@ -123,13 +155,23 @@ def _refit_columns(result, data: Mapping, terms: list) -> pd.DataFrame:
         refitted = fit_design(design, options, row_weight=full.valid.astype(float),
                               covariance=False)
         ll_reduced = refitted.diagnostics.log_likelihood
+        explained = None
+        if family.name != "poisson":
+            eta = refitted.intercepts + (design.storage[rows] @ refitted.weights
+                                         if design.plan.n_storage else 0.0)
+            if design.offset is not None:
+                eta = eta + design.offset[rows, None]
+            explained = family.deviance(counts, family.mean(np.broadcast_to(
+                eta, counts.shape)), None, dispersion) - deviance_full
         for u, unit in enumerate(result.unit_ids):
             lr = 2 * (ll_full[u] - ll_reduced[u])
             df = _term_df(result, term, u)
+            gain = lr if explained is None else explained[u]
             records.append({
                 "lr_stat": lr,
                 "lr_pvalue": float(stats.chi2.sf(max(lr, 0.0), df)) if df > 0 else np.nan,
-                "deviance_explained": lr / null_deviance[u] if null_deviance[u] > 0 else np.nan})
+                "deviance_explained": gain / null_deviance[u] if null_deviance[u] > 0
+                else np.nan})
             index.append((term, unit))
     return pd.DataFrame.from_records(records, index=pd.MultiIndex.from_tuples(
         index, names=["term", "unit"]), columns=list(REFIT_COLUMNS))
@@ -165,6 +207,8 @@ def _header(result) -> str:
     return (f"{result.formula}\n{len(result.unit_ids)} unit(s), {result.n_rows} bins of "
             f"{result.bin_size * 1e3:g} ms, log-likelihood {result.log_likelihood:.6g} nats, "
             f"AIC {result.aic:.6g}, solver {result.solver}"
+            + ("" if getattr(result, "family", "poisson") == "poisson"
+               else f", family {result.family}")
             + ("" if result.converged else " (NOT converged)"))
 
 

@@ -22,13 +22,14 @@ from .. import datasets
 from ..backend import regularizers
 from ..compare import compare
 from ..errors import BinSizeWarning, FormulaError, SpecError, did_you_mean, warn
+from ..fitting.families import FAMILY_NAMES
 from ..graph.data import DataSource
 from ..graph.design import bare_bin_size_message, parse_bin_size
 from ..terms.formula import Formula, parse
 
 _SECTIONS = {
     "data": {"path", "simulate", "options", "bin_size", "epochs"},
-    "fit": {"regularizer", "solver", "dtype"},
+    "fit": {"regularizer", "solver", "dtype", "family", "smoothing", "select"},
     "models": None,   # any names
     "compare": {"cv", "per_unit"},
 }
@@ -58,6 +59,9 @@ class ModelSpec:
     dtype: str | None
     cv: int
     per_unit: bool
+    family: str = "poisson"
+    smoothing: str | None = "auto"
+    select: bool = False
 
     def load_data(self) -> Mapping:
         """The data mapping (read through pynapple, or simulated), checked against the models.
@@ -217,6 +221,19 @@ def load_spec(path) -> ModelSpec:
     dtype = fit.get("dtype")
     if dtype not in (None, "float32", "float64"):
         problems.add("fit", "dtype", f"unknown dtype {dtype!r}", "float32 or float64")
+    family = fit.get("family", "poisson")
+    if not isinstance(family, str) or family not in FAMILY_NAMES:
+        hint = did_you_mean(family, FAMILY_NAMES) if isinstance(family, str) else None
+        problems.add("fit", "family", f"unknown family {family!r}",
+                     (hint + " " if hint else "") + ", ".join(FAMILY_NAMES))
+        family = "poisson"
+    smoothing = fit.get("smoothing", "auto")
+    if smoothing not in ("auto", "none"):
+        problems.add("fit", "smoothing", f"unknown smoothing {smoothing!r}",
+                     '"auto" (strengths chosen from the data) or "none"')
+    select = fit.get("select", False)
+    if not isinstance(select, bool):
+        problems.add("fit", "select", "must be true or false")
     compare = tables.get("compare", {})
     cv = compare.get("cv", 5)
     if not isinstance(cv, int) or isinstance(cv, bool) or (cv != 0 and cv < 2):
@@ -225,7 +242,8 @@ def load_spec(path) -> ModelSpec:
     if not isinstance(per_unit, bool):
         problems.add("compare", "per_unit", "must be true or false")
     problems.raise_if_any()
-    return ModelSpec(path, data, models, regularizer, solver, dtype, cv, per_unit)
+    return ModelSpec(path, data, models, regularizer, solver, dtype, cv, per_unit, family,
+                     None if smoothing == "none" else "auto", select)
 
 
 def _data_spec(section: dict, path: Path, problems: _Problems) -> DataSpec | None:
@@ -361,7 +379,8 @@ def run_spec(path, *, progress: bool = False):
     data = spec.load_data()
     return compare(spec.models, data, bin_size=spec.data.bin_size, epochs=spec.data.epochs,
                    cv=spec.cv, regularizer=spec.regularizer, solver=spec.solver,
-                   dtype=spec.dtype, per_unit=spec.per_unit, progress=progress)
+                   dtype=spec.dtype, per_unit=spec.per_unit, progress=progress,
+                   family=spec.family, smoothing=spec.smoothing, select=spec.select)
 
 
 __all__ = ["ModelSpec", "DataSpec", "load_spec", "run_spec", "Formula"]

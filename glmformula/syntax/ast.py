@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-Value = "Number | Quantity | String | Word | ListValue | TupleValue | Call"
+Value = "Number | Quantity | String | Word | IndexedWord | ListValue | TupleValue | Call"
 
 
 @attrs.frozen
@@ -46,6 +46,16 @@ class Word:
     """A bare word: a covariate name, or an option such as ``log``, ``linear`` or ``all``."""
 
     name: str
+    column: int = attrs.field(eq=False)
+
+
+@attrs.frozen
+class IndexedWord:
+    """A name with one unit id in brackets (``events[3]``): one spike or event train of a
+    TsGroup."""
+
+    name: str
+    unit: int
     column: int = attrs.field(eq=False)
 
 

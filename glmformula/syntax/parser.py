@@ -324,6 +324,10 @@ class _ToSyntax(lark.visitors.Transformer_NonRecursive):
         (token,) = children
         return ast.Word(str(token), token.column)
 
+    def indexed_word(self, children):
+        name, index = children
+        return ast.IndexedWord(str(name), int(index.value), name.column)
+
     @lark.v_args(meta=True)
     def list(self, meta, children):
         items = tuple(c for c in children if c is not None)

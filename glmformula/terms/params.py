@@ -37,13 +37,25 @@ def _column(node) -> int:
 
 @attrs.frozen
 class Covariate:
-    """A covariate: a name, or a nested call of a covariate-valued function (``log(speed)``)."""
+    """A covariate: a name, or a nested call of a covariate-valued function (``log(speed)``).
+
+    ``units=True`` also reads one train of a TsGroup of events, ``events[3]`` (``filter``).
+    """
 
     description: str = "a covariate name"
+    units: bool = False
 
     def convert(self, node, where: Where, normalise_call):
         if isinstance(node, ast.Word):
             return Variable(node.name)
+        if isinstance(node, ast.IndexedWord):
+            if self.units:
+                return Variable(node.name, node.unit)
+            raise where.error(
+                f"{where.param} is the unit selection {node.name}[{node.unit}]; only filter() "
+                "reads one train of a TsGroup of events", _column(node),
+                f"write {node.name} for a covariate, or filter({node.name}[{node.unit}], 8, "
+                "window=200ms) for an event kernel")
         if isinstance(node, ast.Call):
             return normalise_call(node, nested=True)
         raise where.error(f"{where.param} must be a covariate name, not {_describe(node)}",
@@ -105,10 +117,12 @@ class Real:
 
 @attrs.frozen
 class Time:
-    """A duration with a unit (``100ms``); ``positive`` rejects zero and negative spans."""
+    """A duration with a unit (``100ms``); ``positive`` rejects zero and negative spans,
+    ``zero`` accepts ``0ms`` where negative ones are allowed (``filter(..., start=0ms)``)."""
 
     positive: bool = True
     description: str = "a duration with a time unit"
+    zero: bool = False
 
     def convert(self, node, where: Where, normalise_call=None) -> Duration:
         if isinstance(node, ast.Number):
@@ -123,7 +137,7 @@ class Time:
         if self.positive and node.seconds <= 0:
             raise where.error(f"{where.param} must be a positive duration, got {node.text}",
                               _column(node))
-        if not self.positive and node.seconds == 0:
+        if not self.positive and node.seconds == 0 and not self.zero:
             raise where.error(f"{where.param} must not be zero", _column(node))
         return Duration(float(node.seconds))
 
@@ -149,6 +163,30 @@ class Spacing:
 
     def format(self, value) -> str:
         return value
+
+
+@attrs.frozen
+class Smooth:
+    """A term's smoothness penalty: ``auto`` (strength chosen from the data), ``none`` (no
+    penalty) or a fixed strength >= 0 (mean objective, as ``Ridge``)."""
+
+    description: str = "auto, none or a strength >= 0"
+
+    def convert(self, node, where: Where, normalise_call=None):
+        if isinstance(node, ast.Word) and node.name.lower() in ("auto", "none"):
+            return node.name.lower()
+        if isinstance(node, ast.Number):
+            if node.value < 0 or not math.isfinite(node.value):
+                raise where.error(f"{where.param} must be auto, none or a strength >= 0, got "
+                                  f"{node.text}", _column(node),
+                                  f"write e.g. {where.function}(..., smooth=1e-3)")
+            return float(node.value)
+        raise where.error(f"{where.param} must be auto, none or a strength >= 0, not "
+                          f"{_describe(node)}", _column(node),
+                          f"write e.g. {where.function}(..., smooth=none)")
+
+    def format(self, value) -> str:
+        return value if isinstance(value, str) else format_number(value)
 
 
 @attrs.frozen
@@ -224,6 +262,8 @@ class Units:
 def _describe(node) -> str:
     if isinstance(node, ast.Word):
         return f"the word {node.name!r}"
+    if isinstance(node, ast.IndexedWord):
+        return f"the unit selection {node.name}[{node.unit}]"
     if isinstance(node, ast.Number):
         return f"the number {node.text}"
     if isinstance(node, ast.Quantity):

@@ -52,6 +52,8 @@ class Param:
         (``coupling`` takes ``history``'s filters), before falling back to ``fallback``.
     fallback : object
         The value used when ``inherit_from`` finds nothing to inherit.
+    keyword_only : bool
+        Only given by name (``smooth=none``), never by position.
     """
 
     name: str
@@ -61,6 +63,7 @@ class Param:
     always_shown: bool = False
     inherit_from: str | None = None
     fallback: object = None
+    keyword_only: bool = False
 
 
 @attrs.frozen
@@ -72,6 +75,8 @@ class TermFunction:
     for causal filters over spike trains or covariates, and ``"offset"``.
     ``build`` is called by the feature graph with the normalised call; ``compute`` (for row-wise
     functions only) maps the input columns to output columns with numpy.
+    ``refuses`` lists keywords the function refuses on purpose, as ``(keyword, why, fix)``:
+    another function has them, and a user may reach for them here (``history(start=...)``).
     """
 
     name: str
@@ -82,6 +87,7 @@ class TermFunction:
     build: Callable | None = None
     compute: Callable | None = None
     check: Callable | None = None
+    refuses: tuple[tuple[str, str, str], ...] = ()
 
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
@@ -158,17 +164,23 @@ def normalise_call(node: ast.Call, formula: str, *, nested: bool = False) -> Fun
 
 def _bind(function: TermFunction, node: ast.Call, formula: str) -> dict:
     given: dict[str, object] = {}
-    if len(node.args) > len(function.params):
-        extra = node.args[len(function.params)]
+    positional = [p for p in function.params if not p.keyword_only]
+    if len(node.args) > len(positional):
+        extra = node.args[len(positional)]
         raise TermArgumentError(
-            f"{function.name}() takes at most {len(function.params)} "
-            f"argument{'' if len(function.params) == 1 else 's'}, "
+            f"{function.name}() takes at most {len(positional)} "
+            f"argument{'' if len(positional) == 1 else 's'}, "
             f"got {len(node.args)}", formula=formula, column=getattr(extra, "column", node.column),
             hint=f"write e.g. {function.example}")
-    for param, arg in zip(function.params, node.args):
+    for param, arg in zip(positional, node.args):
         given[param.name] = arg
     names = [p.name for p in function.params]
     for keyword in node.keywords:
+        refused = {k: (why, fix) for k, why, fix in function.refuses}
+        if keyword.name in refused:
+            why, fix = refused[keyword.name]
+            raise TermArgumentError(f"{function.name}() has no '{keyword.name}': {why}",
+                                    formula=formula, column=keyword.column, hint=fix)
         if keyword.name not in names:
             suggestion = did_you_mean(keyword.name, names)
             raise TermArgumentError(

@@ -70,16 +70,21 @@ class UnitSet:
 # Factors cache their hash: expanding (a + b + ...)**n hashes each of them millions of times.
 @attrs.frozen(cache_hash=True)
 class Variable:
-    """A covariate named in the formula, used as it is."""
+    """A covariate named in the formula, used as it is.
+
+    ``unit`` selects one train of a TsGroup of events (``events[3]``, only where a parameter
+    reads event trains: ``filter``); None for a covariate or a single train.
+    """
 
     name: str
+    unit: int | None = None
 
     @property
     def function(self) -> None:
         return None
 
     def __str__(self) -> str:
-        return self.name
+        return self.name if self.unit is None else f"{self.name}[{self.unit}]"
 
     def variables(self) -> tuple[str, ...]:
         return (self.name,)

@@ -25,12 +25,21 @@ FIGURES = {
     "linear_maze": ["tuning_curves.png", "comparison.png", "position_effect.png"],
     "current_injection": ["filters.png", "prediction.png"],
     "place_2d": ["comparison.png", "maps.png", "map_term.png"],
+    "calcium_families": ["tuning_curves.png", "gamma_gains.png"],
+    "event_kernel": ["kernels.png"],
+    "state_dependent_coupling": ["coupling_states.png"],
 }
 
-#: (script, extra arguments): every script as is, plus the simulated branch of the current
-#: injection example (the real recording is used when it is present).
-CASES = [(script, []) for script in sorted(EXAMPLES.glob("*.py"))]
+#: Arguments that keep a script short here: the state-dependent coupling example fits the
+#: whole real session by default (minutes); 5 minutes of it exercise the same path.
+ARGUMENTS = {"state_dependent_coupling": ["--minutes", "5"]}
+
+#: (script, extra arguments): every script as is (with its ARGUMENTS), plus the simulated
+#: branches of the current injection and state-dependent coupling examples (the real
+#: recording is used when it is present).
+CASES = [(script, ARGUMENTS.get(script.stem, [])) for script in sorted(EXAMPLES.glob("*.py"))]
 CASES += [(EXAMPLES / "current_injection.py", ["--simulated"])]
+CASES += [(EXAMPLES / "state_dependent_coupling.py", ["--simulated"])]
 
 
 def _environment() -> dict:

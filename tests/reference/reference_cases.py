@@ -14,8 +14,9 @@ SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 CASES = {
     "readme": {
         "formula": "spikes ~ cyclic(head_direction, 12) + history(8, log, window=100ms)",
-        "fit": {"bin_size": "10ms", "epochs": "wake", "regularizer": gf.Ridge(1e-4),
-                "tol": 1e-10},
+        # values saved before smoothness penalties existed: the same fits without them
+        "fit": {"smoothing": None, "bin_size": "10ms", "epochs": "wake",
+                "regularizer": gf.Ridge(1e-4), "tol": 1e-10},
         "curves": ["head_direction", "history"],
         "compare": {"hd": "spikes ~ cyclic(head_direction, 12)",
                     "hd+hist": "spikes ~ cyclic(head_direction, 12) + history(8)"},
@@ -24,18 +25,19 @@ CASES = {
     "head_direction_real": {
         "formula": "spikes[[0, 5, 17, 20]] ~ cyclic(head_direction, 12) "
                    "+ history(8, log, window=100ms) + coupling(all)",
-        "fit": {"bin_size": "10ms", "epochs": "valid", "regularizer": gf.Ridge(3e-4),
-                "tol": 1e-10},
+        "fit": {"smoothing": None, "bin_size": "10ms", "epochs": "valid",
+                "regularizer": gf.Ridge(3e-4), "tol": 1e-10},
         "curves": ["head_direction", "coupling"],
     },
     "current_injection_real": {
         "formula": "spikes ~ filter(current, 8, window=200ms) + history(8, log, window=100ms)",
-        "fit": {"bin_size": "1ms", "epochs": "sweeps", "tol": 1e-10},
+        "fit": {"smoothing": None, "bin_size": "1ms", "epochs": "sweeps", "tol": 1e-10},
         "curves": ["filter", "history"],
     },
     "nwb_real": {
         "formula": "units ~ history(8, log, window=100ms) + coupling(all)",
-        "fit": {"bin_size": "10ms", "regularizer": gf.Ridge(1e-4), "tol": 1e-10},
+        "fit": {"smoothing": None, "bin_size": "10ms", "regularizer": gf.Ridge(1e-4),
+                "tol": 1e-10},
         "curves": ["history"],
     },
 }

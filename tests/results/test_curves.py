@@ -20,7 +20,10 @@ from glmformula.results.evaluation import GridGraph, evaluate_columns, term_fact
 @pytest.fixture(scope="module")
 def lnp(make_lnp):
     data, truth = make_lnp(seed=11)
-    res = gf.fit("counts ~ cyclic(angle, 8) + bspline(speed, 5)", data, bin_size=0.02)
+    # unpenalised: these tests check the delta-method bands of the maximum-likelihood fit at
+    # their nominal rate (the Bayesian bands of smoothing="auto": tests/smoothing/)
+    res = gf.fit("counts ~ cyclic(angle, 8) + bspline(speed, 5)", data, bin_size=0.02,
+                 smoothing=None)
     return data, truth, res
 
 

@@ -20,6 +20,12 @@ def _assert_same(a, b):
         x, y = getattr(a, field.name), getattr(b, field.name)
         if field.name in ("spec", "diagnostics"):  # the result's parts, field by field
             _assert_same(x, y)
+        elif field.name == "smoothing_fit":
+            assert (x is None) == (y is None)
+            if x is not None:
+                _assert_same(x, y)
+        elif field.name == "edf":  # of the smoothing record: term -> per-unit values
+            assert list(x) == list(y) and all(np.array_equal(x[k], y[k]) for k in x)
         elif field.name == "formula":
             assert str(x) == str(y) and x == y
         elif field.name == "state":

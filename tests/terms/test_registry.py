@@ -134,7 +134,8 @@ def test_the_design_card_reads_as_written():
 
 def test_calls_keep_their_normalised_arguments():
     (call,) = gf.parse("spikes ~ history(6, linear, window=0.25s)").calls("history")
-    assert call.kwargs == {"k": 6, "spacing": "linear", "window": gf.terms.values.Duration(0.25)}
+    assert call.kwargs == {"k": 6, "spacing": "linear", "window": gf.terms.values.Duration(0.25),
+                           "smooth": "auto"}
     (cyc,) = gf.parse("spikes ~ cyclic(hd, 12)").calls("cyclic")
     assert cyc.argument("period") == pytest.approx(2 * np.pi) and cyc.argument("order") == 4
     assert str(cyc.argument("x")) == "hd"
