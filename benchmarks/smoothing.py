@@ -103,46 +103,88 @@ def time_fit(formula: str, data: dict, repeats: int, **options) -> dict:
 
 
 def profile_auto(data: dict) -> dict:
-    """One warm auto fit with the REML selection timed kernel by kernel."""
+    """One warm auto fit with the REML selection timed part by part: every compiled kernel it
+    runs (``problem.compiled_call``, by function name) and the host-side steps of
+    ``glmformula.backend.reml`` (``criterion``, ``derivatives``: wrapped where they exist)."""
     kernels = collections.defaultdict(lambda: {"calls": 0, "seconds": 0.0})
     inner_iterations = []
     select_info = {}
-    original_call, original_select = pb.compiled_call, reml.select
+    patched = {}
 
     def call(fn, static, *args):
-        out, compile_s, run_s = original_call(fn, static, *args)
-        k = kernels[fn.__name__]
+        out, compile_s, run_s = patched["compiled_call"](fn, static, *args)
+        if not select_info.get("active"):
+            return out, compile_s, run_s
+        k = kernels["kernel " + fn.__name__]
         k["calls"] += 1
         k["seconds"] += run_s
-        if fn is reml.penalised_fit or fn.__name__ == "penalised_fit":
+        if fn.__name__ == "penalised_fit":
             inner_iterations.append(int(out[3]))
         return out, compile_s, run_s
 
+    def host_step(name):
+        original = getattr(reml, name)
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                k = kernels["host " + name]
+                k["calls"] += 1
+                k["seconds"] += time.perf_counter() - started
+        return timed
+
     def select(*args, **kwargs):
         started = time.perf_counter()
-        result = original_select(*args, **kwargs)
+        select_info["active"] = True
+        try:
+            result = patched["select"](*args, **kwargs)
+        finally:
+            select_info["active"] = False
         select_info["seconds"] = time.perf_counter() - started
         select_info["n_outer"], select_info["n_inner"] = result.n_outer, result.n_inner
         select_info["converged"] = int(np.sum(result.converged))
         return result
 
+    patched["compiled_call"], patched["select"] = pb.compiled_call, reml.select
     pb.compiled_call, reml.select = call, select
+    for name in ("criterion", "derivatives"):  # host-side steps (where they are host code)
+        if hasattr(reml, name) and name not in {"criterion_parts"}:
+            patched[name] = getattr(reml, name)
+            setattr(reml, name, host_step(name))
     try:
         started = time.perf_counter()
         res = gf.fit(FORMULA, data, bin_size=BIN, epochs="valid")
         total = time.perf_counter() - started
     finally:
-        pb.compiled_call, reml.select = original_call, original_select
-    reml_kernels = {name: dict(v) for name, v in kernels.items()
-                    if name in ("penalised_fit", "criterion_parts", "derivatives")}
+        pb.compiled_call, reml.select = patched.pop("compiled_call"), patched.pop("select")
+        for name, original in patched.items():
+            setattr(reml, name, original)
     return {"total_seconds": total, "select": select_info,
-            "reml_kernels": reml_kernels,
+            "reml_parts": {name: dict(v) for name, v in kernels.items()},
             "inner_iterations_per_call": inner_iterations,
             "final_solve_seconds": float(res.diagnostics.fit_seconds),
             "final_solver": res.solver,
             "rest_seconds": total - select_info.get("seconds", np.nan)
             - float(res.diagnostics.fit_seconds),
             "load": load_line()}
+
+
+def code_fingerprint() -> dict:
+    """sha256 and modification time of the files that implement smoothing (the package is
+    being changed while these benchmarks run; this says which version was measured)."""
+    import hashlib
+
+    out = {}
+    for rel in ("glmformula/backend/reml.py", "glmformula/fitting/smoothing.py",
+                "glmformula/graph/penalties.py", "glmformula/fitting/engine.py"):
+        path = ROOT / rel
+        if path.exists():
+            out[rel] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
+                        "mtime": datetime.datetime.fromtimestamp(
+                            path.stat().st_mtime).isoformat(timespec="seconds")}
+    return out
 
 
 # --------------------------------------------------------------------------- held-out
@@ -236,20 +278,19 @@ def report(r: dict) -> tuple[str, str]:
         "",
     ]
     p = r["profile"]
-    k = p["reml_kernels"]
-    pf = k.get("penalised_fit", {"calls": 0, "seconds": 0.0})
-    dv = k.get("derivatives", {"calls": 0, "seconds": 0.0})
-    cr = k.get("criterion_parts", {"calls": 0, "seconds": 0.0})
+    parts = "; ".join(f"{name} {v['calls']} calls {v['seconds']:.2f} s"
+                      for name, v in p["reml_parts"].items())
     perf += [
         f"Where the auto fit's time goes (one more warm call, {p['total_seconds']:.2f} s, load "
         f"{'/'.join(map(str, p['load']))}): REML selection (`glmformula.backend.reml.select`) "
         f"{p['select']['seconds']:.2f} s ({p['select']['n_outer']} outer iterations, "
-        f"{p['select']['n_inner']} inner penalised Newton iterations over "
-        f"{pf['calls']} inner fits: {pf['seconds']:.2f} s; REML derivatives "
-        f"{dv['calls']} calls {dv['seconds']:.2f} s; criterion {cr['calls']} calls "
-        f"{cr['seconds']:.2f} s), final solve ({p['final_solver']}, warm-started at the "
-        f"REML weights) {p['final_solve_seconds']:.2f} s, the rest of `gf.fit` (binning, "
-        f"design, penalties, standard errors) {p['rest_seconds']:.2f} s.",
+        f"{p['select']['n_inner']} inner penalised Newton iterations in "
+        f"{len(p['inner_iterations_per_call'])} inner fits of "
+        f"{p['inner_iterations_per_call']} iterations; by part: {parts}; the host "
+        f"`derivatives` include the `_trace_dH` kernel), final solve "
+        f"({p['final_solver']}, warm-started at the REML weights) "
+        f"{p['final_solve_seconds']:.2f} s, the rest of `gf.fit` (binning, design, "
+        f"penalties, standard errors) {p['rest_seconds']:.2f} s.",
         "",
     ]
     h = r["heldout"]
@@ -313,6 +354,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument("--no-write", action="store_true", help="do not write the docs")
     args = parser.parse_args(argv)
+    code = code_fingerprint()  # of the modules imported above
     if not hd_real_fits.DATA.exists():
         print(f"skipped: the real recording is not at {hd_real_fits.DATA}")
         return 0
@@ -445,6 +487,7 @@ def main(argv=None) -> int:
            "vs_best_ridge": heldout["auto"]["median"] >= heldout["best_ridge"]["median"]}
     result = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "code": code,
         "command": command, "data": "REAL: hd_mouse28_140313, valid epochs",
         "formula": FORMULA, "bin_size": BIN, "repeats": args.repeats,
         "n_rows": n, "n_train": n_train, "n_test": n - n_train, "n_units": len(units),

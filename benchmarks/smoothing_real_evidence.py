@@ -84,6 +84,22 @@ def load_line() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def code_fingerprint() -> dict:
+    """sha256 and modification time of the files that implement smoothing (the package is
+    being changed while these benchmarks run; this says which version was measured)."""
+    import hashlib
+
+    out = {}
+    for rel in ("glmformula/backend/reml.py", "glmformula/fitting/smoothing.py",
+                "glmformula/graph/penalties.py", "glmformula/fitting/engine.py"):
+        path = ROOT / rel
+        if path.exists():
+            out[rel] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
+                        "mtime": datetime.datetime.fromtimestamp(
+                            path.stat().st_mtime).isoformat(timespec="seconds")}
+    return out
+
+
 def fmt_load(load) -> str:
     return "/".join(f"{x:.2f}" for x in load)
 
@@ -439,6 +455,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument("--no-write", action="store_true", help="do not write the docs")
     args = parser.parse_args(argv)
+    code = code_fingerprint()  # of the modules imported above
     warnings.simplefilter("ignore")
     command = ("flock /tmp/glmformula-bench.lock .venv/bin/python "
                "benchmarks/smoothing_real_evidence.py"
@@ -447,6 +464,7 @@ def main(argv=None) -> int:
     if not out:
         return 0
     out |= {"date": datetime.datetime.now().isoformat(timespec="seconds"), "command": command,
+            "code": code,
             "machine": common.machine_info(),
             "versions": common.versions(["numpy", "jax", "pynapple", "glmformula"])}
     results = json.loads(args.json.read_text()) if args.json.exists() else {}

@@ -1,4 +1,5 @@
-"""Poisson GLM solvers on plain arrays (the formula layer above builds the arrays).
+"""GLM solvers on plain arrays (the formula layer above builds the arrays): Poisson, and the
+observation families of :mod:`.families` (``solve(..., family=...)``).
 
 Public names::
 

@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax, tree_util
-from jax.scipy.special import digamma, polygamma
 
 __all__ = ["FAMILIES", "Obs", "POISSON", "is_poisson", "row_parts", "row_loss",
-           "row_curvature", "row_fisher", "pearson_rows", "nb_score_rows", "nb_newton_step",
-           "nb_iteration", "nb_alpha_newton", "NB_LOG_ALPHA_RANGE", "NB_INNER_MAX",
-           "NB_INNER_TOL"]
+           "row_curvature", "row_fisher", "pearson_rows", "nb_score_rows", "nb_score_counts",
+           "nb_survival",
+           "nb_newton_step",
+           "nb_iteration", "nb_alpha_newton", "nb_inner_tol", "NB_LOG_ALPHA_RANGE",
+           "NB_INNER_MAX", "NB_INNER_TOL"]
 
 #: The observation families the backend fits.
 FAMILIES = ("poisson", "bernoulli", "negative_binomial", "gamma", "gaussian")
@@ -204,53 +206,70 @@ def pearson_rows(obs: Obs, eta, Y):
 
 # --------------------------------------------------------------------------- NB dispersion
 
-#: Shapes ``r = 1/a`` above this use the asymptotic series of the digamma and trigamma
-#: differences (no cancellation between two nearly equal values).
-_SERIES_ABOVE = 100.0
-
-
-def _digamma_difference(y, r):
-    """``psi(y + r) - psi(r)`` (T, U) without cancellation for large ``r``."""
-    x = r + y
-    series = (jnp.log1p(y / r) + 0.5 * y / (r * x)
-              + (y * (2.0 * r + y)) / (12.0 * r * r * x * x)
-              + (1.0 / x ** 4 - 1.0 / r ** 4) / 120.0
-              - (1.0 / x ** 6 - 1.0 / r ** 6) / 252.0)
-    small = jnp.minimum(r, _SERIES_ABOVE)  # keep the direct branch finite where it is unused
-    direct = digamma(y + small) - digamma(small)
-    return jnp.where(r > _SERIES_ABOVE, series, direct)
-
-
-def _trigamma_difference(y, r):
-    """``psi1(y + r) - psi1(r)`` (T, U) without cancellation for large ``r``."""
-    x = r + y
-    series = (-y / (r * x) - 0.5 * (y * (2.0 * r + y)) / (r * r * x * x)
-              + (1.0 / x ** 3 - 1.0 / r ** 3) / 6.0
-              - (1.0 / x ** 5 - 1.0 / r ** 5) / 30.0
-              + (1.0 / x ** 7 - 1.0 / r ** 7) / 42.0)
-    small = jnp.minimum(r, _SERIES_ABOVE)
-    direct = polygamma(1, y + small) - polygamma(1, small)
-    return jnp.where(r > _SERIES_ABOVE, series, direct)
-
-
-def nb_score_rows(eta, Y, rw, log_alpha):
+def nb_score_rows(eta, Y, rw, log_alpha, survival=None):
     """First and second derivatives in ``k = log a`` of the negative binomial log-likelihood
     (NB2) at fixed means ``exp(eta)``, summed over rows: (U,), (U,).
 
     With the shape ``r = 1/a = exp(-k)`` and ``mu = exp(eta)``, per row
     ``l_r = psi(y+r) - psi(r) - log(1 + mu/r) + (mu - y)/(r + mu)`` and
     ``l_rr = psi1(y+r) - psi1(r) + mu/(r (r + mu)) - (mu - y)/(r + mu)^2``; then
-    ``l_k = -r l_r`` and ``l_kk = r^2 l_rr + r l_r``.
+    ``l_k = -r l_r`` and ``l_kk = r^2 l_rr + r l_r``. The digamma and trigamma differences
+    do not depend on ``mu``: for whole counts they are ``sum_{j<y} 1/(r+j)`` and
+    ``-sum_{j<y} 1/(r+j)^2``, so their sums over rows are ``sum_j S[u, j] / (r + j)`` (and
+    squared) with ``survival`` ``S[u, j]`` the weighted number of rows where unit ``u``'s
+    count exceeds ``j`` (U, J): exact, and J terms per unit instead of digamma functions of
+    every row. Without ``survival`` the rows' part alone (the derivatives add: rows in blocks
+    add :func:`nb_score_counts` once).
     """
-    r = jnp.exp(-log_alpha)[None, :]
+    r = jnp.exp(-log_alpha)
     mu = jnp.exp(jnp.minimum(eta, 700.0))
-    rm = r + mu
-    lr = _digamma_difference(Y, r) - jnp.log1p(mu / r) + (mu - Y) / rm
-    lrr = _trigamma_difference(Y, r) + mu / (r * rm) - (mu - Y) / (rm * rm)
-    lr = jnp.sum(rw[:, None] * lr, axis=0)
-    lrr = jnp.sum(rw[:, None] * lrr, axis=0)
-    r = r[0]
+    rr = r[None, :]
+    rm = rr + mu
+    lr = jnp.sum(rw[:, None] * (-jnp.log1p(mu / rr) + (mu - Y) / rm), axis=0)
+    lrr = jnp.sum(rw[:, None] * (mu / (rr * rm) - (mu - Y) / (rm * rm)), axis=0)
+    lk, lkk = -r * lr, r * r * lrr + r * lr
+    if survival is None:
+        return lk, lkk
+    ck, ckk = nb_score_counts(log_alpha, survival)
+    return lk + ck, lkk + ckk
+
+
+def nb_score_counts(log_alpha, survival):
+    """The digamma and trigamma part of :func:`nb_score_rows` (derivatives in ``log a``)."""
+    r = jnp.exp(-log_alpha)
+    j = jnp.arange(survival.shape[1], dtype=r.dtype)[None, :]
+    inv = 1.0 / (r[:, None] + j)
+    lr = jnp.sum(survival * inv, axis=1)
+    lrr = -jnp.sum(survival * inv * inv, axis=1)
     return -r * lr, r * r * lrr + r * lr
+
+
+def nb_survival(parts) -> np.ndarray:
+    """``S[u, j]``, the weighted number of rows where unit ``u``'s count exceeds ``j``, for
+    ``j < J`` (J: the largest count, rounded up to a power of two so that a kernel compiles
+    for few shapes) (host numpy, (U, J)); see :func:`nb_score_rows`.
+
+    ``parts``: (counts (T, U), row weights (T,) or None) of the rows, in one or more blocks
+    (histograms are accumulated block by block: no copy of all the rows).
+    """
+    hist = None
+    for y, w in parts:
+        y = np.asarray(y, float)
+        y = y[:, None] if y.ndim == 1 else y
+        w = np.ones(y.shape[0]) if w is None else np.asarray(w, float)
+        used = w > 0
+        top = int(np.max(y[used], initial=0.0))
+        if hist is None:
+            hist = np.zeros((y.shape[1], top + 1))
+        if top + 1 > hist.shape[1]:
+            hist = np.pad(hist, ((0, 0), (0, top + 1 - hist.shape[1])))
+        for u in range(y.shape[1]):
+            hist[u] += np.bincount(y[used, u].astype(np.int64), weights=w[used],
+                                   minlength=hist.shape[1])
+    top = hist.shape[1] - 1
+    J = 1 << max(top - 1, 0).bit_length()
+    hist = np.pad(hist, ((0, 0), (0, J + 1 - hist.shape[1])))
+    return hist.sum(axis=1, keepdims=True) - np.cumsum(hist, axis=1)[:, :J]
 
 
 def nb_newton_step(k, lk, lkk, lo, hi):
@@ -287,23 +306,29 @@ def nb_iteration(k, lk, lkk, lo, hi, active):
 
 
 #: Iterations and the change of ``log a`` that ends the search for the dispersion at fixed
-#: weights.
+#: weights (float64; :func:`nb_inner_tol` for float32).
 NB_INNER_MAX, NB_INNER_TOL = 200, 1e-10
 
 
-def nb_alpha_newton(eta, Y, rw, log_alpha, active):
+def nb_inner_tol(dtype) -> float:
+    """The change of ``log a`` that ends the search in ``dtype`` (rounding allows no less)."""
+    return NB_INNER_TOL if jnp.dtype(dtype) == jnp.float64 else 1e-5
+
+
+def nb_alpha_newton(eta, Y, rw, log_alpha, active, survival):
     """The maximum-likelihood ``log a`` per unit at fixed means ``exp(eta)`` (T, U), by the
     safeguarded Newton iteration of :func:`nb_newton_step` from ``log_alpha`` (U,) (pure:
     jit it). Units not ``active`` keep their value. Returns the new ``log a`` (U,)."""
     dtype = eta.dtype
+    tol = nb_inner_tol(dtype)
 
     def cond(st):
         i, k, lo, hi, step = st
-        return (i < NB_INNER_MAX) & jnp.any(active & (step > NB_INNER_TOL))
+        return (i < NB_INNER_MAX) & jnp.any(active & (step > tol))
 
     def body(st):
         i, k, lo, hi, _ = st
-        lk, lkk = nb_score_rows(eta, Y, rw, k)
+        lk, lkk = nb_score_rows(eta, Y, rw, k, survival)
         k, lo, hi, step = nb_iteration(k, lk, lkk, lo, hi, active)
         return i + 1, k, lo, hi, step
 

@@ -632,17 +632,17 @@ def block_pearson(block: Block, W, b):
 
 def block_nb_score(block: Block, W, b, log_alpha):
     """First and second derivatives in ``log a`` of the negative binomial log-likelihood at
-    fixed weights, summed over the block's rows: (U,), (U,)
-    (:func:`~glmformula.backend.families.nb_score_rows`)."""
+    fixed weights, the part of the block's rows: (U,), (U,) (add
+    :func:`~glmformula.backend.families.nb_score_counts` of all rows once)."""
     eta = linear_predictor(block, W, b)
     return fam.nb_score_rows(eta, block.Y, block.rw, log_alpha)
 
 
-def nb_dispersion(block: Block, W, b, log_alpha, active):
+def nb_dispersion(block: Block, W, b, log_alpha, active, survival):
     """The maximum-likelihood ``log a`` per unit at fixed weights, rows in memory (U,)
     (:func:`~glmformula.backend.families.nb_alpha_newton`)."""
     eta = linear_predictor(block, W, b)
-    return fam.nb_alpha_newton(eta, block.Y, block.rw, log_alpha, active)
+    return fam.nb_alpha_newton(eta, block.Y, block.rw, log_alpha, active, survival)
 
 
 class FitData(NamedTuple):

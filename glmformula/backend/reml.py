@@ -36,7 +36,7 @@ from . import problem as pb
 #: Largest change of a log-strength in one outer step.
 MAX_STEP = 5.0
 #: Log-strengths stay within this distance of their starting values.
-RHO_RANGE = 25.0
+RHO_RANGE = 15.0
 #: Converged when every |dV/drho| is below this (nats per unit change of log-strength). Tight,
 #: so that the answer does not depend on where the search started (a cross-validation fold
 #: starts from the strengths of the fit on all rows; Newton's last steps are cheap).
@@ -377,6 +377,7 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
 
     beta, V, A, n_inner, ok = inner(rho, beta0)
     converged = np.zeros(U, bool)
+    stopped = np.zeros(U, bool)  # no decrease of V along the step: at V's numerical minimum
     boost = np.ones((M, U))  # grows while full steps keep the gradient's sign (V's tail)
     last_grad, last_full = np.zeros((M, U)), np.zeros(U, bool)
     n_outer = 0
@@ -387,7 +388,7 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
         hess = np.asarray(hess)
         free = present & ~(((rho <= low + 1e-9) & (grad > 0)) | ((rho >= high - 1e-9)
                                                                   & (grad < 0)))
-        converged = np.all(np.abs(np.where(free, grad, 0.0)) < tol, axis=0)
+        converged = np.all(np.abs(np.where(free, grad, 0.0)) < tol, axis=0) | stopped
         if converged.all():
             break
         slow = last_full[None, :] & (np.sign(grad) == np.sign(last_grad)) & \
@@ -413,9 +414,9 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
             if trial_done.all():
                 break
         last_grad, last_full = grad, trial_done & (alpha == 1.0)
-        stuck = ~trial_done  # no decrease along the step: as good as it gets here
-        converged |= stuck
-        if stuck.all():
+        stopped |= ~trial_done
+        if (stopped | converged).all():
+            converged |= stopped
             break
     grad, hess, edf, cov = derivatives(host, block, lam_of(rho), beta, A, exact=False)
     return RemlResult(np.where(present, rho, np.nan), beta, V, np.asarray(edf),

@@ -681,7 +681,7 @@ def run_blocked(reader: _BlockReader, s: _Setup, algo, dt, n_steps: int = 8,
 
 #: Outer iterations of a negative binomial fit with its dispersion estimated (weights at fixed
 #: dispersion, then the dispersion at fixed weights) and the change of ``log a`` (all units)
-#: that ends them.
+#: that ends them (float64; 1e-4 in float32, which rounds finer changes away).
 NB_MAX_OUTER, NB_TOL = 100, 1e-9
 
 
@@ -794,25 +794,31 @@ def _solve_family(problem, family: str, dispersion, *, regularizer=None, solver=
             raw, s = run(family, alpha, init)
         else:
             raw, s = run("poisson", None, init)  # the Poisson fit: a start for the weights
+            survival = jnp.asarray(_nb_counts(problem), dt)
+            nb_tol = NB_TOL if dt == jnp.float64 else 1e-4
             k_fit = np.zeros(n_units)
+            work = (raw.n_iter, raw.n_hessian, raw.n_matmul)  # over all the fits made
             for outer in range(NB_MAX_OUTER):
                 k_new = _nb_log_alpha(reader if blocked else block, blocked, raw, k_fit,
-                                      s.active, dt)
+                                      s.active, dt, survival)
                 if isinstance(k_new, tuple):
                     k_new, c = k_new
                     compile_s += c
                 moved = float(np.max(np.abs(k_new - k_fit)[s.active], initial=0.0))
-                if outer > 0 and moved <= NB_TOL:
+                if outer > 0 and moved <= nb_tol:
                     break
                 k_fit = k_new
                 raw, s = run(family, np.exp(k_fit), (raw.W, raw.b))
+                work = tuple(a + b for a, b in zip(work, (raw.n_iter, raw.n_hessian,
+                                                          raw.n_matmul)))
             else:
-                moving = np.flatnonzero(s.active & (np.abs(k_new - k_fit) > NB_TOL))
+                moving = np.flatnonzero(s.active & (np.abs(k_new - k_fit) > nb_tol))
                 warn(f"the negative binomial dispersion did not settle in {NB_MAX_OUTER} "
                      f"alternations for {_names(problem).of_units(moving)} (log a still moves "
                      f"by {moved:.3g})", ConvergenceWarning,
                      units=_names(problem).unit_list(moving))
             alpha = np.where(s.active, np.exp(k_fit), np.nan)
+            raw = raw._replace(n_iter=work[0], n_hessian=work[1], n_matmul=work[2])
         dispersion_out = alpha
         if family in ("gamma", "gaussian"):
             if blocked:
@@ -833,7 +839,28 @@ def _solve_family(problem, family: str, dispersion, *, regularizer=None, solver=
                    family=family, dispersion=dispersion_out)
 
 
-def _nb_log_alpha(source, blocked: bool, raw, log_alpha, active, dt):
+def _nb_counts(problem) -> np.ndarray:
+    """:func:`~glmformula.backend.families.nb_survival` of the problem's counts (whole numbers
+    are required: a negative binomial models counts); rows in blocks are read once more."""
+    def parts():
+        if not isinstance(problem, BlockedProblem):
+            yield problem.y, problem.row_weight
+            return
+        for p in problem.blocks():
+            yield np.asarray(p.counts, float), p.row_weight
+
+    def checked():
+        for y, w in parts():
+            y = np.asarray(y, float)
+            used = np.ones(len(y), bool) if w is None else np.asarray(w) > 0
+            if np.any(y[used] != np.round(y[used])):
+                raise ValueError("the negative_binomial family needs whole counts y")
+            yield y, w
+
+    return families.nb_survival(checked())
+
+
+def _nb_log_alpha(source, blocked: bool, raw, log_alpha, active, dt, survival):
     """The maximum-likelihood ``log a`` per unit at the weights of ``raw`` (U,): in memory
     one compiled search (returns it with the compile time), in blocks one pass over the rows
     per Newton step."""
@@ -841,13 +868,15 @@ def _nb_log_alpha(source, blocked: bool, raw, log_alpha, active, dt):
     k = jnp.asarray(log_alpha, dt)
     act = jnp.asarray(active)
     if not blocked:
-        out, c, _ = pb.compiled_call(pb.nb_dispersion, {}, source, W, b, k, act)
+        out, c, _ = pb.compiled_call(pb.nb_dispersion, {}, source, W, b, k, act, survival)
         return np.asarray(out, float), c
     U = k.shape[0]
     lo, hi = jnp.full(U, -jnp.inf, dt), jnp.full(U, jnp.inf, dt)
     for _ in range(families.NB_INNER_MAX):
         lk, lkk = source.sum(pb.block_nb_score, {}, W, b, k)
+        ck, ckk = families.nb_score_counts(k, survival)
+        lk, lkk = lk + ck, lkk + ckk
         k, lo, hi, step = families.nb_iteration(k, lk, lkk, lo, hi, act)
-        if not bool(jnp.any(act & (step > families.NB_INNER_TOL))):
+        if not bool(jnp.any(act & (step > families.nb_inner_tol(dt)))):
             break
     return np.asarray(k, float)

@@ -391,11 +391,15 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
         with _backend_errors(plan, formula):
             if setup is not None and setup.keys:
                 smooth_fit = smoothing.choose_strengths(
-                    problem, setup, groups, plan.term_storage,
+                    problem, setup, groups, smoothing.unit_term_columns(plan),
                     regularizer=solver_options["regularizer"], dtype=options.dtype,
                     initial_strength=None if init is None or len(init) < 3 else init[2],
                     start=start)
                 start = smooth_fit.start
+                if solver_options["solver"] == "auto":
+                    # REML's inner fits are Newton's at these strengths: one more Newton step
+                    # from their answer confirms it (L-BFGS would start its curvature afresh)
+                    solver_options = {**solver_options, "solver": "newton"}
             if setup is not None:
                 problem = attrs.evolve(problem, penalty_matrix=smooth_fit.penalty_matrix
                                        if smooth_fit is not None else setup.fixed)
@@ -598,7 +602,7 @@ def _strengths_from_sample(rows, n_grid_rows: int, chunk_size: int, plan, layout
                              offset=offset,
                              row_weight=np.concatenate([b.row_weight for b in parts]), **layout)
     fit = smoothing.choose_strengths(sample, setup, plan_groups(layout["column_mask"]),
-                                     plan.term_storage, dtype=options.dtype,
+                                     smoothing.unit_term_columns(plan), dtype=options.dtype,
                                      regularizer=options.backend_options(plan.formula)[
                                          "regularizer"])
     scale = float(np.sum(sample.row_weight)) / max(total, 1.0)

@@ -145,7 +145,7 @@ def fixed_only(setup: PenaltySetup) -> np.ndarray | None:
 
 
 def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list | None,
-                     term_storage: dict, *, regularizer=None, dtype: str | None = None,
+                     unit_terms: tuple, *, regularizer=None, dtype: str | None = None,
                      exact: bool = True, initial_strength: np.ndarray | None = None,
                      start: tuple | None = None) -> SmoothingFit:
     """Choose every unit's strengths by REML on ``problem``'s rows (weighted by its
@@ -154,6 +154,9 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
     ``initial_strength`` (M, U), e.g. those of a fit on all rows when fitting a
     cross-validation fold, and ``start`` (weights (P, U), intercepts (U,), solver's basis) start
     the search there (fewer outer iterations); NaN entries start from the default.
+
+    ``unit_terms``: per unit, term text -> the stored columns of that term the unit reads
+    (:func:`unit_term_columns`), for the effective degrees of freedom per term.
 
     Returns the strengths, the effective degrees of freedom and the penalty matrix of the final
     fit.
@@ -230,11 +233,22 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
             penalty_matrix[u] += np.nan_to_num(typical[m]) * setup.S[m, u]
     edf = {}
     for term in dict.fromkeys(setup.key_terms):
-        block = term_storage[term]
-        edf[term] = np.where(np.isfinite(total_edf),
-                             edf_columns[:, block.start:block.stop].sum(axis=1), np.nan)
+        # a unit's own columns of the term (history and coupling read one stored bank)
+        per_unit = [edf_columns[u, unit_terms[u].get(term, [])].sum() for u in range(U)]
+        edf[term] = np.where(np.isfinite(total_edf), per_unit, np.nan)
     return SmoothingFit(setup.keys, setup.key_terms, strength, edf, total_edf, criterion,
                         converged, n_outer, n_inner, penalty_matrix, (W, b))
+
+
+def unit_term_columns(plan) -> tuple:
+    """Per unit, term text -> the stored columns of that term it reads."""
+    out = []
+    for columns, labels in zip(plan.unit_columns, plan.unit_labels):
+        terms: dict = {}
+        for column, (term, _) in zip(columns, labels):
+            terms.setdefault(term, []).append(int(column))
+        out.append({t: np.asarray(c, dtype=int) for t, c in terms.items()})
+    return tuple(out)
 
 
 def _initial_log_strengths(S: np.ndarray, gram_diag: np.ndarray, present: np.ndarray):
@@ -253,4 +267,4 @@ def _initial_log_strengths(S: np.ndarray, gram_diag: np.ndarray, present: np.nda
 
 
 __all__ = ["MODES", "PenaltySetup", "SmoothingFit", "SmoothingSummary", "penalty_setup",
-           "choose_strengths", "fixed_only"]
+           "choose_strengths", "fixed_only", "unit_term_columns"]

@@ -13,6 +13,9 @@ Three kinds of curve, chosen from the term:
   ``filter(events, ..., start=...)``: negative lags are before the event), with ``K`` the very
   kernels the design convolved with (:meth:`~glmformula.graph.nodes.CausalFilter.kernels`).
   ``K w`` is the weight of one spike (or event, or unit of the covariate) ``j`` bins back.
+  A temporal term gated by a state (``coupling(all):rest``, ``history(8):speed``) gives the
+  change of that filter in the state (per unit of a scalar state); ``curve(term, state=...)``
+  and ``coupling_matrix(state=...)`` read the filters in a state (see :mod:`.states`).
 
 Bands are pointwise, by the delta method: the effect ``x' w`` has variance ``x' S x`` with
 ``S`` the weights' block of :attr:`FitResult.covariance`.
@@ -228,10 +231,13 @@ def _gated_lag_curve(result, gated, factor_nodes, units, scale, state) -> pd.Dat
 
 def _state_lag_curve(result, term, node, units, scale, state) -> pd.DataFrame:
     """An ungated temporal term over lag in a state (see :mod:`.states`): its filter plus each
-    gated term of the same call times its state's value, with the band of that sum (delta
-    method on the unit's covariance of both terms' weights). ``state=None``: the term alone."""
+    gated term of the same function (and covariate, for ``filter``) times its state's value,
+    with the band of that sum (delta method on the unit's covariance of all their weights; the
+    lags of filters with different windows are aligned). ``state=None``: the term alone."""
     call = result.formula.term(term).factors[0]
-    gated = [g for g in states.gated_terms(result) if g.call == call]
+    # the gated terms of the same filter: the same function (and, for filter(), covariate)
+    gated = [g for g in states.gated_terms(result, call.function)
+             if call.function != "filter" or g.call.argument("x") == call.argument("x")]
     values = states.state_values(state, gated, call.function)
     if not values:
         frame = _lag_curve(result, term, node, units, scale)
