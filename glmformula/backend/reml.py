@@ -116,9 +116,20 @@ def penalised_fit(data: RemlData, lam, beta0, *, strategy: str, max_iter: int = 
         Sd, Sb = jnp.einsum("upq,qu->pu", Sl, d), jnp.einsum("upq,qu->pu", Sl, beta)
         dSd, bSd = jnp.sum(d * Sd, axis=0), jnp.sum(beta * Sd, axis=0)
         bSb = jnp.sum(beta * Sb, axis=0)
-        losses = pb.loss_sums_along(eta, xi, blk.Y, blk.rw, steps[:, None] * jnp.ones_like(f))
-        f_try = losses + 0.5 * (bSb + 2 * steps[:, None] * bSd + steps[:, None] ** 2 * dSd)
-        ok = f_try <= f[None, :] + 1e-4 * steps[:, None] * slope[None, :] + 1e-12 * data.scale
+        def accepted(trial):  # Armijo test of the steps ``trial`` (K,): (K, U)
+            losses = pb.loss_sums_along(eta, xi, blk.Y, blk.rw,
+                                        trial[:, None] * jnp.ones_like(f))
+            f_try = losses + 0.5 * (bSb + 2 * trial[:, None] * bSd
+                                    + trial[:, None] ** 2 * dSd)
+            return f_try <= f[None, :] + 1e-4 * trial[:, None] * slope[None, :] \
+                + 1e-12 * data.scale
+
+        # the full step first (one pass over the rows; Newton's step is nearly always taken),
+        # the whole ladder of shorter ones only when some unit refuses it
+        full = accepted(steps[:1])[0] | done
+        ok = lax.cond(jnp.all(full), lambda: jnp.broadcast_to(full, (steps.shape[0],) +
+                                                               full.shape),
+                      lambda: accepted(steps))
         first = jnp.argmax(ok, axis=0)
         a = jnp.where(jnp.any(ok, axis=0), steps[first], 0.0) * (~done)
         beta = beta + a[None, :] * d

@@ -25,8 +25,9 @@ def recording():
 def _fit(recording, formula=FORMULA, **options):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # the reference information below has the ridge only: no smoothness penalties
         return gf.fit(formula, recording, bin_size="10ms", epochs="wake",
-                      regularizer=gf.Ridge(1e-3), **options)
+                      regularizer=gf.Ridge(1e-3), smoothing=None, **options)
 
 
 @pytest.fixture(scope="module")
