@@ -166,6 +166,62 @@ def plot_states(res, out: Path) -> Path:
     return path
 
 
+def shifted(intervals: nap.IntervalSet, epochs: nap.IntervalSet, seconds: float):
+    """``intervals`` moved ``seconds`` later, wrapped around the span of ``epochs`` and cut to
+    them: the same durations and alternation, no longer aligned with the behaviour."""
+    first, last = float(epochs.start[0]), float(epochs.end[-1])
+    moved = (intervals.values - first + seconds) % (last - first) + first
+    starts, ends = moved[:, 0], moved[:, 1]
+    cut = ends < starts  # an interval split by the wrap
+    starts = np.concatenate([starts[~cut], starts[cut], np.full(cut.sum(), first)])
+    ends = np.concatenate([ends[~cut], np.full(cut.sum(), last), ends[cut]])
+    order = np.argsort(starts)
+    return nap.IntervalSet(starts[order], ends[order]).intersect(epochs)
+
+
+def lr_test(full, reduced, df: int) -> np.ndarray:
+    """p-values of the likelihood-ratio test of two fits on the same bins, per cell."""
+    assert full.n_rows == reduced.n_rows, "the two models must use the same bins"
+    lr = 2 * (full.log_likelihood_units - reduced.log_likelihood_units)
+    return stats.chi2.sf(np.maximum(lr, 0.0), df), lr
+
+
+def controls(data, epochs, fast, fit) -> list[str]:
+    """Two checks of the test, each one likelihood-ratio test per cell (lines of a report).
+
+    1. A null: ``fast`` shifted 10 min later in time (its durations and alternation kept, no
+       longer aligned with the angular speed): the test should reject at its nominal rate.
+    2. A confound: fast turns may change the tuning and the rate (head-direction cells
+       anticipate the head angle), which ``coupling(all):fast`` could absorb. Adding
+       ``cyclic(head_direction, 12):fast`` to both models (12 columns: it also holds the rate
+       change in fast epochs) asks whether coupling still changes.
+    """
+    lines = []
+    df = 31 * 8 if len(data["spikes"]) == 32 else (len(data["spikes"]) - 1) * 8
+    reduced_formula = FORMULA.replace(" + coupling(all):fast", "")
+    reduced = fit(reduced_formula, data)
+    null_state = shifted(fast, epochs, 600.0)
+    p, lr = lr_test(fit(FORMULA, dict(data, fast=null_state)), reduced, df)
+    overlap = null_state.intersect(fast).tot_length() / fast.tot_length()
+    lines.append(f"null control, fast shifted by 10 min ({overlap:.0%} overlap with fast): "
+                 f"{int((p < 0.01).sum())} of {len(p)} cells reject at 0.01 "
+                 f"({int((p < 0.01 / len(p)).sum())} after Bonferroni); median LR "
+                 f"{np.median(lr):.0f} (df {df})")
+    tuning = " + cyclic(head_direction, 12):fast"
+    reduced_tuned = fit(reduced_formula + tuning, data)
+    p_tuning, _ = lr_test(reduced_tuned, reduced, 12)
+    lines.append(f"the tuning (and rate) changes with fast, cyclic(head_direction, 12):fast: "
+                 f"{int((p_tuning < 0.01).sum())} of {len(p_tuning)} cells reject at 0.01")
+    p, lr = lr_test(fit(FORMULA + tuning, data), reduced_tuned, df)
+    worst = ", ".join(f"{u} (p = {q:.2g})" for u, q in
+                      sorted(zip(data["spikes"].index, p), key=lambda x: x[1])[:3])
+    lines.append(f"coupling(all):fast with cyclic(head_direction, 12):fast in both models: "
+                 f"{int((p < 0.01).sum())} of {len(p)} cells reject at 0.01 "
+                 f"({int((p < 0.01 / len(p)).sum())} after Bonferroni); median LR "
+                 f"{np.median(lr):.0f}; smallest p: {worst}")
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(Path(__file__).parent / "output"),
@@ -178,6 +234,9 @@ def main(argv=None) -> int:
                         help="Ridge penalty strength (default 0: none)")
     parser.add_argument("--simulated", action="store_true",
                         help="use the built-in simulation even where the real data exist")
+    parser.add_argument("--controls", action="store_true",
+                        help="also run the null (time-shifted state) and tuning-confound "
+                             "controls: four more fits")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -230,8 +289,21 @@ def main(argv=None) -> int:
               f"smoothed angular speed above {median:.2f} rad/s ({fast.tot_length():.0f} s of "
               f"{epochs.tot_length():.0f} s); {reject} of {n} cells reject at p < 0.01 "
               f"({bonferroni} after Bonferroni)")
+    text = markdown(table, header)
+    if args.controls:
+        checked = time.perf_counter()
+
+        def fit(formula, fit_data):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return gf.fit(formula, fit_data, bin_size=args.bin_size, epochs=epochs,
+                              smoothing=None, regularizer=res.regularizer)
+        lines = controls(data, epochs, fast, fit)
+        print("\n".join(lines))
+        print(f"controls: {time.perf_counter() - checked:.0f} s")
+        text += "\n" + "\n".join(f"* {line}" for line in lines) + "\n"
     report = out / "state_dependent_coupling.md"
-    report.write_text(markdown(table, header))
+    report.write_text(text)
     paths = [plot_states(res, out), report]
     print("wrote", ", ".join(str(p) for p in paths))
     print(f"total {time.perf_counter() - started:.0f} s")
