@@ -23,7 +23,12 @@ not depend on speed (a negative control: the test should not reject there), and 
 Run::
 
     python examples/state_dependent_coupling.py [--out examples/output/] [--minutes M]
-        [--bin-size 10ms] [--simulated]
+        [--bin-size 10ms] [--ridge 0] [--controls] [--simulated]
+
+``--controls`` adds two checks of the test (four more fits): the same test with ``fast``
+shifted 10 min in time (a null: it should reject at its nominal rate), and with the tuning
+allowed to change in fast epochs (``cyclic(head_direction, 12):fast`` in both models: a
+confound that ``coupling(all):fast`` could otherwise absorb).
 
 Choices:
 
@@ -186,24 +191,26 @@ def lr_test(full, reduced, df: int) -> np.ndarray:
     return stats.chi2.sf(np.maximum(lr, 0.0), df), lr
 
 
-def controls(data, epochs, fast, fit) -> list[str]:
+def controls(data, epochs, fast, fit, df: int, names: dict) -> list[str]:
     """Two checks of the test, each one likelihood-ratio test per cell (lines of a report).
 
-    1. A null: ``fast`` shifted 10 min later in time (its durations and alternation kept, no
-       longer aligned with the angular speed): the test should reject at its nominal rate.
+    1. A null: ``fast`` shifted 10 min later in time (a third of the span of shorter data; its
+       durations and alternation kept, no longer aligned with the angular speed): the test
+       should reject at its nominal rate.
     2. A confound: fast turns may change the tuning and the rate (head-direction cells
        anticipate the head angle), which ``coupling(all):fast`` could absorb. Adding
        ``cyclic(head_direction, 12):fast`` to both models (12 columns: it also holds the rate
        change in fast epochs) asks whether coupling still changes.
     """
     lines = []
-    df = 31 * 8 if len(data["spikes"]) == 32 else (len(data["spikes"]) - 1) * 8
     reduced_formula = FORMULA.replace(" + coupling(all):fast", "")
     reduced = fit(reduced_formula, data)
-    null_state = shifted(fast, epochs, 600.0)
+    shift = min(600.0, (float(epochs.end[-1]) - float(epochs.start[0])) / 3)
+    null_state = shifted(fast, epochs, shift)
     p, lr = lr_test(fit(FORMULA, dict(data, fast=null_state)), reduced, df)
     overlap = null_state.intersect(fast).tot_length() / fast.tot_length()
-    lines.append(f"null control, fast shifted by 10 min ({overlap:.0%} overlap with fast): "
+    lines.append(f"null control, fast shifted by {shift:.0f} s ({overlap:.0%} overlap with "
+                 f"fast): "
                  f"{int((p < 0.01).sum())} of {len(p)} cells reject at 0.01 "
                  f"({int((p < 0.01 / len(p)).sum())} after Bonferroni); median LR "
                  f"{np.median(lr):.0f} (df {df})")
@@ -213,7 +220,7 @@ def controls(data, epochs, fast, fit) -> list[str]:
     lines.append(f"the tuning (and rate) changes with fast, cyclic(head_direction, 12):fast: "
                  f"{int((p_tuning < 0.01).sum())} of {len(p_tuning)} cells reject at 0.01")
     p, lr = lr_test(fit(FORMULA + tuning, data), reduced_tuned, df)
-    worst = ", ".join(f"{u} (p = {q:.2g})" for u, q in
+    worst = ", ".join(f"{names.get(u, u)} (p = {q:.2g})" for u, q in
                       sorted(zip(data["spikes"].index, p), key=lambda x: x[1])[:3])
     lines.append(f"coupling(all):fast with cyclic(head_direction, 12):fast in both models: "
                  f"{int((p < 0.01).sum())} of {len(p)} cells reject at 0.01 "
@@ -298,7 +305,7 @@ def main(argv=None) -> int:
                 warnings.simplefilter("ignore")
                 return gf.fit(formula, fit_data, bin_size=args.bin_size, epochs=epochs,
                               smoothing=None, regularizer=res.regularizer)
-        lines = controls(data, epochs, fast, fit)
+        lines = controls(data, epochs, fast, fit, int(table.df.iloc[0]), names)
         print("\n".join(lines))
         print(f"controls: {time.perf_counter() - checked:.0f} s")
         text += "\n" + "\n".join(f"* {line}" for line in lines) + "\n"

@@ -39,7 +39,7 @@ ARGUMENTS = {"state_dependent_coupling": ["--minutes", "5"]}
 #: recording is used when it is present).
 CASES = [(script, ARGUMENTS.get(script.stem, [])) for script in sorted(EXAMPLES.glob("*.py"))]
 CASES += [(EXAMPLES / "current_injection.py", ["--simulated"])]
-CASES += [(EXAMPLES / "state_dependent_coupling.py", ["--simulated"])]
+CASES += [(EXAMPLES / "state_dependent_coupling.py", ["--simulated", "--controls"])]
 
 
 def _environment() -> dict:
