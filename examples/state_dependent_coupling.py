@@ -41,8 +41,8 @@ Choices:
   statistics fall below their df). Unpenalised, pairs of cells that rarely fire within 100 ms
   of each other leave some coupling weights barely determined (very large integrals): the
   matrices are drawn with colours clipped at the 90th percentile of their magnitudes.
-* About 18 minutes on a 2-core machine for the whole session (fit 4.5 min; the refit and the
-  standard errors the curves and the summary use, the rest).
+* About 12 minutes on a 2-core machine for the whole session (the fit 4 min; the refit and
+  the standard errors the summary and the curves use, 8 min), 17 with ``--controls``.
 * The state is the bin being predicted: the filtered past spikes of the other cells are
   multiplied by the indicator of ``fast`` at the bin whose count the model predicts.
 """

@@ -200,7 +200,7 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
             dt = jnp.dtype(name)
             block = pb.block_from_arrays(Xg, problem.y[:, units], offset, rw, dt, len(units))
             gram_diag = (rw @ (Xg * Xg))[:, None] * (spikes[units] / n)[None, :]  # ~ diag H
-            rho0 = _initial_log_strengths(Sg[:, :, :-1, :-1], gram_diag, present)
+            guess = rho0 = _initial_log_strengths(Sg[:, :, :-1, :-1], gram_diag, present)
             if initial_strength is not None:
                 given = np.log(np.asarray(initial_strength, float)[:, units] * n)
                 rho0 = np.where(np.isfinite(given), given, rho0)
@@ -210,7 +210,7 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
                 beta0[:-1] = np.asarray(start[0], float)[np.ix_(columns, units)] * keep.T
                 beta0[-1] = np.asarray(start[1], float)[units]
             result = reml.select(block, keep_aug, Sg, fixed, beta0, rho0, present=present,
-                                 dtype=dt, exact=exact)
+                                 dtype=dt, exact=exact, center=guess)
         n_outer = max(n_outer, result.n_outer)
         n_inner += result.n_inner
         strength[:, units] = np.exp(result.log_strength) / n

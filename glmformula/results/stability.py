@@ -207,7 +207,11 @@ def _radius(m: np.ndarray, excitatory: np.ndarray) -> np.ndarray:
     if excitatory.shape[0] == 1 or not np.any(excitatory - np.diag(np.diag(excitatory))):
         return (m * np.diag(excitatory)).max(axis=1, initial=0.0)  # diagonal: no eigenvalues
     gains = m[:, :, None] * excitatory[None]
-    return np.abs(np.linalg.eigvals(gains)).max(axis=1)
+    finite = np.isfinite(gains).all(axis=(1, 2))  # filters run off (a nearly separated fit)
+    radius = np.full(len(m), np.inf)
+    if finite.any():
+        radius[finite] = np.abs(np.linalg.eigvals(gains[finite])).max(axis=1)
+    return radius
 
 
 def _peak_radius(counts: np.ndarray, excitatory: np.ndarray) -> float:

@@ -58,8 +58,11 @@ def wald_test(w: np.ndarray, S: np.ndarray, max_df: int) -> tuple[float, int]:
     -------
     (float, int)
         The statistic (chi-square with ``df`` degrees of freedom under "all weights are 0") and
-        ``df``: the number of identified directions of ``S``, at most ``max_df``.
+        ``df``: the number of identified directions of ``S``, at most ``max_df``. NaN and 0
+        when ``w`` or ``S`` is not finite (a nearly separated fit: weights running off).
     """
+    if not (np.all(np.isfinite(S)) and np.all(np.isfinite(w))):
+        return float("nan"), 0
     S = 0.5 * (S + S.T)
     values, vectors = np.linalg.eigh(S)
     order = np.argsort(values)[::-1]
