@@ -171,6 +171,15 @@ def profile_auto(data: dict) -> dict:
             "load": load_line()}
 
 
+def code_line(code: dict | None) -> str:
+    """Which version of the smoothing code was measured (it changed during these runs)."""
+    reml_file = (code or {}).get("glmformula/backend/reml.py")
+    if not reml_file:
+        return ""
+    return (f" Code measured: `glmformula/backend/reml.py` as of {reml_file['mtime']} (sha256 "
+            f"{reml_file['sha256']}...; other files in the JSON).")
+
+
 def code_fingerprint() -> dict:
     """sha256 and modification time of the files that implement smoothing (the package is
     being changed while these benchmarks run; this says which version was measured)."""
@@ -254,7 +263,8 @@ def report(r: dict) -> tuple[str, str]:
         f"{'/'.join(f'{x:.2f}' for x in m['load_after'])} at the end (other engineers' test "
         f"runs share this 2-core machine; every timed step ran under "
         f"`flock /tmp/glmformula-bench.lock`). Python {v['python']}, jax {v['jax']}, numpy "
-        f"{v['numpy']}, {v['R']}, mgcv {v['mgcv']} (R's reference BLAS, one thread).",
+        f"{v['numpy']}, {v['R']}, mgcv {v['mgcv']} (R's reference BLAS, one thread)."
+        + code_line(r.get("code")),
         "",
         f"Model: `{FORMULA}` for all 32 cells; mgcv: `s(hd, bs=\"cc\", k=20)` with 20 evenly "
         "spaced knots on [0, 2 pi], Poisson, one cell per fit, on the same head angle and "
@@ -353,8 +363,16 @@ def main(argv=None) -> int:
                              "nothing is written to docs)")
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument("--no-write", action="store_true", help="do not write the docs")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the docs from the JSON of an earlier run (no fits)")
     args = parser.parse_args(argv)
     code = code_fingerprint()  # of the modules imported above
+    if args.report_only:
+        perf, evid = report(json.loads(args.json.read_text()))
+        common.write_section(PERFORMANCE, perf, "benchmarks/smoothing.py")
+        common.write_section(EVIDENCE, evid, "benchmarks/smoothing.py")
+        print(perf + "\n" + evid + f"\nwritten to {PERFORMANCE} and {EVIDENCE}")
+        return 0
     if not hd_real_fits.DATA.exists():
         print(f"skipped: the real recording is not at {hd_real_fits.DATA}")
         return 0
