@@ -307,12 +307,101 @@ def _rate(eta):
     return rate_loss, rate_grad, r
 
 
+# Below this many units the Poisson kernels keep the plain formulation of _rate (selects, one
+# stacked reduction): for (T, 1) to (T, 8) predictors XLA's CPU backend emits it as fast or
+# faster than the formulations below (measured: docs/performance_decisions.md, 'Per-row
+# Poisson kernels').
+_FUSED_MIN_UNITS = 16
+#: bytes of X and per-row arrays per chunk of value_grad_sums (same section: 0.5-2 MiB and
+#: 32 MiB were slower)
+_SUMS_CHUNK_BYTES = 8 << 20
+
+_ROWS = (((0,), (0,)), ((), ()))  # dot_general dimensions of X.T @ R (contract the rows)
+
+
+def _rate_loss(eta):
+    """``rate_loss`` of :func:`_rate` without a select: below the cap ``d = 0`` and the
+    polynomial factor is exactly 1, so the value is bit-identical to :func:`_rate`'s.
+
+    In float64 XLA's CPU backend computes :func:`_rate`'s two-branch select ~3.5x slower than
+    this (26 -> 7 ms for a (90618, 32) loss sum; docs/performance_decisions.md, 'Per-row
+    Poisson kernels')."""
+    cap = eta_cap(eta.dtype)
+    d = jnp.maximum(eta - cap, 0.0)
+    return jnp.exp(jnp.minimum(eta, cap)) * (1.0 + d + 0.5 * d * d)
+
+
+def _poisson_sums(X, Y, rw, eta):
+    """:func:`value_grad_sums` of the Poisson family on rows that fit in cache (one chunk).
+
+    The common case (no ``eta`` above the cap) skips the cap arithmetic through a
+    ``lax.cond``; the rate is materialised once behind an optimization barrier, so that XLA
+    does not recompute ``exp`` in every reduction and product reading it. Both paths give
+    exactly :func:`_rate`'s rates (below the cap ``exp(min(eta, c)) = exp(eta)`` and the
+    polynomial factors are 1). Measured on (90618, 20, 32) float64 rows: 61 ms for the
+    stacked sums (:func:`_stacked_sums`), 38 ms for this on all rows, 13-21 ms in chunks of
+    :func:`_sums_chunk` rows (docs/performance_decisions.md, 'Per-row Poisson kernels').
+    """
+    w = rw[:, None]
+
+    def sums(rate_loss, rate_grad, eta):
+        resid = w * (rate_grad - Y)
+        return (jnp.sum(w * (rate_loss - Y * eta), axis=0), lax.dot_general(X, resid, _ROWS),
+                jnp.sum(resid, axis=0), jnp.sum(w * (rate_loss + Y * jnp.abs(eta)), axis=0))
+
+    def capped(eta):
+        cap = eta_cap(eta.dtype)
+        r = lax.optimization_barrier(jnp.exp(jnp.minimum(eta, cap)))
+        d = jnp.maximum(eta - cap, 0.0)  # 0 below the cap: the factors below are exactly 1
+        return sums(r * (1.0 + d + 0.5 * d * d), r * (1.0 + d), eta)
+
+    def uncapped(eta):
+        r = lax.optimization_barrier(jnp.exp(eta))
+        return sums(r, r, eta)
+
+    return lax.cond(jnp.any(eta > eta_cap(eta.dtype)), capped, uncapped, eta)
+
+
+def _sums_chunk(n_cols: int, n_units: int, itemsize: int) -> int:
+    """Rows per chunk of :func:`value_grad_sums` (populations): ~``_SUMS_CHUNK_BYTES`` of
+    X and of the chunk's per-row arrays, which then stay in cache from ``exp`` to ``X.T @
+    resid``."""
+    row_bytes = (n_cols + 3 * n_units) * itemsize
+    return int(np.clip(_SUMS_CHUNK_BYTES // max(row_bytes, 1), 256, 16384))
+
+
+def _chunked_sums(X, Y, rw, eta, chunk: int):
+    """:func:`_poisson_sums` accumulated over row chunks of ``chunk`` rows (static)."""
+    T, P = X.shape
+    U = eta.shape[1]
+    if T <= chunk:
+        return _poisson_sums(X, Y, rw, eta)
+    n_full, rem = _row_chunks(T, chunk)
+
+    def body(i, acc):
+        part = lambda a: lax.dynamic_slice_in_dim(a, i * chunk, chunk)
+        sums = _poisson_sums(part(X), part(Y), part(rw), part(eta))
+        return tuple(a + b for a, b in zip(acc, sums))
+
+    dt = eta.dtype
+    zero = (jnp.zeros((U,), dt), jnp.zeros((P, U), dt), jnp.zeros((U,), dt), jnp.zeros((U,), dt))
+    acc = lax.fori_loop(0, n_full, body, zero)
+    if rem:
+        tail = slice(n_full * chunk, T)
+        sums = _poisson_sums(X[tail], Y[tail], rw[tail], eta[tail])
+        acc = tuple(a + b for a, b in zip(acc, sums))
+    return acc
+
+
 def loss_sum(eta, Y, rw, obs: Obs | None = None):
     """Sum over rows of ``rw * (rate - y * eta)``, shape (U,) (``obs``: another family's loss,
     :mod:`.families`)."""
     if not is_poisson(obs):
         return jnp.sum(rw[:, None] * fam.row_loss(obs, eta, Y), axis=0)
-    rate, _, _ = _rate(eta)
+    if eta.shape[1] >= _FUSED_MIN_UNITS:
+        rate = _rate_loss(eta)
+    else:
+        rate, _, _ = _rate(eta)
     return jnp.sum(rw[:, None] * (rate - Y * eta), axis=0)
 
 
@@ -342,17 +431,25 @@ def value_grad_sums(X, Y, rw, eta, obs: Obs | None = None):
         resid = rw[:, None] * d
         U = eta.shape[1]
         sums = jnp.sum(jnp.concatenate([rw[:, None] * loss, rw[:, None] * mag], axis=1), axis=0)
-        grad_w = lax.dot_general(X, resid, (((0,), (0,)), ((), ())))
+        grad_w = lax.dot_general(X, resid, _ROWS)
         return sums[:U], grad_w, jnp.sum(resid, axis=0), sums[U:]
+    T, P = X.shape
+    U = eta.shape[1]
+    if U >= _FUSED_MIN_UNITS:
+        return _chunked_sums(X, Y, rw, eta, _sums_chunk(P, U, eta.dtype.itemsize))
+    return _stacked_sums(X, Y, rw, eta)
+
+
+def _stacked_sums(X, Y, rw, eta):
+    """:func:`value_grad_sums` of the Poisson family for few units: the three row sums in one
+    reduction of a stacked (T, 3U) array (docs/performance_decisions.md, 'Fused row sums')."""
     rate, r, _ = _rate(eta)
     resid = rw[:, None] * (r - Y)
     U = eta.shape[1]
-    # One reduction of the three row sums: XLA's CPU backend recomputes the rate for every
-    # separate reduction (measured: docs/performance_decisions.md, 'Fused row sums').
     rows = jnp.concatenate([rw[:, None] * (rate - Y * eta), rw[:, None] * (rate + Y * jnp.abs(eta)),
                             resid], axis=1)
     sums = jnp.sum(rows, axis=0)
-    grad_w = lax.dot_general(X, resid, (((0,), (0,)), ((), ())))
+    grad_w = lax.dot_general(X, resid, _ROWS)
     return sums[:U], grad_w, sums[2 * U:], sums[U:2 * U]
 
 
@@ -380,8 +477,9 @@ def step_sums(X, Y, rw, eta, dW, db, chunk: int, obs: Obs | None = None):
 
     def sums_of(x, y, w, e):
         xi = x @ dW + db[None, :]
-        loss, gw, gb, mag = value_grad_sums(x, y, w, e + xi, obs)
-        return xi, (loss, gw, gb, mag)
+        if is_poisson(obs) and U >= _FUSED_MIN_UNITS:
+            return xi, _poisson_sums(x, y, w, e + xi)  # a chunk already: no chunks within
+        return xi, value_grad_sums(x, y, w, e + xi, obs)
 
     if T <= chunk:
         return sums_of(X, Y, rw, eta)

@@ -53,6 +53,8 @@ RHO_RANGE = 15.0
 GRADIENT_TOL = 1e-8
 #: Slope (nats) that releases a strength from its upper bound (see :func:`_free`).
 RELEASE = 1e-2
+#: Gradient tolerance relative to the loss (see :func:`performance_iteration`).
+RELATIVE_TOL = 1e-9
 HOLD = 3
 
 
@@ -230,6 +232,11 @@ class HostPenalties:
 
     def total(self, lam: np.ndarray) -> np.ndarray:
         return np.einsum("mu,mupq->upq", lam, self.S) + self.fixed
+
+    def subset(self, units: np.ndarray) -> HostPenalties:
+        """The penalties of some units (an index array)."""
+        return HostPenalties(self.S[:, units], self.fixed[units], self.basis[units],
+                             self.null[units], self.mask[:, units])
 
     def basis_form(self, matrix: np.ndarray) -> np.ndarray:
         """``E' matrix E`` per unit with the null-space directions set to the identity."""
@@ -432,6 +439,11 @@ class _QuadraticModel:
         z = np.einsum("upq,qu->up", self.H, self.beta) - self.g.T
         return A, np.linalg.solve(A, z[..., None])[..., 0]
 
+    def subset(self, units: np.ndarray) -> _QuadraticModel:
+        """The model of some units (an index array)."""
+        return _QuadraticModel(self.loss[units], self.g[:, units], self.H[units],
+                               self.beta[:, units])
+
     def criterion(self, host: HostPenalties, lam: np.ndarray):
         """``V`` of the model at ``lam`` (U,), with ``A`` and the optimum ``b`` (U, p)."""
         A, b = self.fit(host, lam)
@@ -454,51 +466,62 @@ def _free(rho, grad, present, low, high):
 
 def _minimise_model(host: HostPenalties, model: _QuadraticModel, rho: np.ndarray,
                     correction: np.ndarray, present: np.ndarray, low: np.ndarray,
-                    high: np.ndarray, tol: float, max_iter: int = 40):
+                    high: np.ndarray, tol: np.ndarray, max_iter: int = 40):
     """Newton's method on ``rho`` for ``V`` of the quadratic model plus the linear term
-    ``correction' (rho - rho_start)`` (the exact criterion's extra slope), all on the host.
+    ``correction' (rho - rho_start)`` (the exact criterion's extra slope), all on the host,
+    each unit until its gradient is below ``tol`` (U,) (units that are done leave the arrays).
 
     Returns the new ``rho``, the model's gradient at the starting ``rho`` (M, U) and which
     units could not decrease ``V`` from the start (U,): at its numerical minimum, where the
     strengths are so large (a term removed) that rounding in ``log|A|`` hides the slope.
     """
-    def lam_of(r):
-        return np.where(present, np.exp(r), 0.0)
-
+    U = rho.shape[1]
     start = rho.copy()
+    first = np.zeros_like(rho)
+    stuck = np.zeros(U, bool)
+    active = np.arange(U)
+    h, m = host, model
 
-    def value(r):
-        V, A, b = model.criterion(host, lam_of(r))
-        return V + np.sum(np.where(present, correction * (r - start), 0.0), axis=0), A, b
+    def value(r, units):
+        lam = np.where(present[:, units], np.exp(r), 0.0)
+        V, A, b = m.criterion(h, lam)
+        shift = np.where(present[:, units], correction[:, units] * (r - start[:, units]), 0.0)
+        return V + shift.sum(axis=0), A, b
 
-    W, A, b = value(rho)
-    done = np.zeros(rho.shape[1], bool)
-    first = stuck = None
-    for _ in range(max_iter):
-        grad, hess, _, _ = derivatives(host, None, lam_of(rho), b.T, A, exact=False)
-        grad = np.where(present, np.asarray(grad) + correction, 0.0)
-        first = grad if first is None else first
-        free = _free(rho, grad, present, low, high)
-        done |= np.all(np.abs(np.where(free, grad, 0.0)) < tol, axis=0)
-        if done.all():
-            break
+    W, A, b = value(rho, active)
+    for iteration in range(max_iter):
+        pr, r = present[:, active], rho[:, active]
+        lam = np.where(pr, np.exp(r), 0.0)
+        grad, hess, _, _ = derivatives(h, None, lam, b.T, A, exact=False)
+        grad = np.where(pr, np.asarray(grad) + correction[:, active], 0.0)
+        if iteration == 0:
+            first = grad
+        free = _free(r, grad, pr, low[:, active], high[:, active])
+        done = np.all(np.abs(np.where(free, grad, 0.0)) < tol[active], axis=0)
         step = _newton_steps(grad, hess, free & ~done[None, :], np.ones_like(grad))
-        alpha = np.ones(rho.shape[1])
+        alpha = np.ones(len(active))
         moved = done.copy()
         for _ in range(10):
-            r_try = np.where(moved[None, :], rho, np.clip(rho + alpha[None, :] * step, low, high))
-            W_t, A_t, b_t = value(r_try)
-            slope = np.sum(grad * (r_try - rho), axis=0)
+            r_try = np.where(moved[None, :], r, np.clip(r + alpha[None, :] * step,
+                                                        low[:, active], high[:, active]))
+            W_t, A_t, b_t = value(r_try, active)
+            slope = np.sum(grad * (r_try - r), axis=0)
             better = (W_t <= W + 1e-4 * slope + 1e-12 * np.abs(W)) & ~moved
-            rho[:, better], W[better], A[better], b[better] = (
+            r[:, better], W[better], A[better], b[better] = (
                 r_try[:, better], W_t[better], A_t[better], b_t[better])
             moved |= better
             alpha = np.where(moved, alpha, alpha * 0.25)
             if moved.all():
                 break
-        stuck = ~moved if stuck is None else stuck
-        done |= ~moved  # no decrease along Newton's direction: at the model's minimum
-    return rho, first, np.zeros(rho.shape[1], bool) if stuck is None else stuck
+        rho[:, active] = r
+        if iteration == 0:
+            stuck = ~moved
+        keep = moved & ~done  # no decrease along Newton's direction: at the model's minimum
+        if not keep.any():
+            break
+        active, W, A, b = active[keep], W[keep], A[keep], b[keep]
+        h, m = host.subset(active), model.subset(active)
+    return rho, first, stuck
 
 
 def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
@@ -543,56 +566,65 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
     converged = np.zeros(U, bool)
     final_gradient = np.zeros_like(rho)
     correction = np.zeros_like(rho)
-    moved = np.inf  # the largest change of a log-strength in the last iteration
+    moved = np.full(U, np.inf)  # each unit's largest change of a log-strength, last iteration
+    last_step = np.zeros_like(rho)
     for iteration in range(1, max_iter + 1):
         beta = model.beta
         lam = lam_of(rho)
         A, b = model.fit(host, lam)
-        # the extra slope is small and changes slowly: refreshed once the strengths settle
-        # (a pass saved in each of the first, far-off iterations), and always at the answer
-        fresh = exact and moved < 0.5 and not first_step
-        if fresh:
+        # The extra slope is small and changes slowly: it is refreshed for the units whose
+        # strengths have settled (a pass saved in each of the first, far-off iterations), and
+        # a unit converges only on a fresh one. Every choice is per unit, so that a unit's
+        # answer does not depend on the units fitted with it.
+        fresh = np.full(U, exact and not first_step) & (moved < 0.5)
+        if fresh.any():
             Ainv = np.linalg.inv(A)
             Ainv = 0.5 * (Ainv + np.swapaxes(Ainv, 1, 2))
             Sb = np.einsum("mupq,uq->mup", host.S, b)
             dbeta = -lam[:, :, None] * np.einsum("upq,muq->mup", Ainv, Sb)
-            correction = np.where(present, hessian_change(host, data.block, beta, Ainv, dbeta,
-                                                          dtype), 0.0)
+            change = hessian_change(host, data.block, beta, Ainv, dbeta, dtype)
+            correction[:, fresh] = np.where(present, change, 0.0)[:, fresh]
+        # converged when the gradient is below tol, or below the rounding of V (relative 1e-9:
+        # along a flat direction strengths barely matter and Newton's steps only wander)
+        tol_units = np.maximum(tol, RELATIVE_TOL * np.abs(model.loss))
         if first_step:  # the start model is too crude to choose strengths from
             new_rho, gradient, stuck = rho.copy(), np.full_like(rho, np.inf), np.zeros(U, bool)
         else:
             new_rho, gradient, stuck = _minimise_model(host, model, rho.copy(), correction,
-                                                       present, low, high, 0.1 * tol)
+                                                       present, low, high, 0.1 * tol_units)
         step = b - beta.T
         decrement = np.einsum("up,upq,uq->u", step, A, step)
         free = _free(rho, gradient, present, low, high)
-        now = ((np.all(np.abs(np.where(free, gradient, 0.0)) < tol, axis=0) | stuck)
-               & (decrement <= 1e-8 * (1.0 + scale)) & (fresh or not exact)) & ~converged
-        # a converged unit stays where it is (its answer does not depend on the others')
+        now = ((np.all(np.abs(np.where(free, gradient, 0.0)) < tol_units, axis=0) | stuck)
+               & (decrement <= 1e-8 * (1.0 + scale)) & (fresh | (not exact))) & ~converged
+        # a converged unit stays where it is
         final_gradient[:, now] = gradient[:, now]
         converged |= now
         if converged.all():
             return rho, beta, converged, iteration, model, final_gradient
         new_rho[:, converged] = rho[:, converged]
+        rho_step = new_rho - rho
+        # a unit whose strengths step back the way they came (a 2-cycle of the iteration)
+        # takes half the step
+        back = np.sum(rho_step * last_step, axis=0) < -0.5 * np.sqrt(
+            np.sum(rho_step ** 2, axis=0) * np.sum(last_step ** 2, axis=0))
+        rho_step[:, back] *= 0.5
+        new_rho = rho + rho_step
+        last_step = rho_step
         lam_new = lam_of(new_rho)
-        moved = np.abs(np.where(present, new_rho - rho, 0.0)).max(initial=0.0)
+        moved = np.abs(np.where(present, rho_step, 0.0)).max(axis=0, initial=0.0)
         rho = new_rho
         trial = model.fit(host, lam_new)[1].T
         trial[:, converged] = beta[:, converged]
         if first_step:  # from the start model, the first weights are its optimum
             model, first_step = model_at(trial), False
             continue
-        # the full step is tried with the pass that also gives the next model (nearly always
-        # taken); a unit that refuses it has its step shortened (Armijo) and the model redone
+        # the step to the model's optimum, shortened (Armijo) for a unit where the penalised
+        # objective does not fall enough: one pass without a Hessian, then the next model
         Sb = np.einsum("upq,qu->pu", host.total(lam_new), beta)
         f = model.loss + 0.5 * np.sum(beta * Sb, axis=0)
         d = trial - beta
         slope = np.sum((model.g + Sb) * d, axis=0)
-        tried = model_at(trial)
-        f_try = tried.loss + 0.5 * np.einsum("pu,upq,qu->u", trial, host.total(lam_new), trial)
-        if np.all(f_try <= f + 1e-4 * slope + 1e-12 * scale):
-            model = tried
-            continue
         (beta_new, _), _, _ = pb.compiled_call(damped_step, {}, data, a(lam_new), a(beta),
                                                a(d), a(f), a(slope))
         model = model_at(np.array(beta_new, float))
