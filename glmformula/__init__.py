@@ -35,8 +35,8 @@ from .errors import (
                      TermArgumentError,
                      UnknownNameError,
 )
-from .graph.design import DesignMatrix, design_matrix
-from .results import FitResult, fit, load_result
+from .graph.design import DesignMatrix
+from .results import FitResult, design_matrix, fit, load_result
 from .spec import ModelSpec, load_spec, run_spec
 from .terms.formula import Formula, parse
 from .terms.registry import Param, registered, term_function, unregister

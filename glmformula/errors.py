@@ -108,6 +108,12 @@ class ScoreWarning(GlmformulaWarning):
     """A held-out score is not finite or diverged (the fit ran off on that fold)."""
 
 
+#: The cure that warnings about weights running off advise (separation, diverged held-out
+#: scores): a penalty, which the default smoothing gives basis terms and a Ridge gives the rest.
+PENALTY_ADVICE = ("keep smoothing='auto' (the default) for basis terms, or add a Ridge penalty "
+                  "(e.g. gf.Ridge(1e-3)) for plain covariates")
+
+
 #: What the code running now is doing, outermost first (e.g. ``("model 'hd'", "fold 2")``):
 #: warnings issued inside :func:`warning_context` say it.
 _CONTEXT: ContextVar[tuple[str, ...]] = ContextVar("glmformula_warning_context", default=())

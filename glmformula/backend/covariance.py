@@ -144,8 +144,9 @@ def warn_singular(units) -> None:
     units = list(units)
     if units:
         warn(f"the Fisher information is singular for units {units[:20]}: returned its "
-             "pseudo-inverse; standard errors of non-identified weights are meaningless (add a "
-             "Ridge penalty or remove redundant columns).", RankDeficientWarning, units=units)
+             "pseudo-inverse; standard errors of non-identified weights are meaningless (remove "
+             "redundant columns or add a Ridge penalty, e.g. gf.Ridge(1e-3)).",
+             RankDeficientWarning, units=units)
 
 
 def invert_information(info: np.ndarray, dtype="float64") -> tuple[np.ndarray, np.ndarray]:

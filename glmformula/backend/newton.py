@@ -333,7 +333,7 @@ class NewtonRule:
     penalty)."""
 
     #: the loop may reuse factorisations and form early Hessians in float32
-    lazy = True
+    lazy: bool = True
 
     def nonsmooth(self, data: FitData, W):
         return jnp.zeros(W.shape[1], W.dtype)
@@ -505,6 +505,11 @@ class Newton:
         predictor (nats); raised to :func:`tolerance_floor` of the dtype.
     max_iter : int
         Maximum Newton iterations (each: one Hessian pass, two matrix products).
+    lazy : bool
+        Form early Hessians in float32 and reuse factorisations near the optimum (see
+        :data:`MIXED_ABOVE`). False: a float64 Hessian every iteration, as after REML, whose
+        answer is already the optimum: one exact step certifies it, where a float32 Hessian of
+        a strongly penalised (ill-conditioned) problem can leave the criterion above ``tol``.
 
     Notes
     -----
@@ -514,6 +519,7 @@ class Newton:
 
     tol: float = 1e-8
     max_iter: int = 100
+    lazy: bool = True
     name = "newton"
 
     def run(self, data: FitData):
@@ -521,6 +527,6 @@ class Newton:
         P, U = data.W0.shape
         dtype = data.W0.dtype
         tol = jnp.asarray(max(self.tol, tolerance_floor(dtype)), dtype)
-        static = dict(strategy=hessian_strategy(U, P), rule=NewtonRule())
+        static = dict(strategy=hessian_strategy(U, P), rule=NewtonRule(lazy=self.lazy))
         return compiled_call(second_order_loop, static, data, tol,
                              jnp.asarray(self.max_iter, jnp.int32))

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from . import families as fam
 from . import problem as pb
 
 #: Largest change of a log-strength in one outer step.
@@ -51,6 +52,8 @@ RHO_RANGE = 15.0
 #: flat V leaves log-strengths ~1e-6 apart at 1e-6); the performance iteration's last steps
 #: gain a factor ~30 each.
 GRADIENT_TOL = 1e-8
+#: Families whose scale is estimated (their strengths are chosen at the current scale).
+SCALED = ("gamma", "gaussian")
 #: Slope (nats) that releases a strength from its upper bound (see :func:`_free`).
 RELEASE = 1e-2
 #: Gradient tolerance relative to the loss (see :func:`performance_iteration`).
@@ -83,14 +86,15 @@ def _value_grad(data: RemlData, beta, Sl):
     blk = data.block
     P = beta.shape[0] - 1
     eta = blk.X @ beta[:P] + beta[P][None, :] + blk.offset
-    loss, gw, gb, _ = pb.value_grad_sums(blk.X, blk.Y, blk.rw, eta)
+    loss, gw, gb, _ = pb.value_grad_sums(blk.X, blk.Y, blk.rw, eta, blk.obs)
     Sb = jnp.einsum("upq,qu->pu", Sl, beta)
     grad = (jnp.concatenate([gw, gb[None, :]], axis=0) + Sb) * data.mask
     return loss + 0.5 * jnp.sum(beta * Sb, axis=0), grad, eta
 
 
 def _penalised_hessian(data: RemlData, eta, Sl, strategy: str):
-    H = pb.hessian_sum(data.block.X, pb.curvature(eta, data.block.rw), strategy)
+    blk = data.block
+    H = pb.hessian_sum(blk.X, pb.curvature(eta, blk.rw, blk.Y, blk.obs), strategy)
     return _masked(data, H + Sl)
 
 
@@ -149,11 +153,15 @@ def loss_gradient_hessian(data: RemlData, beta, *, strategy: str):
     blk = data.block
     P = beta.shape[0] - 1
     eta = blk.X @ beta[:P] + beta[P][None, :] + blk.offset
-    loss, gw, gb, _ = pb.value_grad_sums(blk.X, blk.Y, blk.rw, eta)
+    loss, gw, gb, _ = pb.value_grad_sums(blk.X, blk.Y, blk.rw, eta, blk.obs)
     g = jnp.concatenate([gw, gb[None, :]], axis=0) * data.mask
     m = data.mask.T
-    H = pb.hessian_sum(blk.X, pb.curvature(eta, blk.rw), strategy)
-    return loss, g, H * m[:, :, None] * m[:, None, :]
+    H = pb.hessian_sum(blk.X, pb.curvature(eta, blk.rw, blk.Y, blk.obs), strategy)
+    if blk.obs.name in SCALED:  # the Pearson sum, for the family's scale
+        pearson = jnp.sum(blk.rw[:, None] * fam.pearson_rows(blk.obs, eta, blk.Y), axis=0)
+    else:
+        pearson = jnp.zeros_like(loss)
+    return loss, g, H * m[:, :, None] * m[:, None, :], pearson
 
 
 def start_model(data: RemlData, *, strategy: str):
@@ -202,7 +210,8 @@ def _armijo(data: RemlData, Sl, beta, eta, f, slope, d, done):
     bSb = jnp.sum(beta * Sb, axis=0)
 
     def accepted(trial):  # Armijo test of the steps ``trial`` (K,): (K, U)
-        losses = pb.loss_sums_along(eta, xi, blk.Y, blk.rw, trial[:, None] * jnp.ones_like(f))
+        losses = pb.loss_sums_along(eta, xi, blk.Y, blk.rw, trial[:, None] * jnp.ones_like(f),
+                                    blk.obs)
         f_try = losses + 0.5 * (bSb + 2 * trial[:, None] * bSd + trial[:, None] ** 2 * dSd)
         return f_try <= f[None, :] + 1e-4 * trial[:, None] * slope[None, :] \
             + 1e-12 * data.scale
@@ -232,6 +241,12 @@ class HostPenalties:
 
     def total(self, lam: np.ndarray) -> np.ndarray:
         return np.einsum("mu,mupq->upq", lam, self.S) + self.fixed
+
+    def scaled(self, phi: np.ndarray) -> HostPenalties:
+        """The penalties of the loss divided by each unit's scale ``phi`` (U,): the fixed ones
+        divided too (the chosen ones are strengths of that problem)."""
+        return HostPenalties(self.S, self.fixed / phi[:, None, None], self.basis, self.null,
+                             self.mask)
 
     def subset(self, units: np.ndarray) -> HostPenalties:
         """The penalties of some units (an index array)."""
@@ -304,33 +319,42 @@ def hessian_change(host: HostPenalties, block, beta: np.ndarray, Ainv: np.ndarra
     return 0.5 * np.asarray(extra)
 
 
+def _curvature_slope(eta, Y, obs):
+    """The derivative in ``eta`` of each row's curvature (T, U): how the Hessian changes with
+    the weights (Poisson: the rate itself; another family: by forward differentiation of its
+    curvature, which is elementwise)."""
+    if pb.is_poisson(obs):
+        return pb.curvature(eta, jnp.ones(eta.shape[0], eta.dtype))
+    return jax.jvp(lambda e: fam.row_curvature(obs, e, Y), (eta,), (jnp.ones_like(eta),))[1]
+
+
 def _trace_dH(blk, beta, Ainv, dbeta, chunk: int = 2048):
     """``tr(A^-1 dH[dbeta_m])`` (M, U) with ``dH[d] = X' diag(rw mu (X d)) X``: a sum over rows
     of ``rw mu (x' d_m) (x' A^-1 x)``, row chunk by row chunk."""
     T = blk.X.shape[0]
 
-    def part(x, off, rw):
+    def part(x, off, rw, y):
         xa = jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
         eta = xa @ beta + off
-        mu = rw[:, None] * pb.curvature(eta, jnp.ones_like(rw))
+        mu = rw[:, None] * _curvature_slope(eta, y, blk.obs)
         h = jnp.einsum("cuq,cq->cu", jnp.einsum("cp,upq->cuq", xa, Ainv), xa)
         v = jnp.einsum("cp,mup->mcu", xa, dbeta)
         return jnp.sum(v * (mu * h)[None], axis=1)
 
     off = jnp.broadcast_to(blk.offset, (T, beta.shape[1]))
     if T <= chunk:
-        return part(blk.X, off, blk.rw)
+        return part(blk.X, off, blk.rw, blk.Y)
     n_full, rem = T // chunk, T % chunk
     M, U = dbeta.shape[0], dbeta.shape[1]
 
     def body(i, acc):
         s = lambda a: lax.dynamic_slice_in_dim(a, i * chunk, chunk)
-        return acc + part(s(blk.X), s(off), s(blk.rw))
+        return acc + part(s(blk.X), s(off), s(blk.rw), s(blk.Y))
 
     acc = lax.fori_loop(0, n_full, body, jnp.zeros((M, U), blk.X.dtype))
     if rem:
         tail = slice(n_full * chunk, T)
-        acc = acc + part(blk.X[tail], off[tail], blk.rw[tail])
+        acc = acc + part(blk.X[tail], off[tail], blk.rw[tail], blk.Y[tail])
     return acc
 
 
@@ -429,6 +453,12 @@ class _QuadraticModel:
     g: np.ndarray      # (p, U)
     H: np.ndarray      # (U, p, p)
     beta: np.ndarray   # (p, U)
+    pearson: np.ndarray | None = None  # (U,) Pearson's sum (families with a scale)
+
+    def scaled(self, phi: np.ndarray) -> _QuadraticModel:
+        """The model of the loss divided by each unit's scale ``phi`` (U,)."""
+        return _QuadraticModel(self.loss / phi, self.g / phi, self.H / phi[:, None, None],
+                               self.beta, self.pearson)
 
     def fit(self, host: HostPenalties, lam: np.ndarray):
         """The penalised optimum of the model at strengths ``lam``: ``A = H + S`` (identity on
@@ -552,7 +582,8 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
 
     def model_at(b):
         out, _, _ = pb.compiled_call(loss_gradient_hessian, {"strategy": strategy}, data, a(b))
-        return _QuadraticModel(*(np.array(x, float) for x in out), b)
+        loss, g, H, pearson = (np.array(x, float) for x in out)
+        return _QuadraticModel(loss, g, H, b, pearson)
 
     if not np.any(beta[:-1]) and pb.is_poisson(data.block.obs):
         # a cold start: the model of the classic GLM start (rates y + 0.1) is far closer to
@@ -568,6 +599,13 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
     correction = np.zeros_like(rho)
     moved = np.full(U, np.inf)  # each unit's largest change of a log-strength, last iteration
     last_step = np.zeros_like(rho)
+    have = np.zeros(U, bool)  # whether a unit has had its extra slope computed
+    # A family with a scale (gamma, gaussian): V of the loss divided by the scale, estimated
+    # at every iteration as Pearson's sum over (rows - edf); the strengths of that problem are
+    # those of the unit-scale loss divided by the scale (log: minus log phi).
+    with_scale = data.block.obs.name in SCALED
+    n_rows = float(np.asarray(data.block.rw).sum())
+    log_phi = np.zeros((1, U))
     for iteration in range(1, max_iter + 1):
         beta = model.beta
         lam = lam_of(rho)
@@ -576,7 +614,7 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
         # strengths have settled (a pass saved in each of the first, far-off iterations), and
         # a unit converges only on a fresh one. Every choice is per unit, so that a unit's
         # answer does not depend on the units fitted with it.
-        fresh = np.full(U, exact and not first_step) & (moved < 0.5)
+        fresh = np.full(U, exact and not first_step) & (moved < np.where(have, 0.05, 0.5))
         if fresh.any():
             Ainv = np.linalg.inv(A)
             Ainv = 0.5 * (Ainv + np.swapaxes(Ainv, 1, 2))
@@ -584,17 +622,25 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
             dbeta = -lam[:, :, None] * np.einsum("upq,muq->mup", Ainv, Sb)
             change = hessian_change(host, data.block, beta, Ainv, dbeta, dtype)
             correction[:, fresh] = np.where(present, change, 0.0)[:, fresh]
+            have |= fresh
+        smodel, shost = model, host
+        if with_scale:
+            edf = np.einsum("upq,uqp->u", np.linalg.inv(A), model.H)
+            phi = np.maximum(model.pearson / np.maximum(n_rows - edf, 1.0), 1e-12)
+            smodel, shost, log_phi = model.scaled(phi), host.scaled(phi), np.log(phi)[None, :]
         # converged when the gradient is below tol, or below the rounding of V (relative 1e-9:
         # along a flat direction strengths barely matter and Newton's steps only wander)
-        tol_units = np.maximum(tol, RELATIVE_TOL * np.abs(model.loss))
+        tol_units = np.maximum(tol, RELATIVE_TOL * np.abs(smodel.loss))
         if first_step:  # the start model is too crude to choose strengths from
             new_rho, gradient, stuck = rho.copy(), np.full_like(rho, np.inf), np.zeros(U, bool)
         else:
-            new_rho, gradient, stuck = _minimise_model(host, model, rho.copy(), correction,
-                                                       present, low, high, 0.1 * tol_units)
+            new_rho, gradient, stuck = _minimise_model(
+                shost, smodel, rho - log_phi, correction, present, low - log_phi,
+                high - log_phi, 0.1 * tol_units)
+            new_rho = new_rho + log_phi
         step = b - beta.T
         decrement = np.einsum("up,upq,uq->u", step, A, step)
-        free = _free(rho, gradient, present, low, high)
+        free = _free(rho - log_phi, gradient, present, low - log_phi, high - log_phi)
         now = ((np.all(np.abs(np.where(free, gradient, 0.0)) < tol_units, axis=0) | stuck)
                & (decrement <= 1e-8 * (1.0 + scale)) & (fresh | (not exact))) & ~converged
         # a converged unit stays where it is
@@ -628,7 +674,7 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
         (beta_new, _), _, _ = pb.compiled_call(damped_step, {}, data, a(lam_new), a(beta),
                                                a(d), a(f), a(slope))
         model = model_at(np.array(beta_new, float))
-    return rho, beta, converged, max_iter, None, None
+    return rho, model.beta, converged, max_iter, model, final_gradient
 
 
 def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
@@ -665,7 +711,7 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
     strategy = pb.hessian_strategy(U, block.X.shape[1])
     basis, null = penalty_basis(S, fixed, mask)
     a = lambda x: jnp.asarray(x, dtype)  # noqa: E731
-    spikes = np.asarray(block.rw @ block.Y)
+    spikes = np.asarray(block.rw @ jnp.abs(block.Y))  # the size of the loss
     keep = mask.T
     S = S * keep[None, :, :, None] * keep[None, :, None, :]
     fixed = fixed * keep[:, :, None] * keep[:, None, :]
@@ -690,7 +736,9 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
     rho, beta, fast, n_fast, model, gradient = performance_iteration(
         data, host, np.asarray(beta0, float), rho, present=present, low=low, high=high,
         strategy=strategy, dtype=dtype, exact=exact, tol=tol)
-    if fast.all():  # the usual case; otherwise Newton's outer iteration takes over from there
+    # the usual case; otherwise Newton's outer iteration takes over from there (a family
+    # with a scale has no such fallback: it is chosen anew at every performance iteration)
+    if fast.all() or block.obs.name in SCALED:
         lam = lam_of(rho)
         A = model.fit(host, lam)[0]
         f = model.loss + 0.5 * np.einsum("pu,upq,qu->u", beta, host.total(lam), beta)

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import (
+    PENALTY_ADVICE,
     ConvergenceWarning,
     NoSpikesWarning,
     RankDeficientWarning,
@@ -332,8 +333,8 @@ def _warn(sol: Solution, s: _Setup, max_iter: int, names: _Names, X) -> None:
             f"{names.of_units(separated)} have weights that change the log-rate by more than "
             f"{SEPARATION_NATS:g} nats ({names.of_columns(cols)}): the data (nearly) separate, "
             "e.g. a feature active only where the unit never fires, and the unpenalised MLE is "
-            "infinite. The returned weights are finite but arbitrary along that direction; add a "
-            "Ridge penalty (e.g. Ridge(1e-3)).",
+            "infinite. The returned weights are finite but arbitrary along that direction; a "
+            f"penalty makes them unique: {PENALTY_ADVICE}.",
             SeparationWarning, units=names.unit_list(separated),
         )
     deficient = np.flatnonzero(sol.rank_deficient & s.active)
@@ -347,7 +348,8 @@ def _warn(sol: Solution, s: _Setup, max_iter: int, names: _Names, X) -> None:
             f"the design is (numerically) rank deficient for {names.of_units(deficient)}: some "
             f"weights are not identified.{detail} The fit stayed finite (a jitter was added to the "
             "Hessian) but those weights are arbitrary; remove the redundant columns or add a Ridge "
-            "penalty, which makes the answer unique.",
+            "penalty (e.g. gf.Ridge(1e-3)), which makes the answer unique (smoothing='auto', the "
+            "default, penalises only a basis term's roughness, which can leave a redundancy).",
             RankDeficientWarning, units=names.unit_list(deficient),
         )
     failed = np.flatnonzero(s.active & ~sol.converged)
@@ -362,9 +364,10 @@ def _warn(sol: Solution, s: _Setup, max_iter: int, names: _Names, X) -> None:
                 + ("(use dtype='float64')" if sol.dtype == "float32" else "(loosen tol)")
             )
         if np.intersect1d(failed, separated).size:
-            causes.append("separation (see SeparationWarning): add a Ridge penalty")
+            causes.append(f"separation (see SeparationWarning): {PENALTY_ADVICE}")
         if np.intersect1d(failed, deficient).size:
-            causes.append("a rank-deficient design: add a Ridge penalty")
+            causes.append("a rank-deficient design: remove the redundant columns or add a Ridge "
+                          "penalty (e.g. gf.Ridge(1e-3))")
         worst = float(np.max(sol.criterion[failed]))
         warn(
             f"{sol.solver} did not converge for {names.of_units(failed)} (largest criterion "

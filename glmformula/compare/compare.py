@@ -17,6 +17,7 @@ from rich.progress import track
 from scipy import stats
 
 from ..errors import (
+    PENALTY_ADVICE,
     ConvergenceWarning,
     FormulaError,
     GlmformulaWarning,
@@ -164,8 +165,8 @@ def _report_warnings(table: pd.DataFrame, results: dict) -> None:
         where = "; ".join(f"model {m!r} fold(s) {', '.join(map(str, g['fold']))}"
                           for m, g in rows.groupby("model", sort=False))
         units = sorted({u for us in rows["units"] for u in us}, key=str)
-        advice = ("the fit ran off (often where the animal rarely goes): add a Ridge or "
-                  "smoothness penalty; those scores are shown as -inf and flagged in the "
+        advice = ("the fit ran off (often where the animal rarely goes): a penalty prevents "
+                  f"this: {PENALTY_ADVICE}; those scores are shown as -inf and flagged in the "
                   "'cv_flag' column" if kind == "ScoreWarning" else rows["message"].iloc[0])
         warn(f"{len(rows)} fit(s) of the comparison raised {kind} ({where}; units "
              f"{units[:20]}): {advice} [all {len(frame)} records: table.attrs['warnings']]",

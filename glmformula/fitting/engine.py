@@ -394,12 +394,13 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
                     problem, setup, groups, smoothing.unit_term_columns(plan),
                     regularizer=solver_options["regularizer"], dtype=options.dtype,
                     initial_strength=None if init is None or len(init) < 3 else init[2],
-                    start=start)
+                    start=start, family=options.family)
                 start = smooth_fit.start
                 if solver_options["solver"] == "auto":
-                    # REML's inner fits are Newton's at these strengths: one more Newton step
-                    # from their answer confirms it (L-BFGS would start its curvature afresh)
-                    solver_options = {**solver_options, "solver": "newton"}
+                    # REML ends at the penalised optimum: one exact Newton step from there
+                    # confirms it (L-BFGS would start its curvature afresh; a float32 Hessian
+                    # of a strongly penalised unit could leave the criterion above tol)
+                    solver_options = {**solver_options, "solver": "newton", "lazy": False}
             if setup is not None:
                 problem = attrs.evolve(problem, penalty_matrix=smooth_fit.penalty_matrix
                                        if smooth_fit is not None else setup.fixed)
@@ -465,14 +466,14 @@ def _intercept_only(design: DesignMatrix, options: FitOptions, used: np.ndarray,
 def _penalty_setup(plan, graph, options: FitOptions, rotation) -> smoothing.PenaltySetup | None:
     """The design's smoothness penalties in the solver's basis; None when there are none."""
     components = term_penalties(plan, graph, select=options.select)
-    if options.smoothing is not None and options.family != "poisson" and \
+    if options.smoothing is not None and options.family not in smoothing.FAMILIES and \
             any(c.setting == "auto" for c in components):
-        # REML (.smoothing) works on the Poisson likelihood only so far
         terms = sorted({c.term for c in components if c.setting == "auto"})
-        warn(f"smoothing strengths are chosen from the data for the Poisson family only: in "
-             f"this {options.family} fit the terms {terms} are not smoothed (as with "
-             "smoothing=None)", GlmformulaWarning)
-    if options.smoothing is None or options.family != "poisson":
+        warn(f"smoothing strengths are not chosen from the data in a {options.family} fit "
+             f"(its dispersion is estimated with the weights): the terms {terms} are not "
+             "smoothed (as with smoothing=None); give strengths in the formula "
+             "(smooth=<strength>) or a Ridge penalty", GlmformulaWarning)
+    if options.smoothing is None or options.family not in smoothing.FAMILIES:
         components = tuple(c for c in components if c.setting != "auto")
     if not components:
         return None
@@ -604,7 +605,7 @@ def _strengths_from_sample(rows, n_grid_rows: int, chunk_size: int, plan, layout
     fit = smoothing.choose_strengths(sample, setup, plan_groups(layout["column_mask"]),
                                      smoothing.unit_term_columns(plan), dtype=options.dtype,
                                      regularizer=options.backend_options(plan.formula)[
-                                         "regularizer"])
+                                         "regularizer"], family=options.family)
     scale = float(np.sum(sample.row_weight)) / max(total, 1.0)
     strength = fit.strength * scale
     penalty = setup.fixed.copy()

@@ -27,6 +27,8 @@ from .groups import _gather_columns
 
 #: What ``smoothing=`` accepts.
 MODES = ("auto", None)
+#: The families whose strengths REML chooses.
+FAMILIES = ("poisson", "bernoulli", "gamma", "gaussian")
 
 
 @attrs.frozen(eq=False)
@@ -147,7 +149,7 @@ def fixed_only(setup: PenaltySetup) -> np.ndarray | None:
 def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list | None,
                      unit_terms: tuple, *, regularizer=None, dtype: str | None = None,
                      exact: bool = True, initial_strength: np.ndarray | None = None,
-                     start: tuple | None = None) -> SmoothingFit:
+                     start: tuple | None = None, family: str = "poisson") -> SmoothingFit:
     """Choose every unit's strengths by REML on ``problem``'s rows (weighted by its
     ``row_weight``), in groups of units on their own columns when given.
 
@@ -157,6 +159,9 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
 
     ``unit_terms``: per unit, term text -> the stored columns of that term the unit reads
     (:func:`unit_term_columns`), for the effective degrees of freedom per term.
+
+    ``family``: the observation family (every one but the negative binomial, whose dispersion
+    the final fit estimates; gamma and gaussian at their scale, estimated as REML goes).
 
     Returns the strengths, the effective degrees of freedom and the penalty matrix of the final
     fit.
@@ -168,17 +173,17 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
     mask = np.ones((U, P), bool) if problem.column_mask is None else problem.column_mask.copy()
     mask &= (((rw > 0).astype(problem.X.dtype) @ np.abs(problem.X)) > 0)[None, :]
     ridge = resolve_penalty(regularizer, problem.column_groups, mask).l2  # (P, U) mean scale
-    spikes = rw @ problem.y
+    spikes = rw @ np.abs(problem.y)  # the size of each unit's response (spikes for counts)
+    b, curvature = _start(family, (rw @ problem.y) / n, n)
     strength = np.full((M, U), np.nan)
     total_edf = np.full(U, np.nan)
     criterion = np.full(U, np.nan)
     converged = np.ones(U, bool)
     edf_columns = np.zeros((U, P))
     W = np.zeros((P, U))
-    b = np.log(np.maximum(spikes, 0.5) / n)
     n_outer = n_inner = 0
     for units, columns in (groups or [(np.arange(U), np.arange(P))]):
-        units = units[spikes[units] > 0]  # no spikes: nothing to learn a strength from
+        units = units[spikes[units] > 0]  # no response: nothing to learn a strength from
         if not len(units):
             continue
         Xg = problem.X if len(columns) == P else _gather_columns(problem.X, columns)
@@ -198,8 +203,9 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
         name = "float64" if dtype is None else str(dtype)
         with jax.enable_x64(True):
             dt = jnp.dtype(name)
-            block = pb.block_from_arrays(Xg, problem.y[:, units], offset, rw, dt, len(units))
-            gram_diag = (rw @ (Xg * Xg))[:, None] * (spikes[units] / n)[None, :]  # ~ diag H
+            block = pb.block_from_arrays(Xg, problem.y[:, units], offset, rw, dt, len(units),
+                                         obs=pb.Obs(family))
+            gram_diag = (rw @ (Xg * Xg))[:, None] * curvature[None, units]  # ~ diag H
             guess = rho0 = _initial_log_strengths(Sg[:, :, :-1, :-1], gram_diag, present)
             if initial_strength is not None:
                 given = np.log(np.asarray(initial_strength, float)[:, units] * n)
@@ -251,6 +257,21 @@ def unit_term_columns(plan) -> tuple:
     return tuple(out)
 
 
+def _start(family: str, mean: np.ndarray, n: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit, the intercept of the constant model (the link of the mean response ``mean``
+    (U,) over ``n`` rows, spikes per bin for counts) and the loss's curvature there (per row,
+    at unit scale)."""
+    if family == "gaussian":
+        return mean.copy(), np.ones_like(mean)
+    if family == "bernoulli":
+        m = np.clip(mean, 1e-6, 1 - 1e-6)
+        return np.log(m / (1 - m)), m * (1 - m)
+    if family == "gamma":
+        return np.log(np.maximum(mean, 1e-300)), np.ones_like(mean)
+    m = np.maximum(mean, 0.5 / n)  # Poisson: at least half a spike over the rows
+    return np.log(m), m
+
+
 def _initial_log_strengths(S: np.ndarray, gram_diag: np.ndarray, present: np.ndarray):
     """Starting log-strengths (sum scale): penalty and data of comparable size on the
     penalised columns (the diagonal of the Hessian approximated by the mean rate times the
@@ -266,5 +287,5 @@ def _initial_log_strengths(S: np.ndarray, gram_diag: np.ndarray, present: np.nda
     return rho
 
 
-__all__ = ["MODES", "PenaltySetup", "SmoothingFit", "SmoothingSummary", "penalty_setup",
+__all__ = ["MODES", "FAMILIES", "PenaltySetup", "SmoothingFit", "SmoothingSummary", "penalty_setup",
            "choose_strengths", "fixed_only", "unit_term_columns"]

@@ -298,7 +298,11 @@ class DesignMatrix:
 
     @property
     def response(self):
-        """Binned spike counts of the rows used: Tsd (one unit) or TsdFrame (population)."""
+        """The binned response of the rows used: Tsd (one unit) or TsdFrame (population).
+
+        Spike counts per bin for the count families (clipped to 1 for ``"bernoulli"``), the
+        mean of a continuous signal's samples in each bin for ``"gamma"`` and ``"gaussian"``.
+        """
         counts = self.counts[self.rows]
         if not self.is_population:
             return nap.Tsd(t=self.times, d=counts[:, 0], time_support=self.time_support)
@@ -445,8 +449,11 @@ def _filter_spikes_into(node: CausalFilter, graph: FeatureGraph, out: np.ndarray
 
 
 def design_matrix(formula, data: Mapping, *, bin_size, epochs=None,
-                  dtype="float64") -> DesignMatrix:
+                  dtype="float64", response_kind: str = "counts") -> DesignMatrix:
     """Build the design matrix (and binned response) of ``formula`` on ``data``.
+
+    ``gf.design_matrix`` (:func:`glmformula.results.fit.design_matrix`) calls this with the
+    response kind of its ``family``.
 
     Parameters
     ----------
@@ -461,12 +468,17 @@ def design_matrix(formula, data: Mapping, *, bin_size, epochs=None,
         the time supports of everything the formula uses.
     dtype : str
         ``"float64"`` or ``"float32"``.
+    response_kind : str
+        How the response is binned (:data:`~glmformula.graph.data.RESPONSE_KINDS`):
+        ``"counts"`` (spike counts, default), ``"binary"`` (counts clipped to 1) or
+        ``"continuous"`` (a Tsd/TsdFrame averaged into the bins).
 
     Returns
     -------
     DesignMatrix
     """
-    prepared = prepare(formula, data, bin_size=bin_size, epochs=epochs, require_response=True)
+    prepared = prepare(formula, data, bin_size=bin_size, epochs=epochs, require_response=True,
+                       response_kind=response_kind)
     return build(prepared, dtype=np.dtype(dtype))
 
 

@@ -9,7 +9,7 @@ JSON files) and :mod:`.scores`.
 """
 
 from ..graph.layout import CovariateRange
-from .fit import fit
+from .fit import design_matrix, fit
 from .fit_result import FitResult, load_result
 
-__all__ = ["fit", "FitResult", "load_result", "CovariateRange"]
+__all__ = ["fit", "design_matrix", "FitResult", "load_result", "CovariateRange"]

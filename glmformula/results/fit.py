@@ -7,9 +7,45 @@ from collections.abc import Mapping
 from ..fitting import engine
 from ..fitting.engine import FitOptions
 from ..fitting.families import get_family
-from ..graph.design import build, prepare
+from ..graph.design import DesignMatrix, build, prepare
+from ..graph.design import design_matrix as _design_matrix
 from ..graph.layout import DesignSpec
 from .fit_result import FitResult
+
+
+def design_matrix(formula, data: Mapping, *, bin_size, epochs=None, dtype="float64",
+                  family: str = "poisson") -> DesignMatrix:
+    """Build the design matrix (and binned response) of ``formula`` on ``data``.
+
+    The same columns and response that :func:`fit` with the same arguments fits.
+
+    Parameters
+    ----------
+    formula : str or Formula
+        e.g. ``"spikes ~ cyclic(hd, 12) + history(8, log, window=100ms)"``.
+    data : mapping
+        Names -> pynapple objects (TsGroup, Ts, Tsd, TsdFrame, IntervalSet).
+    bin_size : float or str
+        Seconds, or a quantity such as ``"10ms"``.
+    epochs : IntervalSet or str, optional
+        Epochs to use (or the name of an IntervalSet in ``data``). Default: the intersection of
+        the time supports of everything the formula uses.
+    dtype : str
+        ``"float64"`` or ``"float32"``.
+    family : str
+        The observation family whose response is binned, as for :func:`fit`: ``"poisson"``
+        (default) and ``"negative_binomial"`` count spikes per bin, ``"bernoulli"`` clips the
+        counts to 1, ``"gamma"`` and ``"gaussian"`` average a continuous Tsd/TsdFrame into the
+        bins (bins without a sample are dropped). An unknown name is a
+        :class:`~glmformula.FitError` naming the families.
+
+    Returns
+    -------
+    DesignMatrix
+    """
+    kind = get_family(family).response_kind  # an unknown name is refused before the data are read
+    return _design_matrix(formula, data, bin_size=bin_size, epochs=epochs, dtype=dtype,
+                          response_kind=kind)
 
 
 def fit(formula, data: Mapping, *, bin_size, epochs=None, regularizer=None, solver="auto",

@@ -536,11 +536,12 @@ class FitResult:
         Returns
         -------
         DataFrame
-            Index MultiIndex (term, unit). For a model with history or coupling terms,
-            ``frame.attrs["stability"]`` holds :meth:`stability` (on ``data`` when given).
+            Index MultiIndex (term, unit). For a model of spike counts with history or
+            coupling terms, ``frame.attrs["stability"]`` holds :meth:`stability` (on ``data``
+            when given).
         """
         frame = summary.summary(self, data=data, refit=refit)
-        if stability.has_spike_filters(self):
+        if stability.has_spike_filters(self) and stability.applies(self):
             frame.attrs["stability"] = self.stability(data)
         return frame
 
@@ -594,6 +595,10 @@ class FitResult:
         their integrals, linearised gains and the spectral radius of the gain matrix (< 1:
         stable), at the training mean rate and, with ``data``, at the model's peak rate on
         them. See :mod:`glmformula.results.stability`.
+
+        Defined for models of spike counts (``family="poisson"``, ``"negative_binomial"``;
+        ``"bernoulli"``, where the gains are upper bounds); a model of a continuous response
+        (``"gamma"``, ``"gaussian"``) is refused with a :class:`~glmformula.ResultError`.
 
         Returns
         -------

@@ -33,6 +33,17 @@ the largest gain over the bins is reported: a gain of 1 or more in the bursts of
 means a burst in the simulation feeds itself. On real head-direction cells (issue 18) this
 peak check flagged every unit whose simulation ran away to the cap, and at most two that did
 not (see the tutorials' 'Simulating fitted models: stability').
+
+Families. The analysis is of spike counts fed back through the link: it holds for
+``"poisson"`` and ``"negative_binomial"`` (the same log link and mean, so the same mean-field
+map; the extra variance of the negative binomial adds no gain) and for ``"bernoulli"``, where
+``m`` is the spike probability per bin. The logit's exact slope is ``m (1 - m) <= m``, so for
+Bernoulli models the gains are upper bounds (close where spikes per bin are rare, as in fine
+bins), and a Bernoulli model cannot put more than one spike in a bin: "unstable" there means
+bursts that saturate (a spike in every bin), not rates that diverge. For a continuous response
+(``"gamma"``, ``"gaussian"``) the history filters feed back a signal, not spikes, and rates,
+critical rates and spikes caused per spike have no meaning: :func:`stability` refuses those
+models with a :class:`~glmformula.ResultError`.
 """
 
 from __future__ import annotations
@@ -43,6 +54,8 @@ import attrs
 import numpy as np
 import pandas as pd
 
+from ..errors import ResultError
+from ..fitting.families import get_family
 from .curves import weight_blocks
 from .evaluation import spike_filter_call, term_factor_nodes
 
@@ -153,12 +166,39 @@ def stability(result, data: Mapping | None = None, *, epochs=None) -> StabilityR
     Returns
     -------
     StabilityReport
+
+    Raises
+    ------
+    ResultError
+        For a model of a continuous response (``family="gamma"`` or ``"gaussian"``), for which
+        the analysis is not defined (see :mod:`.stability`, 'Families').
     """
+    check_applies(result)
     rates = None
     if data is not None and has_spike_filters(result):
         predicted = result.predict(data, epochs=epochs)
         rates = np.asarray(predicted.values, float).reshape(len(predicted), -1) * result.bin_size
     return report(result, rates)
+
+
+def applies(result) -> bool:
+    """Whether the stability analysis is defined for ``result``'s family (one of spike counts:
+    poisson, negative_binomial, bernoulli)."""
+    return get_family(getattr(result, "family", "poisson")).counts
+
+
+def check_applies(result) -> None:
+    """Refuse (:class:`~glmformula.ResultError`) a model whose family :func:`applies` not to."""
+    if applies(result):
+        return
+    family = get_family(result.family)
+    raise ResultError(
+        f"stability() linearises the feedback of spike counts through the rate; this model's "
+        f"response is continuous (family {family.name!r}, {family.link} link), for which "
+        "spike gains, rates and critical rates are not defined",
+        hint="check a continuous model's history filters by simulating it (res.simulate(data)) "
+             "and looking at the draws; stability() applies to family=\"poisson\", "
+             "\"negative_binomial\" and \"bernoulli\" fits of spike counts")
 
 
 def has_spike_filters(result) -> bool:
@@ -233,4 +273,4 @@ def _peak_radius(counts: np.ndarray, excitatory: np.ndarray) -> float:
     return best
 
 
-__all__ = ["stability", "StabilityReport", "filter_integrals", "report"]
+__all__ = ["stability", "StabilityReport", "filter_integrals", "report", "applies"]

@@ -110,7 +110,8 @@ def test_diverged_held_out_scores_show_as_minus_inf_with_a_flag_and_one_message(
         compare_module._report_warnings(per_unit, results)
     assert len(caught) == 1
     text = str(caught[0].message)
-    assert "model 'place' fold(s) 2" in text and "units [3]" in text and "Ridge" in text
+    assert "model 'place' fold(s) 2" in text and "units [3]" in text
+    assert "smoothing='auto' (the default)" in text and "gf.Ridge(1e-3)" in text
 
 
 def test_per_term_ridge_strengths_accept_the_aliases_of_tables_and_curves(readme_data):

@@ -118,6 +118,8 @@ class MgcvFit:
         Wall time of the ``gam`` call inside R.
     warnings : tuple of str
         R warnings raised by the fit.
+    scale : float
+        ``fit$sig2``: the estimated scale (1 for Poisson and binomial).
     """
 
     sp: np.ndarray
@@ -132,6 +134,7 @@ class MgcvFit:
     outer: str
     seconds: float
     warnings: tuple[str, ...]
+    scale: float = 1.0
 
     @property
     def log_sp(self) -> np.ndarray:
@@ -253,6 +256,10 @@ def _run(script: str, directory: Path, timeout: float) -> None:
         raise MgcvError(f"Rscript failed (exit {out.returncode}):\n{out.stderr[-4000:]}")
 
 
+#: Our family names -> the R family (with our links) where the plain name is not it.
+R_FAMILIES = {"bernoulli": "binomial()", "gamma": 'Gamma(link = "log")'}
+
+
 def _r_name(value: str, what: str) -> str:
     """A bare R identifier (family or method name), so that it can be pasted into R code."""
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9._]*", value):
@@ -285,13 +292,14 @@ pen <- c(S, list(rank = rank))
 if (has("sp")) pen$sp <- rd("sp")
 warns <- character(0)
 t0 <- proc.time()[["elapsed"]]
-fit <- quietly(gam(y ~ X + offset(off), paraPen = list(X = pen), family = @FAMILY@(),
+fit <- quietly(gam(y ~ X + offset(off), paraPen = list(X = pen), family = @FAMILY@,
                    method = "@METHOD@", control = gam.control(@CONTROL@)))
 wr("seconds", proc.time()[["elapsed"]] - t0)
 # fit$sp holds the estimated ones only; fit$full.sp all of them once any is fixed.
 wr("sp", if (is.null(fit$full.sp)) fit$sp else fit$full.sp)
 wr("edf", fit$edf); wr("coefficients", coef(fit)); wr("Vp", fit$Vp); wr("reml", fit$gcv.ubre)
 wr("converged", as.numeric(isTRUE(fit$converged)))
+wr("scale", fit$sig2)
 writeLines(if (is.null(fit$outer.info$conv)) "" else as.character(fit$outer.info$conv),
            path("outer", ".txt"))
 writeLines(warns, path("warnings", ".txt"))
@@ -325,7 +333,8 @@ def fit_paraPen(X, y, penalties: Sequence[tuple[object, np.ndarray]], *, offset=
     offset : array (n,), optional
         Added to the linear predictor.
     family : str
-        An R family function name (``"poisson"``).
+        Ours (``"poisson"``, ``"bernoulli"``, ``"gamma"`` (log link), ``"gaussian"``) or an R
+        family function name.
     method : str
         mgcv's ``method`` (``"REML"``; ``"ML"``, ``"GCV.Cp"`` also work).
     sp : array (m,), optional
@@ -362,7 +371,8 @@ def fit_paraPen(X, y, penalties: Sequence[tuple[object, np.ndarray]], *, offset=
         blocks.append((index, full, rank))
     if not blocks:
         raise ValueError("no penalties: use a plain GLM")
-    script = (_PARAPEN_R.replace("@FAMILY@", _r_name(family, "family"))
+    script = (_PARAPEN_R.replace("@FAMILY@", R_FAMILIES.get(family)
+                                 or _r_name(family, "family") + "()")
               .replace("@METHOD@", _r_name(method, "method"))
               .replace("@CONTROL@", _r_control(control)))
     with tempfile.TemporaryDirectory(prefix="mgcv_oracle_") as tmp:
@@ -388,7 +398,7 @@ def fit_paraPen(X, y, penalties: Sequence[tuple[object, np.ndarray]], *, offset=
             coefficients=_read(d, "coefficients"), reml=float(_read(d, "reml")[0]),
             Vp=_read(d, "Vp"), n=n, converged=bool(_read(d, "converged")[0]),
             outer=(d / "outer.txt").read_text().strip(), seconds=float(_read(d, "seconds")[0]),
-            warnings=tuple(w for w in warns if w))
+            warnings=tuple(w for w in warns if w), scale=float(_read(d, "scale")[0]))
 
 
 # --------------------------------------------------------------------------- s(x, bs="cc")
