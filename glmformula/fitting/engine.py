@@ -390,11 +390,8 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
         groups = plan_groups(layout["column_mask"]) if group_units else None
         with _backend_errors(plan, formula):
             if setup is not None and setup.keys:
-                smooth_fit = smoothing.choose_strengths(
-                    problem, setup, groups, smoothing.unit_term_columns(plan),
-                    regularizer=solver_options["regularizer"], dtype=options.dtype,
-                    initial_strength=None if init is None or len(init) < 3 else init[2],
-                    start=start, family=options.family)
+                smooth_fit = _choose_strengths(problem, setup, groups, plan, solver_options,
+                                               options, init, start)
                 start = smooth_fit.start
                 if solver_options["solver"] == "auto":
                     # REML ends at the penalised optimum: one exact Newton step from there
@@ -404,10 +401,7 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
             if setup is not None:
                 problem = attrs.evolve(problem, penalty_matrix=smooth_fit.penalty_matrix
                                        if smooth_fit is not None else setup.fixed)
-            if groups is None:
-                solution = sharding.solve_on_devices(problem, init=start, **solver_options)
-            else:
-                solution = solve_in_groups(problem, groups, start, **solver_options)
+            solution = _solve(problem, groups, start, solver_options)
         rows = information.rows_in_memory(problem.X, design.counts, design.offset,
                                           weights_of_rows)
         ll = information.log_likelihood(rows, solution.weights, solution.intercept,
@@ -463,17 +457,51 @@ def _intercept_only(design: DesignMatrix, options: FitOptions, used: np.ndarray,
                      dispersion=dispersion)
 
 
+def _solve(problem, groups, start, solver_options):
+    """Step 4's solve: units in groups on their own columns, or over devices."""
+    if groups is None:
+        return sharding.solve_on_devices(problem, init=start, **solver_options)
+    return solve_in_groups(problem, groups, start, **solver_options)
+
+
+#: Rounds of (strengths at a dispersion, dispersion at those strengths) for the negative
+#: binomial family, and the change of ``log a`` (all units) that ends them.
+NB_ROUNDS, NB_SETTLED = 4, 1e-3
+
+
+def _choose_strengths(problem, setup, groups, plan, solver_options, options: FitOptions, init,
+                      start) -> smoothing.SmoothingFit:
+    """Step 4's smoothing strengths by REML (:mod:`.smoothing`). The negative binomial
+    dispersion ``a`` is estimated with the weights, so its strengths alternate with it: REML
+    at a dispersion, the dispersion of the fit at those strengths, until ``log a`` settles
+    (the first dispersion from the fit at the Poisson likelihood's strengths)."""
+    def choose(family, initial, begin, theta=None):
+        return smoothing.choose_strengths(
+            problem, setup, groups, smoothing.unit_term_columns(plan),
+            regularizer=solver_options["regularizer"], dtype=options.dtype,
+            initial_strength=initial, start=begin, family=family, theta=theta)
+
+    initial = None if init is None or len(init) < 3 else init[2]
+    if options.family != "negative_binomial":
+        return choose(options.family, initial, start)
+    fit = choose("poisson", initial, start)
+    log_a = None
+    for _ in range(NB_ROUNDS):
+        solution = _solve(attrs.evolve(problem, penalty_matrix=fit.penalty_matrix), groups,
+                          fit.start, solver_options)
+        new = np.log(np.nan_to_num(np.asarray(solution.dispersion, float), nan=1.0))
+        if log_a is not None and np.max(np.abs(new - log_a), initial=0.0) <= NB_SETTLED:
+            break
+        log_a = new
+        fit = choose("negative_binomial", fit.strength, (solution.weights, solution.intercept),
+                     theta=np.exp(log_a))
+    return fit
+
+
 def _penalty_setup(plan, graph, options: FitOptions, rotation) -> smoothing.PenaltySetup | None:
     """The design's smoothness penalties in the solver's basis; None when there are none."""
     components = term_penalties(plan, graph, select=options.select)
-    if options.smoothing is not None and options.family not in smoothing.FAMILIES and \
-            any(c.setting == "auto" for c in components):
-        terms = sorted({c.term for c in components if c.setting == "auto"})
-        warn(f"smoothing strengths are not chosen from the data in a {options.family} fit "
-             f"(its dispersion is estimated with the weights): the terms {terms} are not "
-             "smoothed (as with smoothing=None); give strengths in the formula "
-             "(smooth=<strength>) or a Ridge penalty", GlmformulaWarning)
-    if options.smoothing is None or options.family not in smoothing.FAMILIES:
+    if options.smoothing is None:
         components = tuple(c for c in components if c.setting != "auto")
     if not components:
         return None
@@ -579,6 +607,17 @@ def fit_blocked(prepared: Prepared, chunk_size: int,
                      smoothing=smooth_fit)
 
 
+def _sample_family(options: FitOptions) -> str:
+    """The family whose likelihood chooses a blocked fit's strengths: its own, but the
+    Poisson one for the negative binomial (its dispersion is not known before the fit)."""
+    if options.family != "negative_binomial":
+        return options.family
+    warn("a blocked negative binomial fit chooses its smoothing strengths under the Poisson "
+         "likelihood (the dispersion is estimated afterwards); in memory they alternate with "
+         "the dispersion", GlmformulaWarning)
+    return "poisson"
+
+
 def _strengths_from_sample(rows, n_grid_rows: int, chunk_size: int, plan, layout, setup,
                            options: FitOptions) -> smoothing.SmoothingFit:
     """Smoothness strengths of a blocked fit, chosen by REML on blocks spread evenly over the
@@ -605,7 +644,7 @@ def _strengths_from_sample(rows, n_grid_rows: int, chunk_size: int, plan, layout
     fit = smoothing.choose_strengths(sample, setup, plan_groups(layout["column_mask"]),
                                      smoothing.unit_term_columns(plan), dtype=options.dtype,
                                      regularizer=options.backend_options(plan.formula)[
-                                         "regularizer"], family=options.family)
+                                         "regularizer"], family=_sample_family(options))
     scale = float(np.sum(sample.row_weight)) / max(total, 1.0)
     strength = fit.strength * scale
     penalty = setup.fixed.copy()

@@ -27,8 +27,6 @@ from .groups import _gather_columns
 
 #: What ``smoothing=`` accepts.
 MODES = ("auto", None)
-#: The families whose strengths REML chooses.
-FAMILIES = ("poisson", "bernoulli", "gamma", "gaussian")
 
 
 @attrs.frozen(eq=False)
@@ -149,7 +147,8 @@ def fixed_only(setup: PenaltySetup) -> np.ndarray | None:
 def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list | None,
                      unit_terms: tuple, *, regularizer=None, dtype: str | None = None,
                      exact: bool = True, initial_strength: np.ndarray | None = None,
-                     start: tuple | None = None, family: str = "poisson") -> SmoothingFit:
+                     start: tuple | None = None, family: str = "poisson",
+                     theta: np.ndarray | None = None) -> SmoothingFit:
     """Choose every unit's strengths by REML on ``problem``'s rows (weighted by its
     ``row_weight``), in groups of units on their own columns when given.
 
@@ -160,8 +159,8 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
     ``unit_terms``: per unit, term text -> the stored columns of that term the unit reads
     (:func:`unit_term_columns`), for the effective degrees of freedom per term.
 
-    ``family``: the observation family (every one but the negative binomial, whose dispersion
-    the final fit estimates; gamma and gaussian at their scale, estimated as REML goes).
+    ``family``: the observation family (gamma and gaussian at their scale, estimated as REML
+    goes; the negative binomial at the dispersion ``theta`` (U,), ``a`` per unit).
 
     Returns the strengths, the effective degrees of freedom and the penalty matrix of the final
     fit.
@@ -204,7 +203,8 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
         with jax.enable_x64(True):
             dt = jnp.dtype(name)
             block = pb.block_from_arrays(Xg, problem.y[:, units], offset, rw, dt, len(units),
-                                         obs=pb.Obs(family))
+                                         obs=pb.Obs(family, None if theta is None
+                                                    else np.asarray(theta, float)[units]))
             gram_diag = (rw @ (Xg * Xg))[:, None] * curvature[None, units]  # ~ diag H
             guess = rho0 = _initial_log_strengths(Sg[:, :, :-1, :-1], gram_diag, present)
             if initial_strength is not None:
@@ -287,5 +287,5 @@ def _initial_log_strengths(S: np.ndarray, gram_diag: np.ndarray, present: np.nda
     return rho
 
 
-__all__ = ["MODES", "FAMILIES", "PenaltySetup", "SmoothingFit", "SmoothingSummary", "penalty_setup",
+__all__ = ["MODES", "PenaltySetup", "SmoothingFit", "SmoothingSummary", "penalty_setup",
            "choose_strengths", "fixed_only", "unit_term_columns"]

@@ -307,7 +307,7 @@ writeLines(warns, path("warnings", ".txt"))
 
 
 def fit_paraPen(X, y, penalties: Sequence[tuple[object, np.ndarray]], *, offset=None,
-                family: str = "poisson", method: str = "REML", sp=None,
+                family: str = "poisson", method: str = "REML", sp=None, theta=None,
                 control: dict | None = None, timeout: float = TIMEOUT) -> MgcvFit:
     """Fit ``gam(y ~ X + offset(offset), paraPen=list(X=list(S1, S2, ...)))`` with mgcv.
 
@@ -333,8 +333,11 @@ def fit_paraPen(X, y, penalties: Sequence[tuple[object, np.ndarray]], *, offset=
     offset : array (n,), optional
         Added to the linear predictor.
     family : str
-        Ours (``"poisson"``, ``"bernoulli"``, ``"gamma"`` (log link), ``"gaussian"``) or an R
-        family function name.
+        Ours (``"poisson"``, ``"bernoulli"``, ``"gamma"`` (log link), ``"gaussian"``,
+        ``"negative_binomial"`` with ``theta``: mgcv's ``negbin(theta)``, variance
+        ``mu + mu^2 / theta``) or an R family function name.
+    theta : float, optional
+        The negative binomial's fixed ``theta`` (ours: ``1 / a``).
     method : str
         mgcv's ``method`` (``"REML"``; ``"ML"``, ``"GCV.Cp"`` also work).
     sp : array (m,), optional
@@ -371,8 +374,13 @@ def fit_paraPen(X, y, penalties: Sequence[tuple[object, np.ndarray]], *, offset=
         blocks.append((index, full, rank))
     if not blocks:
         raise ValueError("no penalties: use a plain GLM")
-    script = (_PARAPEN_R.replace("@FAMILY@", R_FAMILIES.get(family)
-                                 or _r_name(family, "family") + "()")
+    if family == "negative_binomial":  # mgcv's negbin at our dispersion a = 1 / theta
+        if theta is None or not np.isfinite(theta) or theta <= 0:
+            raise ValueError("the negative binomial oracle needs a positive theta")
+        r_family = f"negbin(theta = {float(theta)!r})"
+    else:
+        r_family = R_FAMILIES.get(family) or _r_name(family, "family") + "()"
+    script = (_PARAPEN_R.replace("@FAMILY@", r_family)
               .replace("@METHOD@", _r_name(method, "method"))
               .replace("@CONTROL@", _r_control(control)))
     with tempfile.TemporaryDirectory(prefix="mgcv_oracle_") as tmp:

@@ -1,7 +1,9 @@
 """REML for the other observation families against R's mgcv (``gam(..., paraPen=,
 method="REML")``) on our design and penalties: Bernoulli (logit link, no scale), gamma (log
-link) and gaussian (identity link), whose scale is estimated as the strengths are chosen.
-Simulated data with known smooth tuning (labelled simulated)."""
+link) and gaussian (identity link), whose scale is estimated as the strengths are chosen, and
+the negative binomial, whose dispersion alternates with the strengths (mgcv at our final
+dispersion, fixed: ``negbin(theta = 1 / a)``). Simulated data with known smooth tuning
+(labelled simulated)."""
 
 from __future__ import annotations
 
@@ -41,7 +43,11 @@ def _recording(family: str, seed: int, n_bins: int = 5000) -> dict:
     drive = 0.8 * np.cos(hd - 1.0) + 0.6 * np.sin(2 * np.pi * x)
     epochs = nap.IntervalSet(0.0, n_bins * BIN)
     data = {"hd": nap.Tsd(t, hd, time_support=epochs), "x": nap.Tsd(t, x, time_support=epochs)}
-    if family == "bernoulli":
+    if family == "negative_binomial":  # overdispersed counts: a = 0.5
+        counts = rng.poisson(rng.gamma(2.0, 0.5 * np.exp(np.log(0.8) + drive)))
+        times = np.repeat(t, counts) + rng.uniform(-BIN / 2, BIN / 2, counts.sum())
+        data["y"] = nap.TsGroup({0: nap.Ts(np.sort(times))}, time_support=epochs)
+    elif family == "bernoulli":
         fired = rng.uniform(size=n_bins) < 1.0 / (1.0 + np.exp(-(-1.0 + drive)))
         times = t[fired] + rng.uniform(-BIN / 4, BIN / 4, fired.sum())
         data["y"] = nap.TsGroup({0: nap.Ts(np.sort(times))}, time_support=epochs)
@@ -52,9 +58,9 @@ def _recording(family: str, seed: int, n_bins: int = 5000) -> dict:
     return data
 
 
-def _mgcv_on_our_design(data, family: str):
+def _mgcv_on_our_design(data, family: str, theta=None):
     """Our design and penalties, rotated and constrained as the engine does, fitted by mgcv."""
-    kind = "counts" if family == "bernoulli" else "continuous"
+    kind = "continuous" if family in ("gamma", "gaussian") else "counts"
     design = build(prepare(FORMULA, data, bin_size=BIN, response_kind=kind))
     plan = design.plan
     constraints = engine.design_constraints(design)
@@ -71,15 +77,18 @@ def _mgcv_on_our_design(data, family: str):
         S = setup.S[m, 0][np.ix_(kept, kept)]
         cols = np.flatnonzero(np.abs(S).sum(axis=0) > 0)
         penalties.append((cols, S[np.ix_(cols, cols)]))
-    oracle = fit_paraPen(X, y, penalties, family=family, control={"epsilon": 1e-10})
+    oracle = fit_paraPen(X, y, penalties, family=family, theta=theta,
+                         control={"epsilon": 1e-10})
     return setup, oracle, T[:, kept] @ oracle.coefficients[1:], X.shape[0]
 
 
-@pytest.mark.parametrize("family, seed", [("bernoulli", 1), ("gamma", 2), ("gaussian", 3)])
+@pytest.mark.parametrize("family, seed", [("bernoulli", 1), ("gamma", 2), ("gaussian", 3),
+                                          ("negative_binomial", 4)])
 def test_selected_strengths_edf_and_weights_match_mgcv(family, seed):
     data = _recording(family, seed)
-    setup, oracle, mgcv_weights, n = _mgcv_on_our_design(data, family)
     res = gf.fit(FORMULA, data, bin_size=BIN, family=family)
+    theta = 1.0 / res.dispersion[0] if family == "negative_binomial" else None
+    setup, oracle, mgcv_weights, n = _mgcv_on_our_design(data, family, theta)
     assert res.n_rows == n
     table = res.smoothing
     ours = np.array([table.loc[(key, 0), "strength"] for key in setup.keys])
@@ -93,5 +102,7 @@ def test_selected_strengths_edf_and_weights_match_mgcv(family, seed):
     np.testing.assert_allclose(res.weights[:, 0], mgcv_weights, atol=1e-3 * scale)
     np.testing.assert_allclose(res.intercepts[0], oracle.coefficients[0],
                                atol=1e-3 * max(scale, 1.0))
-    if family != "bernoulli":
+    if family in ("gamma", "gaussian"):
         np.testing.assert_allclose(res.dispersion[0], oracle.scale, rtol=0.02)
+    if family == "negative_binomial":  # the simulated dispersion, within its sampling error
+        assert 0.35 < res.dispersion[0] < 0.7
