@@ -290,14 +290,19 @@ def report(r: dict) -> tuple[str, str]:
     p = r["profile"]
     parts = "; ".join(f"{name} {v['calls']} calls {v['seconds']:.2f} s"
                       for name, v in p["reml_parts"].items())
+    if p["select"]["n_inner"]:  # Newton's method on the strengths (before the performance
+        iterations = (f"{p['select']['n_outer']} outer iterations, "  # iteration)
+                      f"{p['select']['n_inner']} inner penalised Newton iterations in "
+                      f"{len(p['inner_iterations_per_call'])} inner fits")
+    else:
+        iterations = (f"{p['select']['n_outer']} performance iterations, each a quadratic model "
+                      "per unit (`loss_gradient_hessian`), the Hessian-change slope once the "
+                      "strengths settle (`_trace_dH`), the strengths chosen on the host and an "
+                      "Armijo step (`damped_step`)")
     perf += [
         f"Where the auto fit's time goes (one more warm call, {p['total_seconds']:.2f} s, load "
         f"{'/'.join(map(str, p['load']))}): REML selection (`glmformula.backend.reml.select`) "
-        f"{p['select']['seconds']:.2f} s ({p['select']['n_outer']} outer iterations, "
-        f"{p['select']['n_inner']} inner penalised Newton iterations in "
-        f"{len(p['inner_iterations_per_call'])} inner fits of "
-        f"{p['inner_iterations_per_call']} iterations; by part: {parts}; the host "
-        f"`derivatives` include the `_trace_dH` kernel), final solve "
+        f"{p['select']['seconds']:.2f} s ({iterations}; by part: {parts}), final solve "
         f"({p['final_solver']}, warm-started at the REML weights) "
         f"{p['final_solve_seconds']:.2f} s, the rest of `gf.fit` (binning, design, "
         f"penalties, standard errors) {p['rest_seconds']:.2f} s.",
