@@ -271,3 +271,35 @@ def write_section(path, text: str, name: str) -> None:
         new = old + ("\n" if old else "") + block
     with open(path, "w") as fh:
         fh.write(new)
+
+
+#: The files that implement smoothing (fingerprinted by :func:`code_fingerprint`).
+SMOOTHING_FILES = ("glmformula/backend/reml.py", "glmformula/fitting/smoothing.py",
+                   "glmformula/graph/penalties.py", "glmformula/fitting/engine.py")
+
+
+def code_fingerprint(files: Sequence[str] = SMOOTHING_FILES) -> dict:
+    """sha256 (16 hex digits) and modification time of source files, relative to the repository
+    root: which version of the code a benchmark measured while the package was being changed."""
+    import datetime
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = {}
+    for rel in files:
+        path = root / rel
+        if path.exists():
+            out[rel] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
+                        "mtime": datetime.datetime.fromtimestamp(
+                            path.stat().st_mtime).isoformat(timespec="seconds")}
+    return out
+
+
+def code_line(code: dict | None, rel: str = "glmformula/backend/reml.py") -> str:
+    """The sentence a report adds about the measured version of ``rel`` ("" when unknown)."""
+    measured = (code or {}).get(rel)
+    if not measured:
+        return ""
+    return (f" Code measured: `{rel}` as of {measured['mtime']} (sha256 "
+            f"{measured['sha256']}...; other files in the JSON).")

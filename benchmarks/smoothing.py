@@ -171,31 +171,6 @@ def profile_auto(data: dict) -> dict:
             "load": load_line()}
 
 
-def code_line(code: dict | None) -> str:
-    """Which version of the smoothing code was measured (it changed during these runs)."""
-    reml_file = (code or {}).get("glmformula/backend/reml.py")
-    if not reml_file:
-        return ""
-    return (f" Code measured: `glmformula/backend/reml.py` as of {reml_file['mtime']} (sha256 "
-            f"{reml_file['sha256']}...; other files in the JSON).")
-
-
-def code_fingerprint() -> dict:
-    """sha256 and modification time of the files that implement smoothing (the package is
-    being changed while these benchmarks run; this says which version was measured)."""
-    import hashlib
-
-    out = {}
-    for rel in ("glmformula/backend/reml.py", "glmformula/fitting/smoothing.py",
-                "glmformula/graph/penalties.py", "glmformula/fitting/engine.py"):
-        path = ROOT / rel
-        if path.exists():
-            out[rel] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
-                        "mtime": datetime.datetime.fromtimestamp(
-                            path.stat().st_mtime).isoformat(timespec="seconds")}
-    return out
-
-
 # --------------------------------------------------------------------------- held-out
 
 
@@ -264,7 +239,7 @@ def report(r: dict) -> tuple[str, str]:
         f"runs share this 2-core machine; every timed step ran under "
         f"`flock /tmp/glmformula-bench.lock`). Python {v['python']}, jax {v['jax']}, numpy "
         f"{v['numpy']}, {v['R']}, mgcv {v['mgcv']} (R's reference BLAS, one thread)."
-        + code_line(r.get("code")),
+        + common.code_line(r.get("code")),
         "",
         f"Model: `{FORMULA}` for all 32 cells; mgcv: `s(hd, bs=\"cc\", k=20)` with 20 evenly "
         "spaced knots on [0, 2 pi], Poisson, one cell per fit, on the same head angle and "
@@ -371,7 +346,7 @@ def main(argv=None) -> int:
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the docs from the JSON of an earlier run (no fits)")
     args = parser.parse_args(argv)
-    code = code_fingerprint()  # of the modules imported above
+    code = common.code_fingerprint()  # of the modules imported above
     if args.report_only:
         perf, evid = report(json.loads(args.json.read_text()))
         common.write_section(PERFORMANCE, perf, "benchmarks/smoothing.py")

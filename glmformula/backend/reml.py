@@ -68,7 +68,7 @@ class RemlData(NamedTuple):
     mask: jax.Array        # (p, U) 1.0 where unit u uses coordinate j (intercept last: 1)
     S: jax.Array           # (M, U, p, p) penalty matrix of each strength, per unit
     fixed: jax.Array       # (U, p, p) penalties with a fixed strength (sum scale)
-    scale: jax.Array       # (U,) spikes per unit: the size of the loss, for tolerances
+    scale: jax.Array       # (U,) sum of |y| per unit (spikes for counts): the size of the loss
 
 
 def _total_penalty(data: RemlData, lam):
@@ -238,6 +238,11 @@ class HostPenalties:
     basis: np.ndarray  # (U, p, p)
     null: np.ndarray   # (U, p)
     mask: np.ndarray   # (p, U)
+    #: ``E' S_m E`` (M, U, p, p): each penalty in the eigenbasis, formed once (every
+    #: derivative of ``log|S|_+`` reads it)
+    rotated: np.ndarray = attrs.field(default=attrs.Factory(
+        lambda self: np.einsum("uqp,muqr,urs->mups", self.basis, self.S, self.basis,
+                               optimize=True), takes_self=True))
 
     def total(self, lam: np.ndarray) -> np.ndarray:
         return np.einsum("mu,mupq->upq", lam, self.S) + self.fixed
@@ -246,12 +251,12 @@ class HostPenalties:
         """The penalties of the loss divided by each unit's scale ``phi`` (U,): the fixed ones
         divided too (the chosen ones are strengths of that problem)."""
         return HostPenalties(self.S, self.fixed / phi[:, None, None], self.basis, self.null,
-                             self.mask)
+                             self.mask, self.rotated)
 
     def subset(self, units: np.ndarray) -> HostPenalties:
         """The penalties of some units (an index array)."""
         return HostPenalties(self.S[:, units], self.fixed[units], self.basis[units],
-                             self.null[units], self.mask[:, units])
+                             self.null[units], self.mask[:, units], self.rotated[:, units])
 
     def basis_form(self, matrix: np.ndarray) -> np.ndarray:
         """``E' matrix E`` per unit with the null-space directions set to the identity."""
@@ -289,8 +294,7 @@ def derivatives(host: HostPenalties, block, lam: np.ndarray, beta: np.ndarray, A
     AS = np.matmul(Ainv[None], S)
     tr_AS = np.einsum("mupp->mu", AS)
     Binv = np.linalg.inv(host.basis_form(host.total(lam)))
-    St = np.einsum("uqp,muqr,urs->mups", host.basis, S, host.basis, optimize=True)
-    BS = np.matmul(Binv[None], St)
+    BS = np.matmul(Binv[None], host.rotated)
     tr_BS = np.einsum("mupp->mu", BS)
     AinvSb = np.einsum("upq,muq->mup", Ainv, Sb)
     dbeta = -lam[:, :, None] * AinvSb  # (M, U, p): d beta_hat / d rho_m
@@ -615,8 +619,8 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
         # a unit converges only on a fresh one. Every choice is per unit, so that a unit's
         # answer does not depend on the units fitted with it.
         fresh = np.full(U, exact and not first_step) & (moved < np.where(have, 0.05, 0.5))
+        Ainv = np.linalg.inv(A) if fresh.any() or with_scale else None
         if fresh.any():
-            Ainv = np.linalg.inv(A)
             Ainv = 0.5 * (Ainv + np.swapaxes(Ainv, 1, 2))
             Sb = np.einsum("mupq,uq->mup", host.S, b)
             dbeta = -lam[:, :, None] * np.einsum("upq,muq->mup", Ainv, Sb)
@@ -625,7 +629,7 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
             have |= fresh
         smodel, shost = model, host
         if with_scale:
-            edf = np.einsum("upq,uqp->u", np.linalg.inv(A), model.H)
+            edf = np.einsum("upq,uqp->u", Ainv, model.H)
             phi = np.maximum(model.pearson / np.maximum(n_rows - edf, 1.0), 1e-12)
             smodel, shost, log_phi = model.scaled(phi), host.scaled(phi), np.log(phi)[None, :]
         # converged when the gradient is below tol, or below the rounding of V (relative 1e-9:

@@ -93,28 +93,24 @@ def log_likelihood(rows: Rows, weights, intercept, dtype, family: str = "poisson
     maximum-likelihood variance of these rows, whatever ``dispersion`` says).
     """
     if family != "poisson":
-        return _family_log_likelihood(rows, weights, intercept, dtype, get_family(family),
-                                      None if family == "gaussian" else dispersion)
-    total, size = None, None
-    with jax.enable_x64(True):
-        dt = jnp.dtype(dtype)
-        W, b = jnp.asarray(weights, dt), jnp.asarray(intercept, dt)
-        for block in rows():
-            rows_here = block.X.shape[0]
-            size = rows_here if size is None else size
-            padded = block.padded(size)
-            offset = np.zeros(size) if padded.offset is None else padded.offset
-            eta, _, _ = pb.compiled_call(_linear_predictor, {}, pb.to_device(padded.X, dt),
-                                         jnp.asarray(offset, dt), W, b)
-            eta = np.asarray(eta, float)[:rows_here]
-            part = poisson.log_likelihood(block.counts, poisson.expected_counts(eta),
-                                          block.row_weight)
-            total = part if total is None else total + part
+        fam = get_family(family)
+        scale = None if family == "gaussian" else dispersion
+        parts = None
+        for block, eta in _linear_predictors(rows, weights, intercept, dtype):
+            part = fam.log_likelihood_parts(block.counts, fam.mean(eta), block.row_weight, scale)
+            parts = part if parts is None else tuple(a + c for a, c in zip(parts, part))
+        return fam.log_likelihood_total(parts, scale)
+    total = None
+    for block, eta in _linear_predictors(rows, weights, intercept, dtype):
+        part = poisson.log_likelihood(block.counts, poisson.expected_counts(eta), block.row_weight)
+        total = part if total is None else total + part
     return total
 
 
-def _family_log_likelihood(rows: Rows, weights, intercept, dtype, family, dispersion):
-    parts, size = None, None
+def _linear_predictors(rows: Rows, weights, intercept, dtype):
+    """Each block of ``rows`` with its linear predictor (rows, U) as float64 numpy, formed in
+    ``dtype`` (blocks padded to the first one's size: one compiled kernel)."""
+    size = None
     with jax.enable_x64(True):
         dt = jnp.dtype(dtype)
         W, b = jnp.asarray(weights, dt), jnp.asarray(intercept, dt)
@@ -125,11 +121,7 @@ def _family_log_likelihood(rows: Rows, weights, intercept, dtype, family, disper
             offset = np.zeros(size) if padded.offset is None else padded.offset
             eta, _, _ = pb.compiled_call(_linear_predictor, {}, pb.to_device(padded.X, dt),
                                          jnp.asarray(offset, dt), W, b)
-            eta = np.asarray(eta, float)[:rows_here]
-            part = family.log_likelihood_parts(block.counts, family.mean(eta), block.row_weight,
-                                               dispersion)
-            parts = part if parts is None else tuple(a + c for a, c in zip(parts, part))
-    return family.log_likelihood_total(parts, dispersion)
+            yield block, np.asarray(eta, float)[:rows_here]
 
 
 @attrs.frozen(eq=False)

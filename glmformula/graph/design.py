@@ -452,30 +452,11 @@ def design_matrix(formula, data: Mapping, *, bin_size, epochs=None,
                   dtype="float64", response_kind: str = "counts") -> DesignMatrix:
     """Build the design matrix (and binned response) of ``formula`` on ``data``.
 
-    ``gf.design_matrix`` (:func:`glmformula.results.fit.design_matrix`) calls this with the
-    response kind of its ``family``.
-
-    Parameters
-    ----------
-    formula : str or Formula
-        e.g. ``"spikes ~ cyclic(hd, 12) + history(8, log, window=100ms)"``.
-    data : mapping
-        Names -> pynapple objects (TsGroup, Ts, Tsd, TsdFrame, IntervalSet).
-    bin_size : float or str
-        Seconds, or a quantity such as ``"10ms"``.
-    epochs : IntervalSet or str, optional
-        Epochs to use (or the name of an IntervalSet in ``data``). Default: the intersection of
-        the time supports of everything the formula uses.
-    dtype : str
-        ``"float64"`` or ``"float32"``.
-    response_kind : str
-        How the response is binned (:data:`~glmformula.graph.data.RESPONSE_KINDS`):
-        ``"counts"`` (spike counts, default), ``"binary"`` (counts clipped to 1) or
-        ``"continuous"`` (a Tsd/TsdFrame averaged into the bins).
-
-    Returns
-    -------
-    DesignMatrix
+    ``gf.design_matrix`` (:func:`glmformula.results.fit.design_matrix`, where the other
+    parameters are documented) calls this with the response kind of its ``family``:
+    ``response_kind`` (:data:`~glmformula.graph.data.RESPONSE_KINDS`) is ``"counts"`` (spike
+    counts, default), ``"binary"`` (counts clipped to 1) or ``"continuous"`` (a Tsd/TsdFrame
+    averaged into the bins). Returns a :class:`DesignMatrix`.
     """
     prepared = prepare(formula, data, bin_size=bin_size, epochs=epochs, require_response=True,
                        response_kind=response_kind)

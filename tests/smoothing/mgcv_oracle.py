@@ -545,3 +545,40 @@ def fit_smooth_cc(x, y, k: int, *, x_new=None, offset=None, offset_new=None,
 
 __all__ = ["MgcvError", "MgcvFit", "SmoothFit", "fit_paraPen", "fit_smooth_cc", "mgcv_version",
            "requires_mgcv"]
+
+
+def fit_our_design(formula: str, data, bin_size, *, family: str = "poisson", theta=None):
+    """Our design and penalties for unit 0 of ``formula``, rotated and constrained as the
+    engine does, fitted by mgcv (:func:`fit_paraPen`, REML).
+
+    Returns
+    -------
+    setup (our :class:`~glmformula.fitting.smoothing.PenaltySetup`), the :class:`MgcvFit`,
+    mgcv's weights in our stored columns and the number of rows fitted.
+    """
+    from glmformula.fitting import engine
+    from glmformula.fitting import identifiability as ident
+    from glmformula.fitting.smoothing import penalty_setup
+    from glmformula.graph.design import build, prepare
+    from glmformula.graph.penalties import term_penalties
+
+    kind = "continuous" if family in ("gamma", "gaussian") else "counts"
+    design = build(prepare(formula, data, bin_size=bin_size, response_kind=kind))
+    plan = design.plan
+    constraints = engine.design_constraints(design)
+    T = ident.rotation(constraints, plan.term_storage, plan.n_storage)
+    mask = ident.mask_constant_directions(plan.column_mask(), constraints, plan.term_storage)[0]
+    kept = np.flatnonzero(mask)
+    setup = penalty_setup(term_penalties(plan, design.graph), tuple(plan.unit_ids),
+                          plan.n_storage, T)
+    used = design.valid
+    X = (np.asarray(design.storage, float) @ T)[used][:, kept]
+    y = np.asarray(design.counts, float)[used, 0]
+    penalties = []
+    for m in range(len(setup.keys)):
+        S = setup.S[m, 0][np.ix_(kept, kept)]
+        cols = np.flatnonzero(np.abs(S).sum(axis=0) > 0)
+        penalties.append((cols, S[np.ix_(cols, cols)]))
+    oracle = fit_paraPen(X, y, penalties, family=family, theta=theta,
+                         control={"epsilon": 1e-10})
+    return setup, oracle, T[:, kept] @ oracle.coefficients[1:], X.shape[0]

@@ -14,16 +14,11 @@ import pynapple as nap
 import pytest
 
 import glmformula as gf
-from glmformula.fitting import engine
-from glmformula.fitting import identifiability as ident
-from glmformula.fitting.smoothing import penalty_setup
-from glmformula.graph.design import build, prepare
-from glmformula.graph.penalties import term_penalties
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # importlib mode: no sibling imports otherwise
 
-from mgcv_oracle import fit_paraPen, requires_mgcv  # noqa: E402
+from mgcv_oracle import fit_our_design, requires_mgcv  # noqa: E402
 
 pytestmark = requires_mgcv
 
@@ -55,29 +50,6 @@ def _recording(seed: int, n_bins: int = 6000, history: bool = False):
             "hd": nap.Tsd(t, hd, time_support=epochs)}
 
 
-def _mgcv_on_our_design(formula: str, data):
-    """Our design and penalties, rotated and constrained as the engine does, fitted by mgcv."""
-    design = build(prepare(formula, data, bin_size=BIN))
-    plan = design.plan
-    constraints = engine.design_constraints(design)
-    T = ident.rotation(constraints, plan.term_storage, plan.n_storage)
-    mask = ident.mask_constant_directions(plan.column_mask(), constraints, plan.term_storage)[0]
-    kept = np.flatnonzero(mask)
-    setup = penalty_setup(term_penalties(plan, design.graph), tuple(plan.unit_ids),
-                          plan.n_storage, T)
-    used = design.valid
-    X = (np.asarray(design.storage, float) @ T)[used][:, kept]
-    y = np.asarray(design.counts, float)[used, 0]
-    penalties = []
-    for m in range(len(setup.keys)):
-        S = setup.S[m, 0][np.ix_(kept, kept)]
-        cols = np.flatnonzero(np.abs(S).sum(axis=0) > 0)
-        penalties.append((cols, S[np.ix_(cols, cols)]))
-    oracle = fit_paraPen(X, y, penalties, control={"epsilon": 1e-10})
-    weights = T[:, kept] @ oracle.coefficients[1:]
-    return setup, oracle, weights, X.shape[0]
-
-
 @pytest.mark.parametrize("formula, seed", [
     ("spikes ~ bspline(x, 12)", 1),
     ("spikes ~ cyclic(hd, 20)", 2),
@@ -86,7 +58,7 @@ def _mgcv_on_our_design(formula: str, data):
 ])
 def test_selected_strengths_edf_and_weights_match_mgcv(formula, seed):
     data = _recording(seed, history="history" in formula)
-    setup, oracle, mgcv_weights, n = _mgcv_on_our_design(formula, data)
+    setup, oracle, mgcv_weights, n = fit_our_design(formula, data, BIN)
     res = gf.fit(formula, data, bin_size=BIN)
     assert res.n_rows == n
     table = res.smoothing

@@ -15,16 +15,11 @@ import pynapple as nap
 import pytest
 
 import glmformula as gf
-from glmformula.fitting import engine
-from glmformula.fitting import identifiability as ident
-from glmformula.fitting.smoothing import penalty_setup
-from glmformula.graph.design import build, prepare
-from glmformula.graph.penalties import term_penalties
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # importlib mode: no sibling imports otherwise
 
-from mgcv_oracle import fit_paraPen, requires_mgcv  # noqa: E402
+from mgcv_oracle import fit_our_design, requires_mgcv  # noqa: E402
 
 pytestmark = requires_mgcv
 
@@ -58,37 +53,14 @@ def _recording(family: str, seed: int, n_bins: int = 5000) -> dict:
     return data
 
 
-def _mgcv_on_our_design(data, family: str, theta=None):
-    """Our design and penalties, rotated and constrained as the engine does, fitted by mgcv."""
-    kind = "continuous" if family in ("gamma", "gaussian") else "counts"
-    design = build(prepare(FORMULA, data, bin_size=BIN, response_kind=kind))
-    plan = design.plan
-    constraints = engine.design_constraints(design)
-    T = ident.rotation(constraints, plan.term_storage, plan.n_storage)
-    mask = ident.mask_constant_directions(plan.column_mask(), constraints, plan.term_storage)[0]
-    kept = np.flatnonzero(mask)
-    setup = penalty_setup(term_penalties(plan, design.graph), tuple(plan.unit_ids),
-                          plan.n_storage, T)
-    used = design.valid
-    X = (np.asarray(design.storage, float) @ T)[used][:, kept]
-    y = np.asarray(design.counts, float)[used, 0]
-    penalties = []
-    for m in range(len(setup.keys)):
-        S = setup.S[m, 0][np.ix_(kept, kept)]
-        cols = np.flatnonzero(np.abs(S).sum(axis=0) > 0)
-        penalties.append((cols, S[np.ix_(cols, cols)]))
-    oracle = fit_paraPen(X, y, penalties, family=family, theta=theta,
-                         control={"epsilon": 1e-10})
-    return setup, oracle, T[:, kept] @ oracle.coefficients[1:], X.shape[0]
-
-
 @pytest.mark.parametrize("family, seed", [("bernoulli", 1), ("gamma", 2), ("gaussian", 3),
                                           ("negative_binomial", 4)])
 def test_selected_strengths_edf_and_weights_match_mgcv(family, seed):
     data = _recording(family, seed)
     res = gf.fit(FORMULA, data, bin_size=BIN, family=family)
     theta = 1.0 / res.dispersion[0] if family == "negative_binomial" else None
-    setup, oracle, mgcv_weights, n = _mgcv_on_our_design(data, family, theta)
+    setup, oracle, mgcv_weights, n = fit_our_design(FORMULA, data, BIN, family=family,
+                                                    theta=theta)
     assert res.n_rows == n
     table = res.smoothing
     ours = np.array([table.loc[(key, 0), "strength"] for key in setup.keys])
