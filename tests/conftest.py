@@ -57,5 +57,8 @@ def current_injection_recording():
 
 @pytest.fixture(scope="session")
 def nwb_recording():
-    """The real 3-unit NWB recording A8604 through pynapple.load_file."""
-    return nap.load_file(str(shared_data("pynapple_a8604") / "A8604-211122.nwb"))
+    """The real 3-unit NWB recording A8604 through pynapple.load_file (closed at the end of
+    the session, not by the garbage collector)."""
+    recording = nap.load_file(str(shared_data("pynapple_a8604") / "A8604-211122.nwb"))
+    yield recording
+    recording.close()
