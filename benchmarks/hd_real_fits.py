@@ -2,10 +2,11 @@
 comparison of issue 16, timed warm (second call in the process) and first.
 
 Reads ../shared/data/hd_mouse28_140313 (32 ADn/PoS cells; the `valid` wake epochs; 10 ms bins;
-no regularizer) and prints, per fit, the wall time, the solver's time and its passes over the
-data; for the comparison, the wall time and the cross-validated bits per spike.
+no regularizer unless --smoothing auto) and prints, per fit, the wall time, the solver's time
+and its passes over the data; for the comparison, the wall time and the cross-validated bits
+per spike.
 
-    python benchmarks/hd_real_fits.py [--repeats 2] [--skip-compare]
+    python benchmarks/hd_real_fits.py [--repeats 2] [--skip-compare] [--smoothing auto]
 """
 
 from __future__ import annotations
@@ -44,15 +45,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-compare", action="store_true")
+    parser.add_argument("--smoothing", choices=("none", "auto"), default="none",
+                        help="none: the issue's unregularised fits (default); auto: REML")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS),
+                        default=["hd+history", "hd+history+coupling"],
+                        help="which single fits to time")
     args = parser.parse_args()
     if not DATA.exists():
         raise SystemExit(f"the real recording is not at {DATA} (it lives in ../shared/data)")
     data = load()
     warnings.simplefilter("ignore")
-    for name in ("hd+history", "hd+history+coupling"):
+    smoothing = None if args.smoothing == "none" else "auto"
+    for name in args.models:
         for repeat in range(args.repeats):
             started = time.perf_counter()
-            res = gf.fit(MODELS[name], data, bin_size="10ms", epochs="valid")
+            res = gf.fit(MODELS[name], data, bin_size="10ms", epochs="valid",
+                         smoothing=smoothing)
             d = res.diagnostics
             print(f"{name:22s} {'first' if repeat == 0 else 'warm '} "
                   f"{time.perf_counter() - started:6.2f} s  solver {res.solver} "
@@ -63,7 +71,8 @@ def main() -> None:
         return
     for repeat in range(args.repeats):
         started = time.perf_counter()
-        table = gf.compare(MODELS, data, bin_size="10ms", epochs="valid", cv=5)
+        table = gf.compare(MODELS, data, bin_size="10ms", epochs="valid", cv=5,
+                           smoothing=smoothing)
         print(f"gf.compare, 3 models, cv=5: {'first' if repeat == 0 else 'warm '} "
               f"{time.perf_counter() - started:.1f} s", flush=True)
     print(table[["n_params", "cv_bits_per_spike", "cv_bits_per_spike_se",

@@ -114,6 +114,11 @@ class Solution:
         ``mu + a mu^2``), or the scale of the gamma (``1 / shape``) and gaussian (variance,
         in the response's squared units) families, Pearson's chi-square over the residual
         degrees of freedom (as statsmodels' GLM); None for Poisson and Bernoulli.
+    information : tuple of ndarray or None
+        Asked for with ``solve(..., information=True)`` (rows in memory): per unit, the Fisher
+        information sums at the answer (unit dispersion, without the penalty), float64, rows
+        and columns the unit's fitted columns in order, then the intercept. What standard
+        errors need, from the pass the solver's own Hessian kernel makes.
     """
 
     weights: np.ndarray
@@ -135,6 +140,7 @@ class Solution:
     tol: float = float("nan")
     family: str = "poisson"
     dispersion: np.ndarray | None = None
+    information: tuple | None = None
 
 
 # --------------------------------------------------------------------------- choices
@@ -279,7 +285,7 @@ def _names(problem) -> _Names:
 
 def _finish(raw: RawResult, s: _Setup, solver: str, dtype: str, tol: float, compile_s: float,
             run_s: float, max_iter: int, names: _Names, X: np.ndarray | None = None,
-            family: str = "poisson", dispersion=None) -> Solution:
+            family: str = "poisson", dispersion=None, information=None) -> Solution:
     raw = jax.tree_util.tree_map(np.asarray, raw)
     W = np.where(s.mask.T, raw.W, 0.0).astype(raw.W.dtype)
     status = tuple(_STATUS.get(int(c), "max_iter") if not conv else "converged"
@@ -292,9 +298,36 @@ def _finish(raw: RawResult, s: _Setup, solver: str, dtype: str, tol: float, comp
         n_hessian_passes=int(raw.n_hessian), n_matmul_passes=int(raw.n_matmul),
         tol=tol, family=family,
         dispersion=None if dispersion is None else np.asarray(dispersion, float),
+        information=None if information is None else _per_unit(information, s.mask),
     )
     _warn(sol, s, max_iter, names, X)
     return sol
+
+
+def _information_sums(block: pb.Block, W, b, strategy: str):
+    """Fisher information sums of every unit at ``(W, b)``, intercept last (U, P+1, P+1): one
+    pass with the solvers' Hessian kernel."""
+    eta = pb.linear_predictor(block, W, b)
+    return pb.hessian_sum(block.X, pb.fisher_curvature(eta, block.rw, block.obs), strategy)
+
+
+def _information(block: pb.Block, raw: RawResult) -> tuple[np.ndarray, float]:
+    """:func:`_information_sums` at a solver's answer, and its compile time."""
+    P, U = raw.W.shape
+    info, compile_s, _ = pb.compiled_call(_information_sums,
+                                          {"strategy": pb.hessian_strategy(U, P)},
+                                          block, raw.W, raw.b)
+    return np.asarray(info, float), compile_s
+
+
+def _per_unit(information: np.ndarray, mask: np.ndarray) -> tuple:
+    """Each unit's rows and columns of (U, P+1, P+1) sums: its columns, then the intercept."""
+    P = mask.shape[1]
+    out = []
+    for u, matrix in enumerate(information):
+        keep = np.r_[np.flatnonzero(mask[u]), P]
+        out.append(matrix[np.ix_(keep, keep)])
+    return tuple(out)
 
 
 def _null_columns(X: np.ndarray, mask_u: np.ndarray) -> list[int]:
@@ -412,6 +445,7 @@ def solve(
     init=None,
     family: str = "poisson",
     dispersion=None,
+    information: bool = False,
     **options,
 ) -> Solution:
     """Fit a Poisson GLM (or another observation family's) per unit on a shared design.
@@ -444,6 +478,9 @@ def solve(
         maximum likelihood, alternating fits of the weights at fixed ``a`` with a safeguarded
         Newton iteration on ``log a`` at fixed weights until ``log a`` moves by less than
         1e-9 (the joint maximum of the likelihood; ``Solution.dispersion``).
+    information : bool
+        Also return the Fisher information sums at the answer (``Solution.information``;
+        one more pass; rows in memory only, ignored for rows in blocks).
     **options
         Solver settings declared by the solver class, e.g. ``history=`` for L-BFGS; an
         unknown name is an error.
@@ -460,7 +497,7 @@ def solve(
     if family != "poisson":
         return _solve_family(problem, family, dispersion, regularizer=regularizer,
                              solver=solver, tol=tol, max_iter=max_iter, dtype=dtype, init=init,
-                             **options)
+                             information=information, **options)
     if isinstance(problem, BlockedProblem):
         return _solve_blocked(problem, regularizer=regularizer, solver=solver, tol=tol,
                               max_iter=max_iter, dtype=dtype, init=init, **options)
@@ -477,10 +514,11 @@ def solve(
         algo = _make_solver(solver, s.penalty, problem.n_rows, problem.n_cols, problem.n_units, tol,
                             max_iter, **options)
         raw, c1, _ = algo.run(data)
+        info, c2 = _information(block, raw) if information else (None, 0.0)
         wall = time.perf_counter() - t0
     eff_tol = max(tol, _floor(name))
-    return _finish(raw, s, algo.name, name, eff_tol, c0 + c1, wall - c0 - c1, algo.max_iter,
-                   _names(problem), problem.X)
+    return _finish(raw, s, algo.name, name, eff_tol, c0 + c1 + c2, wall - c0 - c1 - c2,
+                   algo.max_iter, _names(problem), problem.X, information=info)
 
 
 def _floor(dtype_name: str) -> float:
@@ -736,7 +774,8 @@ def _family_setup(stats, moments, family: str, alpha, column_mask, column_groups
 
 
 def _solve_family(problem, family: str, dispersion, *, regularizer=None, solver="auto",
-                  tol=1e-8, max_iter=None, dtype=None, init=None, **options) -> Solution:
+                  tol=1e-8, max_iter=None, dtype=None, init=None, information=False,
+                  **options) -> Solution:
     """:func:`solve` for the families other than Poisson (rows in memory or in blocks): the
     same solvers with the family's loss (:mod:`.families`); the negative binomial dispersion
     by alternation (see :func:`solve`); the gamma and gaussian scale, after the fit, as
@@ -833,13 +872,19 @@ def _solve_family(problem, family: str, dispersion, *, regularizer=None, solver=
             df = s.n - (s.mask.sum(axis=1) + 1)
             with np.errstate(divide="ignore", invalid="ignore"):
                 dispersion_out = np.where(df > 0, np.asarray(pearson, float) / df, np.nan)
+        info = None
+        if information and not blocked:
+            theta = None if alpha is None else jnp.asarray(
+                np.nan_to_num(np.broadcast_to(np.asarray(alpha, float), (n_units,)), nan=1.0), dt)
+            info, c = _information(block._replace(obs=Obs(family, theta)), raw)
+            compile_s += c
         wall = time.perf_counter() - t0
     if blocked:
         compile_s = reader.compile_seconds
     eff_tol = max(tol, _floor(name))
     return _finish(raw, s, algo.name, name, eff_tol, compile_s, wall - compile_s,
                    algo.max_iter, _names(problem), None if blocked else problem.X,
-                   family=family, dispersion=dispersion_out)
+                   family=family, dispersion=dispersion_out, information=info)
 
 
 def _nb_counts(problem) -> np.ndarray:

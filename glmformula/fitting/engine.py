@@ -200,14 +200,39 @@ class EngineFit:
 
 
 def _means(X: np.ndarray, offset, used: np.ndarray, rows_per_block: int = 16384):
-    """Column means of ``X`` and the offset's mean over the ``used`` rows (in blocks of rows:
-    no copy of the design)."""
-    n = max(int(used.sum()), 1)
+    """Column means of ``X`` and the offset's mean over the ``used`` rows (summed in float64,
+    as a blocked fit sums them; no copy of the design)."""
+    used = np.asarray(used, bool)
+    n = max(int(np.count_nonzero(used)), 1)
+    sums = _column_sums(X, used, rows_per_block)
+    return sums / n, (0.0 if offset is None else float(offset[used].sum() / n))
+
+
+#: Runs of consecutive used rows up to which :func:`_column_sums` reduces slices in place.
+_MAX_RUNS = 64
+
+
+def _column_sums(X: np.ndarray, used: np.ndarray, rows_per_block: int) -> np.ndarray:
+    """Float64 sums of the columns of ``X`` over the rows ``used`` (bool), by numpy's
+    reductions.
+
+    Not a product with the row mask: that runs in multithreaded BLAS, which stalls when other
+    processes want the cores (one unit, 1e5 x 50, on the 2-core machine: 5 ms against 1.8 ms,
+    16 ms against 1.8 ms with two busy processes; docs/performance_decisions.md,
+    'Identifiability moments with BLAS on one thread'), and reads the rows not used too.
+    The rows used are whole epochs less their first window, a few runs, each summed as a
+    slice in place; rows scattered (a fold of single rows) are gathered a block at a time.
+    """
     sums = np.zeros(X.shape[1])
+    edges = np.flatnonzero(np.diff(used.view(np.int8), prepend=0, append=0))
+    if len(edges) <= 2 * _MAX_RUNS:
+        for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
+            sums += np.add.reduce(X[a:b], axis=0, dtype=np.float64)
+        return sums
     for start in range(0, X.shape[0], rows_per_block):
         stop = start + rows_per_block
-        sums += used[start:stop].astype(X.dtype) @ X[start:stop]
-    return sums / n, (0.0 if offset is None else float(offset[used].sum() / n))
+        sums += np.add.reduce(X[start:stop][used[start:stop]], axis=0, dtype=np.float64)
+    return sums
 
 
 def parameter_counts(unit_columns, constrained_terms, intercept: bool = True) -> np.ndarray:
@@ -387,7 +412,8 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
     with _rotated(design.storage, constraints, plan.term_storage) as X:
         problem = backend.Problem(X=X, y=design.counts, offset=design.offset,
                                   row_weight=weights_of_rows, **layout)
-        groups = plan_groups(layout["column_mask"]) if group_units else None
+        groups = plan_groups(layout["column_mask"], int(np.count_nonzero(used))) \
+            if group_units else None
         with _backend_errors(plan, formula):
             if setup is not None and setup.keys:
                 smooth_fit = _choose_strengths(problem, setup, groups, plan, solver_options,
@@ -401,7 +427,11 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
             if setup is not None:
                 problem = attrs.evolve(problem, penalty_matrix=smooth_fit.penalty_matrix
                                        if smooth_fit is not None else setup.fixed)
-            solution = _solve(problem, groups, start, solver_options)
+            # standard errors computed with the fit need the information at the answer: the
+            # solver forms it with its own Hessian kernel (on a group's columns), one pass
+            eager = covariance and information.computed_with_fit(layout["column_mask"],
+                                                                 design.n_rows)
+            solution = _solve(problem, groups, start, {**solver_options, "information": eager})
         rows = information.rows_in_memory(problem.X, design.counts, design.offset,
                                           weights_of_rows)
         ll = information.log_likelihood(rows, solution.weights, solution.intercept,
@@ -520,7 +550,8 @@ def _covariance(solution, layout, solver_options, constraints, plan, n_rows, row
         layout["column_groups"],
         solution.dtype, constraints, plan.term_storage, unit_names=layout["unit_names"],
         penalty_matrix=penalty_matrix, family=getattr(solution, "family", "poisson"),
-        dispersion=getattr(solution, "dispersion", None))
+        dispersion=getattr(solution, "dispersion", None),
+        information=getattr(solution, "information", None))
     return information.covariance_stack(now, attrs.evolve(now, rows=later()), n_rows)
 
 
@@ -641,7 +672,9 @@ def _strengths_from_sample(rows, n_grid_rows: int, chunk_size: int, plan, layout
                              y=np.concatenate([b.counts for b in parts]).astype(float),
                              offset=offset,
                              row_weight=np.concatenate([b.row_weight for b in parts]), **layout)
-    fit = smoothing.choose_strengths(sample, setup, plan_groups(layout["column_mask"]),
+    fit = smoothing.choose_strengths(sample, setup,
+                                     plan_groups(layout["column_mask"],
+                                                 int(np.count_nonzero(sample.row_weight))),
                                      smoothing.unit_term_columns(plan), dtype=options.dtype,
                                      regularizer=options.backend_options(plan.formula)[
                                          "regularizer"], family=_sample_family(options))

@@ -19,19 +19,21 @@ from . import sharding
 
 #: Group units only when that cuts the estimated solver work by at least this factor.
 GROUPING_GAIN = 4.0
-#: Work of one solver call besides its Hessians, in the units of ``(P + 1)**2 * U``: the passes
-#: over the rows, copying the group's columns, dispatch. Set by hand
+#: Work of one solver call besides its Hessians (copying the group's columns, the statistics
+#: pass, dispatch), in multiply-adds: charged as ``CALL_OVERHEAD / n_rows`` in the units of
+#: ``(P + 1)**2 * U`` per row, since the Hessians' work grows with the rows and this does not
 #: (docs/performance_decisions.md, 'Units in groups on their own columns').
-CALL_OVERHEAD = 2000.0
+CALL_OVERHEAD = 4e7
 
 
-def plan_groups(column_mask: np.ndarray) -> list | None:
+def plan_groups(column_mask: np.ndarray, n_rows: int) -> list | None:
     """``[(units, columns)]`` of consecutive units and the columns they read, or None when one
-    call on all columns is as cheap (within :data:`GROUPING_GAIN`)."""
+    call on all columns is as cheap (within :data:`GROUPING_GAIN`); ``n_rows``: the rows fitted."""
     mask = np.asarray(column_mask, bool)
     U, P = mask.shape
     if U < 2:
         return None
+    overhead = CALL_OVERHEAD / max(int(n_rows), 1)
     best, best_cost = None, (P + 1) ** 2 * U / GROUPING_GAIN
     for size in sorted({1, 2, 4, 8, 16, max(1, U // 4), max(1, U // 2)}):
         if size >= U:
@@ -40,7 +42,7 @@ def plan_groups(column_mask: np.ndarray) -> list | None:
         for start in range(0, U, size):
             units = np.arange(start, min(start + size, U))
             groups.append((units, np.flatnonzero(mask[units].any(axis=0))))
-        cost = sum((len(c) + 1) ** 2 * len(u) + CALL_OVERHEAD for u, c in groups)
+        cost = sum((len(c) + 1) ** 2 * len(u) + overhead for u, c in groups)
         if cost < best_cost:
             best, best_cost = groups, cost
     return best

@@ -156,6 +156,9 @@ class CovarianceSource:
     quad: np.ndarray | None = None  # (U, P, P) quadratic penalty of the mean objective
     family: str = "poisson"  # the observation family (Fisher weights: .families)
     dispersion: np.ndarray | None = None  # (U,) its fitted dispersion (NB a, gamma/gaussian scale)
+    #: per unit, the solver's Fisher information sums at these parameters (support, then the
+    #: intercept: ``backend.Solution.information``); None: computed here by passes over rows
+    information: tuple | None = None
 
     @property
     def n_columns(self) -> int:
@@ -200,13 +203,17 @@ class CovarianceSource:
             support = self.supports[u]
             padded_columns[g, :len(support)] = support
             padded_weights[:len(support), g] = self.weights[support, u]
+        if self.information is not None:  # the solver's, at the answer: no pass over rows
+            shared, alone = {}, []
         info = {key: None for key in shared}
         info_alone = None
         n, size = 0.0, None
         for block in self.rows():
+            n += float(np.sum(block.row_weight))
+            if not shared and not alone:
+                continue
             size = block.X.shape[0] if size is None else size
             padded = block.padded(size)
-            n += float(np.sum(block.row_weight))
             for key, group in shared.items():
                 columns = np.asarray(key, dtype=int)
                 part = unit_information(padded.X, padded.offset, padded.row_weight, columns,
@@ -223,7 +230,8 @@ class CovarianceSource:
                                       self._obs(alone[g:g + step]))
                     for g in range(0, len(alone), step)])
                 info_alone = part if info_alone is None else info_alone + part
-        matrices = {}
+        matrices = {} if self.information is None else {
+            int(u): np.array(self.information[u], dtype=float) for u in units}
         for key, group in shared.items():
             for i, u in enumerate(group):
                 matrices[u] = info[key][i]
@@ -296,10 +304,11 @@ def covariance_source(rows: Rows, weights, intercept, mask: np.ndarray, regulari
                       groups: tuple, dtype: str, constraints: dict,
                       term_storage: dict, unit_names: tuple | None = None,
                       penalty_matrix: np.ndarray | None = None, family: str = "poisson",
-                      dispersion=None) -> CovarianceSource:
+                      dispersion=None, information: tuple | None = None) -> CovarianceSource:
     """A :class:`CovarianceSource` for a fit whose columns of unit ``u`` are ``mask[u]``
     (``family`` and its fitted ``dispersion``: the Fisher weights, and the scale that
-    multiplies the covariance of the gamma and gaussian families, as statsmodels' GLM)."""
+    multiplies the covariance of the gamma and gaussian families, as statsmodels' GLM;
+    ``information``: the solver's information sums at the answer, when it made them)."""
     penalty = resolve_penalty(regularizer, groups, mask)
     supports = tuple(np.flatnonzero(m) for m in mask)
     return CovarianceSource(rows, np.asarray(weights, float), np.asarray(intercept, float),
@@ -307,7 +316,15 @@ def covariance_source(rows: Rows, weights, intercept, mask: np.ndarray, regulari
                             dict(constraints), dict(term_storage), unit_names,
                             None if penalty_matrix is None
                             else np.asarray(penalty_matrix, float), family,
-                            None if dispersion is None else np.asarray(dispersion, float))
+                            None if dispersion is None else np.asarray(dispersion, float),
+                            information)
+
+
+def computed_with_fit(column_mask: np.ndarray, n_rows: int) -> bool:
+    """Whether :func:`covariance_stack` computes the covariances of a fit whose unit ``u``
+    reads the columns ``column_mask[u]`` (U, P) at once (:data:`EAGER_MULTIPLY_ADDS`)."""
+    sizes = np.asarray(column_mask, bool).sum(axis=1) + 1.0
+    return float(n_rows) * float(np.sum(sizes ** 2)) <= EAGER_MULTIPLY_ADDS
 
 
 def covariance_stack(now: CovarianceSource, later: CovarianceSource | None,
@@ -316,10 +333,11 @@ def covariance_stack(now: CovarianceSource, later: CovarianceSource | None,
     (:data:`EAGER_MULTIPLY_ADDS`), else a stack that computes units from ``later`` (whose rows
     hold no design) the first time they are asked for."""
     U, P = len(now.supports), now.n_columns
-    if later is None or now.cost(n_rows) <= EAGER_MULTIPLY_ADDS:
+    if later is None or now.information is not None or now.cost(n_rows) <= EAGER_MULTIPLY_ADDS:
         return CovarianceStack(U, P, parts=now(np.arange(U)))
     return CovarianceStack(U, P, compute=later)
 
 
 __all__ = ["rows_in_memory", "rows_rebuilt", "log_likelihood",
-           "CovarianceSource", "covariance_source", "covariance_stack", "EAGER_MULTIPLY_ADDS"]
+           "CovarianceSource", "covariance_source", "covariance_stack", "computed_with_fit",
+           "EAGER_MULTIPLY_ADDS"]

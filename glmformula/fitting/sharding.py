@@ -137,6 +137,8 @@ def join_solutions(parts, sequential: bool = False) -> "backend.Solution":
         objective=cat("objective"), criterion=cat("criterion"),
         status=tuple(s for p in parts for s in p.status),
         rank_deficient=cat("rank_deficient"), dispersion=cat("dispersion"),
+        information=None if any(p.information is None for p in parts)
+        else tuple(m for p in parts for m in p.information),
         excluded_columns=tuple(sorted(set().union(*[p.excluded_columns for p in parts]))),
         compile_seconds=total(p.compile_seconds for p in parts),
         solve_seconds=total(p.solve_seconds for p in parts),

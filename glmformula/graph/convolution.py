@@ -35,6 +35,8 @@ import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from .._blas import BLAS as _BLAS
+
 __all__ = ["causal_convolve", "lagged_convolve", "valid_rows", "choose_method"]
 
 # Windows of at least this many bins use the FFT: the direct method's cost grows
@@ -290,52 +292,6 @@ def lagged_convolve(
     return out
 
 
-class _BlasThreads:
-    """Holds BLAS to one thread while any direct convolution runs (threadpoolctl).
-
-    Reference-counted, so that overlapping calls from several threads restore the
-    library's own setting only when the last one ends. The controller (which finds
-    the loaded BLAS libraries, the slow part) is made once; setting a limit is then cheap.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._controller = None
-        self._looked = False
-        self._depth = 0
-        self._limiter = None
-
-    def available(self) -> bool:
-        with self._lock:
-            if not self._looked:
-                self._looked = True
-                try:
-                    import threadpoolctl
-
-                    controller = threadpoolctl.ThreadpoolController()
-                    if controller.select(user_api="blas").lib_controllers:
-                        self._controller = controller
-                except Exception:  # not installed, or no BLAS it knows
-                    self._controller = None
-            return self._controller is not None
-
-    @contextlib.contextmanager
-    def one_thread(self):
-        with self._lock:
-            if self._depth == 0:
-                self._limiter = self._controller.limit(limits=1, user_api="blas")
-            self._depth += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._depth -= 1
-                if self._depth == 0:
-                    self._limiter.restore_original_limits()
-                    self._limiter = None
-
-
-_BLAS = _BlasThreads()
 _NO_LIMIT = contextlib.nullcontext()
 
 

@@ -100,8 +100,8 @@ def _finite_range_on(values: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, 
     with np.errstate(all="ignore"):
         if len(edges) <= 64:  # a few runs of rows (epochs): reduce slices, the fastest way
             for a, b in zip(edges[::2], edges[1::2]):
-                np.fmin(low, np.fmin.reduce(values[a:b], axis=0), out=low)
-                np.fmax(high, np.fmax.reduce(values[a:b], axis=0), out=high)
+                np.fmin(low, _folded_reduce(np.fmin, values[a:b]), out=low)
+                np.fmax(high, _folded_reduce(np.fmax, values[a:b]), out=high)
         elif len(values):
             where = used[:, None]
             low = np.fmin.reduce(values, axis=0, where=where, initial=np.inf)
@@ -109,6 +109,24 @@ def _finite_range_on(values: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, 
     found = np.isfinite(low)  # covariates hold no infinities (refused when read)
     return (np.where(found, low, np.nan).astype(float),
             np.where(found, high, np.nan).astype(float))
+
+
+#: Rows :func:`_folded_reduce` lays side by side.
+_FOLD = 16
+
+
+def _folded_reduce(op: np.ufunc, rows: np.ndarray) -> np.ndarray:
+    """``op.reduce(rows, axis=0)`` for a commutative ``op`` (``fmin``, ``fmax``), with
+    :data:`_FOLD` consecutive rows read as one long row.
+
+    numpy reduces the first axis one row at a time, which for short rows costs more per row
+    than the reading (1e5 x 50: 2.7 ms, folded 1.5 ms); the result is the same to the bit.
+    """
+    n = rows.shape[0] - rows.shape[0] % _FOLD
+    if n == 0 or not rows.flags.c_contiguous:
+        return op.reduce(rows, axis=0)
+    folded = op.reduce(rows[:n].reshape(n // _FOLD, _FOLD * rows.shape[1]), axis=0)
+    return op.reduce(np.concatenate([folded.reshape(_FOLD, rows.shape[1]), rows[n:]]), axis=0)
 
 
 @attrs.frozen(eq=False)

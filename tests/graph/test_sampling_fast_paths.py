@@ -204,3 +204,17 @@ def test_a_function_writing_into_its_input_leaves_the_data_alone():
         np.testing.assert_allclose(X[:, 0], np.maximum(np.sin(dm.times), 0), atol=1e-12)
     finally:
         unregister("clip_in_place")
+
+
+def test_a_grid_inside_the_samples_is_matched_by_one_comparison():
+    # samples on the grid's rate and phase that start before it and end after it: the centres
+    # are consecutive samples, found without a search per centre, with the search's index
+    grid = TimeGrid.from_epochs([2.0], [50.0], 0.01)
+    times = (np.arange(6000) + 0.5) * 0.01
+    index = sampling._consecutive_samples(times, grid.centers, 1e-9)
+    np.testing.assert_array_equal(index, np.searchsorted(times, grid.centers - 1e-9))
+    values = np.random.default_rng(1).standard_normal((len(times), 2))
+    np.testing.assert_array_equal(sampled(times, values, grid), values[index])
+    # one sample off the grid: not consecutive samples at every centre
+    times[3000] += 0.003
+    assert sampling._consecutive_samples(times, grid.centers, 1e-9) is None
