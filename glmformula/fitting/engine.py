@@ -434,9 +434,14 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
             solution = _solve(problem, groups, start, {**solver_options, "information": eager})
         rows = information.rows_in_memory(problem.X, design.counts, design.offset,
                                           weights_of_rows)
-        ll = information.log_likelihood(rows, solution.weights, solution.intercept,
-                                        solution.dtype, family.name, solution.dispersion) \
-            if log_likelihood else np.full(U, np.nan)
+        if not log_likelihood:
+            ll = np.full(U, np.nan)
+        elif _objective_is_likelihood(solution, problem, solver_options, family.name):
+            ll = poisson.log_likelihood_from_objective(solution.objective, design.counts,
+                                                       weights_of_rows)
+        else:
+            ll = information.log_likelihood(rows, solution.weights, solution.intercept,
+                                            solution.dtype, family.name, solution.dispersion)
         cov = _covariance(solution, layout, solver_options, constraints, plan, design.n_rows, rows,
                           later=lambda: information.rows_rebuilt(
                               Prepared(formula, design.graph, plan),
@@ -453,6 +458,17 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
                      _diagnostics(solution, ll, used, design.counts, constraints, design.dropped),
                      used, *_means(design.storage, design.offset, used), smoothing=smooth_fit,
                      family=family.name, dispersion=solution.dispersion)
+
+
+def _objective_is_likelihood(solution, problem, solver_options: dict, family: str) -> bool:
+    """Whether the solver's objective is the training log-likelihood (less ``log y!``) to
+    rounding: a float64 Poisson fit without any penalty whose units all converged (so no
+    linear predictor reached the solver's overflow cap, where its loss continues ``exp`` by a
+    polynomial)."""
+    return (family == "poisson" and solution.dtype == "float64"
+            and solver_options.get("regularizer") is None and problem.penalty_matrix is None
+            and bool(np.all(np.asarray(solution.converged)
+                            | (np.asarray(solution.status) == "no_spikes"))))
 
 
 def _intercept_only(design: DesignMatrix, options: FitOptions, used: np.ndarray,
