@@ -91,34 +91,11 @@ def old_curvature(eta, rw):
 
 
 def old_step_sums(X, Y, rw, eta, dW, db, chunk):
-    T, P = X.shape
-    U = dW.shape[1]
-
     def sums_of(x, y, w, e):
         xi = x @ dW + db[None, :]
         return xi, old_value_grad_sums(x, y, w, e + xi)
 
-    if T <= chunk:
-        return sums_of(X, Y, rw, eta)
-    n_full, rem = divmod(T, chunk)
-
-    def body(i, carry):
-        xi_all, acc = carry
-        start = i * chunk
-        part = lambda a: lax.dynamic_slice_in_dim(a, start, chunk)  # noqa: E731
-        xi, sums = sums_of(part(X), part(Y), part(rw), part(eta))
-        acc = tuple(a + b for a, b in zip(acc, sums))
-        return lax.dynamic_update_slice_in_dim(xi_all, xi, start, 0), acc
-
-    dt = X.dtype
-    zero = (jnp.zeros((U,), dt), jnp.zeros((P, U), dt), jnp.zeros((U,), dt), jnp.zeros((U,), dt))
-    xi_all, acc = lax.fori_loop(0, n_full, body, (jnp.zeros((T, U), dt), zero))
-    if rem:
-        tail = slice(n_full * chunk, T)
-        xi, sums = sums_of(X[tail], Y[tail], rw[tail], eta[tail])
-        xi_all = xi_all.at[tail].set(xi)
-        acc = tuple(a + b for a, b in zip(acc, sums))
-    return xi_all, acc
+    return pb.chunked_step(sums_of, X, Y, rw, eta, chunk, dW.shape[1])  # the same chunks
 
 
 # --------------------------------------------------------------------------- kernels

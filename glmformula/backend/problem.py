@@ -472,7 +472,6 @@ def step_sums(X, Y, rw, eta, dW, db, chunk: int, obs: Obs | None = None):
     -------
     xi : (T, U), and ``(loss, grad_w, grad_b, magnitude)`` at ``eta + xi``.
     """
-    T, P = X.shape
     U = dW.shape[1]
 
     def sums_of(x, y, w, e):
@@ -481,6 +480,13 @@ def step_sums(X, Y, rw, eta, dW, db, chunk: int, obs: Obs | None = None):
             return xi, _poisson_sums(x, y, w, e + xi)  # a chunk already: no chunks within
         return xi, value_grad_sums(x, y, w, e + xi, obs)
 
+    return chunked_step(sums_of, X, Y, rw, eta, chunk, U)
+
+
+def chunked_step(sums_of, X, Y, rw, eta, chunk: int, n_units: int):
+    """``sums_of(x, y, w, e) -> (xi, (loss, grad_w, grad_b, magnitude))`` over the rows in
+    chunks of ``chunk`` (static): each chunk's ``xi`` written into (T, U), its sums added."""
+    T, P = X.shape
     if T <= chunk:
         return sums_of(X, Y, rw, eta)
     n_full, rem = _row_chunks(T, chunk)
@@ -493,7 +499,7 @@ def step_sums(X, Y, rw, eta, dW, db, chunk: int, obs: Obs | None = None):
         acc = tuple(a + b for a, b in zip(acc, sums))
         return lax.dynamic_update_slice_in_dim(xi_all, xi, start, 0), acc
 
-    dt = X.dtype
+    U, dt = n_units, X.dtype
     zero = (jnp.zeros((U,), dt), jnp.zeros((P, U), dt), jnp.zeros((U,), dt), jnp.zeros((U,), dt))
     xi_all, acc = lax.fori_loop(0, n_full, body, (jnp.zeros((T, U), dt), zero))
     if rem:

@@ -185,6 +185,34 @@ class CovarianceSource:
                 for u, part in parts.items()}
 
     def _batch(self, units: np.ndarray) -> dict:
+        matrices, n = self._given(units) if self.information is not None \
+            else self._passes(units)
+        parts, deficient = {}, []
+        for u, H in matrices.items():
+            idx = np.arange(len(self.supports[u]))
+            H[idx, idx] += n * self.l2[self.supports[u], u]
+            if self.quad is not None:  # the Bayesian posterior covariance of a smooth fit
+                support = self.supports[u]
+                H[np.ix_(idx, idx)] += n * self.quad[u][np.ix_(support, support)]
+            inverse, singular = invert_information(H[None], self.dtype)
+            if self.family in ("gamma", "gaussian"):  # information at unit scale
+                inverse = inverse * self.dispersion[u]
+            if singular[0]:
+                deficient.append(u)
+            parts[u] = self._original_basis(self.supports[u], inverse[0])
+        names = self.unit_names
+        warn_singular([u if names is None else names[u] for u in sorted(deficient)])
+        return parts
+
+    def _given(self, units: np.ndarray) -> tuple[dict, float]:
+        """The solver's information sums at the answer (no pass over the design), and the
+        rows' total weight."""
+        n = sum(float(np.sum(block.row_weight)) for block in self.rows())
+        return {int(u): np.array(self.information[u], dtype=float) for u in units}, n
+
+    def _passes(self, units: np.ndarray) -> tuple[dict, float]:
+        """Unit -> information sums (support, then the intercept) from passes over the rows,
+        and the rows' total weight."""
         # Units that use the same columns share their products (populations on shared
         # covariates); units with columns of their own (history) are computed together in
         # one kernel per block, their supports padded to the longest.
@@ -203,17 +231,13 @@ class CovarianceSource:
             support = self.supports[u]
             padded_columns[g, :len(support)] = support
             padded_weights[:len(support), g] = self.weights[support, u]
-        if self.information is not None:  # the solver's, at the answer: no pass over rows
-            shared, alone = {}, []
         info = {key: None for key in shared}
         info_alone = None
         n, size = 0.0, None
         for block in self.rows():
-            n += float(np.sum(block.row_weight))
-            if not shared and not alone:
-                continue
             size = block.X.shape[0] if size is None else size
             padded = block.padded(size)
+            n += float(np.sum(block.row_weight))
             for key, group in shared.items():
                 columns = np.asarray(key, dtype=int)
                 part = unit_information(padded.X, padded.offset, padded.row_weight, columns,
@@ -230,8 +254,7 @@ class CovarianceSource:
                                       self._obs(alone[g:g + step]))
                     for g in range(0, len(alone), step)])
                 info_alone = part if info_alone is None else info_alone + part
-        matrices = {} if self.information is None else {
-            int(u): np.array(self.information[u], dtype=float) for u in units}
+        matrices = {}
         for key, group in shared.items():
             for i, u in enumerate(group):
                 matrices[u] = info[key][i]
@@ -239,22 +262,7 @@ class CovarianceSource:
             k = len(self.supports[u])
             keep = np.r_[np.arange(k), k_alone]  # its columns and the intercept (last)
             matrices[u] = info_alone[g][np.ix_(keep, keep)]
-        parts, deficient = {}, []
-        for u, H in matrices.items():
-            idx = np.arange(len(self.supports[u]))
-            H[idx, idx] += n * self.l2[self.supports[u], u]
-            if self.quad is not None:  # the Bayesian posterior covariance of a smooth fit
-                support = self.supports[u]
-                H[np.ix_(idx, idx)] += n * self.quad[u][np.ix_(support, support)]
-            inverse, singular = invert_information(H[None], self.dtype)
-            if self.family in ("gamma", "gaussian"):  # information at unit scale
-                inverse = inverse * self.dispersion[u]
-            if singular[0]:
-                deficient.append(u)
-            parts[u] = self._original_basis(self.supports[u], inverse[0])
-        names = self.unit_names
-        warn_singular([u if names is None else names[u] for u in sorted(deficient)])
-        return parts
+        return matrices, n
 
     def _obs(self, units):
         """The observation family of ``units`` for the information kernels (None: Poisson)."""

@@ -582,3 +582,21 @@ def fit_our_design(formula: str, data, bin_size, *, family: str = "poisson", the
     oracle = fit_paraPen(X, y, penalties, family=family, theta=theta,
                          control={"epsilon": 1e-10})
     return setup, oracle, T[:, kept] @ oracle.coefficients[1:], X.shape[0]
+
+
+def assert_matches_mgcv(res, setup, oracle, mgcv_weights) -> None:
+    """The issue's oracle tolerances for unit 0 of our fit ``res`` against mgcv's on our
+    design (:func:`fit_our_design`): log-strengths within 0.1, edf (whole model, mgcv counting
+    the intercept; and per penalty, tensor margins left out: mgcv reports them per smooth)
+    within 2%, weights and intercept within 1e-3 of the weights' scale."""
+    table = res.smoothing
+    ours = np.array([table.loc[(key, 0), "strength"] for key in setup.keys])
+    np.testing.assert_allclose(np.log(ours), np.log(oracle.strength), atol=0.1)
+    np.testing.assert_allclose(res.n_params_units[0], oracle.edf_total, rtol=0.02)
+    for key, edf in zip(setup.keys, oracle.edf):
+        if " [margin" not in key:
+            np.testing.assert_allclose(table.loc[(key, 0), "edf"], edf, rtol=0.02)
+    scale = np.abs(mgcv_weights).max()
+    np.testing.assert_allclose(res.weights[:, 0], mgcv_weights, atol=1e-3 * scale)
+    np.testing.assert_allclose(res.intercepts[0], oracle.coefficients[0],
+                               atol=1e-3 * max(scale, 1.0))

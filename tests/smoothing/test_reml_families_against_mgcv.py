@@ -19,7 +19,7 @@ import glmformula as gf
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # importlib mode: no sibling imports otherwise
 
-from mgcv_oracle import fit_our_design, requires_mgcv  # noqa: E402
+from mgcv_oracle import assert_matches_mgcv, fit_our_design, requires_mgcv  # noqa: E402
 
 pytestmark = requires_mgcv
 
@@ -62,18 +62,9 @@ def test_selected_strengths_edf_and_weights_match_mgcv(family, seed):
     setup, oracle, mgcv_weights, n = fit_our_design(FORMULA, data, BIN, family=family,
                                                     theta=theta)
     assert res.n_rows == n
-    table = res.smoothing
-    ours = np.array([table.loc[(key, 0), "strength"] for key in setup.keys])
     # the scale families: our scale is Pearson's over (rows - edf) at every iteration where
     # mgcv's REML estimates it with the strengths; both are within a fraction of a percent
-    np.testing.assert_allclose(np.log(ours), np.log(oracle.strength), atol=0.1)
-    np.testing.assert_allclose(res.n_params_units[0], oracle.edf_total, rtol=0.02)
-    for key, edf in zip(setup.keys, oracle.edf):
-        np.testing.assert_allclose(table.loc[(key, 0), "edf"], edf, rtol=0.02)
-    scale = np.abs(mgcv_weights).max()
-    np.testing.assert_allclose(res.weights[:, 0], mgcv_weights, atol=1e-3 * scale)
-    np.testing.assert_allclose(res.intercepts[0], oracle.coefficients[0],
-                               atol=1e-3 * max(scale, 1.0))
+    assert_matches_mgcv(res, setup, oracle, mgcv_weights)
     if family in ("gamma", "gaussian"):
         np.testing.assert_allclose(res.dispersion[0], oracle.scale, rtol=0.02)
     if family == "negative_binomial":  # the simulated dispersion, within its sampling error
