@@ -34,6 +34,7 @@ from typing import NamedTuple
 import attrs
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from .newton import (
@@ -86,61 +87,78 @@ class _State(NamedTuple):
     n_pass: jax.Array  # passes over X for products with it (a fused step pass is one)
 
 
-def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, strategy: str,
-               stride: int = 1) -> RawResult:
+def lbfgs_loop(data: FitData, tol, max_iter, state=None, *, history: int, refresh: int,
+               strategy: str, stride: int = 1, refreshes: int = 0, warm: bool = False,
+               until_active: int = 0):
     """Preconditioned L-BFGS on all units in memory (pure; jit with the keywords static).
 
-    ``refresh > 0``: every ``refresh`` iterations without convergence, replace
-    ``B0`` by the current Hessian (one Hessian pass) and restart the memory.
+    ``refresh > 0``: every ``refresh`` iterations without convergence (at most
+    ``refreshes`` times, 0: no limit), replace the preconditioner by the current Hessians (one
+    Hessian pass on every ``stride``-th row) and restart the memory. ``warm``: precondition
+    the first iteration by the Hessian at the start instead of ``B0``.
+    ``until_active > 0``: return as soon as at most that many units are still iterating;
+    ``state``: continue from a returned state (e.g. of those units alone).
+
+    Returns
+    -------
+    RawResult, state
     """
     blk = data.block
     P, U = data.W0.shape
     dtype = data.W0.dtype
     m = history
-    G = gram_sum(blk.X, blk.rw)
-    # the Fisher information at the start is scale * G for every family but the gaussian,
-    # whose curvature is 1 (its scale is the variance of y: the criterion's unit)
-    w0 = jnp.ones_like(data.scale) if blk.obs.name == "gaussian" else data.scale
-    B0 = penalised_hessian(data, (w0 * data.n)[:, None, None] * (G / data.n)[None, :, :])
     precond = lambda q, st: factor_solve(st.L0, st.s0, q)
     crit_of = lambda g, st: jnp.sqrt(jnp.maximum(jnp.sum(g * precond(g, st), axis=0), 0.0)
                                      / data.scale)
-
-    W = data.W0 * data.mask
-    theta = jnp.concatenate([W, data.b0[None, :]], axis=0)
     chunk = step_chunk(P, jnp.dtype(dtype).itemsize)
-    eta, (f, g, mag) = initial_pass(data, W, data.b0, chunk)
-    zeros = jnp.zeros((m, P + 1, U), dtype)
-    st = _State(theta, eta, f, g, mag, zeros, zeros, jnp.zeros((m, U), dtype), jnp.array(0),
-                jnp.ones(U, dtype), jnp.array(0), ~data.active, jnp.zeros(U, jnp.int32),
-                jnp.full((U,), jnp.inf, dtype),
-                jnp.where(data.active, OK, NO_SPIKES).astype(jnp.int32),
-                jnp.zeros_like(B0), jnp.ones((U, P + 1), dtype), jnp.array(0), jnp.zeros(U, bool),
-                jnp.array(1))
+    if state is None:
+        G = gram_sum(blk.X, blk.rw)
+        # the Fisher information at the start is scale * G for every family but the gaussian,
+        # whose curvature is 1 (its scale is the variance of y: the criterion's unit)
+        w0 = jnp.ones_like(data.scale) if blk.obs.name == "gaussian" else data.scale
+        B0 = penalised_hessian(data, (w0 * data.n)[:, None, None] * (G / data.n)[None, :, :])
+        W = data.W0 * data.mask
+        theta = jnp.concatenate([W, data.b0[None, :]], axis=0)
+        eta, (f, g, mag) = initial_pass(data, W, data.b0, chunk)
+        zeros = jnp.zeros((m, P + 1, U), dtype)
+        st = _State(theta, eta, f, g, mag, zeros, zeros, jnp.zeros((m, U), dtype), jnp.array(0),
+                    jnp.ones(U, dtype), jnp.array(0), ~data.active, jnp.zeros(U, jnp.int32),
+                    jnp.full((U,), jnp.inf, dtype),
+                    jnp.where(data.active, OK, NO_SPIKES).astype(jnp.int32),
+                    jnp.zeros_like(B0), jnp.ones((U, P + 1), dtype), jnp.array(int(warm)),
+                    jnp.zeros(U, bool), jnp.array(1))
+    else:
+        # a continuation: B0 (and the rank check) belong to the first iteration, long past
+        B0, st = jnp.zeros((U, P + 1, P + 1), dtype), state
+
+    def hessian(st):
+        # The current Hessians from every `stride`-th row, float32 products: only a
+        # preconditioner (docs/performance_decisions.md, 'float32 Hessian products').
+        return penalised_hessian(data, stride * hessian_sum(
+            blk.X[::stride], curvature(st.eta[::stride], blk.rw[::stride], blk.Y[::stride],
+                                       blk.obs), strategy, jnp.float32))
+
+    if warm:
+        # The rank of the design is the exact Gram matrix's to decide, never a float32
+        # Hessian's; a warm start is preconditioned by its own Hessian instead of B0.
+        deficient_start = (robust_factor(B0, _rank_tol(dtype))[2] if state is None
+                           else jnp.zeros(U, bool))
 
     def renew(st):
-        # Factor B0 (first iteration) or the current Hessian (refresh), and
-        # forget pairs measured against the old preconditioner. One call site:
-        # the factorisation is the largest part of the compiled program.
-        # Refresh Hessians are only preconditioners: formed with float32
-        # products (faster; docs/performance_decisions.md, 'float32 Hessian products'),
-        # they say nothing about the rank of the design,
-        # which the exact Gram matrix of the first iteration decides.
+        # Factor B0 (cold start), the Hessian at the start (warm start) or the current
+        # Hessian (refresh), and forget pairs measured against the old preconditioner.
+        # One call site: the factorisation is the largest part of the compiled program.
         first = st.it == 0
-        if refresh:
-            M = lax.cond(
-                first,
-                lambda st: B0,
-                lambda st: penalised_hessian(data, stride * hessian_sum(
-                    blk.X[::stride], curvature(st.eta[::stride], blk.rw[::stride],
-                                               blk.Y[::stride], blk.obs), strategy,
-                    jnp.float32)),
-                st,
-            )
+        if warm:
+            M, tol_rank = hessian(st), _rank_tol(jnp.float32)
+        elif refresh:
+            M = lax.cond(first, lambda st: B0, hessian, st)
             tol_rank = jnp.where(first, _rank_tol(dtype), _rank_tol(jnp.float32)).astype(dtype)
         else:
             M, tol_rank = B0, None
         L, s, deficient = robust_factor(M, tol_rank)
+        if warm:
+            deficient = deficient_start
         return st._replace(L0=L, s0=s, rho=jnp.zeros_like(st.rho), gamma=jnp.ones_like(st.gamma),
                            n_hess=st.n_hess + 1,
                            deficient=st.deficient | (deficient & data.active & first))
@@ -166,14 +184,18 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
         return -lax.fori_loop(0, m, oldest_first, r)
 
     def cond(st):
-        return (st.it < max_iter) & jnp.any(~st.done)
+        going = jnp.sum(~st.done)
+        return (st.it < max_iter) & (going > 0) & (going > until_active)
 
     def body(st):
         # Slow progress means the rates modulate the curvature far from the
         # start's: every `refresh` iterations, the current Hessian becomes B0.
         need = st.it == 0
         if refresh:
-            need = need | (st.it % refresh == 0)
+            again = (st.it % refresh == 0)
+            if refreshes:
+                again = again & (st.it <= refresh * refreshes)
+            need = need | again
         st = lax.cond(need, renew, lambda st: st, st)
         go = ~st.done
         d = direction(st)
@@ -212,12 +234,56 @@ def lbfgs_loop(data: FitData, tol, max_iter, *, history: int, refresh: int, stra
         )
 
     st = lax.while_loop(cond, body, st)
+    return _result(data, st, tol), (st if until_active or state is not None else None)
+
+
+def _result(data: FitData, st: _State, tol) -> RawResult:
+    P = data.W0.shape[0]
     converged = data.active & (st.crit <= tol)
     status = jnp.where(data.active & ~converged & (st.status == OK), MAX_ITER, st.status)
     return RawResult(
         st.theta[:P], st.theta[P], st.f, st.crit, jnp.max(jnp.abs(st.g), axis=0), converged,
         st.n_iter, status, st.deficient, st.n_hess, st.n_pass,
     )
+
+
+def _of_units(data: FitData, st: _State, units: np.ndarray):
+    """The problem and the L-BFGS state of some units only (``units``: indices)."""
+    take = lambda a, axis: jnp.take(a, units, axis=axis)
+    blk = data.block
+    obs = blk.obs if blk.obs.theta is None else type(blk.obs)(blk.obs.name,
+                                                              take(blk.obs.theta, 0))
+    block = blk._replace(Y=take(blk.Y, 1), obs=obs,
+                         offset=blk.offset if blk.offset.shape[1] == 1 else take(blk.offset, 1))
+    sub = data._replace(
+        block=block, mask=take(data.mask, 1), l2=take(data.l2, 1), l1=take(data.l1, 1),
+        group_strength=take(data.group_strength, 1), W0=take(data.W0, 1), b0=take(data.b0, 0),
+        scale=take(data.scale, 0), active=take(data.active, 0),
+        quad=None if data.quad is None else take(data.quad, 0))
+    return sub, st._replace(**{k: take(getattr(st, k), _UNIT_AXIS[k]) for k in _UNIT_AXIS})
+
+
+def _merge(st: _State, part: _State, units: np.ndarray) -> _State:
+    """``st`` with the units ``units`` replaced by ``part``'s first ``len(units)`` ones; the
+    counters of passes are ``part``'s (it continued from ``st``)."""
+    k = len(units)
+    put = lambda a, b, axis: jnp.moveaxis(
+        jnp.moveaxis(a, axis, 0).at[units].set(jnp.moveaxis(b, axis, 0)[:k]), 0, axis)
+    return st._replace(**{name: put(getattr(st, name), getattr(part, name), axis)
+                          for name, axis in _UNIT_AXIS.items()},
+                       it=part.it, n_hess=part.n_hess, n_pass=part.n_pass)
+
+
+#: the axis of the units in each per-unit field of the L-BFGS state
+_UNIT_AXIS = dict(theta=-1, eta=-1, f=0, g=-1, mag=0, S=-1, Y=-1, rho=-1, gamma=0, done=0,
+                  n_iter=0, crit=0, status=0, L0=0, s0=0, deficient=0)
+
+#: A population's last iterating units continue on their own once at most this many are
+#: left: the products with the shared design then read it for 4 units instead of all (on the
+#: real coupled model, 226k x 268 float64: 44 ms a product pass instead of 97 for 32 units),
+#: and nearly separated units often take most of the iterations (docs/performance_decisions.md,
+#: 'L-BFGS: the last units on their own').
+NARROW_UNITS = 4
 
 
 @attrs.frozen
@@ -235,24 +301,34 @@ class LBFGS:
     refresh : int or None
         Every ``refresh`` iterations without convergence, re-precondition with
         the current Hessians (one Hessian pass for all units) and restart the
-        memory. 0: never. ``None``: as many iterations as one Hessian pass
-        costs, at least 10. That cost ratio is ~``P/4`` for populations (pairs
-        Hessian ``T P^2 U`` flops against two ``2 T P U`` products per
-        iteration) and ~``P/30`` for one unit (the matrix-vector products are
-        memory bound). Refreshing bounds the iteration count on strongly
-        modulated rates (measured: docs/performance_decisions.md, 'L-BFGS
+        memory. 0: never. ``None``: about as many iterations as one Hessian pass
+        costs, at least 10: ``P/16`` for populations (measured on the real
+        head-direction recording's coupled model, P = 268: a float32 pairs Hessian
+        pass of 3.3 s against 0.2 s per iteration) and ``P/30`` for one unit (its
+        matrix-vector products are memory bound). Refreshing bounds the iteration
+        count on strongly modulated rates (docs/performance_decisions.md, 'L-BFGS
         refresh interval').
-    stride : int
-        Refresh Hessians from every ``stride``-th row only (1: every row): a cheaper, noisier
-        preconditioner. Off by default (measured: docs/performance_decisions.md, 'L-BFGS
-        refresh from a subsample of rows').
+    stride : int or None
+        Refresh Hessians from every ``stride``-th row only (1: every row): a cheaper,
+        noisier preconditioner. ``None``: keep at least 100,000 rows
+        (``n_rows // 100_000``, at least 1).
+    refreshes : int or None
+        At most this many refreshes (0: no limit). ``None``: 2. Each refresh restarts the
+        memory, which units moving along a nearly flat direction (a nearly separated
+        unpenalised fit, whose curvature keeps falling) need most: unlimited refreshes
+        kept three such units of the real coupled model going for hundreds of iterations
+        (docs/performance_decisions.md, 'L-BFGS refresh interval').
+
+    A warm start (``init`` given: e.g. a cross-validation fold started at the fit on all
+    rows) is preconditioned by the Hessian at the start instead of ``B0``.
     """
 
     tol: float = 1e-8
     max_iter: int = 1000
     history: int = 10
     refresh: int | None = None
-    stride: int = 1
+    stride: int | None = None
+    refreshes: int | None = None
     name = "lbfgs"
 
     def run(self, data: FitData):
@@ -261,7 +337,30 @@ class LBFGS:
         tol = jnp.asarray(max(self.tol, tolerance_floor(dtype)), dtype)
         refresh = self.refresh
         if refresh is None:
-            refresh = max(10, (P + 1) // (4 if U >= 8 else 30))
+            refresh = max(10, (P + 1) // (16 if U >= 8 else 30))
+        stride = self.stride
+        if stride is None:
+            stride = max(1, data.block.X.shape[0] // 100_000)
+        refreshes = 2 if self.refreshes is None else self.refreshes
+        # a host check of the start (one small transfer): zero weights are a cold start
+        warm = bool(jnp.any(data.W0 != 0))
         static = dict(history=self.history, refresh=int(refresh), strategy=hessian_strategy(U, P),
-                      stride=int(self.stride))
-        return compiled_call(lbfgs_loop, static, data, tol, jnp.asarray(self.max_iter, jnp.int32))
+                      stride=int(stride), refreshes=int(refreshes), warm=warm)
+        max_iter = jnp.asarray(self.max_iter, jnp.int32)
+        narrow = 0 < NARROW_UNITS <= U // 2
+        (raw, st), compile_s, run_s = compiled_call(
+            lbfgs_loop, dict(static, until_active=NARROW_UNITS if narrow else 0), data, tol,
+            max_iter)
+        if not narrow:
+            return raw, compile_s, run_s
+        going = np.flatnonzero(~np.asarray(st.done))
+        if going.size == 0 or int(st.it) >= self.max_iter:
+            return raw, compile_s, run_s
+        # the last few units continue alone (padded to a fixed count: one compiled program)
+        units = np.concatenate([going, np.repeat(going[:1], NARROW_UNITS - going.size)])
+        sub, part = _of_units(data, st, units)
+        part = part._replace(done=part.done.at[going.size:].set(True))
+        static = dict(static, strategy=hessian_strategy(NARROW_UNITS, P))
+        (_, part), c2, r2 = compiled_call(lbfgs_loop, static, sub, tol, max_iter, part)
+        raw = _result(data, _merge(st, part, going), tol)
+        return raw, compile_s + c2, run_s + r2
