@@ -23,8 +23,16 @@ re-evaluate ``exp``, as ``eta`` is linear in the parameters), and batching it
 over units needs a vmap of the whole solver (docs/performance_decisions.md,
 'L-BFGS: own implementation, not optimistix').
 
-Convergence: ``sqrt(g' B0^-1 g / ybar) <= tol``, the Newton criterion with the
-Fisher information at the start in place of the current Hessian.
+Refreshes: when the rates modulate the curvature far from the start's, every
+``refresh`` iterations (at most ``refreshes`` times) the preconditioner becomes the
+current Hessians (float32 products on every ``stride``-th row) and the memory restarts.
+A warm start (e.g. a cross-validation fold started at the fit on all rows) begins with
+the Hessian at its start instead of ``B0``. A population's last few iterating units
+(:data:`NARROW_UNITS`) continue in a loop of their own, state carried over, so that the
+products with the shared design are formed for them alone.
+
+Convergence: ``sqrt(g' M^-1 g / ybar) <= tol``, the Newton criterion with the current
+preconditioner ``M`` (``B0`` or the last refreshed Hessian) in place of the current Hessian.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ preconditioned by the Hessian at the start: it finishes in a few iterations, at 
 optimum as a cold start."""
 
 import numpy as np
+import pytest
 
 from glmformula.backend import Problem, solve
 
@@ -25,21 +26,24 @@ def test_a_warm_fold_fit_is_nearly_newton_and_matches_the_cold_one(simulator):
     assert warm.n_iter.max() <= 8 < cold.n_iter.max()
 
 
-def test_the_last_units_continue_alone_to_the_same_answer(simulator, monkeypatch):
+@pytest.mark.parametrize("family", ["poisson", "negative_binomial"])
+def test_the_last_units_continue_alone_to_the_same_answer(simulator, monkeypatch, family):
     from glmformula.backend import lbfgs
 
     X, _, W, b = simulator(20_000, 20, 12, seed=4, rate=0.1)
     gains = np.linspace(0.3, 3.0, 12)  # strongly modulated units need more iterations
     Y = np.random.default_rng(5).poisson(np.exp(X @ (W * gains) + b)).astype(float)
+    # a per-unit offset and (negative binomial) a per-unit dispersion travel with the units
+    offset = np.random.default_rng(6).normal(0, 0.1, Y.shape)
     continued = []
     original = lbfgs._of_units
     monkeypatch.setattr(lbfgs, "_of_units",
                         lambda data, st, units: continued.append(units) or original(data, st,
                                                                                    units))
-    narrow = solve(Problem(X, Y), solver="lbfgs")
+    narrow = solve(Problem(X, Y, offset=offset), solver="lbfgs", family=family)
     assert continued and len(continued[0]) == lbfgs.NARROW_UNITS
     monkeypatch.setattr(lbfgs, "NARROW_UNITS", 0)
-    together = solve(Problem(X, Y), solver="lbfgs")
+    together = solve(Problem(X, Y, offset=offset), solver="lbfgs", family=family)
     assert narrow.converged.all() and together.converged.all()
     np.testing.assert_allclose(narrow.weights, together.weights,
                                atol=1e-6 * np.abs(together.weights).max())
