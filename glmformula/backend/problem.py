@@ -455,9 +455,12 @@ def _stacked_sums(X, Y, rw, eta):
 
 def step_chunk(n_cols: int, itemsize: int) -> int:
     """Rows per chunk of :func:`step_sums`: ~2 MiB of X, which stays in cache between its two
-    products, but at least 2,048 rows: below that the two products are too small to run
-    efficiently (docs/performance_decisions.md, 'Fused line-search pass')."""
-    return int(np.clip((1 << 21) // max(n_cols * itemsize, 1), 2048, 16384))
+    products, but at least 2,048 rows (below that the two products are too small to run
+    efficiently) unless that is more than 8 MiB of X (docs/performance_decisions.md, 'Fused
+    line-search pass')."""
+    row_bytes = max(n_cols * itemsize, 1)
+    floor = min(2048, max((1 << 23) // row_bytes, 256))
+    return int(np.clip((1 << 21) // row_bytes, floor, 16384))
 
 
 def step_sums(X, Y, rw, eta, dW, db, chunk: int, obs: Obs | None = None):
