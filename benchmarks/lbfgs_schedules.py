@@ -5,11 +5,11 @@ interval' and 'L-BFGS: the last units on their own').
 Reads ../shared/data/hd_mouse28_140313 (32 cells, `valid` epochs, 10 ms bins, no regularizer)
 and fits `cyclic(head_direction, 12) + history(8, log, window=100ms) + coupling(all)` once per
 setting, warm (one untimed fit compiles first). Each setting is a JSON object of L-BFGS
-options (`refresh`, `stride`, `refreshes`, `history`; `{}` for the defaults), plus `tol` and
-`narrow` (how many last units continue alone: `lbfgs.NARROW_UNITS`; 0 turns it off):
+options (`refresh`, `stride`, `refreshes`, `history`, `narrow_units`: how many last units
+continue alone, 0 turns it off; `{}` for the defaults), plus `tol`:
 
-    python benchmarks/lbfgs_schedules.py '{}' '{"refresh": 67, "stride": 1, "refreshes": 0}' \\
-        '{"narrow": 0}'
+    python benchmarks/lbfgs_schedules.py '{}' \\
+        '{"refresh": 67, "stride": 1, "refreshes": 0, "narrow_units": 0}' '{"narrow_units": 0}'
 """
 
 from __future__ import annotations
@@ -23,13 +23,11 @@ import numpy as np
 from hd_real_fits import DATA, MODELS, load
 
 import glmformula as gf
-from glmformula.backend import lbfgs
 
 
 def fit(data, setting: dict):
     options = dict(setting)
     tol = options.pop("tol", None)
-    lbfgs.NARROW_UNITS = options.pop("narrow", 4)
     return gf.fit(MODELS["hd+history+coupling"], data, bin_size="10ms", epochs="valid",
                   smoothing=None, solver="lbfgs", tol=tol, solver_options=options)
 

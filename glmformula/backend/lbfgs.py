@@ -327,6 +327,11 @@ class LBFGS:
         kept three such units of the real coupled model going for hundreds of iterations
         (docs/performance_decisions.md, 'L-BFGS refresh interval').
 
+    narrow_units : int or None
+        Once at most this many units are still iterating (and the population has at least
+        twice as many), they continue in a loop of their own (0: never). ``None``:
+        :data:`NARROW_UNITS`.
+
     A warm start (``init`` given: e.g. a cross-validation fold started at the fit on all
     rows) is preconditioned by the Hessian at the start instead of ``B0``.
     """
@@ -337,6 +342,7 @@ class LBFGS:
     refresh: int | None = None
     stride: int | None = None
     refreshes: int | None = None
+    narrow_units: int | None = None
     name = "lbfgs"
 
     def run(self, data: FitData):
@@ -355,20 +361,20 @@ class LBFGS:
         static = dict(history=self.history, refresh=int(refresh), strategy=hessian_strategy(U, P),
                       stride=int(stride), refreshes=int(refreshes), warm=warm)
         max_iter = jnp.asarray(self.max_iter, jnp.int32)
-        narrow = 0 < NARROW_UNITS <= U // 2
+        k = NARROW_UNITS if self.narrow_units is None else int(self.narrow_units)
+        narrow = 0 < k <= U // 2
         (raw, st), compile_s, run_s = compiled_call(
-            lbfgs_loop, dict(static, until_active=NARROW_UNITS if narrow else 0), data, tol,
-            max_iter)
+            lbfgs_loop, dict(static, until_active=k if narrow else 0), data, tol, max_iter)
         if not narrow:
             return raw, compile_s, run_s
         going = np.flatnonzero(~np.asarray(st.done))
         if going.size == 0 or int(st.it) >= self.max_iter:
             return raw, compile_s, run_s
         # the last few units continue alone (padded to a fixed count: one compiled program)
-        units = np.concatenate([going, np.repeat(going[:1], NARROW_UNITS - going.size)])
+        units = np.concatenate([going, np.repeat(going[:1], k - going.size)])
         sub, part = _of_units(data, st, units)
         part = part._replace(done=part.done.at[going.size:].set(True))
-        static = dict(static, strategy=hessian_strategy(NARROW_UNITS, P))
+        static = dict(static, strategy=hessian_strategy(k, P))
         (_, part), c2, r2 = compiled_call(lbfgs_loop, static, sub, tol, max_iter, part)
         raw = _result(data, _merge(st, part, going), tol)
         return raw, compile_s + c2, run_s + r2

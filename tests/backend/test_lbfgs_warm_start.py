@@ -42,8 +42,10 @@ def test_the_last_units_continue_alone_to_the_same_answer(simulator, monkeypatch
                                                                                    units))
     narrow = solve(Problem(X, Y, offset=offset), solver="lbfgs", family=family)
     assert continued and len(continued[0]) == lbfgs.NARROW_UNITS
-    monkeypatch.setattr(lbfgs, "NARROW_UNITS", 0)
-    together = solve(Problem(X, Y, offset=offset), solver="lbfgs", family=family)
+    calls = len(continued)
+    together = solve(Problem(X, Y, offset=offset), solver="lbfgs", family=family,
+                     narrow_units=0)
+    assert len(continued) == calls  # the option turned the continuation off
     assert narrow.converged.all() and together.converged.all()
     np.testing.assert_allclose(narrow.weights, together.weights,
                                atol=1e-6 * np.abs(together.weights).max())
