@@ -62,10 +62,11 @@ from .problem import (
     FitData,
     compiled_call,
     curvature,
+    curvature_stride,
     gram_sum,
     hessian_strategy,
-    hessian_sum,
     penalised_hessian,
+    sampled_hessian_sum,
     step_chunk,
 )
 
@@ -142,9 +143,8 @@ def lbfgs_loop(data: FitData, tol, max_iter, state=None, *, history: int, refres
     def hessian(st):
         # The current Hessians from every `stride`-th row, float32 products: only a
         # preconditioner (docs/performance_decisions.md, 'float32 Hessian products').
-        return penalised_hessian(data, stride * hessian_sum(
-            blk.X[::stride], curvature(st.eta[::stride], blk.rw[::stride], blk.Y[::stride],
-                                       blk.obs), strategy, jnp.float32))
+        return penalised_hessian(data, sampled_hessian_sum(
+            blk.X, curvature(st.eta, blk.rw, blk.Y, blk.obs), strategy, stride, jnp.float32))
 
     if warm:
         # The rank of the design is the exact Gram matrix's to decide, never a float32
@@ -354,7 +354,7 @@ class LBFGS:
             refresh = max(10, (P + 1) // (16 if U >= 8 else 30))
         stride = self.stride
         if stride is None:
-            stride = max(1, data.block.X.shape[0] // 100_000)
+            stride = curvature_stride(data.block.X.shape[0])
         refreshes = 2 if self.refreshes is None else self.refreshes
         # a host check of the start (one small transfer): zero weights are a cold start
         warm = bool(jnp.any(data.W0 != 0))

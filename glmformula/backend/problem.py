@@ -47,6 +47,8 @@ __all__ = [
     "hessian_sum",
     "gram_sum",
     "hessian_strategy",
+    "curvature_stride",
+    "sampled_hessian_sum",
 ]
 
 
@@ -545,6 +547,27 @@ def hessian_strategy(n_units: int, n_cols: int) -> str:
     docs/performance_decisions.md, 'Hessian strategy: pairs vs per unit').
     """
     return "pairs" if n_units >= 8 else "per_unit"
+
+
+#: Hessians that only shape a step (L-BFGS preconditioners) on a large design are formed from
+#: about this many rows (every ``curvature_stride``-th row).
+CURVATURE_SAMPLE_ROWS = 100_000
+
+
+def curvature_stride(n_rows: int) -> int:
+    """Row stride of a sampled Hessian pass: keeps at least :data:`CURVATURE_SAMPLE_ROWS` rows
+    (1 below twice that). Rows of a recording are strongly correlated in time, so every
+    ``k``-th row times ``k`` is close to the full sum (docs/performance_decisions.md, 'L-BFGS
+    refresh interval')."""
+    return max(1, int(n_rows) // CURVATURE_SAMPLE_ROWS)
+
+
+def sampled_hessian_sum(X, D, strategy: str, stride: int = 1, compute=None):
+    """:func:`hessian_sum` from every ``stride``-th row of ``X`` and ``D``, times ``stride``
+    (an estimate of the sum over all rows; exact for ``stride = 1``)."""
+    if stride == 1:
+        return hessian_sum(X, D, strategy, compute)
+    return stride * hessian_sum(X[::stride], D[::stride], strategy, compute)
 
 
 def _row_chunks(T: int, chunk: int):
