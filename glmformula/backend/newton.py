@@ -217,16 +217,23 @@ def factor_solve(Cinv, s, g):
     return (s * jnp.einsum("uij,uj->ui", Cinv, s * g.T)).T
 
 
-def backtrack(f_at, f0, slope, magnitude, go, c=1e-4, max_halvings=40, first=None):
+def backtrack(f_at, f0, slope, magnitude, go, c=1e-4, max_halvings=40, first=None,
+              n_terms: int = 1):
     """Armijo backtracking for all units at once, from a unit step.
 
     Parameters
     ----------
     f_at : callable (U,) steps → (U,) objective values
     f0, slope : (U,) objective and directional derivative at step 0 (slope < 0)
-    magnitude : (U,) size of the terms summed in the objective; the test allows
-        ``64 eps * magnitude`` of rounding, so that near the optimum, where the
-        decrease is below rounding, full steps are still taken
+    magnitude : (U,) size of the terms summed in the objective (their mean when the
+        objective is a mean over ``n_terms`` rows); the test allows
+        ``64 eps * magnitude * sqrt(n_terms)`` of rounding (a sum of n terms in floating
+        point is off by ~sqrt(n) roundings), so that near the optimum, where the decrease is
+        below rounding, full steps are still taken. Without the ``sqrt(n)``, a unit of the
+        real coupled model (0.007 spikes per bin, 226,358 rows, a strongly penalised term)
+        backtracked to steps of 1e-5 at a criterion of ~1e-6 and never reached 1e-8: the
+        decrease left, 4e-15, was the size of the noise of its objective
+        (docs/performance_decisions.md, 'Line-search slack for sums over many rows').
     go : (U,) bool, units that step
     first : (U,), optional
         ``f_at(1)`` if already known.
@@ -237,7 +244,7 @@ def backtrack(f_at, f0, slope, magnitude, go, c=1e-4, max_halvings=40, first=Non
     ok : (U,) bool
     """
     eps = jnp.finfo(f0.dtype).eps
-    slack = 64 * eps * magnitude
+    slack = 64 * eps * magnitude * float(n_terms) ** 0.5
 
     def accept(a, fa):
         return ~go | (fa <= f0 + c * a * slope + slack)
@@ -293,7 +300,8 @@ def line_search_pass(data: FitData, chunk: int, eta, W, dW, db, f0, slope, magni
     def f_at(a):
         return smooth_part(loss_sum(eta + a[None, :] * xi, blk.Y, blk.rw, blk.obs), W + a * dW)
 
-    a, ok = backtrack(f_at, f0, slope, magnitude, go, first=smooth_part(sums[0], W + dW))
+    a, ok = backtrack(f_at, f0, slope, magnitude, go, first=smooth_part(sums[0], W + dW),
+                      n_terms=blk.X.shape[0])
     W_new = W + a * dW
     eta_new = eta + a[None, :] * xi
     full = jnp.all((a == 1.0) | ~go)  # units that did not step have xi = 0: sums hold

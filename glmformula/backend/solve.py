@@ -687,7 +687,9 @@ def run_blocked(reader: _BlockReader, s: _Setup, algo, dt, n_steps: int = 8,
         go = ~done
         step = jnp.where(jnp.asarray(go)[None, :], step, 0.0)
         dW, db = step[:P], step[P]
-        f_np, slope_np, slack = np.asarray(f), np.asarray(slope), 64 * eps * np.asarray(mag)
+        # rounding of sums over all rows, as newton.backtrack allows
+        f_np, slope_np = np.asarray(f), np.asarray(slope)
+        slack = 64 * eps * np.asarray(mag) * float(s.n) ** 0.5
         a = np.zeros(U)
         pending = go.copy()
         for first in range(0, 40, n_steps):
