@@ -363,7 +363,8 @@ def test_command_line_takes_the_spec_family_and_a_family_option(tmp_path):
     assert "cv bits/spk" in done.stdout
     assert (tmp_path / "out" / "comparison.png").stat().st_size > 1000
     done = run("fit", str(spec), "--model", "speed", "--family", "bernoulli")
-    assert done.returncode == 0, done.stderr
+    # stdout too: whether the fit had finished (an intermittent native abort was seen here)
+    assert done.returncode == 0, done.stderr + "\n--- stdout ---\n" + done.stdout
     done = run("fit", str(spec), "--model", "speed", "--family", "gausian")
     assert done.returncode != 0 and "gaussian" in done.stderr
 
