@@ -233,7 +233,8 @@ def backtrack(f_at, f0, slope, magnitude, go, c=1e-4, max_halvings=40, first=Non
         real coupled model (0.007 spikes per bin, 226,358 rows, a strongly penalised term)
         backtracked to steps of 1e-5 at a criterion of ~1e-6 and never reached 1e-8: the
         decrease left, 4e-15, was the size of the noise of its objective
-        (docs/performance_decisions.md, 'Line-search slack for sums over many rows').
+        (docs/performance_decisions.md, 'REML on wide shared designs: sampled float32
+        curvature').
     go : (U,) bool, units that step
     first : (U,), optional
         ``f_at(1)`` if already known.

@@ -67,7 +67,7 @@ HOLD = 3
 #: (32 cells, 269 weights each, 226,358 rows) within 6e-5 in log-strength of the exact
 #: criterion's (median; 0.077 at most, for a removed term whose V is flat) and edf within
 #: 0.09%, in 102 s instead of 223 s (docs/performance_decisions.md, 'REML on wide shared
-#: designs').
+#: designs: sampled float32 curvature').
 SAMPLED_CURVATURE_ABOVE = 2e10
 
 
@@ -313,12 +313,12 @@ def criterion(host: HostPenalties, lam: np.ndarray, f: np.ndarray, A: np.ndarray
 
 
 def derivatives(host: HostPenalties, block, lam: np.ndarray, beta: np.ndarray, A: np.ndarray, *,
-                exact: bool, dtype=jnp.float64, passes: dict | None = None):
+                exact: bool, dtype=jnp.float64, sampling: dict | None = None):
     """Gradient (M, U) and approximate Hessian (M, M, U) of ``V`` in ``rho = log lam``, the
     effective degrees of freedom of each coordinate (U, p) and ``A^-1`` (U, p, p).
 
     ``exact``: include ``0.5 tr(A^-1 dH/drho)`` (``H`` changes with ``beta_hat``), one more pass
-    over the rows costing as much as a Hessian (``passes``: its static settings, see
+    over the rows costing as much as a Hessian (``sampling``: its rows and precision, see
     :func:`hessian_change`).
     """
     Ainv = np.linalg.inv(A)
@@ -333,7 +333,7 @@ def derivatives(host: HostPenalties, block, lam: np.ndarray, beta: np.ndarray, A
     dbeta = -lam[:, :, None] * AinvSb  # (M, U, p): d beta_hat / d rho_m
     grad = 0.5 * lam * (bSb + tr_AS - tr_BS)
     if exact:
-        grad = grad + hessian_change(host, block, beta, Ainv, dbeta, dtype, passes)
+        grad = grad + hessian_change(host, block, beta, Ainv, dbeta, dtype, sampling)
     outer = lam[:, None] * lam[None, :]
     hess = (-outer * np.einsum("mup,nup->mnu", Sb, AinvSb)
             - 0.5 * outer * _pair_traces(Ainv, S)
@@ -361,15 +361,14 @@ def _pair_traces(inverse: np.ndarray, P: np.ndarray) -> np.ndarray:
 
 
 def hessian_change(host: HostPenalties, block, beta: np.ndarray, Ainv: np.ndarray,
-                   dbeta: np.ndarray, dtype, passes: dict | None = None) -> np.ndarray:
+                   dbeta: np.ndarray, dtype, sampling: dict | None = None) -> np.ndarray:
     """``0.5 tr(A^-1 dH/drho_m)`` (M, U): the part of ``dV/drho`` from the change of the
     Hessian with the weights (``dbeta`` (M, U, p): ``d beta_hat / d rho_m``), one pass over
-    the rows costing about as much as a Hessian. ``passes``: static settings of that pass
-    (``strategy``, ``stride``, ``compute``: see :func:`_trace_dH`); default all rows in
-    ``dtype``."""
+    the rows costing about as much as a Hessian. ``sampling``: its rows and precision
+    (``stride``, ``compute``: :func:`curvature_sampling`); default all rows in ``dtype``."""
     m = host.mask.T  # masked coordinates (decoupled, identity in A) must not enter x' A^-1 x
     a = lambda x: jnp.asarray(x, dtype)  # noqa: E731
-    extra, _, _ = pb.compiled_call(_trace_dH, dict(passes or {}), block, a(beta),
+    extra, _, _ = pb.compiled_call(_trace_dH, dict(sampling or {}), block, a(beta),
                                    a(Ainv * m[:, :, None] * m[:, None, :]), a(dbeta))
     return 0.5 * np.asarray(extra)
 
@@ -383,16 +382,16 @@ def _curvature_slope(eta, Y, obs):
     return jax.jvp(lambda e: fam.row_curvature(obs, e, Y), (eta,), (jnp.ones_like(eta),))[1]
 
 
-def _trace_dH(blk, beta, Ainv, dbeta, *, strategy: str = "per_unit", stride: int = 1,
-              compute: str | None = None, chunk: int = 2048):
+def _trace_dH(blk, beta, Ainv, dbeta, *, stride: int = 1, compute: str | None = None,
+              chunk: int = 2048):
     """``tr(A^-1 dH[dbeta_m])`` (M, U) with ``dH[d] = X' diag(rw mu (X d)) X``: a sum over rows
     of ``rw mu (x' d_m) (x' A^-1 x)``, row chunk by row chunk.
 
     ``stride``, ``compute``: from every ``stride``-th row (times ``stride``), ``x' A^-1 x`` in
-    ``compute`` precision (see :func:`curvature_sampling`). ``strategy`` comes with the
-    callers' pass settings and is not used: products of column pairs (as
-    :func:`pb.hessian_sum`) were measured 3x slower here (15 s against 5 s for the real
-    coupled model in float64: the pairs of a 269-column chunk are 135 times its size).
+    ``compute`` precision (see :func:`curvature_sampling`). Products of column pairs (as
+    :func:`pb.hessian_sum` forms Hessians) were measured 3x slower here (15 s against 5 s for
+    the real coupled model in float64: the pairs of a 269-column chunk are 135 times its
+    size).
     """
     X, Y, rw = blk.X[::stride], blk.Y[::stride], blk.rw[::stride]
     T, U = X.shape[0], beta.shape[1]
@@ -647,7 +646,8 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
     (:class:`_QuadraticModel`) and the gradient of ``V`` (M, U)
     """
     a = lambda x: jnp.asarray(x, dtype)  # noqa: E731
-    passes = {"strategy": strategy, **(sampling or {})}
+    sampling = sampling or {}
+    passes = {"strategy": strategy, **sampling}
     scale = np.asarray(data.scale)
 
     def lam_of(r):
@@ -693,7 +693,7 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
             Ainv = 0.5 * (Ainv + np.swapaxes(Ainv, 1, 2))
             Sb = np.einsum("mupq,uq->mup", host.S, b)
             dbeta = -lam[:, :, None] * np.einsum("upq,muq->mup", Ainv, Sb)
-            change = hessian_change(host, data.block, beta, Ainv, dbeta, dtype, passes)
+            change = hessian_change(host, data.block, beta, Ainv, dbeta, dtype, sampling)
             correction[:, fresh] = np.where(present, change, 0.0)[:, fresh]
             have |= fresh
         smodel, shost = model, host
@@ -827,7 +827,7 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
     n_outer = 0
     for n_outer in range(1, max_outer + 1):
         grad, hess, edf, cov = derivatives(host, block, lam_of(rho), beta, A, exact=exact,
-                                           dtype=dtype, passes={"strategy": strategy})
+                                           dtype=dtype)
         grad = np.where(present, np.asarray(grad), 0.0)
         hess = np.asarray(hess)
         free = _free(rho, grad, present, low, high)
