@@ -30,11 +30,13 @@ from .problem import (
     FitData,
     compiled_call,
     curvature,
+    curvature_sampling,
     hessian_strategy,
     hessian_sum,
     loss_sum,
     penalised_hessian,
     penalty_value,
+    sampled_hessian_sum,
     smooth_objective,
     step_chunk,
     step_sums,
@@ -387,8 +389,12 @@ MIXED_ABOVE, POOR_CONTRACTION = 1e-2, 0.5
 REUSE_BELOW, REUSE_CONTRACTION = 1e-3, 0.25
 
 
-def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule) -> RawResult:
+def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule,
+                      stride: int = 1) -> RawResult:
     """Newton-type iterations on all units in memory (pure; jit with ``strategy``, ``rule`` static).
+
+    ``stride`` > 1: every Hessian from every ``stride``-th row in float32 (an estimate, see
+    :func:`~glmformula.backend.problem.sampled_hessian_sum`; gradients stay exact).
 
     ``rule`` turns (Hessian, gradient, parameters) into a step: :class:`NewtonRule`
     here, the proximal Newton rule in :mod:`~glmformula.backend.proximal`. The
@@ -415,9 +421,11 @@ def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule) -> R
                 jnp.array(not mixed), jnp.array(False), jnp.zeros(U, bool))
 
     def hessian(st, compute=None):
-        return penalised_hessian(data, hessian_sum(blk.X, curvature(st.eta, blk.rw, blk.Y,
-                                                                     blk.obs), strategy,
-                                                   compute))
+        D = curvature(st.eta, blk.rw, blk.Y, blk.obs)
+        if stride > 1:
+            return penalised_hessian(data, sampled_hessian_sum(blk.X, D, strategy, stride,
+                                                               jnp.float32))
+        return penalised_hessian(data, hessian_sum(blk.X, D, strategy, compute))
 
     def lazy_direction(st):
         # one global choice per iteration (the Hessian pass serves all units)
@@ -519,6 +527,12 @@ class Newton:
         :data:`MIXED_ABOVE`). False: a float64 Hessian every iteration, as after REML, whose
         answer is already the optimum: one exact step certifies it, where a float32 Hessian of
         a strongly penalised (ill-conditioned) problem can leave the criterion above ``tol``.
+    sampled_curvature : bool
+        On a wide design (:func:`~glmformula.backend.problem.curvature_sampling`), form each
+        Hessian in float32 from every ``curvature_stride(rows)``-th row. The gradient stays
+        exact, so the answer does not change; the criterion is estimated within the sample's
+        error. For confirming an answer that REML has already refined to the criterion, with
+        the Hessians it used (standard errors come from their own exact pass).
 
     Notes
     -----
@@ -529,6 +543,7 @@ class Newton:
     tol: float = 1e-8
     max_iter: int = 100
     lazy: bool = True
+    sampled_curvature: bool = False
     name = "newton"
 
     def run(self, data: FitData):
@@ -537,5 +552,7 @@ class Newton:
         dtype = data.W0.dtype
         tol = jnp.asarray(max(self.tol, tolerance_floor(dtype)), dtype)
         static = dict(strategy=hessian_strategy(U, P), rule=NewtonRule(lazy=self.lazy))
+        if self.sampled_curvature and not self.lazy:
+            static["stride"] = curvature_sampling(data.block.X.shape[0], U, P + 1)["stride"]
         return compiled_call(second_order_loop, static, data, tol,
                              jnp.asarray(self.max_iter, jnp.int32))

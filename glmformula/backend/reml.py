@@ -59,26 +59,10 @@ RELEASE = 1e-2
 #: Gradient tolerance relative to the loss (see :func:`performance_iteration`).
 RELATIVE_TOL = 1e-9
 HOLD = 3
-#: Above this many multiply-adds per Hessian pass (rows x units x p^2), each iteration's
-#: Hessians and Hessian-change slope are formed with float32 products from every
-#: ``pb.curvature_stride``-th row (an estimate of the sum over all rows; every row below
-#: 200,000). The gradient stays exact in float64, so the weights still end at the exact
-#: penalised fit; the strengths are those of the sampled curvature: on the real coupled model
-#: (32 cells, 269 weights each, 226,358 rows) within 6e-5 in log-strength of the exact
-#: criterion's (median; 0.077 at most, for a removed term whose V is flat) and edf within
-#: 0.09%, in 102 s instead of 223 s (docs/performance_decisions.md, 'REML on wide shared
-#: designs: sampled float32 curvature').
-SAMPLED_CURVATURE_ABOVE = 2e10
-
-
-def curvature_sampling(n_rows: int, n_units: int, p: int) -> dict:
-    """Static settings of the curvature passes (``stride``, ``compute``) for a problem of this
-    size: all rows in float64 up to :data:`SAMPLED_CURVATURE_ABOVE` multiply-adds per pass."""
-    if float(n_rows) * n_units * p * p <= SAMPLED_CURVATURE_ABOVE:
-        return {"stride": 1, "compute": None}
-    return {"stride": pb.curvature_stride(n_rows), "compute": "float32"}
-
-
+#: The search's weights are refined (:func:`polish`) until each unit's Newton decrement (sum
+#: scale) is below this times its spikes: Newton's criterion ``sqrt(decrement / spikes)`` is
+#: then ~3e-9, under its tolerance 1e-8 with room for the Hessian's sampling error.
+POLISH_DECREMENT, POLISH_STEPS = 1e-17, 4
 class RemlData(NamedTuple):
     """Device arrays of one REML problem (a pytree)."""
 
@@ -87,6 +71,17 @@ class RemlData(NamedTuple):
     S: jax.Array           # (M, U, p, p) penalty matrix of each strength, per unit
     fixed: jax.Array       # (U, p, p) penalties with a fixed strength (sum scale)
     scale: jax.Array       # (U,) sum of |y| per unit (spikes for counts): the size of the loss
+
+
+def units_subset(data: RemlData, units: np.ndarray) -> RemlData:
+    """The problem of some units (an index array): the shared design, their responses,
+    offsets, masks and penalties (device gathers, no copy of the design)."""
+    blk, j = data.block, jnp.asarray(units)
+    offset = blk.offset if blk.offset.shape[1] == 1 else blk.offset[:, j]
+    obs = blk.obs if blk.obs.theta is None else fam.Obs(blk.obs.name,
+                                                          jnp.asarray(blk.obs.theta)[j])
+    return RemlData(pb.Block(blk.X, blk.Y[:, j], offset, blk.rw, obs), data.mask[:, j],
+                    data.S[:, j], data.fixed[j], data.scale[j])
 
 
 def _total_penalty(data: RemlData, lam):
@@ -169,7 +164,7 @@ def loss_gradient_hessian(data: RemlData, beta, *, strategy: str, stride: int = 
     """The unpenalised loss (U,), its gradient (p, U) and Hessian (U, p, p) at ``beta``, each
     unit's unused coordinates zeroed: the quadratic model of the loss that one step of the
     performance iteration works on (one pass over the rows and one Hessian; the Hessian as
-    :func:`curvature_sampling` says)."""
+    :func:`.problem.curvature_sampling` says)."""
     blk = data.block
     P = beta.shape[0] - 1
     eta = blk.X @ beta[:P] + beta[P][None, :] + blk.offset
@@ -183,6 +178,16 @@ def loss_gradient_hessian(data: RemlData, beta, *, strategy: str, stride: int = 
     else:
         pearson = jnp.zeros_like(loss)
     return loss, g, H * m[:, :, None] * m[:, None, :], pearson
+
+
+def loss_gradient(data: RemlData, beta):
+    """The unpenalised loss (U,) and its gradient (p, U) at ``beta`` (unused coordinates
+    zeroed): one pass over the rows, no Hessian."""
+    blk = data.block
+    P = beta.shape[0] - 1
+    eta = blk.X @ beta[:P] + beta[P][None, :] + blk.offset
+    loss, gw, gb, _ = pb.value_grad_sums(blk.X, blk.Y, blk.rw, eta, blk.obs)
+    return loss, jnp.concatenate([gw, gb[None, :]], axis=0) * data.mask
 
 
 def start_model(data: RemlData, *, strategy: str, stride: int = 1, compute: str | None = None):
@@ -365,7 +370,8 @@ def hessian_change(host: HostPenalties, block, beta: np.ndarray, Ainv: np.ndarra
     """``0.5 tr(A^-1 dH/drho_m)`` (M, U): the part of ``dV/drho`` from the change of the
     Hessian with the weights (``dbeta`` (M, U, p): ``d beta_hat / d rho_m``), one pass over
     the rows costing about as much as a Hessian. ``sampling``: its rows and precision
-    (``stride``, ``compute``: :func:`curvature_sampling`); default all rows in ``dtype``."""
+    (``stride``, ``compute``: :func:`.problem.curvature_sampling`); default all rows in
+    ``dtype``."""
     m = host.mask.T  # masked coordinates (decoupled, identity in A) must not enter x' A^-1 x
     a = lambda x: jnp.asarray(x, dtype)  # noqa: E731
     extra, _, _ = pb.compiled_call(_trace_dH, dict(sampling or {}), block, a(beta),
@@ -388,7 +394,7 @@ def _trace_dH(blk, beta, Ainv, dbeta, *, stride: int = 1, compute: str | None = 
     of ``rw mu (x' d_m) (x' A^-1 x)``, row chunk by row chunk.
 
     ``stride``, ``compute``: from every ``stride``-th row (times ``stride``), ``x' A^-1 x`` in
-    ``compute`` precision (see :func:`curvature_sampling`). Products of column pairs (as
+    ``compute`` precision (see :func:`.problem.curvature_sampling`). Products of column pairs (as
     :func:`pb.hessian_sum` forms Hessians) were measured 3x slower here (15 s against 5 s for
     the real coupled model in float64: the pairs of a 269-column chunk are 135 times its
     size).
@@ -579,13 +585,13 @@ def _minimise_model(host: HostPenalties, model: _QuadraticModel, rho: np.ndarray
     active = np.arange(U)
     h, m = host, model
 
-    def value(r, units):
+    def value(r, units, h, m):
         lam = np.where(present[:, units], np.exp(r), 0.0)
         V, A, b = m.criterion(h, lam)
         shift = np.where(present[:, units], correction[:, units] * (r - start[:, units]), 0.0)
         return V + shift.sum(axis=0), A, b
 
-    W, A, b = value(rho, active)
+    W, A, b = value(rho, active, h, m)
     for iteration in range(max_iter):
         pr, r = present[:, active], rho[:, active]
         lam = np.where(pr, np.exp(r), 0.0)
@@ -599,25 +605,32 @@ def _minimise_model(host: HostPenalties, model: _QuadraticModel, rho: np.ndarray
         alpha = np.ones(len(active))
         moved = done.copy()
         for _ in range(10):
-            r_try = np.where(moved[None, :], r, np.clip(r + alpha[None, :] * step,
-                                                        low[:, active], high[:, active]))
-            W_t, A_t, b_t = value(r_try, active)
-            slope = np.sum(grad * (r_try - r), axis=0)
-            better = (W_t <= W + 1e-4 * slope + 1e-12 * np.abs(W)) & ~moved
-            r[:, better], W[better], A[better], b[better] = (
-                r_try[:, better], W_t[better], A_t[better], b_t[better])
-            moved |= better
-            alpha = np.where(moved, alpha, alpha * 0.25)
-            if moved.all():
+            # only the units still looking for a decrease are evaluated (a unit at its
+            # numerical minimum backtracks all ten times)
+            todo = np.flatnonzero(~moved)
+            if not len(todo):
                 break
+            units = active[todo]
+            r_try = np.clip(r[:, todo] + alpha[None, todo] * step[:, todo], low[:, units],
+                            high[:, units])
+            W_t, A_t, b_t = value(r_try, units, *((h, m) if len(todo) == len(active) else
+                                                  (h.subset(todo), m.subset(todo))))
+            slope = np.sum(grad[:, todo] * (r_try - r[:, todo]), axis=0)
+            better = W_t <= W[todo] + 1e-4 * slope + 1e-12 * np.abs(W[todo])
+            won = todo[better]
+            r[:, won], W[won], A[won], b[won] = (
+                r_try[:, better], W_t[better], A_t[better], b_t[better])
+            moved[won] = True
+            alpha[todo[~better]] *= 0.25
         rho[:, active] = r
         if iteration == 0:
             stuck = ~moved
         keep = moved & ~done  # no decrease along Newton's direction: at the model's minimum
         if not keep.any():
             break
-        active, W, A, b = active[keep], W[keep], A[keep], b[keep]
-        h, m = host.subset(active), model.subset(active)
+        if not keep.all():
+            active, W, A, b = active[keep], W[keep], A[keep], b[keep]
+            h, m = host.subset(active), model.subset(active)
     return rho, first, stuck
 
 
@@ -636,9 +649,9 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
     fit and the strengths zero the exact gradient of ``V``: the answer of the outer Newton
     iteration of :func:`select`, in a fraction of its passes (it refits at every trial).
 
-    ``sampling``: static settings of the Hessian passes (:func:`curvature_sampling`; default
-    all rows in ``dtype``). The gradient is exact either way, so the weights still end at the
-    penalised fit (the final fit confirms them with exact Hessians).
+    ``sampling``: static settings of the Hessian passes (:func:`.problem.curvature_sampling`;
+    default all rows in ``dtype``). The gradient is exact either way, so the weights still end
+    at the penalised fit.
 
     Returns
     -------
@@ -648,15 +661,26 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
     a = lambda x: jnp.asarray(x, dtype)  # noqa: E731
     sampling = sampling or {}
     passes = {"strategy": strategy, **sampling}
+    wide = sampling.get("stride", 1) > 1
     scale = np.asarray(data.scale)
 
     def lam_of(r):
         return np.where(present, np.exp(r), 0.0)
 
+    # On a wide design the passes run on the unconverged units only, once at most half of the
+    # units are left (in power-of-two batches, padded with converged units: few compiled
+    # shapes); a converged unit's weights and model stay as they are.
+    U = rho.shape[1]
+    work, sub, work_passes = np.arange(U), data, passes
+
     def model_at(b):
-        out, _, _ = pb.compiled_call(loss_gradient_hessian, passes, data, a(b))
+        out, _, _ = pb.compiled_call(loss_gradient_hessian, work_passes, sub, a(b[:, work]))
         loss, g, H, pearson = (np.array(x, float) for x in out)
-        return _QuadraticModel(loss, g, H, b, pearson)
+        if len(work) == U:
+            return _QuadraticModel(loss, g, H, b, pearson)
+        parts = [model.loss.copy(), model.g.copy(), model.H.copy(), model.pearson.copy()]
+        parts[0][work], parts[1][:, work], parts[2][work], parts[3][work] = loss, g, H, pearson
+        return _QuadraticModel(*parts[:3], b, parts[3])
 
     if not np.any(beta[:-1]) and pb.is_poisson(data.block.obs):
         # a cold start: the model of the classic GLM start (rates y + 0.1) is far closer to
@@ -666,7 +690,6 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
     else:
         model = model_at(beta)
     first_step = model.beta is not beta
-    U = rho.shape[1]
     converged = np.zeros(U, bool)
     final_gradient = np.zeros_like(rho)
     correction = np.zeros_like(rho)
@@ -693,7 +716,11 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
             Ainv = 0.5 * (Ainv + np.swapaxes(Ainv, 1, 2))
             Sb = np.einsum("mupq,uq->mup", host.S, b)
             dbeta = -lam[:, :, None] * np.einsum("upq,muq->mup", Ainv, Sb)
-            change = hessian_change(host, data.block, beta, Ainv, dbeta, dtype, sampling)
+            fresh &= np.isin(np.arange(U), work)
+            change = np.zeros_like(rho)
+            change[:, work] = hessian_change(
+                host if len(work) == U else host.subset(work), sub.block, beta[:, work],
+                Ainv[work], dbeta[:, work], dtype, sampling)
             correction[:, fresh] = np.where(present, change, 0.0)[:, fresh]
             have |= fresh
         smodel, shost = model, host
@@ -706,11 +733,16 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
         tol_units = np.maximum(tol, RELATIVE_TOL * np.abs(smodel.loss))
         if first_step:  # the start model is too crude to choose strengths from
             new_rho, gradient, stuck = rho.copy(), np.full_like(rho, np.inf), np.zeros(U, bool)
-        else:
-            new_rho, gradient, stuck = _minimise_model(
-                shost, smodel, rho - log_phi, correction, present, low - log_phi,
-                high - log_phi, 0.1 * tol_units)
-            new_rho = new_rho + log_phi
+        else:  # the strengths of the units not yet converged (the others stay)
+            todo = np.flatnonzero(~converged)
+            new_rho, gradient, stuck = rho.copy(), np.zeros_like(rho), np.zeros(U, bool)
+            shift = np.broadcast_to(log_phi, rho.shape)[:, todo]
+            new_rho[:, todo], gradient[:, todo], stuck[todo] = _minimise_model(
+                shost if len(todo) == U else shost.subset(todo),
+                smodel if len(todo) == U else smodel.subset(todo),
+                rho[:, todo] - shift, correction[:, todo], present[:, todo],
+                low[:, todo] - shift, high[:, todo] - shift, 0.1 * tol_units[todo])
+            new_rho[:, todo] += shift
         step = b - beta.T
         decrement = np.einsum("up,upq,uq->u", step, A, step)
         free = _free(rho - log_phi, gradient, present, low - log_phi, high - log_phi)
@@ -721,6 +753,13 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
         converged |= now
         if converged.all():
             return rho, beta, converged, iteration, model, final_gradient
+        size = len(work)
+        while wide and size > 1 and size // 2 >= np.count_nonzero(~converged):
+            size //= 2
+        if size < len(work):  # the unconverged units, padded with converged ones
+            work = np.r_[np.flatnonzero(~converged), np.flatnonzero(converged)][:size]
+            sub = units_subset(data, work)
+            work_passes = {**passes, "strategy": pb.hessian_strategy(size, beta.shape[0] - 1)}
         new_rho[:, converged] = rho[:, converged]
         rho_step = new_rho - rho
         # a unit whose strengths step back the way they came (a 2-cycle of the iteration)
@@ -744,10 +783,51 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
         f = model.loss + 0.5 * np.sum(beta * Sb, axis=0)
         d = trial - beta
         slope = np.sum((model.g + Sb) * d, axis=0)
-        (beta_new, _), _, _ = pb.compiled_call(damped_step, {}, data, a(lam_new), a(beta),
-                                               a(d), a(f), a(slope))
-        model = model_at(np.array(beta_new, float))
+        (moved_part, _), _, _ = pb.compiled_call(
+            damped_step, {}, sub, a(lam_new[:, work]), a(beta[:, work]), a(d[:, work]),
+            a(f[work]), a(slope[work]))
+        beta_new = beta.copy()
+        beta_new[:, work] = np.array(moved_part, float)
+        model = model_at(beta_new)
     return rho, model.beta, converged, max_iter, model, final_gradient
+
+
+def polish(data: RemlData, host: HostPenalties, model: _QuadraticModel, lam: np.ndarray,
+           dtype, max_steps: int = POLISH_STEPS) -> _QuadraticModel:
+    """The weights of the search's answer refined to Newton's stopping criterion: chord steps
+    with the last model's Hessian and exact gradients (one pass over the rows each, no
+    Hessian), per unit until its decrement is below :data:`POLISH_DECREMENT` x its spikes. The
+    final fit's Newton iteration then stops at its first Hessian (the search ends at a
+    decrement ~1e-8 x spikes, where Newton needed a second Hessian, and on the real coupled
+    model up to six: ~6 s each). A unit whose decrement grows keeps its last weights."""
+    a = lambda x: jnp.asarray(x, dtype)  # noqa: E731
+    limit = POLISH_DECREMENT * np.maximum(np.asarray(data.scale, float), 1.0)
+    active = np.ones(model.beta.shape[1], bool)
+    last = None
+    for n_steps in range(max_steps + 1):
+        A, b = model.fit(host, lam)
+        chord = b.T - model.beta
+        decrement = np.einsum("pu,upq,qu->u", chord, A, chord)
+        if last is not None:  # a chord step that did not shrink the decrement is undone
+            worse = active & ~(decrement < last[1])
+            if worse.any():
+                beta = model.beta.copy()
+                beta[:, worse] = last[0].beta[:, worse]
+                model = _QuadraticModel(np.where(worse, last[0].loss, model.loss),
+                                        np.where(worse[None, :], last[0].g, model.g),
+                                        model.H, beta, model.pearson)
+                active &= ~worse
+                decrement = np.where(worse, last[1], decrement)
+        active &= decrement > limit
+        if not active.any() or n_steps == max_steps:
+            break
+        last = (model, decrement)
+        beta = model.beta.copy()
+        beta[:, active] = b.T[:, active]
+        (loss, g), _, _ = pb.compiled_call(loss_gradient, {}, data, a(beta))
+        model = _QuadraticModel(np.array(loss, float), np.array(g, float), model.H, beta,
+                                model.pearson)
+    return model
 
 
 def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
@@ -806,7 +886,7 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
         V = criterion(host, lam_of(r), np.asarray(f), A)
         return np.array(beta), V, A, int(it), np.array(ok)
 
-    sampling = curvature_sampling(block.X.shape[0], U, block.X.shape[1] + 1)
+    sampling = pb.curvature_sampling(block.X.shape[0], U, block.X.shape[1] + 1)
     rho, beta, fast, n_fast, model, gradient = performance_iteration(
         data, host, np.asarray(beta0, float), rho, present=present, low=low, high=high,
         strategy=strategy, dtype=dtype, exact=exact, tol=tol, sampling=sampling)
@@ -814,6 +894,9 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
     # with a scale has no such fallback: it is chosen anew at every performance iteration)
     if fast.all() or block.obs.name in SCALED:
         lam = lam_of(rho)
+        if block.obs.name not in SCALED:
+            model = polish(data, host, model, lam, dtype)
+            beta = model.beta
         A = model.fit(host, lam)[0]
         f = model.loss + 0.5 * np.einsum("pu,upq,qu->u", beta, host.total(lam), beta)
         _, _, edf, cov = derivatives(host, block, lam, beta, A, exact=False)
