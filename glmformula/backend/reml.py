@@ -637,8 +637,7 @@ def _minimise_model(host: HostPenalties, model: _QuadraticModel, rho: np.ndarray
 def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
                           rho: np.ndarray, *, present: np.ndarray, low: np.ndarray,
                           high: np.ndarray, strategy: str, dtype, exact: bool, tol: float,
-                          max_iter: int = 30, sampling: dict | None = None,
-                          warm: bool = False):
+                          max_iter: int = 30, sampling: dict | None = None):
     """Strengths and weights together, a few passes over the rows per iteration (Gu's
     performance iteration, as mgcv's ``bam``; with the exact criterion's extra slope).
 
@@ -649,10 +648,6 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
     at the new strengths (Armijo, one pass). At its fixed point the weights are the penalised
     fit and the strengths zero the exact gradient of ``V``: the answer of the outer Newton
     iteration of :func:`select`, in a fraction of its passes (it refits at every trial).
-
-    ``warm``: the weights and strengths start near the answer (those of a fit on other rows of
-    the same data): the extra slope is computed from the first iteration, instead of once the
-    strengths have settled.
 
     ``sampling``: static settings of the Hessian passes (:func:`.problem.curvature_sampling`;
     default all rows in ``dtype``). The gradient is exact either way, so the weights still end
@@ -698,8 +693,7 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
     converged = np.zeros(U, bool)
     final_gradient = np.zeros_like(rho)
     correction = np.zeros_like(rho)
-    # each unit's largest change of a log-strength in the last iteration
-    moved = np.full(U, 0.0 if warm else np.inf)
+    moved = np.full(U, np.inf)  # each unit's largest change of a log-strength, last iteration
     last_step = np.zeros_like(rho)
     have = np.zeros(U, bool)  # whether a unit has had its extra slope computed
     # A family with a scale (gamma, gaussian): V of the loss divided by the scale, estimated
@@ -839,7 +833,7 @@ def polish(data: RemlData, host: HostPenalties, model: _QuadraticModel, lam: np.
 def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
            beta0: np.ndarray, rho0: np.ndarray, *, present: np.ndarray, dtype=jnp.float64,
            exact: bool = True, max_outer: int = 40, tol: float = GRADIENT_TOL,
-           center: np.ndarray | None = None, warm: bool = False) -> RemlResult:
+           center: np.ndarray | None = None) -> RemlResult:
     """Minimise ``V(rho)`` for every unit (see the module docstring).
 
     Parameters
@@ -865,10 +859,6 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
     exact : bool
         Exact gradient of the Laplace approximation (as mgcv); False drops the change of the
         Hessian with the weights (cheaper for wide designs; a slightly different optimum).
-    warm : bool
-        ``beta0`` and ``rho0`` come from a fit of the same model on other rows of the data (a
-        cross-validation fold started at the fit on all rows; see
-        :func:`performance_iteration`).
     """
     M, U = rho0.shape
     strategy = pb.hessian_strategy(U, block.X.shape[1])
@@ -899,7 +889,7 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
     sampling = pb.curvature_sampling(block.X.shape[0], U, block.X.shape[1] + 1)
     rho, beta, fast, n_fast, model, gradient = performance_iteration(
         data, host, np.asarray(beta0, float), rho, present=present, low=low, high=high,
-        strategy=strategy, dtype=dtype, exact=exact, tol=tol, sampling=sampling, warm=warm)
+        strategy=strategy, dtype=dtype, exact=exact, tol=tol, sampling=sampling)
     # the usual case; otherwise Newton's outer iteration takes over from there (a family
     # with a scale has no such fallback: it is chosen anew at every performance iteration)
     if fast.all() or block.obs.name in SCALED:

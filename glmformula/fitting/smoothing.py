@@ -216,8 +216,7 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
                 beta0[:-1] = np.asarray(start[0], float)[np.ix_(columns, units)] * keep.T
                 beta0[-1] = np.asarray(start[1], float)[units]
             result = reml.select(block, keep_aug, Sg, fixed, beta0, rho0, present=present,
-                                 dtype=dt, exact=exact, center=guess,
-                                 warm=initial_strength is not None and start is not None)
+                                 dtype=dt, exact=exact, center=guess)
         n_outer = max(n_outer, result.n_outer)
         n_inner += result.n_inner
         strength[:, units] = np.exp(result.log_strength) / n
