@@ -32,7 +32,6 @@ from .problem import (
     curvature,
     curvature_sampling,
     hessian_strategy,
-    hessian_sum,
     loss_sum,
     penalised_hessian,
     penalty_value,
@@ -422,10 +421,8 @@ def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule,
 
     def hessian(st, compute=None):
         D = curvature(st.eta, blk.rw, blk.Y, blk.obs)
-        if stride > 1:
-            return penalised_hessian(data, sampled_hessian_sum(blk.X, D, strategy, stride,
-                                                               jnp.float32))
-        return penalised_hessian(data, hessian_sum(blk.X, D, strategy, compute))
+        return penalised_hessian(data, sampled_hessian_sum(
+            blk.X, D, strategy, stride, jnp.float32 if stride > 1 else compute))
 
     def lazy_direction(st):
         # one global choice per iteration (the Hessian pass serves all units)
@@ -532,7 +529,8 @@ class Newton:
         Hessian in float32 from every ``curvature_stride(rows)``-th row. The gradient stays
         exact, so the answer does not change; the criterion is estimated within the sample's
         error. For confirming an answer that REML has already refined to the criterion, with
-        the Hessians it used (standard errors come from their own exact pass).
+        the Hessians it used (standard errors come from their own exact pass). Only with
+        ``lazy=False`` (lazy Newton chooses its own Hessians).
 
     Notes
     -----

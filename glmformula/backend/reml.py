@@ -58,11 +58,12 @@ SCALED = ("gamma", "gaussian")
 RELEASE = 1e-2
 #: Gradient tolerance relative to the loss (see :func:`performance_iteration`).
 RELATIVE_TOL = 1e-9
-HOLD = 3
 #: The search's weights are refined (:func:`polish`) until each unit's Newton decrement (sum
 #: scale) is below this times its spikes: Newton's criterion ``sqrt(decrement / spikes)`` is
 #: then ~3e-9, under its tolerance 1e-8 with room for the Hessian's sampling error.
 POLISH_DECREMENT, POLISH_STEPS = 1e-17, 4
+
+
 class RemlData(NamedTuple):
     """Device arrays of one REML problem (a pytree)."""
 
@@ -84,6 +85,11 @@ def units_subset(data: RemlData, units: np.ndarray) -> RemlData:
                     data.S[:, j], data.fixed[j], data.scale[j])
 
 
+def _eta(data: RemlData, beta):
+    """The linear predictor (T, U) at ``beta`` (p, U; intercepts last)."""
+    return pb.linear_predictor(data.block, beta[:-1], beta[-1])
+
+
 def _total_penalty(data: RemlData, lam):
     return jnp.einsum("mu,mupq->upq", lam, data.S) + data.fixed
 
@@ -97,8 +103,7 @@ def _masked(data: RemlData, A):
 
 def _value_grad(data: RemlData, beta, Sl):
     blk = data.block
-    P = beta.shape[0] - 1
-    eta = blk.X @ beta[:P] + beta[P][None, :] + blk.offset
+    eta = _eta(data, beta)
     loss, gw, gb, _ = pb.value_grad_sums(blk.X, blk.Y, blk.rw, eta, blk.obs)
     Sb = jnp.einsum("upq,qu->pu", Sl, beta)
     grad = (jnp.concatenate([gw, gb[None, :]], axis=0) + Sb) * data.mask
@@ -166,8 +171,7 @@ def loss_gradient_hessian(data: RemlData, beta, *, strategy: str, stride: int = 
     performance iteration works on (one pass over the rows and one Hessian; the Hessian as
     :func:`.problem.curvature_sampling` says)."""
     blk = data.block
-    P = beta.shape[0] - 1
-    eta = blk.X @ beta[:P] + beta[P][None, :] + blk.offset
+    eta = _eta(data, beta)
     loss, gw, gb, _ = pb.value_grad_sums(blk.X, blk.Y, blk.rw, eta, blk.obs)
     g = jnp.concatenate([gw, gb[None, :]], axis=0) * data.mask
     m = data.mask.T
@@ -184,8 +188,7 @@ def loss_gradient(data: RemlData, beta):
     """The unpenalised loss (U,) and its gradient (p, U) at ``beta`` (unused coordinates
     zeroed): one pass over the rows, no Hessian."""
     blk = data.block
-    P = beta.shape[0] - 1
-    eta = blk.X @ beta[:P] + beta[P][None, :] + blk.offset
+    eta = _eta(data, beta)
     loss, gw, gb, _ = pb.value_grad_sums(blk.X, blk.Y, blk.rw, eta, blk.obs)
     return loss, jnp.concatenate([gw, gb[None, :]], axis=0) * data.mask
 
@@ -218,9 +221,7 @@ def damped_step(data: RemlData, lam, beta, d, f, slope):
     -------
     beta (p, U), a (U,)
     """
-    blk = data.block
-    P = beta.shape[0] - 1
-    eta = blk.X @ beta[:P] + beta[P][None, :] + blk.offset
+    eta = _eta(data, beta)
     return _armijo(data, _total_penalty(data, lam), beta, eta, f, slope, d,
                    jnp.zeros(f.shape, bool))
 
