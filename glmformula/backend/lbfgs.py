@@ -27,9 +27,10 @@ Refreshes: when the rates modulate the curvature far from the start's, every
 ``refresh`` iterations (at most ``refreshes`` times) the preconditioner becomes the
 current Hessians (float32 products on every ``stride``-th row) and the memory restarts.
 A warm start (e.g. a cross-validation fold started at the fit on all rows) begins with
-the Hessian at its start instead of ``B0``. A population's last few iterating units
-(:data:`NARROW_UNITS`) continue in a loop of their own, state carried over, so that the
-products with the shared design are formed for them alone.
+the Hessian at its start instead of ``B0``. A population's last iterating units continue in
+loops of their own, state carried over, in ever narrower batches (at most half the
+population, down to :data:`NARROW_UNITS`), so that the products with the shared design and
+the refreshed Hessians are formed for them alone.
 
 Convergence: ``sqrt(g' M^-1 g / ybar) <= tol``, the Newton criterion with the current
 preconditioner ``M`` (``B0`` or the last refreshed Hessian) in place of the current Hessian.
@@ -286,11 +287,12 @@ def _merge(st: _State, part: _State, units: np.ndarray) -> _State:
 _UNIT_AXIS = dict(theta=-1, eta=-1, f=0, g=-1, mag=0, S=-1, Y=-1, rho=-1, gamma=0, done=0,
                   n_iter=0, crit=0, status=0, L0=0, s0=0, deficient=0)
 
-#: A population's last iterating units continue on their own once at most this many are
-#: left: the products with the shared design then read it for 4 units instead of all (on the
-#: real coupled model, 226k x 268 float64: 44 ms a product pass instead of 97 for 32 units),
-#: and nearly separated units often take most of the iterations (docs/performance_decisions.md,
-#: 'L-BFGS: the last units on their own').
+#: The narrowest batch that a population's last iterating units continue in (batches of 4, 8,
+#: 16, ... units, the widest at most half the population; see :class:`LBFGS`):
+#: the products with the shared design then read it for the batch's units only (on the real
+#: coupled model, 226k x 268 float64: 44 ms a product pass for 4 units instead of 97 for 32),
+#: their refreshed Hessians are formed alone, and nearly separated units often take most of the
+#: iterations (docs/performance_decisions.md, 'L-BFGS: the last units on their own').
 NARROW_UNITS = 4
 
 
@@ -328,9 +330,10 @@ class LBFGS:
         (docs/performance_decisions.md, 'L-BFGS refresh interval').
 
     narrow_units : int or None
-        Once at most this many units are still iterating (and the population has at least
-        twice as many), they continue in a loop of their own (0: never). ``None``:
-        :data:`NARROW_UNITS`.
+        The narrowest batch the last iterating units continue in, on their own (0: never):
+        batches of this many units times 1, 2, 4, ..., the widest at most half the
+        population; the units left continue padded to the narrowest batch that holds them,
+        until all are done. ``None``: :data:`NARROW_UNITS`.
 
     A warm start (``init`` given: e.g. a cross-validation fold started at the fit on all
     rows) is preconditioned by the Hessian at the start instead of ``B0``.
@@ -362,19 +365,37 @@ class LBFGS:
                       stride=int(stride), refreshes=int(refreshes), warm=warm)
         max_iter = jnp.asarray(self.max_iter, jnp.int32)
         k = NARROW_UNITS if self.narrow_units is None else int(self.narrow_units)
-        narrow = 0 < k <= U // 2
+        widths = _narrowing(U, k)
         (raw, st), compile_s, run_s = compiled_call(
-            lbfgs_loop, dict(static, until_active=k if narrow else 0), data, tol, max_iter)
-        if not narrow:
-            return raw, compile_s, run_s
-        going = np.flatnonzero(~np.asarray(st.done))
-        if going.size == 0 or int(st.it) >= self.max_iter:
-            return raw, compile_s, run_s
-        # the last few units continue alone (padded to a fixed count: one compiled program)
-        units = np.concatenate([going, np.repeat(going[:1], k - going.size)])
-        sub, part = _of_units(data, st, units)
-        part = part._replace(done=part.done.at[going.size:].set(True))
-        static = dict(static, strategy=hessian_strategy(k, P))
-        (_, part), c2, r2 = compiled_call(lbfgs_loop, static, sub, tol, max_iter, part)
-        raw = _result(data, _merge(st, part, going), tol)
-        return raw, compile_s + c2, run_s + r2
+            lbfgs_loop, dict(static, until_active=widths[0] if widths else 0), data, tol,
+            max_iter)
+        # the units still iterating continue on their own, in batches padded to the smallest
+        # width that holds them (few compiled programs), until all are done
+        while widths:
+            going = np.flatnonzero(~np.asarray(st.done))
+            if going.size == 0 or int(st.it) >= self.max_iter:
+                break
+            width = min(w for w in widths if w >= going.size)
+            smaller = [w for w in widths if w < width]
+            units = np.concatenate([going, np.repeat(going[:1], width - going.size)])
+            sub, part = _of_units(data, st, units)
+            part = part._replace(done=part.done.at[going.size:].set(True))
+            stage = dict(static, strategy=hessian_strategy(width, P),
+                         until_active=smaller[0] if smaller else 0)
+            (_, part), c2, r2 = compiled_call(lbfgs_loop, stage, sub, tol, max_iter, part)
+            st = _merge(st, part, going)
+            compile_s, run_s = compile_s + c2, run_s + r2
+            widths = smaller
+        return (_result(data, st, tol) if st is not None else raw), compile_s, run_s
+
+
+def _narrowing(n_units: int, narrowest: int) -> list[int]:
+    """Widths of the batches the last iterating units continue in, widest first: the
+    narrowest times powers of two below half the population (none when ``narrowest`` is 0 or
+    the population is smaller than twice it)."""
+    widths = []
+    width = narrowest
+    while 0 < width <= n_units // 2:
+        widths.insert(0, width)
+        width *= 2
+    return widths

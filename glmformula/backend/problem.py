@@ -541,12 +541,20 @@ def hessian_strategy(n_units: int, n_cols: int) -> str:
     ``"pairs"`` forms the products ``x_i x_j`` (i <= j) of a chunk of rows once
     and multiplies them by all units' weights in ONE matrix product: it uses the
     shared design once for the whole population and does half the flops
-    (symmetry). It needs a few units to make that product efficient, so one
-    unit uses ``"per_unit"`` (one BLAS product per unit); a loop, ``vmap`` or
-    ``einsum`` over units was slower than pairs for populations (measured:
-    docs/performance_decisions.md, 'Hessian strategy: pairs vs per unit').
+    (symmetry). Forming the ``P^2 / 2`` pair products costs about as much as the
+    Hessians of ``P / 10 + 4`` units by ``"per_unit"`` (one BLAS product per unit,
+    whose square products run near the CPU's peak), so pairs pay from that many
+    units on: from 6 units at P = 20, 10 at P = 51, 16 at P = 120, 31 at P = 268
+    (measured: docs/performance_decisions.md, 'Hessian strategy: pairs vs per unit').
+    A ``vmap`` or ``einsum`` over units was slower than both.
     """
-    return "pairs" if n_units >= 8 else "per_unit"
+    return "pairs" if n_units >= PAIRS_MIN_UNITS + n_cols / PAIRS_COLUMNS_PER_UNIT \
+        else "per_unit"
+
+
+#: :func:`hessian_strategy`: pair products pay from ``PAIRS_MIN_UNITS + P /
+#: PAIRS_COLUMNS_PER_UNIT`` units on.
+PAIRS_MIN_UNITS, PAIRS_COLUMNS_PER_UNIT = 4, 10
 
 
 #: Hessians that only shape a step (L-BFGS preconditioners) on a large design are formed from

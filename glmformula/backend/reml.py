@@ -274,6 +274,11 @@ class HostPenalties:
     rotated_fixed: np.ndarray = attrs.field(default=attrs.Factory(
         lambda self: np.einsum("uqp,uqr,urs->ups", self.basis, self.fixed, self.basis,
                                optimize=True), takes_self=True))
+    #: the diagonal blocks of the penalties (:class:`BlockLayout`): every penalty, ``E' S(lam)
+    #: E`` and its inverse are block diagonal (a coupling term: one 8 x 8 block per source
+    #: filter, not one 248 x 248 matrix), and the host algebra works block by block
+    blocks: BlockLayout = attrs.field(default=attrs.Factory(
+        lambda self: BlockLayout.of(self.S, self.fixed, self.rotated), takes_self=True))
 
     def total(self, lam: np.ndarray) -> np.ndarray:
         return np.einsum("mu,mupq->upq", lam, self.S) + self.fixed
@@ -282,13 +287,14 @@ class HostPenalties:
         """The penalties of the loss divided by each unit's scale ``phi`` (U,): the fixed ones
         divided too (the chosen ones are strengths of that problem)."""
         return HostPenalties(self.S, self.fixed / phi[:, None, None], self.basis, self.null,
-                             self.mask, self.rotated, self.rotated_fixed / phi[:, None, None])
+                             self.mask, self.rotated, self.rotated_fixed / phi[:, None, None],
+                             self.blocks)
 
     def subset(self, units: np.ndarray) -> HostPenalties:
         """The penalties of some units (an index array)."""
         return HostPenalties(self.S[:, units], self.fixed[units], self.basis[units],
                              self.null[units], self.mask[:, units], self.rotated[:, units],
-                             self.rotated_fixed[units])
+                             self.rotated_fixed[units], self.blocks)
 
     def penalty_in_basis(self, lam: np.ndarray) -> np.ndarray:
         """``E' S(lam) E`` per unit (U, p, p) with the null-space directions set to the
@@ -315,7 +321,8 @@ def _logdet(A: np.ndarray) -> np.ndarray:
 
 def criterion(host: HostPenalties, lam: np.ndarray, f: np.ndarray, A: np.ndarray):
     """``V`` per unit (U,) from the penalised objective ``f`` and Hessian ``A`` at the fit."""
-    return f + 0.5 * _logdet(A) - 0.5 * _logdet(host.penalty_in_basis(lam))
+    return f + 0.5 * _logdet(A) - 0.5 * _block_logdet(host.penalty_in_basis(lam),
+                                                       host.blocks.all)
 
 
 def derivatives(host: HostPenalties, block, lam: np.ndarray, beta: np.ndarray, A: np.ndarray, *,
@@ -333,7 +340,7 @@ def derivatives(host: HostPenalties, block, lam: np.ndarray, beta: np.ndarray, A
     Sb = np.einsum("mupq,qu->mup", S, beta)
     bSb = np.einsum("mup,pu->mu", Sb, beta)
     tr_AS = np.einsum("upq,mupq->mu", Ainv, S)  # tr(A^-1 S_m): both symmetric
-    Binv = np.linalg.inv(host.penalty_in_basis(lam))
+    Binv = _block_inverse(host.penalty_in_basis(lam), host.blocks.all)
     tr_BS = np.einsum("upq,mupq->mu", Binv, host.rotated)
     AinvSb = np.einsum("upq,muq->mup", Ainv, Sb)
     dbeta = -lam[:, :, None] * AinvSb  # (M, U, p): d beta_hat / d rho_m
@@ -342,28 +349,87 @@ def derivatives(host: HostPenalties, block, lam: np.ndarray, beta: np.ndarray, A
         grad = grad + hessian_change(host, block, beta, Ainv, dbeta, dtype, sampling)
     outer = lam[:, None] * lam[None, :]
     hess = (-outer * np.einsum("mup,nup->mnu", Sb, AinvSb)
-            - 0.5 * outer * _pair_traces(Ainv, S)
-            + 0.5 * outer * _pair_traces(Binv, host.rotated))
+            - 0.5 * outer * _pair_traces(Ainv, S, host.blocks.of_penalties)
+            + 0.5 * outer * _pair_traces(Binv, host.rotated, host.blocks.of_rotated))
     M = lam.shape[0]
     hess = hess + np.eye(M)[:, :, None] * (0.5 * lam * (bSb + tr_AS - tr_BS))[None, :, :]
     F_diag = 1.0 - np.einsum("upq,uqp->up", Ainv, host.total(lam))
     return grad, hess, F_diag * host.mask.T, Ainv
 
 
-def _pair_traces(inverse: np.ndarray, P: np.ndarray) -> np.ndarray:
-    """``tr(inverse P_m inverse P_n)`` (M, M, U) for symmetric ``P`` (M, U, p, p), each
-    ``P_m`` restricted to the columns it touches: a term's penalty covers a few of a wide
-    design's columns (products of U x p x c^2, not U x p^3)."""
-    M, U = P.shape[:2]
-    support = [np.flatnonzero(np.abs(P[m]).sum(axis=(0, 1)) > 0) for m in range(M)]
-    # K_m = inverse P_m, whose columns outside support m are zero: (U, p, c_m)
-    K = [inverse[:, :, c] @ P[m][:, c][:, :, c] for m, c in enumerate(support)]
+def _pair_traces(inverse: np.ndarray, P: np.ndarray, blocks: tuple) -> np.ndarray:
+    """``tr(inverse P_m inverse P_n)`` (M, M, U) for symmetric, block-diagonal ``P`` (M, U, p, p)
+    whose blocks are ``blocks[m]`` (:class:`BlockLayout`): ``K_m = inverse P_m`` by blocks, in
+    ``U x p x c x s`` products for ``c`` penalised columns in blocks of ``s`` (not ``U x p x
+    c^2``: a coupling term's 248 columns in blocks of 8, 31x fewer), its other columns
+    zero."""
+    M, U, p = P.shape[:3]
+    support, K = [], []  # K_m restricted to its support: (U, p, c_m)
+    for m in range(M):
+        support.append(np.concatenate([idx.ravel() for idx in blocks[m]] or [np.arange(0)]))
+        K.append(np.concatenate(
+            [np.swapaxes(np.swapaxes(inverse[:, :, idx], 1, 2)
+                         @ P[m][:, idx[:, :, None], idx[:, None, :]], 1, 2).reshape(U, p, -1)
+             for idx in blocks[m]] or [np.zeros((U, p, 0))], axis=2))
     out = np.zeros((M, M, U))
     for m in range(M):
         for n in range(m, M):
             cm, cn = support[m], support[n]
             out[m, n] = out[n, m] = np.einsum("uij,uji->u", K[m][:, cn, :], K[n][:, cm, :])
     return out
+
+
+@attrs.frozen(eq=False)
+class BlockLayout:
+    """The diagonal blocks of the penalties, as lists of ``(n_blocks, size)`` column-index
+    arrays (blocks of one size stacked): columns that no penalty of any unit links are in
+    different blocks, so each penalty ``S_m``, its rotation ``E' S_m E`` (the eigenbasis ``E``
+    is formed block by block) and ``E' S(lam) E`` are block diagonal."""
+
+    all: list          # every column (unpenalised ones alone)
+    of_penalties: tuple  # per penalty m: the blocks of the columns S_m touches (any unit)
+    of_rotated: tuple    # per penalty m: those of E' S_m E
+
+    @classmethod
+    def of(cls, S: np.ndarray, fixed: np.ndarray, rotated: np.ndarray) -> BlockLayout:
+        from scipy.sparse.csgraph import connected_components
+
+        linked = (np.abs(S).sum(axis=(0, 1)) + np.abs(fixed).sum(axis=0)) > 0
+        block_of = connected_components(linked, directed=False)[1]
+
+        def touched(P):
+            return tuple(_blocks(block_of, np.flatnonzero(np.abs(P[m]).sum(axis=(0, 1)) > 0))
+                         for m in range(P.shape[0]))
+
+        return cls(_blocks(block_of, np.arange(len(block_of))), touched(S), touched(rotated))
+
+
+def _blocks(block_of: np.ndarray, columns: np.ndarray) -> list[np.ndarray]:
+    """``columns`` split by block (``block_of``: each column's), blocks of equal size stacked:
+    ``(n_blocks, size)`` index arrays."""
+    labels = block_of[columns]
+    order = np.argsort(labels, kind="stable")
+    starts = np.flatnonzero(np.diff(labels[order]) != 0) + 1
+    by_size = {}
+    for piece in np.split(columns[order], starts):
+        if len(piece):
+            by_size.setdefault(len(piece), []).append(piece)
+    return [np.stack(v) for _, v in sorted(by_size.items())]
+
+
+def _block_inverse(B: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+    """Inverse of block-diagonal matrices (U, p, p) with the blocks ``groups``
+    (:func:`_blocks`)."""
+    out = np.zeros_like(B)
+    for idx in groups:
+        at = (slice(None), idx[:, :, None], idx[:, None, :])
+        out[at] = np.linalg.inv(B[at])
+    return out
+
+
+def _block_logdet(B: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+    """``log|B|`` (U,) of block-diagonal matrices (see :func:`_block_inverse`)."""
+    return sum(_logdet(B[:, idx[:, :, None], idx[:, None, :]]).sum(axis=1) for idx in groups)
 
 
 def hessian_change(host: HostPenalties, block, beta: np.ndarray, Ainv: np.ndarray,

@@ -50,3 +50,25 @@ def test_the_last_units_continue_alone_to_the_same_answer(simulator, monkeypatch
     np.testing.assert_allclose(narrow.weights, together.weights,
                                atol=1e-6 * np.abs(together.weights).max())
     assert np.abs(narrow.n_iter - together.n_iter).max() <= 2
+
+
+def test_the_last_units_continue_in_ever_narrower_batches(simulator, monkeypatch):
+    """24 units: once at most 8 are left they continue in a batch of 8, then of 4 (padded), and
+    end where one batch of all units ends."""
+    from glmformula.backend import lbfgs
+
+    X, _, W, b = simulator(20_000, 20, 24, seed=9, rate=0.1)
+    gains = np.geomspace(0.1, 6.0, 24)  # the units need 4 to 15 iterations
+    Y = np.random.default_rng(8).poisson(np.exp(X @ (W * gains) + b)).astype(float)
+    widths = []
+    original = lbfgs._of_units
+    monkeypatch.setattr(lbfgs, "_of_units",
+                        lambda data, st, units: widths.append(len(units)) or original(data, st,
+                                                                                      units))
+    narrowed = solve(Problem(X, Y), solver="lbfgs")
+    assert widths == [8, 4]
+    together = solve(Problem(X, Y), solver="lbfgs", narrow_units=0)
+    assert narrowed.converged.all() and together.converged.all()
+    np.testing.assert_allclose(narrowed.weights, together.weights,
+                               atol=1e-6 * np.abs(together.weights).max())
+    assert np.abs(narrowed.n_iter - together.n_iter).max() <= 2

@@ -1,0 +1,96 @@
+"""REML's host algebra works block by block on block-diagonal penalties: the same traces,
+inverses and log-determinants as the dense matrices, and the same criterion derivatives as
+finite differences of the criterion."""
+
+import numpy as np
+import pytest
+
+from glmformula.backend import reml
+
+
+def _second_differences(n: int) -> np.ndarray:
+    D = np.diff(np.eye(n), 2, axis=0)
+    return D.T @ D
+
+
+def _penalties(U: int = 3, seed: int = 0):
+    """Penalties shaped like a real model's: a smooth term (columns 0-5), a history filter
+    (6-9), a coupling term with one strength over two source filters (10-13, 14-17), a
+    tensor product's two margins over the same columns (18-23) plus a penalty on part of them
+    (18-20), unpenalised columns (24, 25) and the intercept (26); one unit does not read
+    columns 14-17."""
+    rng = np.random.default_rng(seed)
+    p = 27
+    blocks = [[(range(0, 6),)], [(range(6, 10),)], [(range(10, 14),), (range(14, 18),)],
+              [(range(18, 24),)], [(range(18, 24),)], [(range(18, 21),)]]
+    M = len(blocks)
+    S = np.zeros((M, U, p, p))
+    for m, parts in enumerate(blocks):
+        for (cols,) in parts:
+            idx = np.array(cols)
+            for u in range(U):
+                R = rng.standard_normal((len(idx), len(idx))) * 0.1
+                S[m, u][np.ix_(idx, idx)] = _second_differences(len(idx)) + R @ R.T * (m >= 3)
+    mask = np.ones((p, U))
+    mask[14:18, 1] = 0
+    keep = mask.T
+    S = S * keep[None, :, :, None] * keep[None, :, None, :]
+    fixed = np.zeros((U, p, p))
+    host = reml.HostPenalties(S, fixed, *reml.penalty_basis(S, fixed, mask), mask)
+    lam = np.exp(rng.uniform(-2, 3, (M, U)))
+    X = rng.standard_normal((400, p))
+    H = np.einsum("tp,tq,u->upq", X, X, rng.uniform(0.5, 2, U)) / 10
+    H = H * keep[:, :, None] * keep[:, None, :]  # as REML's models: unused coordinates zero
+    A = H + host.total(lam)
+    idx = np.arange(p)
+    A[:, idx, idx] += 1.0 - mask.T
+    return host, lam, A, H, rng
+
+
+def test_block_traces_inverses_and_log_determinants_equal_the_dense_ones():
+    host, lam, A, _, _ = _penalties()
+    Ainv = np.linalg.inv(A)
+    B = host.penalty_in_basis(lam)
+    Binv = np.linalg.inv(B)
+    for inverse, P, blocks in ((Ainv, host.S, host.blocks.of_penalties),
+                               (Binv, host.rotated, host.blocks.of_rotated)):
+        dense = np.einsum("upq,muqr,urs,nusp->mnu", inverse, P, inverse, P)
+        np.testing.assert_allclose(reml._pair_traces(inverse, P, blocks), dense,
+                                   rtol=1e-10, atol=1e-12 * np.abs(dense).max())
+    np.testing.assert_allclose(reml._block_inverse(B, host.blocks.all), Binv, rtol=1e-9,
+                               atol=1e-12 * np.abs(Binv).max())
+    sign, logdet = np.linalg.slogdet(B)
+    assert np.all(sign > 0)
+    np.testing.assert_allclose(reml._block_logdet(B, host.blocks.all), logdet, rtol=1e-12)
+    # the partial penalty (columns 18-20) is its own block of 3 within the tensor's 6 columns
+    assert [idx.shape for idx in host.blocks.of_penalties[5]] == [(1, 3)]
+    assert [idx.shape for idx in host.blocks.of_penalties[2]] == [(2, 4)]
+
+
+def test_criterion_derivatives_match_finite_differences():
+    """The gradient and Hessian that the host's Newton iteration on log-strengths uses equal
+    central differences of the quadratic model's criterion (fixed H)."""
+    host, lam, _, H, rng = _penalties(seed=1)
+    p, U = H.shape[-1], H.shape[0]
+    beta = rng.standard_normal((p, U)) * 0.3 * host.mask
+    g = rng.standard_normal((p, U)) * host.mask
+    model = reml._QuadraticModel(rng.uniform(50, 60, U), g, H, beta)
+    rho = np.log(lam)
+
+    def V(r):
+        return model.criterion(host, np.exp(r))[0]
+
+    _, A, b = model.criterion(host, lam)
+    grad, hess, _, _ = reml.derivatives(host, None, lam, b.T, A, exact=False)
+    h = 1e-4
+    for m in range(rho.shape[0]):
+        e = np.zeros_like(rho)
+        e[m] = h
+        np.testing.assert_allclose(grad[m], (V(rho + e) - V(rho - e)) / (2 * h), rtol=1e-5,
+                                   atol=1e-7)
+        for n in range(rho.shape[0]):
+            f = np.zeros_like(rho)
+            f[n] = h
+            second = (V(rho + e + f) - V(rho + e - f) - V(rho - e + f) + V(rho - e - f)) \
+                / (4 * h * h)
+            assert hess[m, n] == pytest.approx(second, rel=1e-3, abs=1e-4)
