@@ -392,16 +392,22 @@ class BlockLayout:
 
     @classmethod
     def of(cls, S: np.ndarray, fixed: np.ndarray, rotated: np.ndarray) -> BlockLayout:
-        from scipy.sparse.csgraph import connected_components
-
-        linked = (np.abs(S).sum(axis=(0, 1)) + np.abs(fixed).sum(axis=0)) > 0
-        block_of = connected_components(linked, directed=False)[1]
+        block_of = _linked_components(
+            (np.abs(S).sum(axis=(0, 1)) + np.abs(fixed).sum(axis=0)) > 0)
 
         def touched(P):
             return tuple(_blocks(block_of, np.flatnonzero(np.abs(P[m]).sum(axis=(0, 1)) > 0))
                          for m in range(P.shape[0]))
 
         return cls(_blocks(block_of, np.arange(len(block_of))), touched(S), touched(rotated))
+
+
+def _linked_components(linked: np.ndarray) -> np.ndarray:
+    """The component of each column (p,) of the graph whose edges are the non-zero entries of
+    ``linked`` (p, p): columns a penalty links, directly or through others, share one."""
+    from scipy.sparse.csgraph import connected_components
+
+    return connected_components(linked, directed=False)[1]
 
 
 def _blocks(block_of: np.ndarray, columns: np.ndarray) -> list[np.ndarray]:
@@ -561,20 +567,9 @@ def penalty_basis(S: np.ndarray, fixed: np.ndarray, mask: np.ndarray, rtol: floa
         total = np.sum(parts, axis=0) if parts else np.zeros((p, p))
         keep = mask[:, u] > 0
         total = total * np.outer(keep, keep)
-        linked = total != 0
-        seen = np.zeros(p, bool)
-        for j in range(p):
-            if seen[j]:
-                continue
-            component, frontier = {j}, [j]
-            while frontier:  # the columns this penalty links to j
-                k = frontier.pop()
-                for i in np.flatnonzero(linked[k] | linked[:, k]):
-                    if i not in component:
-                        component.add(int(i))
-                        frontier.append(int(i))
-            idx = np.array(sorted(component))
-            seen[idx] = True
+        labels = _linked_components(total != 0)
+        for label in range(labels.max() + 1):
+            idx = np.flatnonzero(labels == label)
             values, vectors = np.linalg.eigh(total[np.ix_(idx, idx)])
             basis[u][np.ix_(idx, idx)] = vectors
             null[u, idx] = values <= rtol * max(values.max(), 0.0) if values.max() > 0 else 1.0
