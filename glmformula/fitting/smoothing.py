@@ -207,16 +207,19 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
                                                     else np.asarray(theta, float)[units]))
             gram_diag = (rw @ (Xg * Xg))[:, None] * curvature[None, units]  # ~ diag H
             guess = rho0 = _initial_log_strengths(Sg[:, :, :-1, :-1], gram_diag, present)
+            warm = False
             if initial_strength is not None:
-                given = np.log(np.asarray(initial_strength, float)[:, units] * n)
+                with np.errstate(divide="ignore"):
+                    given = np.log(np.asarray(initial_strength, float)[:, units] * n)
                 rho0 = np.where(np.isfinite(given), given, rho0)
+                warm = start is not None and np.all(np.isfinite(given) | ~present, axis=0)
             beta0 = np.zeros((p, len(units)))
             beta0[-1] = b[units]
             if start is not None:
                 beta0[:-1] = np.asarray(start[0], float)[np.ix_(columns, units)] * keep.T
                 beta0[-1] = np.asarray(start[1], float)[units]
             result = reml.select(block, keep_aug, Sg, fixed, beta0, rho0, present=present,
-                                 dtype=dt, exact=exact, center=guess)
+                                 dtype=dt, exact=exact, center=guess, warm=warm)
         n_outer = max(n_outer, result.n_outer)
         n_inner += result.n_inner
         strength[:, units] = np.exp(result.log_strength) / n

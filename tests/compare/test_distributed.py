@@ -31,9 +31,11 @@ def _assert_same(a: pd.DataFrame, b: pd.DataFrame):
     assert list(a.index) == list(b.index)
     numeric = a.select_dtypes("number").columns
     # Folds fitted in-process warm-start from the full fit; on workers they start cold, so
-    # the optima agree to the solver's tolerance, not bit for bit.
-    assert np.allclose(a[numeric].to_numpy(float), b[numeric].to_numpy(float), rtol=1e-6,
-                       atol=1e-9, equal_nan=True)
+    # the optima agree to the solvers' tolerances, not bit for bit (REML stops at a gradient
+    # of 5e-7 |V|, as mgcv at 5e-6 |V|: held-out bits/spike ~1.4e-6 apart, log-likelihoods
+    # ~3e-7 relative, measured on this model).
+    assert np.allclose(a[numeric].to_numpy(float), b[numeric].to_numpy(float), rtol=1e-5,
+                       atol=1e-5, equal_nan=True)
 
 
 def test_dask_local_cluster_equals_local(maze, local):
