@@ -535,6 +535,16 @@ class RemlResult:
         Penalised Newton iterations over all inner fits.
     covariance : ndarray (U, p, p)
         ``A^-1``: the Bayesian posterior covariance of (weights, intercept).
+    objective : ndarray (U,) or None
+        The penalised loss at ``beta`` (sum scale, nats); None where the weights come from
+        the outer Newton iteration (see ``decrement``).
+    decrement : ndarray (U,) or None
+        Newton's decrement ``g' A^-1 g`` of the penalised loss at ``beta`` (sum scale, exact
+        gradient ``g``, the last Hessian of the search): how far the weights are from the
+        penalised optimum. None where it was not computed (the outer Newton iteration's
+        inner fits certify their own convergence).
+    gradient_max : ndarray (U,) or None
+        ``max |g|`` over the unit's coordinates (sum scale).
     """
 
     log_strength: np.ndarray
@@ -546,6 +556,9 @@ class RemlResult:
     n_outer: int
     n_inner: int
     covariance: np.ndarray
+    objective: np.ndarray | None = None
+    decrement: np.ndarray | None = None
+    gradient_max: np.ndarray | None = None
 
 
 def penalty_basis(S: np.ndarray, fixed: np.ndarray, mask: np.ndarray, rtol: float = 1e-9):
@@ -973,10 +986,16 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
             model = polish(data, host, model, lam, dtype)
             beta = model.beta
         A = model.fit(host, lam)[0]
-        f = model.loss + 0.5 * np.einsum("pu,upq,qu->u", beta, host.total(lam), beta)
+        total = host.total(lam)
+        f = model.loss + 0.5 * np.einsum("pu,upq,qu->u", beta, total, beta)
+        # the penalised gradient (masked coordinates: none) and Newton's decrement there
+        g = (model.g + np.einsum("upq,qu->pu", total, beta)) * host.mask
+        decrement = np.einsum("pu,up->u", g, np.linalg.solve(A, g.T[:, :, None])[:, :, 0])
         _, _, edf, cov = derivatives(host, block, lam, beta, A, exact=False)
         return RemlResult(np.where(present, rho, np.nan), beta, criterion(host, lam, f, A),
-                          np.asarray(edf), gradient, fast, n_fast, 0, np.asarray(cov))
+                          np.asarray(edf), gradient, fast, n_fast, 0, np.asarray(cov),
+                          objective=f, decrement=decrement,
+                          gradient_max=np.abs(g).max(axis=0))
     beta, V, A, n_inner, ok = inner(rho, beta)
     converged = np.zeros(U, bool)
     stopped = np.zeros(U, bool)  # no decrease of V along the step: at V's numerical minimum

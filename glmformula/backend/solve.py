@@ -56,6 +56,10 @@ MAX_COLUMN_MAGNITUDE = 1e15
 SEPARATION_NATS = 20.0
 
 
+#: Default tolerance of :func:`solve` on Newton's criterion (nats).
+DEFAULT_TOL = 1e-8
+
+
 class ColumnRangeError(ValueError):
     """Columns of X too large for the solver (beyond :data:`MAX_COLUMN_MAGNITUDE`)."""
 
@@ -90,7 +94,9 @@ class Solution:
         The scale-aware convergence measure: rate-weighted RMS change of the
         linear predictor (nats) a further Newton step would make.
     solver : str
-        The solver that ran ("newton", "lbfgs" or "proximal").
+        The solver that ran ("newton", "lbfgs" or "proximal"), or "reml" where the smoothness
+        search's own weights were the answer (already at the penalised optimum to Newton's
+        criterion, see :meth:`glmformula.fitting.smoothing.SmoothingFit.certified`).
     dtype : str
         Compute precision ("float64" or "float32"); arrays are returned in it.
     compile_seconds, solve_seconds : float
@@ -439,7 +445,7 @@ def solve(
     *,
     regularizer: Regularizer | None = None,
     solver: str = "auto",
-    tol: float = 1e-8,
+    tol: float = DEFAULT_TOL,
     max_iter: int | None = None,
     dtype=None,
     init=None,

@@ -95,6 +95,13 @@ class SmoothingFit:
         The penalty of the final fit (solver's basis, mean objective).
     start : tuple
         (weights (P, U), intercepts (U,)) at the chosen strengths (solver's basis).
+    objective, newton_criterion, grad_norm : ndarray (U,)
+        At ``start``: the penalised mean objective, Newton's criterion (the rate-weighted RMS
+        change of the linear predictor one more Newton step would make, nats) and the
+        max-abs penalised gradient of the mean objective, as the solver reports them; NaN
+        where REML did not certify its weights (see :meth:`certified`).
+    excluded_columns : tuple of int
+        Columns all zero in the fitted rows (weight 0).
     """
 
     keys: tuple
@@ -108,6 +115,16 @@ class SmoothingFit:
     n_inner: int
     penalty_matrix: np.ndarray
     start: tuple
+    objective: np.ndarray | None = None
+    newton_criterion: np.ndarray | None = None
+    grad_norm: np.ndarray | None = None
+    excluded_columns: tuple = ()
+
+    def certified(self, tol: float) -> bool:
+        """Whether ``start`` is the penalised fit to Newton's tolerance ``tol`` for every unit
+        (REML converged, every unit has spikes): then no solver needs to confirm it."""
+        return (self.newton_criterion is not None and bool(np.all(self.converged))
+                and bool(np.all(self.newton_criterion <= tol)))
 
     def summary(self) -> SmoothingSummary:
         return SmoothingSummary(self.keys, self.key_terms, self.strength, self.edf,
@@ -170,7 +187,8 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
     rw = np.ones(problem.n_rows) if problem.row_weight is None else problem.row_weight
     n = float(rw.sum())
     mask = np.ones((U, P), bool) if problem.column_mask is None else problem.column_mask.copy()
-    mask &= _columns_with_data(problem.X, rw)[None, :]
+    with_data = _columns_with_data(problem.X, rw)
+    mask &= with_data[None, :]
     ridge = resolve_penalty(regularizer, problem.column_groups, mask).l2  # (P, U) mean scale
     spikes = rw @ np.abs(problem.y)  # the size of each unit's response (spikes for counts)
     b, curvature = _start(family, (rw @ problem.y) / n, n)
@@ -180,6 +198,7 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
     converged = np.ones(U, bool)
     edf_columns = np.zeros((U, P))
     W = np.zeros((P, U))
+    objective, newton_criterion, grad_norm = (np.full(U, np.nan) for _ in range(3))
     n_outer = n_inner = 0
     for units, columns in (groups or [(np.arange(U), np.arange(P))]):
         units = units[spikes[units] > 0]  # no response: nothing to learn a strength from
@@ -229,6 +248,12 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
         total_edf[units] = result.edf.sum(axis=1)
         criterion[units] = result.criterion
         converged[units] = result.converged
+        # in the Poisson solver's terms (mean objective; its criterion's scale is the rate)
+        if result.decrement is not None and family == "poisson":
+            objective[units] = result.objective / n
+            newton_criterion[units] = np.sqrt(np.maximum(result.decrement, 0.0)
+                                              / spikes[units])
+            grad_norm[units] = result.gradient_max / n
     penalty_matrix = setup.fixed.copy()
     for m in range(M):
         s = np.nan_to_num(strength[m])
@@ -246,7 +271,9 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
         per_unit = [edf_columns[u, unit_terms[u].get(term, [])].sum() for u in range(U)]
         edf[term] = np.where(np.isfinite(total_edf), per_unit, np.nan)
     return SmoothingFit(setup.keys, setup.key_terms, strength, edf, total_edf, criterion,
-                        converged, n_outer, n_inner, penalty_matrix, (W, b))
+                        converged, n_outer, n_inner, penalty_matrix, (W, b), objective,
+                        newton_criterion, grad_norm,
+                        tuple(int(j) for j in np.flatnonzero(~with_data)))
 
 
 def _columns_with_data(X: np.ndarray, row_weight: np.ndarray, chunk: int = 16_384) -> np.ndarray:
