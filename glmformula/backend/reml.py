@@ -862,12 +862,20 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
         if first_step:  # from the start model, the first weights are its optimum
             model, first_step = model_at(trial), False
             continue
-        # the step to the model's optimum, shortened (Armijo) for a unit where the penalised
-        # objective does not fall enough: one pass without a Hessian, then the next model
-        Sb = np.einsum("upq,qu->pu", host.total(lam_new), beta)
+        # the full step to the model's optimum, whose model (the next iteration's) is formed
+        # at once, one pass; Armijo's test on the host from that model's loss. Where a unit
+        # refuses it (the penalised objective does not fall enough: rare, early on), the
+        # ladder of shorter steps (one pass without a Hessian), then the model where it lands
+        total = host.total(lam_new)
+        Sb = np.einsum("upq,qu->pu", total, beta)
         f = model.loss + 0.5 * np.sum(beta * Sb, axis=0)
         d = trial - beta
         slope = np.sum((model.g + Sb) * d, axis=0)
+        stepped = model_at(trial)
+        f_try = stepped.loss + 0.5 * np.einsum("pu,upq,qu->u", trial, total, trial)
+        if np.all((f_try <= f + 1e-4 * slope + 1e-12 * scale) | converged):
+            model = stepped
+            continue
         (moved_part, _), _, _ = pb.compiled_call(
             damped_step, {}, sub, a(lam_new[:, work]), a(beta[:, work]), a(d[:, work]),
             a(f[work]), a(slope[work]))

@@ -1,6 +1,9 @@
-"""Where no standard errors are asked for (cross-validation folds, ``gf.compare``), REML's own
-weights are the fit: they are at the penalised optimum to Newton's criterion, so the
-confirming Newton fit (one Hessian pass, no step) is skipped, and its answer is identical."""
+"""Passes REML saves at its end and in each iteration. Where no standard errors are asked for
+(cross-validation folds, ``gf.compare``), REML's own weights are the fit: they are at the
+penalised optimum to Newton's criterion, so the confirming Newton fit (one Hessian pass, no
+step) is skipped, with the same answer. In each iteration, the model at the full step is
+formed at once and Armijo's test made from its loss; the ladder of shorter steps runs only
+where a unit refuses the full step."""
 
 from __future__ import annotations
 
@@ -70,3 +73,53 @@ def test_a_unit_without_spikes_still_goes_to_the_solver():
     fit = _fit(design)
     assert fit.diagnostics.solver == "newton"
     assert fit.diagnostics.status[-1] == "no_spikes"
+
+
+def test_a_refused_full_step_takes_the_armijo_ladder_to_the_same_answer(monkeypatch):
+    """The performance iteration forms the next model at the full step to the quadratic
+    model's optimum and tests Armijo's condition from its loss; from a start far off (rates
+    e^-12 per bin: the model's curvature is nearly nil and its full step overshoots) a unit
+    refuses it and the
+    ladder of shorter steps runs, and the search still ends where it ends from a good start."""
+    import jax
+    import jax.numpy as jnp
+
+    from glmformula.backend import problem as pb
+    from glmformula.backend import reml
+
+    rng = np.random.default_rng(8)
+    n, P, U = 6_000, 8, 2
+    X = rng.normal(size=(n, P)) * 0.4
+    beta_true = np.cumsum(rng.normal(size=(P, U)) * 0.3, axis=0)
+    Y = rng.poisson(np.exp(X @ beta_true - 1.5)).astype(float)
+    p = P + 1
+    D = np.diff(np.eye(P), 2, axis=0)
+    S = np.zeros((1, U, p, p))
+    S[0, :, :P, :P] = D.T @ D
+    fixed = np.zeros((U, p, p))
+    mask = np.ones((p, U))
+    calls = []
+    original = pb.compiled_call
+
+    def recording(fn, static, *args):
+        calls.append(fn.__name__)
+        return original(fn, static, *args)
+
+    monkeypatch.setattr(pb, "compiled_call", recording)
+    with jax.enable_x64(True):
+        block = pb.block_from_arrays(X, Y, None, np.ones(n), jnp.float64, U)
+
+        def search(beta0):
+            calls.clear()
+            out = reml.select(block, mask, S, fixed, beta0, np.zeros((1, U)),
+                              present=np.ones((1, U), bool))
+            return out, list(calls)
+
+        good, good_calls = search(np.r_[np.zeros((P, U)), np.full((1, U), -1.5)])
+        far, far_calls = search(np.r_[np.full((P, U), 1e-3), np.full((1, U), -6.0)])
+    assert "damped_step" not in good_calls
+    assert "damped_step" in far_calls
+    assert np.all(good.converged) and np.all(far.converged)
+    np.testing.assert_allclose(far.log_strength, good.log_strength, atol=1e-3)
+    # the same optimum, to the search's tolerance (a gradient of 5e-7 |V|)
+    np.testing.assert_allclose(far.beta, good.beta, rtol=1e-4, atol=1e-6)
