@@ -563,11 +563,13 @@ CURVATURE_SAMPLE_ROWS = 100_000
 
 
 def curvature_stride(n_rows: int) -> int:
-    """Row stride of a sampled Hessian pass: keeps at least :data:`CURVATURE_SAMPLE_ROWS` rows
-    (1 below twice that). Rows of a recording are strongly correlated in time, so every
-    ``k``-th row times ``k`` is close to the full sum (docs/performance_decisions.md, 'L-BFGS
-    refresh interval')."""
-    return max(1, int(n_rows) // CURVATURE_SAMPLE_ROWS)
+    """Row stride of a sampled Hessian pass: the nearest integer to ``n_rows /``
+    :data:`CURVATURE_SAMPLE_ROWS`, which keeps 3/4 to 3/2 of that many rows (all rows below
+    1.5 times it; rounding rather than flooring keeps a cross-validation fold's training rows,
+    compacted by ``engine._fitted_rows``, at its full fit's stride). Rows of a recording are
+    strongly correlated in time, so every ``k``-th row times ``k`` is close to the full sum
+    (docs/performance_decisions.md, 'L-BFGS refresh interval')."""
+    return max(1, round(int(n_rows) / CURVATURE_SAMPLE_ROWS))
 
 
 #: Above this many multiply-adds per Hessian pass (rows x units x p^2), REML's Hessians and Hessian-

@@ -79,3 +79,41 @@ def test_row_weights_select_the_rows_fitted(data):
     eta_all = X.storage[X.rows] @ everything.weights + everything.intercepts
     assert ll(eta_fold) == pytest.approx(ll(eta_alone), rel=1e-6)
     assert ll(eta_all) < ll(eta_alone) - 1.0
+
+
+@pytest.mark.parametrize("smoothing", [None, "auto"], ids=["unpenalised", "reml"])
+def test_a_fold_fit_reads_its_own_rows_with_the_same_answer(monkeypatch, smoothing):
+    """A fit on a fold's training rows (80% of the rows) copies them into a design of their
+    own, padded to a shared shape (engine._fitted_rows), and finds what the fit on the whole
+    design with zero weights finds."""
+    from glmformula.fitting import engine
+
+    data = gf.datasets.head_direction(n_units=3, duration=300.0, seed=12)
+    f = "spikes ~ cyclic(head_direction, 8) + history(3, log, window=50ms)"
+    design = build(prepare(f, data, bin_size="10ms", epochs="wake"))
+    train = np.ones(design.grid.n_rows, bool)
+    train[design.grid.n_rows // 5: 2 * design.grid.n_rows // 5] = False
+    shapes = []
+    original = engine._fitted_rows
+
+    def recording(problem, used):
+        out = original(problem, used)
+        shapes.append(out.X.shape[0])
+        return out
+
+    monkeypatch.setattr(engine, "_fitted_rows", recording)
+    options = FitOptions(tol=1e-10, smoothing=smoothing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compact = fit_design(design, options, row_weight=train, covariance=False)
+        monkeypatch.setattr(engine, "COMPACT_ROWS_BELOW", 0.0)
+        weighted = fit_design(design, options, row_weight=train, covariance=False)
+    n_used = int((design.valid & train).sum())
+    assert n_used <= shapes[0] < min(n_used + engine.COMPACT_ROW_MULTIPLE,
+                                     design.storage.shape[0])
+    assert shapes[1] == design.storage.shape[0]
+    assert compact.diagnostics.n_rows == weighted.diagnostics.n_rows == n_used
+    np.testing.assert_allclose(compact.weights, weighted.weights, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(compact.intercepts, weighted.intercepts, rtol=1e-8)
+    np.testing.assert_allclose(compact.diagnostics.log_likelihood,
+                               weighted.diagnostics.log_likelihood, rtol=1e-10)
