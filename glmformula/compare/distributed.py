@@ -24,7 +24,9 @@ def _worker_comparison(token, formulas, data, options):
     if token not in _WORKER_CACHE:
         while len(_WORKER_CACHE) >= _MAX_CACHED:
             _WORKER_CACHE.pop(next(iter(_WORKER_CACHE)))
-        _WORKER_CACHE[token] = Comparison(formulas, data, **options)
+        # no nested starts: a worker holds whichever fits it happened to run, and the answer
+        # must not depend on the schedule
+        _WORKER_CACHE[token] = Comparison(formulas, data, **options, nested_starts=False)
     return _WORKER_CACHE[token]
 
 

@@ -409,9 +409,11 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
     row_weight : ndarray (grid rows,), optional
         Rows to fit within the design's valid ones (> 0), e.g. a cross-validation fold's
         training rows. Default: every valid row.
-    init : (weights (P, U), intercepts (U,)[, smoothing strengths (M, U)]), optional
+    init : (weights (P, U), intercepts (U,)[, smoothing strengths]), optional
         Warm start, in the original basis (e.g. the weights of a fit on all rows, and its
-        chosen smoothness strengths: a fold's search then starts there).
+        chosen smoothness strengths: a fold's search then starts there). The strengths are
+        an array (M, U) in this design's penalty order, or a dict penalty key -> (U,) (a
+        nested model's; keys it lacks start from the default).
     covariance, log_likelihood : bool
         Whether to compute standard errors (now or on first use) and the training
         log-likelihood (cross-validation needs neither).
@@ -597,6 +599,10 @@ def _choose_strengths(problem, setup, groups, plan, solver_options, options: Fit
             initial_strength=initial, start=begin, family=family, theta=theta)
 
     initial = None if init is None or len(init) < 3 else init[2]
+    if isinstance(initial, dict):  # by penalty key (another model's): NaN where it has none
+        U = problem.n_units
+        initial = np.array([np.broadcast_to(np.asarray(initial.get(key, np.nan), float), (U,))
+                            for key in setup.keys]).reshape(len(setup.keys), U)
     if options.family != "negative_binomial":
         return choose(options.family, initial, start)
     fit = choose("poisson", initial, start)

@@ -30,11 +30,12 @@ def local(maze):
 def _assert_same(a: pd.DataFrame, b: pd.DataFrame):
     assert list(a.index) == list(b.index)
     numeric = a.select_dtypes("number").columns
-    # Folds fitted in-process warm-start from the full fit; on workers they start cold, so
-    # the optima agree to the solvers' tolerances, not bit for bit (REML stops at a gradient
-    # of 5e-7 |V|, as mgcv at 5e-6 |V|: held-out bits/spike ~1.4e-6 apart, log-likelihoods
-    # ~3e-7 relative, measured on this model).
-    assert np.allclose(a[numeric].to_numpy(float), b[numeric].to_numpy(float), rtol=1e-5,
+    # Folds fitted in-process warm-start from the full fit, and a full fit from that of the
+    # model nested in it; on workers they start cold, so the optima agree to the solvers'
+    # tolerances, not bit for bit (REML stops at a gradient of 5e-7 |V|, as mgcv at 5e-6 |V|:
+    # on this model edf ~7e-4 apart (7.6e-5 relative), bits/spike ~1.4e-6, log-likelihoods
+    # ~3e-7 relative).
+    assert np.allclose(a[numeric].to_numpy(float), b[numeric].to_numpy(float), rtol=2e-4,
                        atol=1e-5, equal_nan=True)
 
 
