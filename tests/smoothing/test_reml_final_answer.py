@@ -123,3 +123,34 @@ def test_a_refused_full_step_takes_the_armijo_ladder_to_the_same_answer(monkeypa
     np.testing.assert_allclose(far.log_strength, good.log_strength, atol=1e-3)
     # the same optimum, to the search's tolerance (a gradient of 5e-7 |V|)
     np.testing.assert_allclose(far.beta, good.beta, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("cap", [None, "default"], ids=["uncapped", "capped"])
+def test_a_cold_search_moves_log_strengths_by_at_most_the_cap(monkeypatch, cap):
+    """From a cold start each iteration moves a unit's log-strengths by at most
+    ``reml.MAX_COLD_MOVE`` (a trust region while the weights come from the crude start; on
+    the real coupled model it kept the search from locking coupling terms at the upper bound).
+    Without the cap, this population's first strength step is larger, so the test can fail."""
+    from glmformula.backend import reml
+
+    limit = reml.MAX_COLD_MOVE
+    if cap is None:
+        monkeypatch.setattr(reml, "MAX_COLD_MOVE", np.inf)
+    starts = []
+    original = reml._minimise_model
+
+    def recording(host, model, rho, *args, **kwargs):
+        starts.append(np.array(rho, float))
+        return original(host, model, rho, *args, **kwargs)
+
+    monkeypatch.setattr(reml, "_minimise_model", recording)
+    design = build(prepare(FORMULA, _population(silent=False), bin_size=BIN))
+    fit = _fit(design)
+    assert np.all(fit.smoothing.converged)
+    # consecutive calls on the same units (all units until some converge)
+    moves = [np.nanmax(np.abs(b - a)) for a, b in zip(starts, starts[1:])
+             if a.shape == b.shape]
+    if cap is None:
+        assert max(moves) > limit
+    else:
+        assert max(moves) <= limit + 1e-9
