@@ -1012,10 +1012,10 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
         A = model.fit(host, lam)[0]
         total = host.total(lam)
         f = model.loss + 0.5 * np.einsum("pu,upq,qu->u", beta, total, beta)
+        _, _, edf, cov = derivatives(host, block, lam, beta, A, exact=False)
         # the penalised gradient (masked coordinates: none) and Newton's decrement there
         g = (model.g + np.einsum("upq,qu->pu", total, beta)) * host.mask
-        decrement = np.einsum("pu,up->u", g, np.linalg.solve(A, g.T[:, :, None])[:, :, 0])
-        _, _, edf, cov = derivatives(host, block, lam, beta, A, exact=False)
+        decrement = np.einsum("pu,upq,qu->u", g, cov, g)
         return RemlResult(np.where(present, rho, np.nan), beta, criterion(host, lam, f, A),
                           np.asarray(edf), gradient, fast, n_fast, 0, np.asarray(cov),
                           objective=f, decrement=decrement,

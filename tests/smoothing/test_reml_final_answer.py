@@ -7,35 +7,26 @@ where a unit refuses the full step."""
 
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
-import pynapple as nap
 import pytest
 
 from glmformula.backend.solve import DEFAULT_TOL
 from glmformula.fitting import engine
 from glmformula.graph.design import build, prepare
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: sibling imports
+from _populations import head_direction_population  # noqa: E402
+
 BIN = 0.05
 FORMULA = "spikes ~ cyclic(hd, 10) + history(4, window=300ms) + coupling(all)"
 
 
 def _population(silent: bool):
-    rng = np.random.default_rng(5)
-    n, U = 12_000, 4
-    t = (np.arange(n) + 0.5) * BIN
-    hd = np.mod(np.cumsum(rng.normal(0, 0.2, n)), 2 * np.pi)
-    groups = {}
-    for u in range(U):
-        counts = rng.poisson(np.exp(np.log(5 * BIN) + 0.9 * np.cos(hd - 2 * np.pi * u / U)))
-        groups[u] = nap.Ts(np.sort(np.repeat(t, counts) + rng.uniform(-BIN / 2, BIN / 2,
-                                                                       counts.sum())))
-    if silent:
-        groups[U] = nap.Ts(np.array([]))
-    epochs = nap.IntervalSet(0, n * BIN)
-    return {"spikes": nap.TsGroup(groups, time_support=epochs),
-            "hd": nap.Tsd(t, hd, time_support=epochs)}
+    return head_direction_population(5, 12_000, 4, BIN, rate=5.0, depth=0.9, silent=silent)
 
 
 def _fit(design, solver: str = "auto"):

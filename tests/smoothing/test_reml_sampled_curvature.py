@@ -5,15 +5,20 @@ mgcv oracle's tolerances, and the final fit is the exact penalised fit at those 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pynapple as nap
 import pytest
 
 import glmformula as gf
 from glmformula.backend import problem as pb
 from glmformula.backend import reml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: sibling imports
+from _populations import head_direction_population  # noqa: E402
 
 BIN = 0.05
 FORMULA = "spikes ~ cyclic(hd, 10) + history(4, window=300ms) + coupling(all)"
@@ -21,18 +26,7 @@ FORMULA = "spikes ~ cyclic(hd, 10) + history(4, window=300ms) + coupling(all)"
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(11)
-    n, U = 24_000, 8
-    t = (np.arange(n) + 0.5) * BIN
-    hd = np.mod(np.cumsum(rng.normal(0, 0.2, n)), 2 * np.pi)
-    groups = {}
-    for u in range(U):
-        counts = rng.poisson(np.exp(np.log(4 * BIN) + 0.8 * np.cos(hd - 2 * np.pi * u / U)))
-        groups[u] = nap.Ts(np.sort(np.repeat(t, counts) + rng.uniform(-BIN / 2, BIN / 2,
-                                                                       counts.sum())))
-    epochs = nap.IntervalSet(0, n * BIN)
-    return {"spikes": nap.TsGroup(groups, time_support=epochs),
-            "hd": nap.Tsd(t, hd, time_support=epochs)}
+    return head_direction_population(11, 24_000, 8, BIN, rate=4.0, depth=0.8)
 
 
 def test_sampled_curvature_chooses_the_exact_strengths(data, monkeypatch):
