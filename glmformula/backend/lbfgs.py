@@ -67,8 +67,9 @@ from .problem import (
     gram_sum,
     hessian_strategy,
     penalised_hessian,
-    sampled_hessian_sum,
+    sampled_hessian,
     step_chunk,
+    with_tiles,
 )
 
 __all__ = ["LBFGS"]
@@ -144,8 +145,8 @@ def lbfgs_loop(data: FitData, tol, max_iter, state=None, *, history: int, refres
     def hessian(st):
         # The current Hessians from every `stride`-th row, float32 products: only a
         # preconditioner (docs/performance_decisions.md, 'float32 Hessian products').
-        return penalised_hessian(data, sampled_hessian_sum(
-            blk.X, curvature(st.eta, blk.rw, blk.Y, blk.obs), strategy, stride, jnp.float32))
+        return penalised_hessian(data, sampled_hessian(
+            data, curvature(st.eta, blk.rw, blk.Y, blk.obs), strategy, stride, jnp.float32))
 
     if warm:
         # The rank of the design is the exact Gram matrix's to decide, never a float32
@@ -359,6 +360,7 @@ class LBFGS:
         if stride is None:
             stride = curvature_stride(data.block.X.shape[0])
         refreshes = 2 if self.refreshes is None else self.refreshes
+        data = with_tiles(data, int(stride))
         # a host check of the start (one small transfer): zero weights are a cold start
         warm = bool(jnp.any(data.W0 != 0))
         static = dict(history=self.history, refresh=int(refresh), strategy=hessian_strategy(U, P),

@@ -35,10 +35,11 @@ from .problem import (
     loss_sum,
     penalised_hessian,
     penalty_value,
-    sampled_hessian_sum,
+    sampled_hessian,
     smooth_objective,
     step_chunk,
     step_sums,
+    with_tiles,
 )
 
 __all__ = ["Newton", "NewtonRule", "second_order_loop", "RawResult", "robust_factor",
@@ -421,8 +422,8 @@ def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule,
 
     def hessian(st, compute=None):
         D = curvature(st.eta, blk.rw, blk.Y, blk.obs)
-        return penalised_hessian(data, sampled_hessian_sum(
-            blk.X, D, strategy, stride, jnp.float32 if stride > 1 else compute))
+        return penalised_hessian(data, sampled_hessian(
+            data, D, strategy, stride, jnp.float32 if stride > 1 else compute))
 
     def lazy_direction(st):
         # one global choice per iteration (the Hessian pass serves all units)
@@ -552,5 +553,6 @@ class Newton:
         static = dict(strategy=hessian_strategy(U, P), rule=NewtonRule(lazy=self.lazy))
         if self.sampled_curvature and not self.lazy:
             static["stride"] = curvature_sampling(data.block.X.shape[0], U, P + 1)["stride"]
+            data = with_tiles(data, static["stride"])
         return compiled_call(second_order_loop, static, data, tol,
                              jnp.asarray(self.max_iter, jnp.int32))

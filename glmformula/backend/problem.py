@@ -36,6 +36,7 @@ from jax import lax
 from .._memory import ALIGNMENT, aligned_zeros
 from ..config import setup_compilation_cache
 from . import families as fam
+from . import row_tiles as rt
 from .families import POISSON, Obs, is_poisson
 
 __all__ = [
@@ -829,6 +830,9 @@ class FitData(NamedTuple):
         Units to fit (False: no spikes, their answer is fixed in advance).
     quad : (U, P, P) or None
         Quadratic penalty per unit (``0.5 w' quad[u] w``), e.g. smoothness penalties.
+    tiles : RowTiles or None
+        Where a sparse design is non-zero (:mod:`.row_tiles`), for the sampled float32
+        Hessians of :func:`sampled_hessian` (None: dense products).
     """
 
     block: Block
@@ -843,6 +847,27 @@ class FitData(NamedTuple):
     scale: jax.Array
     active: jax.Array
     quad: jax.Array | None = None
+    tiles: rt.RowTiles | None = None
+
+
+def with_tiles(data: FitData, stride: int) -> FitData:
+    """``data`` with its design's tiles for sampled float32 Hessians from every
+    ``stride``-th row, where the Hessian pass is large (:data:`SAMPLED_CURVATURE_ABOVE`
+    multiply-adds) and the design sparse enough (:func:`.row_tiles.design_tiles`)."""
+    T, P = data.block.X.shape
+    U = data.W0.shape[1]
+    if float(T) * U * (P + 1) ** 2 <= SAMPLED_CURVATURE_ABOVE:
+        return data
+    return data._replace(tiles=rt.design_tiles(data.block.X, stride))
+
+
+def sampled_hessian(data: FitData, D, strategy: str, stride: int, compute=None):
+    """The units' Hessians (U, P+1, P+1) from curvature weights ``D`` (T, U) on every
+    ``stride``-th row: from ``data.tiles`` (float32 products, tiles built for this stride)
+    where the design has them, else :func:`sampled_hessian_sum`."""
+    if data.tiles is not None:
+        return rt.tiled_hessian_sum(data.tiles, D[::stride], stride, data.block.X.dtype)
+    return sampled_hessian_sum(data.block.X, D, strategy, stride, compute)
 
 
 def penalty_value(data: FitData, W):

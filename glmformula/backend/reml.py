@@ -41,6 +41,7 @@ from jax import lax
 
 from . import families as fam
 from . import problem as pb
+from . import row_tiles as rt
 
 #: Largest change of a log-strength in one outer step.
 MAX_STEP = 5.0
@@ -88,6 +89,9 @@ class RemlData(NamedTuple):
     S: jax.Array           # (M, U, p, p) penalty matrix of each strength, per unit
     fixed: jax.Array       # (U, p, p) penalties with a fixed strength (sum scale)
     scale: jax.Array       # (U,) sum of |y| per unit (spikes for counts): the size of the loss
+    #: where a sparse design is non-zero (:mod:`.row_tiles`): its sampled Hessians and
+    #: Hessian-change slopes from those rows; None: dense products
+    tiles: rt.RowTiles | None = None
 
 
 def units_subset(data: RemlData, units: np.ndarray) -> RemlData:
@@ -98,7 +102,15 @@ def units_subset(data: RemlData, units: np.ndarray) -> RemlData:
     obs = blk.obs if blk.obs.theta is None else fam.Obs(blk.obs.name,
                                                           jnp.asarray(blk.obs.theta)[j])
     return RemlData(pb.Block(blk.X, blk.Y[:, j], offset, blk.rw, obs), data.mask[:, j],
-                    data.S[:, j], data.fixed[j], data.scale[j])
+                    data.S[:, j], data.fixed[j], data.scale[j], data.tiles)
+
+
+def _sampled_hessian(data: RemlData, D, strategy: str, stride: int, compute):
+    """The units' Hessians (U, p, p) from curvature weights ``D`` (T, U), as
+    :func:`.problem.curvature_sampling` says: from the design's tiles where it has them."""
+    if data.tiles is not None:
+        return rt.tiled_hessian_sum(data.tiles, D[::stride], stride, data.block.X.dtype)
+    return pb.sampled_hessian_sum(data.block.X, D, strategy, stride, compute)
 
 
 def _eta(data: RemlData, beta):
@@ -191,8 +203,8 @@ def loss_gradient_hessian(data: RemlData, beta, *, strategy: str, stride: int = 
     loss, gw, gb, _ = pb.value_grad_sums(blk.X, blk.Y, blk.rw, eta, blk.obs)
     g = jnp.concatenate([gw, gb[None, :]], axis=0) * data.mask
     m = data.mask.T
-    H = pb.sampled_hessian_sum(blk.X, pb.curvature(eta, blk.rw, blk.Y, blk.obs), strategy,
-                               stride, compute)
+    H = _sampled_hessian(data, pb.curvature(eta, blk.rw, blk.Y, blk.obs), strategy, stride,
+                         compute)
     if blk.obs.name in SCALED:  # the Pearson sum, for the family's scale
         pearson = jnp.sum(blk.rw[:, None] * fam.pearson_rows(blk.obs, eta, blk.Y), axis=0)
     else:
@@ -222,7 +234,7 @@ def start_model(data: RemlData, *, strategy: str, stride: int = 1, compute: str 
     loss = jnp.sum(blk.rw[:, None] * ((mu - blk.Y) * residual + 0.5 * mu * residual ** 2),
                    axis=0)
     m = data.mask.T
-    H = pb.sampled_hessian_sum(blk.X, blk.rw[:, None] * mu, strategy, stride, compute)
+    H = _sampled_hessian(data, blk.rw[:, None] * mu, strategy, stride, compute)
     return loss, g, H * m[:, :, None] * m[:, None, :]
 
 
@@ -455,7 +467,8 @@ def _block_logdet(B: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
 
 
 def hessian_change(host: HostPenalties, block, beta: np.ndarray, Ainv: np.ndarray,
-                   dbeta: np.ndarray, dtype, sampling: dict | None = None) -> np.ndarray:
+                   dbeta: np.ndarray, dtype, sampling: dict | None = None,
+                   tiles: rt.RowTiles | None = None) -> np.ndarray:
     """``0.5 tr(A^-1 dH/drho_m)`` (M, U): the part of ``dV/drho`` from the change of the
     Hessian with the weights (``dbeta`` (M, U, p): ``d beta_hat / d rho_m``), one pass over
     the rows costing about as much as a Hessian. ``sampling``: its rows and precision
@@ -463,8 +476,14 @@ def hessian_change(host: HostPenalties, block, beta: np.ndarray, Ainv: np.ndarra
     ``dtype``."""
     m = host.mask.T  # masked coordinates (decoupled, identity in A) must not enter x' A^-1 x
     a = lambda x: jnp.asarray(x, dtype)  # noqa: E731
-    extra, _, _ = pb.compiled_call(_trace_dH, dict(sampling or {}), block, a(beta),
-                                   a(Ainv * m[:, :, None] * m[:, None, :]), a(dbeta))
+    Ainv = a(Ainv * m[:, :, None] * m[:, None, :])
+    if tiles is not None:
+        stride = (sampling or {}).get("stride", 1)
+        extra, _, _ = pb.compiled_call(_tiled_trace_dH, {"stride": stride}, block, tiles,
+                                       a(beta), Ainv, a(dbeta))
+    else:
+        extra, _, _ = pb.compiled_call(_trace_dH, dict(sampling or {}), block, a(beta), Ainv,
+                                       a(dbeta))
     return 0.5 * np.asarray(extra)
 
 
@@ -518,6 +537,18 @@ def _trace_dH(blk, beta, Ainv, dbeta, *, stride: int = 1, compute: str | None = 
         tail = slice(n_full * chunk, T)
         acc = acc + part(X[tail], off[tail], rw[tail], Y[tail])
     return stride * acc
+
+
+def _tiled_trace_dH(blk, tiles: rt.RowTiles, beta, Ainv, dbeta, *, stride: int = 1):
+    """:func:`_trace_dH` from the design's tiles (:func:`.row_tiles.tiled_leverage_sum`): the
+    rows' ``rw mu (x' d_m)`` from the sampled rows, the leverages block by block."""
+    X, Y, rw = blk.X[::stride], blk.Y[::stride], blk.rw[::stride]
+    U = beta.shape[1]
+    off = jnp.broadcast_to(blk.offset, (blk.X.shape[0], U))[::stride]
+    eta = X @ beta[:-1] + beta[-1] + off
+    mu = rw[:, None] * _curvature_slope(eta, Y, blk.obs)                  # (T_s, U)
+    v = jnp.einsum("tp,mup->tmu", X, dbeta[:, :, :-1]) + dbeta[None, :, :, -1]
+    return rt.tiled_leverage_sum(tiles, Ainv, v * mu[:, None, :], stride, X.dtype)
 
 
 # --------------------------------------------------------------------------- the outer loop
@@ -818,7 +849,7 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
             change = np.zeros_like(rho)
             change[:, work] = hessian_change(
                 host if len(work) == U else host.subset(work), sub.block, beta[:, work],
-                Ainv[work], dbeta[:, work], dtype, sampling)
+                Ainv[work], dbeta[:, work], dtype, sampling, sub.tiles)
             correction[:, fresh] = np.where(present, change, 0.0)[:, fresh]
             have |= fresh
         smodel, shost = model, host
@@ -981,7 +1012,9 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
     S = S * keep[None, :, :, None] * keep[None, :, None, :]
     fixed = fixed * keep[:, :, None] * keep[:, None, :]
     host = HostPenalties(S, fixed, basis, null, np.asarray(mask, float))
-    data = RemlData(block, a(mask), a(S), a(fixed), a(spikes))
+    sampling = pb.curvature_sampling(block.X.shape[0], U, block.X.shape[1] + 1)
+    data = RemlData(block, a(mask), a(S), a(fixed), a(spikes),
+                    _design_tiles(block.X, sampling))
     present = np.asarray(present, bool)
     center = rho0 if center is None else np.where(np.isfinite(center), center, rho0)
     low, high = center - RHO_RANGE, center + RHO_RANGE
@@ -998,7 +1031,6 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
         V = criterion(host, lam_of(r), np.asarray(f), A)
         return np.array(beta), V, A, int(it), np.array(ok)
 
-    sampling = pb.curvature_sampling(block.X.shape[0], U, block.X.shape[1] + 1)
     rho, beta, fast, n_fast, model, gradient = performance_iteration(
         data, host, np.asarray(beta0, float), rho, present=present, low=low, high=high,
         strategy=strategy, dtype=dtype, exact=exact, tol=tol, sampling=sampling, warm=warm)
@@ -1067,6 +1099,15 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
                       np.where(present, np.asarray(grad), 0.0) if exact else
                       np.where(present, np.asarray(grad), 0.0), converged & ok, n_outer,
                       n_inner, np.asarray(cov))
+
+
+def _design_tiles(X, sampling: dict) -> rt.RowTiles | None:
+    """The tiles of a wide design whose Hessians are sampled in float32 (see
+    :func:`.problem.curvature_sampling`), where they save at least half of the dense products'
+    work (:func:`.row_tiles.tiles_pay`); otherwise None."""
+    if sampling.get("compute") is None:
+        return None
+    return rt.design_tiles(X, sampling["stride"])
 
 
 def _newton_steps(grad: np.ndarray, hess: np.ndarray, free: np.ndarray,

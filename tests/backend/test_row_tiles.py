@@ -1,0 +1,147 @@
+"""Hessians and REML's Hessian-change slope of sparse designs from each column block's non-zero
+rows (backend.row_tiles) equal the dense products, and fits that use them (L-BFGS
+preconditioners, REML on wide designs) reach the same answers."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import glmformula as gf
+from glmformula.backend import problem as pb
+from glmformula.backend import reml
+from glmformula.backend import row_tiles as rt
+
+
+def _sparse_design(rng, T=6_000):
+    """5 dense columns, 21 sparse ones in runs (as spike filters: non-zero after events), and
+    an all-zero column: blocks of 8 with a short last one."""
+    dense = rng.normal(size=(T, 5))
+    events = rng.random((T, 3)) < 0.01
+    sparse = np.zeros((T, 21))
+    for j in range(21):
+        on = np.convolve(events[:, j % 3], np.ones(3 + j % 5), mode="full")[:T] > 0
+        sparse[:, j] = on * rng.normal(size=T)
+    return np.concatenate([dense, sparse, np.zeros((T, 1))], axis=1)
+
+
+@pytest.mark.parametrize("stride, compute, rtol", [(1, jnp.float64, 1e-12),
+                                                    (3, jnp.float32, 1e-5)])
+def test_tiled_hessians_equal_the_dense_products(stride, compute, rtol):
+    rng = np.random.default_rng(0)
+    X = _sparse_design(rng)
+    D = rng.random((X.shape[0], 3))
+    with jax.enable_x64(True):
+        tiles = rt.row_tiles(X, stride, compute)
+        got = rt.tiled_hessian_sum(tiles, jnp.asarray(D[::stride]), stride, jnp.float64)
+        want = pb.sampled_hessian_sum(jnp.asarray(X), jnp.asarray(D), "per_unit", stride)
+    assert tiles.dense.shape == (5,)
+    assert tiles.rows.shape[0] % rt.TILE_MULTIPLE == 0
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want),
+                               atol=rtol * float(np.abs(want).max()))
+
+
+def test_tiled_slope_equals_the_dense_leverage_pass():
+    """REML's ``tr(A^-1 dH[d_m])`` from the tiles equals the row-by-row leverage pass."""
+    rng = np.random.default_rng(1)
+    X = _sparse_design(rng)
+    T, P = X.shape
+    U, M = 3, 2
+    Y = rng.poisson(0.3, size=(T, U)).astype(float)
+    beta = 0.1 * rng.normal(size=(P + 1, U))
+    dbeta = rng.normal(size=(M, U, P + 1))
+    B = rng.normal(size=(U, P + 1, P + 1))
+    Ainv = np.einsum("upq,urq->upr", B, B) / P + np.eye(P + 1)
+    with jax.enable_x64(True):
+        block = pb.block_from_arrays(X, Y, None, np.ones(T), np.float64, U)
+        tiles = rt.row_tiles(X, 1, jnp.float64)
+        got = reml._tiled_trace_dH(block, tiles, jnp.asarray(beta), jnp.asarray(Ainv),
+                                   jnp.asarray(dbeta))
+        want = reml._trace_dH(block, jnp.asarray(beta), jnp.asarray(Ainv), jnp.asarray(dbeta))
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-10)
+
+
+def test_tiles_are_used_only_where_they_save_half_the_work():
+    rng = np.random.default_rng(2)
+    assert rt.tiles_pay(_sparse_design(rng) != 0)
+    assert not rt.tiles_pay(rng.normal(size=(2_000, 30)) != 0)
+    assert rt.design_tiles(rng.normal(size=(2_000, 30)), 1) is None
+
+
+def _sparse_population(seed=4, T=40_000, U=6):
+    """Low-rate units with short coupling filters: a sparse design."""
+    rng = np.random.default_rng(seed)
+    X = _sparse_design(rng, T)
+    W = np.zeros((X.shape[1], U))
+    W[:5] = 0.3 * rng.normal(size=(5, U))
+    W[5:26] = 0.4 * rng.normal(size=(21, U))
+    Y = rng.poisson(np.exp(X @ W - 2.0)).astype(float)
+    return X, Y
+
+
+def test_lbfgs_with_tiled_preconditioners_reaches_the_same_fit(monkeypatch):
+    X, Y = _sparse_population()
+    problem = gf.backend.Problem(X, Y)
+    dense = gf.backend.solve(problem, solver="lbfgs")
+    names = []
+    original = pb.compiled_call
+
+    def recording(fn, static, *args):
+        names.append(any(isinstance(a, pb.FitData) and a.tiles is not None for a in args))
+        return original(fn, static, *args)
+
+    monkeypatch.setattr(pb, "SAMPLED_CURVATURE_ABOVE", 0.0)
+    monkeypatch.setattr(pb, "CURVATURE_SAMPLE_ROWS", 20_000)   # every 2nd row
+    monkeypatch.setattr(pb, "compiled_call", recording)
+    import glmformula.backend.lbfgs as lbfgs
+    monkeypatch.setattr(lbfgs, "compiled_call", recording)
+    tiled = gf.backend.solve(problem, solver="lbfgs")
+    assert any(names)
+    assert dense.converged.all() and tiled.converged.all()
+    np.testing.assert_allclose(tiled.weights, dense.weights, atol=1e-5)
+    np.testing.assert_allclose(tiled.intercept, dense.intercept, atol=1e-5)
+
+
+def test_reml_on_a_wide_sparse_design_chooses_the_same_strengths_with_tiles(monkeypatch):
+    """The wide-design path (sampled float32 curvature) with tiles and with dense products:
+    the same strengths and weights up to float32 rounding."""
+    rng = np.random.default_rng(5)
+    X, Y = _sparse_population(seed=5)
+    T, P = X.shape
+    U = Y.shape[1]
+    p = P + 1
+    # second differences on the first dense column group and on each run of 8 sparse columns
+    S = np.zeros((2, U, p, p))
+    d2 = np.diff(np.eye(5), 2, axis=0)
+    S[0, :, :5, :5] = d2.T @ d2
+    d2 = np.diff(np.eye(21), 2, axis=0)
+    S[1, :, 5:26, 5:26] = d2.T @ d2
+    mask = np.ones((p, U))
+    mask[P - 1] = 0.0  # the all-zero column
+    monkeypatch.setattr(pb, "SAMPLED_CURVATURE_ABOVE", 0.0)
+    monkeypatch.setattr(pb, "CURVATURE_SAMPLE_ROWS", 20_000)
+    ran = []
+    original = pb.compiled_call
+
+    def recording(fn, static, *args):
+        ran.append(fn.__name__)
+        return original(fn, static, *args)
+
+    monkeypatch.setattr(pb, "compiled_call", recording)
+    results = {}
+    for pays in (rt.TILES_PAY_BELOW, 0.0):
+        monkeypatch.setattr(rt, "TILES_PAY_BELOW", pays)
+        with jax.enable_x64(True):
+            block = pb.block_from_arrays(X, Y, None, np.ones(T), np.float64, U)
+            results[pays] = reml.select(block, mask, S, np.zeros((U, p, p)), np.zeros((p, U)),
+                                        np.zeros((2, U)), present=np.ones((2, U), bool))
+        assert ("_tiled_trace_dH" in ran) == (pays > 0)
+        ran.clear()
+    tiled, dense = results[rt.TILES_PAY_BELOW], results[0.0]
+    assert tiled.converged.all() and dense.converged.all()
+    np.testing.assert_allclose(tiled.log_strength, dense.log_strength, atol=1e-3)
+    np.testing.assert_allclose(tiled.edf, dense.edf, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(tiled.beta, dense.beta, atol=1e-6)
+    del rng
