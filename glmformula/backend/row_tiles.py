@@ -70,12 +70,50 @@ class RowTiles(NamedTuple):
 
 
 def _layout(nonzero: np.ndarray):
-    """Dense columns, sparse blocks (lists of columns) and each block's non-zero rows, from the
-    (T_s, P) boolean pattern of the sampled rows."""
-    density = nonzero.mean(axis=0) if nonzero.shape[0] else np.zeros(nonzero.shape[1])
-    dense = np.flatnonzero(density > DENSE_ABOVE)
-    sparse = np.flatnonzero((density <= DENSE_ABOVE) & (density > 0))
-    blocks = [sparse[i:i + BLOCK_WIDTH] for i in range(0, len(sparse), BLOCK_WIDTH)]
+    """Dense columns, sparse blocks (arrays of consecutive columns) and each block's non-zero
+    rows, from the (T_s, P) boolean pattern of the sampled rows.
+
+    The split is the cheapest of all: each non-empty column is either dense (cost: all rows)
+    or in a run of at most :data:`BLOCK_WIDTH` consecutive columns (cost: ``BLOCK_WIDTH``
+    times the rows where any of them is non-zero, as a tile pads its block to that width),
+    found by dynamic programming over the columns. A coupling term's filters of one source
+    share their rows (the ~100 ms after its spikes), so its runs follow the sources; runs of a
+    fixed width would straddle them (on the real coupled design 10.6 instead of 6.1 blocks per
+    row).
+    """
+    T, P = nonzero.shape
+    count = nonzero.sum(axis=0)
+    # cost[i, k]: rows of the run of k + 1 columns starting at i (a sample of rows suffices)
+    sample = nonzero[:: max(1, T // 20_000)]
+    scale = T / max(sample.shape[0], 1)
+    run = np.full((P, BLOCK_WIDTH), np.inf)
+    for i in range(P):
+        union = np.zeros(sample.shape[0], bool)
+        for k in range(min(BLOCK_WIDTH, P - i)):
+            union |= sample[:, i + k]
+            run[i, k] = BLOCK_WIDTH * scale * union.sum()
+    best = np.zeros(P + 1)
+    choice = [None] * (P + 1)  # ("dense" | "empty" | run length) ending at column j - 1
+    for j in range(1, P + 1):
+        if count[j - 1] == 0:
+            best[j], choice[j] = best[j - 1], "empty"
+            continue
+        best[j], choice[j] = best[j - 1] + T, "dense"
+        for k in range(1, min(BLOCK_WIDTH, j) + 1):
+            if np.any(count[j - k:j] == 0):
+                break  # runs hold non-empty columns only
+            if best[j - k] + run[j - k, k - 1] < best[j]:
+                best[j], choice[j] = best[j - k] + run[j - k, k - 1], k
+    dense, blocks, j = [], [], P
+    while j > 0:
+        if choice[j] in ("dense", "empty"):
+            if choice[j] == "dense":
+                dense.append(j - 1)
+            j -= 1
+        else:
+            blocks.append(np.arange(j - choice[j], j))
+            j -= choice[j]
+    dense, blocks = np.array(sorted(dense), int), blocks[::-1]
     supports = [np.flatnonzero(nonzero[:, cols].any(axis=1)) for cols in blocks]
     return dense, blocks, supports
 
