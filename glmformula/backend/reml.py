@@ -37,6 +37,7 @@ import attrs
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 from jax import lax
 
 from . import families as fam
@@ -347,6 +348,25 @@ def _logdet(A: np.ndarray) -> np.ndarray:
     return 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
 
 
+def _symmetric_inverse(A: np.ndarray) -> np.ndarray:
+    """``A^-1`` (U, p, p) of symmetric matrices, symmetrised: from Cholesky factors (LAPACK
+    ``potrf`` / ``potri``; for 32 units of 269 coefficients 0.10-0.14 s against 0.18-0.22 s
+    by LU and symmetrising, interleaved on the 2-core development machine), by LU where a
+    matrix is not positive definite."""
+    out = np.empty_like(A)
+    lower = np.tril_indices(A.shape[-1], -1)
+    for u in range(A.shape[0]):
+        factor, info = scipy.linalg.lapack.dpotrf(A[u], lower=False)
+        if info == 0:
+            out[u], info = scipy.linalg.lapack.dpotri(factor, lower=False)
+        if info != 0:
+            out[u] = np.linalg.inv(A[u])
+            out[u] = 0.5 * (out[u] + out[u].T)
+            continue
+        out[u][lower] = out[u].T[lower]  # potri fills the upper triangle
+    return out
+
+
 def criterion(host: HostPenalties, lam: np.ndarray, f: np.ndarray, A: np.ndarray):
     """``V`` per unit (U,) from the penalised objective ``f`` and Hessian ``A`` at the fit."""
     return f + 0.5 * _logdet(A) - 0.5 * _block_logdet(host.penalty_in_basis(lam),
@@ -362,8 +382,7 @@ def derivatives(host: HostPenalties, block, lam: np.ndarray, beta: np.ndarray, A
     over the rows costing as much as a Hessian (``sampling``: its rows and precision, see
     :func:`hessian_change`).
     """
-    Ainv = np.linalg.inv(A)
-    Ainv = 0.5 * (Ainv + np.swapaxes(Ainv, 1, 2))
+    Ainv = _symmetric_inverse(A)
     S = host.S
     Sb = np.einsum("mupq,qu->mup", S, beta)
     bSb = np.einsum("mup,pu->mu", Sb, beta)
@@ -840,9 +859,8 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
         # a unit converges only on a fresh one. Every choice is per unit, so that a unit's
         # answer does not depend on the units fitted with it.
         fresh = np.full(U, exact and not first_step) & (moved < np.where(have, 0.05, 0.5))
-        Ainv = np.linalg.inv(A) if fresh.any() or with_scale else None
+        Ainv = _symmetric_inverse(A) if fresh.any() or with_scale else None
         if fresh.any():
-            Ainv = 0.5 * (Ainv + np.swapaxes(Ainv, 1, 2))
             Sb = np.einsum("mupq,uq->mup", host.S, b)
             dbeta = -lam[:, :, None] * np.einsum("upq,muq->mup", Ainv, Sb)
             fresh &= np.isin(np.arange(U), work)
