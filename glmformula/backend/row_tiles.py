@@ -7,19 +7,22 @@ active. A Hessian row block ``H[b, :] = sum_t d_t x_tb x_t'`` only needs the row
 ``b``'s columns are non-zero, so the ``U`` Hessians (and the leverages ``x' A^-1 x`` of REML's
 Hessian-change slope) are formed:
 
-* for the dense columns (non-zero in more than :data:`DENSE_ABOVE` of the rows), over all rows
-  in chunks, one product for all units (``(rows, n_dense * U)' @ (rows, P)``);
-* for the sparse columns, in blocks of :data:`BLOCK_WIDTH` consecutive columns, over *tiles*
-  of :data:`TILE_ROWS` rows taken from each block's non-zero rows (gathered; the last tile of
-  a block padded with weight-0 rows), one product per tile for all units.
+* for the dense columns, over all rows in chunks, one product for all units
+  (``(rows, n_dense * U)' @ (rows, P)``);
+* for the other columns, in runs of at most :data:`BLOCK_WIDTH` consecutive columns, over
+  *tiles* of :data:`TILE_ROWS` rows taken from each run's non-zero rows (gathered; the last
+  tile of a run padded with weight-0 rows), one product per tile for all units.
+
+Which columns are dense and where the runs end is the cheapest split of the columns
+(:func:`_layout`: dynamic programming on the rows each choice multiplies).
 
 The result is the same sum over rows (exact up to rounding: rows outside a block's support add
 zeros), with the multiply-adds of the dense product reduced by the design's block density
 (4-5x on the real coupled model; measured in docs/performance_decisions.md, 'Sparse
 designs: Hessians from each column block's rows'). The layout (:class:`RowTiles`) is found
-once per design on the host and reused by every pass; its tile count is rounded up to a
-multiple of :data:`TILE_MULTIPLE` so that designs of similar sparsity (cross-validation folds)
-share compiled kernels.
+once per design on the host and reused by every pass; its capacities are rounded up (the tiles
+to a power of two, the loop running over those in use) so that designs of similar sparsity
+(cross-validation folds, the fit on all rows) share compiled kernels.
 """
 
 from __future__ import annotations
@@ -34,15 +37,11 @@ from jax import lax
 __all__ = ["RowTiles", "row_tiles", "design_tiles", "tiled_hessian_sum",
            "tiled_leverage_sum", "tiles_pay"]
 
-#: A column non-zero in more than this fraction of the (sampled) rows is handled densely.
-DENSE_ABOVE = 0.5
 #: Sparse columns per block (one source's filter bank of a coupling term is 8 columns).
 BLOCK_WIDTH = 8
 #: Rows per tile: large enough for an efficient product, small enough to waste little on the
 #: last, padded tile of each block.
 TILE_ROWS = 1024
-#: The tile count is padded to a multiple of this (tiles of weight 0).
-TILE_MULTIPLE = 32
 #: Tiles are used when they need at most this fraction of the dense product's multiply-adds.
 TILES_PAY_BELOW = 0.5
 #: Rows of a chunk of the dense part.
@@ -50,23 +49,26 @@ DENSE_CHUNK = 4096
 
 
 class RowTiles(NamedTuple):
-    """Where a sparse design is non-zero, by column block (a pytree of device arrays).
+    """Where a sparse design is non-zero, by column run (a pytree of device arrays).
 
-    ``X`` is the design's sampled rows (every ``stride``-th) in the compute precision;
-    ``rows[k]`` are row indices into it, ``weight[k]`` 1 for a real row and 0 for padding;
-    ``columns[k]`` the column indices of tile ``k``'s block (padding columns point at column 0
-    with ``column_weight`` 0); ``block[k]`` the block's index; ``dense`` the dense columns;
-    ``block_columns`` (n_blocks, BLOCK_WIDTH) each block's columns (padding: ``P``).
+    ``X`` is the design's sampled rows (every ``stride``-th) in the compute precision, with a
+    zero column appended (index ``P``: padding points there). Tile ``k < count`` gathers the
+    rows ``rows[k]`` (``weight`` 0 on the padding of a run's last tile) and the columns
+    ``columns[k]`` of run ``block[k]``; ``block_columns`` lists each run's columns and
+    ``dense`` the dense ones (padding: ``P``). Capacities are rounded up (tiles to a power of
+    two, runs and dense columns to multiples of 8), and the tile loop runs to ``count``, so
+    that designs of similar sparsity (cross-validation folds, a fit on all rows) share compiled
+    kernels.
     """
 
-    X: jax.Array              # (T_s, P) sampled rows, compute dtype
+    X: jax.Array              # (T_s, P + 1) sampled rows, compute dtype, last column 0
     rows: jax.Array           # (K, TILE_ROWS) int32
     weight: jax.Array         # (K, TILE_ROWS)
-    columns: jax.Array        # (K, BLOCK_WIDTH) int32
-    column_weight: jax.Array  # (K, BLOCK_WIDTH)
+    columns: jax.Array        # (K, BLOCK_WIDTH) int32, padding P
     block: jax.Array          # (K,) int32
-    dense: jax.Array          # (n_dense,) int32
-    block_columns: jax.Array  # (n_blocks, BLOCK_WIDTH) int32, padding = P
+    count: jax.Array          # () int32: the tiles in use
+    dense: jax.Array          # (n_dense,) int32, padding P
+    block_columns: jax.Array  # (n_blocks, BLOCK_WIDTH) int32, padding P
 
 
 def _layout(nonzero: np.ndarray):
@@ -130,46 +132,42 @@ def tiles_pay(nonzero: np.ndarray, layout=None) -> bool:
     return cost <= TILES_PAY_BELOW * T * P
 
 
+def _capacity(n: int, multiple: int) -> int:
+    return max(multiple, -(-n // multiple) * multiple)
+
+
 def row_tiles(X: np.ndarray, stride: int, compute, layout=None) -> RowTiles:
     """The layout of design ``X`` (T, P; host array) over its every ``stride``-th row, with
     those rows copied in ``compute`` precision (a dtype); ``layout``: :func:`_layout` of those
     rows if already found."""
     Xs = X[::stride]
-    P = X.shape[1]
+    T, P = Xs.shape
     dense, blocks, supports = layout if layout is not None else _layout(Xs != 0)
-    rows, weight, columns, column_weight, block = [], [], [], [], []
-    for k, (cols, support) in enumerate(zip(blocks, supports)):
-        n_tiles = -(-len(support) // TILE_ROWS)
-        padded = np.zeros(n_tiles * TILE_ROWS, np.int32)
-        padded[:len(support)] = support
-        w = np.zeros(n_tiles * TILE_ROWS)
-        w[:len(support)] = 1.0
-        rows.append(padded.reshape(n_tiles, TILE_ROWS))
-        weight.append(w.reshape(n_tiles, TILE_ROWS))
-        c = np.zeros(BLOCK_WIDTH, np.int32)
-        c[:len(cols)] = cols
-        cw = np.zeros(BLOCK_WIDTH)
-        cw[:len(cols)] = 1.0
-        columns.append(np.tile(c, (n_tiles, 1)))
-        column_weight.append(np.tile(cw, (n_tiles, 1)))
-        block.append(np.full(n_tiles, k, np.int32))
-    n = sum(len(r) for r in rows)
-    pad = (-n) % TILE_MULTIPLE if n else TILE_MULTIPLE
-    rows.append(np.zeros((pad, TILE_ROWS), np.int32))
-    weight.append(np.zeros((pad, TILE_ROWS)))
-    columns.append(np.zeros((pad, BLOCK_WIDTH), np.int32))
-    column_weight.append(np.zeros((pad, BLOCK_WIDTH)))
-    block.append(np.zeros(pad, np.int32))
-    block_columns = np.full((max(len(blocks), 1), BLOCK_WIDTH), P, np.int32)
-    for k, cols in enumerate(blocks):
-        block_columns[k, :len(cols)] = cols
+    sizes = [-(-len(support) // TILE_ROWS) for support in supports]
+    count = sum(sizes)
+    K = 1 << max(count - 1, 0).bit_length()  # a power of two
+    rows = np.zeros((K, TILE_ROWS), np.int32)
+    weight = np.zeros((K, TILE_ROWS))
+    columns = np.full((K, BLOCK_WIDTH), P, np.int32)
+    block = np.zeros(K, np.int32)
+    block_columns = np.full((_capacity(len(blocks), 8), BLOCK_WIDTH), P, np.int32)
+    k = 0
+    for b, (cols, support, n) in enumerate(zip(blocks, supports, sizes)):
+        flat = rows[k:k + n].reshape(-1)
+        flat[:len(support)] = support
+        weight[k:k + n].reshape(-1)[:len(support)] = 1.0
+        columns[k:k + n, :len(cols)] = cols
+        block[k:k + n] = b
+        block_columns[b, :len(cols)] = cols
+        k += n
+    dense_columns = np.full(_capacity(len(dense), 8), P, np.int32)
+    dense_columns[:len(dense)] = dense
     dtype = jnp.dtype(compute)
-    return RowTiles(jnp.asarray(Xs, dtype), jnp.asarray(np.concatenate(rows)),
-                    jnp.asarray(np.concatenate(weight), dtype),
-                    jnp.asarray(np.concatenate(columns)),
-                    jnp.asarray(np.concatenate(column_weight), dtype),
-                    jnp.asarray(np.concatenate(block)), jnp.asarray(dense, jnp.int32),
-                    jnp.asarray(block_columns))
+    padded = np.zeros((T, P + 1), dtype)
+    padded[:, :P] = Xs
+    return RowTiles(jnp.asarray(padded), jnp.asarray(rows), jnp.asarray(weight, dtype),
+                    jnp.asarray(columns), jnp.asarray(block), jnp.asarray(count, jnp.int32),
+                    jnp.asarray(dense_columns), jnp.asarray(block_columns))
 
 
 def design_tiles(X, stride: int) -> RowTiles | None:
@@ -204,18 +202,16 @@ def _over_chunks(part, X, D, zero):
 
 
 def _dense_part(Xs, D, dense, out_dtype):
-    """``sum_t D[t, u] X[t, dense]' X[t, :]`` (U, n_dense, P) over all sampled rows."""
-    T, P = Xs.shape
+    """``sum_t D[t, u] X[t, dense]' X[t, :]`` (U, n_dense, P + 1) over all sampled rows."""
+    P1 = Xs.shape[1]
     U, n_d = D.shape[1], dense.shape[0]
-    zero = jnp.zeros((n_d * U, P), out_dtype)
-    if n_d == 0:
-        return zero.reshape(n_d, U, P).transpose(1, 0, 2)
 
     def product(x, d):
         left = (x[:, dense][:, :, None] * d[:, None, :]).reshape(x.shape[0], n_d * U)
         return lax.dot_general(left, x, _ROWS).astype(out_dtype)
 
-    return _over_chunks(product, Xs, D, zero).reshape(n_d, U, P).transpose(1, 0, 2)
+    acc = _over_chunks(product, Xs, D, jnp.zeros((n_d * U, P1), out_dtype))
+    return acc.reshape(n_d, U, P1).transpose(1, 0, 2)
 
 
 def tiled_hessian_sum(tiles: RowTiles, D, stride: int, out_dtype):
@@ -227,28 +223,28 @@ def tiled_hessian_sum(tiles: RowTiles, D, stride: int, out_dtype):
     Xs = tiles.X
     if D.shape[0] != Xs.shape[0]:
         raise ValueError(f"{D.shape[0]} rows of weights for tiles of {Xs.shape[0]} rows")
-    T, P = Xs.shape
+    P = Xs.shape[1] - 1
     U = D.shape[1]
     Dc = D.astype(Xs.dtype)
     n_blocks = tiles.block_columns.shape[0]
 
     def tile(k, acc):
         r = tiles.rows[k]
-        x = Xs[r]                                   # (R, P)
+        x = Xs[r]                                   # (R, P + 1)
         d = Dc[r] * tiles.weight[k][:, None]        # (R, U)
-        xb = x[:, tiles.columns[k]] * tiles.column_weight[k][None, :]   # (R, W)
+        xb = x[:, tiles.columns[k]]                 # (R, W); padding: the zero column
         left = (xb[:, :, None] * d[:, None, :]).reshape(r.shape[0], BLOCK_WIDTH * U)
-        part = lax.dot_general(left, x, _ROWS).astype(out_dtype)        # (W U, P)
+        part = lax.dot_general(left, x, _ROWS).astype(out_dtype)        # (W U, P + 1)
         return lax.dynamic_update_index_in_dim(
-            acc, acc[tiles.block[k]] + part.reshape(BLOCK_WIDTH, U, P), tiles.block[k], 0)
+            acc, acc[tiles.block[k]] + part.reshape(BLOCK_WIDTH, U, P + 1), tiles.block[k], 0)
 
-    acc = lax.fori_loop(0, tiles.rows.shape[0], tile,
-                        jnp.zeros((n_blocks, BLOCK_WIDTH, U, P), out_dtype))
-    H = jnp.zeros((U, P + 1, P), out_dtype)  # row P collects the padding columns
+    acc = lax.fori_loop(0, tiles.count, tile,
+                        jnp.zeros((n_blocks, BLOCK_WIDTH, U, P + 1), out_dtype))
+    H = jnp.zeros((U, P + 1, P + 1), out_dtype)  # row and column P collect the padding
     H = H.at[:, tiles.block_columns.reshape(-1), :].add(
-        acc.reshape(n_blocks * BLOCK_WIDTH, U, P).transpose(1, 0, 2))
-    H = H.at[:, tiles.dense, :].set(_dense_part(Xs, Dc, tiles.dense, out_dtype))[:, :P]
-    xd = lax.dot_general(Dc, Xs, _ROWS).astype(out_dtype)   # (U, P)
+        acc.reshape(n_blocks * BLOCK_WIDTH, U, P + 1).transpose(1, 0, 2))
+    H = H.at[:, tiles.dense, :].set(_dense_part(Xs, Dc, tiles.dense, out_dtype))[:, :P, :P]
+    xd = lax.dot_general(Dc, Xs[:, :P], _ROWS).astype(out_dtype)   # (U, P)
     dd = jnp.sum(D, axis=0).astype(out_dtype)
     top = jnp.concatenate([H, xd[:, :, None]], axis=2)
     bottom = jnp.concatenate([xd, dd[:, None]], axis=1)[:, None, :]
@@ -261,38 +257,38 @@ def tiled_leverage_sum(tiles: RowTiles, Ainv, C, stride: int, out_dtype):
     ``rw mu (x~' d_m)``.
 
     The leverage ``x~' Ainv x~ = sum_j x~_j (Ainv x~)_j`` is split over the coordinates ``j``:
-    the dense columns and the intercept over all rows, each sparse block over its tiles.
+    the dense columns and the intercept over all rows, each run of columns over its tiles.
     ``Ainv`` (U, P+1, P+1); ``C`` (T_s, M, U).
     """
     Xs = tiles.X
-    T, P = Xs.shape
+    P = Xs.shape[1] - 1
     U, M = Ainv.shape[0], C.shape[1]
-    Ac = Ainv.astype(Xs.dtype)
+    # coordinates: the P columns, the intercept (P), a zero coordinate (P + 1) for padding
+    Ac = jnp.pad(Ainv.astype(Xs.dtype), ((0, 0), (0, 1), (0, 1)))
     Cc = C.astype(Xs.dtype)
-    ones = lambda x: jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)  # noqa: E731
-    dense = jnp.concatenate([tiles.dense, jnp.array([P], jnp.int32)])   # with the intercept
-    n_d = dense.shape[0]
-    A_dense = Ac[:, :, dense].transpose(1, 2, 0).reshape(P + 1, n_d * U)   # (P+1, n_d U)
+    zero = jnp.array(P + 1, jnp.int32)
+
+    def coordinates(x):  # [x, 1, 0] from a row of tiles.X ([x, 0])
+        return jnp.concatenate([x[:, :P], jnp.ones((x.shape[0], 1), x.dtype), x[:, P:]], axis=1)
+
+    def leverage_part(xa, cols, width):  # sum_{j in cols} x~_j (Ainv x~)_j  (R, U)
+        A_cols = Ac[:, :, cols].transpose(1, 2, 0).reshape(P + 2, width * U)
+        q = (xa @ A_cols).reshape(xa.shape[0], width, U)
+        return jnp.sum(q * xa[:, cols][:, :, None], axis=1)
+
+    dense = jnp.concatenate([jnp.where(tiles.dense == P, zero, tiles.dense),
+                             jnp.array([P], jnp.int32)])   # with the intercept
 
     def dense_rows(x, c):
-        xa = ones(x)
-        q = (xa @ A_dense).reshape(x.shape[0], n_d, U)                     # (A x~)_j, j dense
-        h = jnp.sum(q * xa[:, dense][:, :, None], axis=1)                  # (R, U)
-        return jnp.sum(c * h[:, None, :], axis=0).astype(out_dtype)        # (M, U)
+        h = leverage_part(coordinates(x), dense, dense.shape[0])
+        return jnp.sum(c * h[:, None, :], axis=0).astype(out_dtype)   # (M, U)
 
     acc = _over_chunks(dense_rows, Xs, Cc, jnp.zeros((M, U), out_dtype))
 
-    A_cols = jnp.concatenate([Ac, jnp.zeros((U, P + 1, 1), Ac.dtype)], axis=2)  # column P+1: 0
-
     def tile(k, acc):
         r = tiles.rows[k]
-        xa = ones(Xs[r])                                                  # (R, P+1)
-        cols = jnp.where(tiles.column_weight[k] > 0, tiles.columns[k], P + 1)
-        A_block = A_cols[:, :, cols].transpose(1, 2, 0).reshape(P + 1, BLOCK_WIDTH * U)
-        q = (xa @ A_block).reshape(r.shape[0], BLOCK_WIDTH, U)
-        xb = xa[:, tiles.columns[k]] * tiles.column_weight[k][None, :]
-        h = jnp.sum(q * xb[:, :, None], axis=1) * tiles.weight[k][:, None]   # (R, U)
+        cols = jnp.where(tiles.columns[k] == P, zero, tiles.columns[k])
+        h = leverage_part(coordinates(Xs[r]), cols, BLOCK_WIDTH) * tiles.weight[k][:, None]
         return acc + jnp.sum(Cc[r] * h[:, None, :], axis=0).astype(out_dtype)
 
-    acc = lax.fori_loop(0, tiles.rows.shape[0], tile, acc)
-    return stride * acc
+    return stride * lax.fori_loop(0, tiles.count, tile, acc)

@@ -37,8 +37,10 @@ def test_tiled_hessians_equal_the_dense_products(stride, compute, rtol):
         tiles = rt.row_tiles(X, stride, compute)
         got = rt.tiled_hessian_sum(tiles, jnp.asarray(D[::stride]), stride, jnp.float64)
         want = pb.sampled_hessian_sum(jnp.asarray(X), jnp.asarray(D), "per_unit", stride)
-    assert tiles.dense.shape == (5,)
-    assert tiles.rows.shape[0] % rt.TILE_MULTIPLE == 0
+    dense = np.asarray(tiles.dense)
+    np.testing.assert_array_equal(dense[dense < X.shape[1]], np.arange(5))
+    capacity = tiles.rows.shape[0]
+    assert capacity & (capacity - 1) == 0 and int(tiles.count) <= capacity
     np.testing.assert_allclose(np.asarray(got), np.asarray(want),
                                atol=rtol * float(np.abs(want).max()))
 
@@ -145,3 +147,25 @@ def test_reml_on_a_wide_sparse_design_chooses_the_same_strengths_with_tiles(monk
     np.testing.assert_allclose(tiled.edf, dense.edf, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(tiled.beta, dense.beta, atol=1e-6)
     del rng
+
+
+def test_runs_follow_the_sources_of_a_coupling_design():
+    """Each source's filter columns share their rows (after its events): the cheapest split
+    puts each source's columns in one run, even where a dense column shifts them off a
+    multiple of 8 (fixed runs of 8 would straddle two sources)."""
+    rng = np.random.default_rng(6)
+    T, n_sources, width = 20_000, 4, 8
+    columns = [rng.normal(size=T)]  # one dense column first
+    for _ in range(n_sources):
+        events = (rng.random(T) < 0.01).astype(float)
+        for k in range(width):  # filters at growing lags, as log-spaced raised cosines
+            kernel = np.zeros(2 + 3 * k)
+            kernel[1 + k:] = 1.0
+            columns.append(np.convolve(events, kernel)[:T])
+    X = np.stack(columns, axis=1)
+    dense, blocks, supports = rt._layout(X != 0)
+    np.testing.assert_array_equal(dense, [0])
+    assert [list(b) for b in blocks] == [list(range(1 + width * s, 1 + width * (s + 1)))
+                                         for s in range(n_sources)]
+    for cols, rows in zip(blocks, supports):
+        np.testing.assert_array_equal(rows, np.flatnonzero((X[:, cols] != 0).any(axis=1)))
