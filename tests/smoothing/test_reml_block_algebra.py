@@ -94,3 +94,16 @@ def test_criterion_derivatives_match_finite_differences():
             second = (V(rho + e + f) - V(rho + e - f) - V(rho - e + f) + V(rho - e - f)) \
                 / (4 * h * h)
             assert hess[m, n] == pytest.approx(second, rel=1e-3, abs=1e-4)
+
+
+@pytest.mark.parametrize("p", [12, reml.CHOLESKY_FROM + 5])
+def test_symmetric_inverse_by_cholesky_and_by_lu(p):
+    """``A^-1`` of symmetric matrices (Cholesky from CHOLESKY_FROM coefficients, LU below and
+    for a matrix that is not positive definite) equals numpy's inverse, exactly symmetric."""
+    rng = np.random.default_rng(7)
+    B = rng.normal(size=(3, p, 2 * p))
+    A = B @ np.swapaxes(B, 1, 2) / p + np.eye(p)
+    A[1] = -A[1]  # negative definite
+    inverse = reml._symmetric_inverse(A)
+    np.testing.assert_allclose(inverse, np.linalg.inv(A), rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(inverse, np.swapaxes(inverse, 1, 2))
