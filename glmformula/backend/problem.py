@@ -861,10 +861,11 @@ def with_tiles(data: FitData, stride: int) -> FitData:
     return data._replace(tiles=rt.design_tiles(data.block.X, stride))
 
 
-def sampled_hessian(data: FitData, D, strategy: str, stride: int, compute=None):
+def sampled_hessian(data, D, strategy: str, stride: int, compute=None):
     """The units' Hessians (U, P+1, P+1) from curvature weights ``D`` (T, U) on every
     ``stride``-th row: from ``data.tiles`` (float32 products, tiles built for this stride)
-    where the design has them, else :func:`sampled_hessian_sum`."""
+    where the design has them, else :func:`sampled_hessian_sum`. ``data``: anything with a
+    ``block`` and ``tiles`` (a :class:`FitData`, REML's ``RemlData``)."""
     if data.tiles is not None:
         return rt.tiled_hessian_sum(data.tiles, D[::stride], stride, data.block.X.dtype)
     return sampled_hessian_sum(data.block.X, D, strategy, stride, compute)

@@ -106,14 +106,6 @@ def units_subset(data: RemlData, units: np.ndarray) -> RemlData:
                     data.S[:, j], data.fixed[j], data.scale[j], data.tiles)
 
 
-def _sampled_hessian(data: RemlData, D, strategy: str, stride: int, compute):
-    """The units' Hessians (U, p, p) from curvature weights ``D`` (T, U), as
-    :func:`.problem.curvature_sampling` says: from the design's tiles where it has them."""
-    if data.tiles is not None:
-        return rt.tiled_hessian_sum(data.tiles, D[::stride], stride, data.block.X.dtype)
-    return pb.sampled_hessian_sum(data.block.X, D, strategy, stride, compute)
-
-
 def _eta(data: RemlData, beta):
     """The linear predictor (T, U) at ``beta`` (p, U; intercepts last)."""
     return pb.linear_predictor(data.block, beta[:-1], beta[-1])
@@ -204,8 +196,8 @@ def loss_gradient_hessian(data: RemlData, beta, *, strategy: str, stride: int = 
     loss, gw, gb, _ = pb.value_grad_sums(blk.X, blk.Y, blk.rw, eta, blk.obs)
     g = jnp.concatenate([gw, gb[None, :]], axis=0) * data.mask
     m = data.mask.T
-    H = _sampled_hessian(data, pb.curvature(eta, blk.rw, blk.Y, blk.obs), strategy, stride,
-                         compute)
+    H = pb.sampled_hessian(data, pb.curvature(eta, blk.rw, blk.Y, blk.obs), strategy, stride,
+                          compute)
     if blk.obs.name in SCALED:  # the Pearson sum, for the family's scale
         pearson = jnp.sum(blk.rw[:, None] * fam.pearson_rows(blk.obs, eta, blk.Y), axis=0)
     else:
@@ -235,7 +227,7 @@ def start_model(data: RemlData, *, strategy: str, stride: int = 1, compute: str 
     loss = jnp.sum(blk.rw[:, None] * ((mu - blk.Y) * residual + 0.5 * mu * residual ** 2),
                    axis=0)
     m = data.mask.T
-    H = _sampled_hessian(data, blk.rw[:, None] * mu, strategy, stride, compute)
+    H = pb.sampled_hessian(data, blk.rw[:, None] * mu, strategy, stride, compute)
     return loss, g, H * m[:, :, None] * m[:, None, :]
 
 

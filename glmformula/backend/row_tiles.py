@@ -53,18 +53,16 @@ class RowTiles(NamedTuple):
 
     ``X`` is the design's sampled rows (every ``stride``-th) in the compute precision, with a
     zero column appended (index ``P``: padding points there). Tile ``k < count`` gathers the
-    rows ``rows[k]`` (``weight`` 0 on the padding of a run's last tile) and the columns
-    ``columns[k]`` of run ``block[k]``; ``block_columns`` lists each run's columns and
-    ``dense`` the dense ones (padding: ``P``). Capacities are rounded up (tiles to a power of
-    two, runs and dense columns to multiples of 8), and the tile loop runs to ``count``, so
-    that designs of similar sparsity (cross-validation folds, a fit on all rows) share compiled
-    kernels.
+    rows ``rows[k]`` (``weight`` 0 on the padding of a run's last tile) of run ``block[k]``;
+    ``block_columns`` lists each run's columns and ``dense`` the dense ones (padding: ``P``).
+    Capacities are rounded up (tiles to a power of two, runs and dense columns to multiples of
+    8), and the tile loop runs to ``count``, so that designs of similar sparsity
+    (cross-validation folds, a fit on all rows) share compiled kernels.
     """
 
     X: jax.Array              # (T_s, P + 1) sampled rows, compute dtype, last column 0
     rows: jax.Array           # (K, TILE_ROWS) int32
     weight: jax.Array         # (K, TILE_ROWS)
-    columns: jax.Array        # (K, BLOCK_WIDTH) int32, padding P
     block: jax.Array          # (K,) int32
     count: jax.Array          # () int32: the tiles in use
     dense: jax.Array          # (n_dense,) int32, padding P
@@ -148,7 +146,6 @@ def row_tiles(X: np.ndarray, stride: int, compute, layout=None) -> RowTiles:
     K = 1 << max(count - 1, 0).bit_length()  # a power of two
     rows = np.zeros((K, TILE_ROWS), np.int32)
     weight = np.zeros((K, TILE_ROWS))
-    columns = np.full((K, BLOCK_WIDTH), P, np.int32)
     block = np.zeros(K, np.int32)
     block_columns = np.full((_capacity(len(blocks), 8), BLOCK_WIDTH), P, np.int32)
     k = 0
@@ -156,7 +153,6 @@ def row_tiles(X: np.ndarray, stride: int, compute, layout=None) -> RowTiles:
         flat = rows[k:k + n].reshape(-1)
         flat[:len(support)] = support
         weight[k:k + n].reshape(-1)[:len(support)] = 1.0
-        columns[k:k + n, :len(cols)] = cols
         block[k:k + n] = b
         block_columns[b, :len(cols)] = cols
         k += n
@@ -166,7 +162,7 @@ def row_tiles(X: np.ndarray, stride: int, compute, layout=None) -> RowTiles:
     padded = np.zeros((T, P + 1), dtype)
     padded[:, :P] = Xs
     return RowTiles(jnp.asarray(padded), jnp.asarray(rows), jnp.asarray(weight, dtype),
-                    jnp.asarray(columns), jnp.asarray(block), jnp.asarray(count, jnp.int32),
+                    jnp.asarray(block), jnp.asarray(count, jnp.int32),
                     jnp.asarray(dense_columns), jnp.asarray(block_columns))
 
 
@@ -232,7 +228,7 @@ def tiled_hessian_sum(tiles: RowTiles, D, stride: int, out_dtype):
         r = tiles.rows[k]
         x = Xs[r]                                   # (R, P + 1)
         d = Dc[r] * tiles.weight[k][:, None]        # (R, U)
-        xb = x[:, tiles.columns[k]]                 # (R, W); padding: the zero column
+        xb = x[:, tiles.block_columns[tiles.block[k]]]   # (R, W); padding: the zero column
         left = (xb[:, :, None] * d[:, None, :]).reshape(r.shape[0], BLOCK_WIDTH * U)
         part = lax.dot_general(left, x, _ROWS).astype(out_dtype)        # (W U, P + 1)
         return lax.dynamic_update_index_in_dim(
@@ -287,7 +283,8 @@ def tiled_leverage_sum(tiles: RowTiles, Ainv, C, stride: int, out_dtype):
 
     def tile(k, acc):
         r = tiles.rows[k]
-        cols = jnp.where(tiles.columns[k] == P, zero, tiles.columns[k])
+        cols = tiles.block_columns[tiles.block[k]]
+        cols = jnp.where(cols == P, zero, cols)
         h = leverage_part(coordinates(Xs[r]), cols, BLOCK_WIDTH) * tiles.weight[k][:, None]
         return acc + jnp.sum(Cc[r] * h[:, None, :], axis=0).astype(out_dtype)
 
