@@ -299,7 +299,16 @@ class HostPenalties:
     #: E`` and its inverse are block diagonal (a coupling term: one 8 x 8 block per source
     #: filter, not one 248 x 248 matrix), and the host algebra works block by block
     blocks: BlockLayout = attrs.field(default=attrs.Factory(
-        lambda self: BlockLayout.of(self.S, self.fixed, self.rotated), takes_self=True))
+        lambda self: BlockLayout.of(self.S, self.fixed), takes_self=True))
+    #: the rotated penalties by diagonal block, per group of equal blocks of ``blocks.all``
+    #: (``n`` blocks of ``s`` columns): ``E' S_m E`` (M, U, n, s, s), ``E' S_fixed E``
+    #: (U, n, s, s) and the null-space indicator (U, n, s). ``log|S|_+`` and its derivatives
+    #: read only these (a coupling term: 31 blocks of 8 x 8 per unit, not 248 x 248).
+    rotated_blocks: tuple = attrs.field(default=attrs.Factory(
+        lambda self: tuple((self.rotated[:, :, idx[:, :, None], idx[:, None, :]],
+                            self.rotated_fixed[:, idx[:, :, None], idx[:, None, :]],
+                            self.null[:, idx]) for idx in self.blocks.all),
+        takes_self=True))
 
     def total(self, lam: np.ndarray) -> np.ndarray:
         return np.einsum("mu,mupq->upq", lam, self.S) + self.fixed
@@ -307,26 +316,40 @@ class HostPenalties:
     def scaled(self, phi: np.ndarray) -> HostPenalties:
         """The penalties of the loss divided by each unit's scale ``phi`` (U,): the fixed ones
         divided too (the chosen ones are strengths of that problem)."""
-        return HostPenalties(self.S, self.fixed / phi[:, None, None], self.basis, self.null,
-                             self.mask, self.rotated, self.rotated_fixed / phi[:, None, None],
-                             self.blocks)
+        return HostPenalties(
+            self.S, self.fixed / phi[:, None, None], self.basis, self.null, self.mask,
+            self.rotated, self.rotated_fixed / phi[:, None, None], self.blocks,
+            tuple((R, F / phi[:, None, None, None], N) for R, F, N in self.rotated_blocks))
 
     def subset(self, units: np.ndarray) -> HostPenalties:
         """The penalties of some units (an index array)."""
-        return HostPenalties(self.S[:, units], self.fixed[units], self.basis[units],
-                             self.null[units], self.mask[:, units], self.rotated[:, units],
-                             self.rotated_fixed[units], self.blocks)
+        return HostPenalties(
+            self.S[:, units], self.fixed[units], self.basis[units], self.null[units],
+            self.mask[:, units], self.rotated[:, units], self.rotated_fixed[units], self.blocks,
+            tuple((R[:, units], F[units], N[units]) for R, F, N in self.rotated_blocks))
 
-    def penalty_in_basis(self, lam: np.ndarray) -> np.ndarray:
-        """``E' S(lam) E`` per unit (U, p, p) with the null-space directions set to the
-        identity: the matrix whose log-determinant is ``log|S|_+`` (from the rotated
-        penalties: no p^3 product per call)."""
-        B = np.einsum("mu,mupq->upq", lam, self.rotated) + self.rotated_fixed
-        keep = 1.0 - self.null
-        B = B * keep[:, :, None] * keep[:, None, :]
-        idx = np.arange(B.shape[-1])
-        B[:, idx, idx] += self.null
-        return B
+    def penalty_log_det(self, lam: np.ndarray, derivatives: bool = False):
+        """``log|S(lam)|_+`` per unit (U,) from the diagonal blocks of ``E' S(lam) E`` (the
+        null-space directions set to the identity); with ``derivatives``, also
+        ``tr(B^-1 E'S_mE)`` (M, U) and ``tr(B^-1 E'S_mE B^-1 E'S_nE)`` (M, M, U) for that
+        matrix ``B``: its first and second derivatives in ``rho``, up to the factors
+        ``lam``."""
+        M, U = lam.shape
+        logdet, traces, pairs = np.zeros(U), np.zeros((M, U)), np.zeros((M, M, U))
+        for R, F, N in self.rotated_blocks:
+            B = np.einsum("mu,munij->unij", lam, R) + F
+            keep = 1.0 - N
+            B = B * keep[..., :, None] * keep[..., None, :]
+            idx = np.arange(B.shape[-1])
+            B[..., idx, idx] += N
+            logdet += _logdet(B).sum(axis=1)
+            if derivatives:
+                K = np.linalg.inv(B)[None] @ R  # B^-1 E'S_mE per block (M, U, n, s, s)
+                traces += np.einsum("munii->mu", K)
+                pairs += np.einsum("munij,vunji->mvu", K, K)
+        if not derivatives:
+            return logdet
+        return logdet, traces, pairs
 
 
 def _logdet(A: np.ndarray) -> np.ndarray:
@@ -368,28 +391,51 @@ def _symmetric_inverse(A: np.ndarray) -> np.ndarray:
     return out
 
 
-def criterion(host: HostPenalties, lam: np.ndarray, f: np.ndarray, A: np.ndarray):
-    """``V`` per unit (U,) from the penalised objective ``f`` and Hessian ``A`` at the fit."""
-    return f + 0.5 * _logdet(A) - 0.5 * _block_logdet(host.penalty_in_basis(lam),
-                                                       host.blocks.all)
+def _inverse_and_logdet(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``A^-1`` (U, p, p) and ``log|A|`` (U,) of symmetric matrices from one factorisation
+    per unit (as :func:`_symmetric_inverse` and :func:`_logdet`)."""
+    if A.shape[-1] < CHOLESKY_FROM:
+        return _symmetric_inverse(A), _logdet(A)
+    out, logdet = np.empty_like(A), np.empty(A.shape[0])
+    lower = np.tril_indices(A.shape[-1], -1)
+    for u in range(A.shape[0]):
+        factor, info = scipy.linalg.lapack.dpotrf(A[u], lower=False)
+        if info == 0:
+            logdet[u] = 2.0 * np.log(np.diagonal(factor)).sum()
+            out[u], info = scipy.linalg.lapack.dpotri(factor, lower=False)
+            out[u][lower] = out[u].T[lower]  # potri fills the upper triangle
+        if info != 0:
+            out[u] = np.linalg.inv(A[u])
+            out[u] = 0.5 * (out[u] + out[u].T)
+            sign, value = np.linalg.slogdet(A[u])
+            logdet[u] = value if sign > 0 else np.inf
+    return out, logdet
+
+
+def criterion(host: HostPenalties, lam: np.ndarray, f: np.ndarray, A: np.ndarray,
+              logdet_A: np.ndarray | None = None):
+    """``V`` per unit (U,) from the penalised objective ``f`` and Hessian ``A`` at the fit
+    (``logdet_A``: ``log|A|`` when already known)."""
+    logdet_A = _logdet(A) if logdet_A is None else logdet_A
+    return f + 0.5 * logdet_A - 0.5 * host.penalty_log_det(lam)
 
 
 def derivatives(host: HostPenalties, block, lam: np.ndarray, beta: np.ndarray, A: np.ndarray, *,
-                exact: bool, dtype=jnp.float64, sampling: dict | None = None):
+                exact: bool, dtype=jnp.float64, sampling: dict | None = None,
+                inverse: np.ndarray | None = None):
     """Gradient (M, U) and approximate Hessian (M, M, U) of ``V`` in ``rho = log lam``, the
     effective degrees of freedom of each coordinate (U, p) and ``A^-1`` (U, p, p).
 
     ``exact``: include ``0.5 tr(A^-1 dH/drho)`` (``H`` changes with ``beta_hat``), one more pass
     over the rows costing as much as a Hessian (``sampling``: its rows and precision, see
-    :func:`hessian_change`).
+    :func:`hessian_change`). ``inverse``: ``A^-1`` when already known.
     """
-    Ainv = _symmetric_inverse(A)
+    Ainv = _symmetric_inverse(A) if inverse is None else inverse
     S = host.S
     Sb = np.einsum("mupq,qu->mup", S, beta)
     bSb = np.einsum("mup,pu->mu", Sb, beta)
     tr_AS = np.einsum("upq,mupq->mu", Ainv, S)  # tr(A^-1 S_m): both symmetric
-    Binv = _block_inverse(host.penalty_in_basis(lam), host.blocks.all)
-    tr_BS = np.einsum("upq,mupq->mu", Binv, host.rotated)
+    _, tr_BS, pairs_B = host.penalty_log_det(lam, derivatives=True)
     AinvSb = np.einsum("upq,muq->mup", Ainv, Sb)
     dbeta = -lam[:, :, None] * AinvSb  # (M, U, p): d beta_hat / d rho_m
     grad = 0.5 * lam * (bSb + tr_AS - tr_BS)
@@ -398,7 +444,7 @@ def derivatives(host: HostPenalties, block, lam: np.ndarray, beta: np.ndarray, A
     outer = lam[:, None] * lam[None, :]
     hess = (-outer * np.einsum("mup,nup->mnu", Sb, AinvSb)
             - 0.5 * outer * _pair_traces(Ainv, S, host.blocks.of_penalties)
-            + 0.5 * outer * _pair_traces(Binv, host.rotated, host.blocks.of_rotated))
+            + 0.5 * outer * pairs_B)
     M = lam.shape[0]
     hess = hess + np.eye(M)[:, :, None] * (0.5 * lam * (bSb + tr_AS - tr_BS))[None, :, :]
     F_diag = 1.0 - np.einsum("upq,uqp->up", Ainv, host.total(lam))
@@ -407,23 +453,36 @@ def derivatives(host: HostPenalties, block, lam: np.ndarray, beta: np.ndarray, A
 
 def _pair_traces(inverse: np.ndarray, P: np.ndarray, blocks: tuple) -> np.ndarray:
     """``tr(inverse P_m inverse P_n)`` (M, M, U) for symmetric, block-diagonal ``P`` (M, U, p, p)
-    whose blocks are ``blocks[m]`` (:class:`BlockLayout`): ``K_m = inverse P_m`` by blocks, in
-    ``U x p x c x s`` products for ``c`` penalised columns in blocks of ``s`` (not ``U x p x
-    c^2``: a coupling term's 248 columns in blocks of 8, 31x fewer), its other columns
-    zero."""
+    whose blocks are ``blocks[m]`` (:class:`BlockLayout`, any unit's): ``K_m = inverse P_m``
+    on each unit's non-zero blocks of ``P_m`` only (a history filter: the unit's own 8
+    columns, not the 256 of every source's), in ``U x p x c x s`` products for ``c``
+    penalised columns in blocks of ``s`` (not ``U x p x c^2``: a coupling term's 248 columns
+    in blocks of 8, 31x fewer); ``K_m``'s other columns are zero."""
     M, U, p = P.shape[:3]
-    support, K = [], []  # K_m restricted to its support: (U, p, c_m)
+    units = np.arange(U)[:, None, None]
+    support, K = [], []  # each unit's columns of P_m (U, c_m) and K_m on them (U, p, c_m)
     for m in range(M):
-        support.append(np.concatenate([idx.ravel() for idx in blocks[m]] or [np.arange(0)]))
-        K.append(np.concatenate(
-            [np.swapaxes(np.swapaxes(inverse[:, :, idx], 1, 2)
-                         @ P[m][:, idx[:, :, None], idx[:, None, :]], 1, 2).reshape(U, p, -1)
-             for idx in blocks[m]] or [np.zeros((U, p, 0))], axis=2))
+        columns, parts = [np.zeros((U, 0), int)], [np.zeros((U, p, 0))]
+        for idx in blocks[m]:
+            P_blocks = P[m][:, idx[:, :, None], idx[:, None, :]]  # (U, n, s, s)
+            nonzero = np.abs(P_blocks).sum(axis=(2, 3)) > 0
+            k = max(int(nonzero.sum(axis=1).max()), 1)
+            unit_idx = np.broadcast_to(idx, (U,) + idx.shape)
+            if k < len(idx):  # each unit's non-zero blocks, padded with zero ones
+                order = np.argsort(~nonzero, axis=1, kind="stable")[:, :k]
+                P_blocks = np.take_along_axis(P_blocks, order[:, :, None, None], axis=1)
+                unit_idx = idx[order]
+            rows = np.swapaxes(inverse[units, :, unit_idx], 2, 3)  # (U, k, p, s)
+            parts.append(np.swapaxes(rows @ P_blocks, 1, 2).reshape(U, p, -1))
+            columns.append(unit_idx.reshape(U, -1))
+        support.append(np.concatenate(columns, axis=1))
+        K.append(np.concatenate(parts, axis=2))
     out = np.zeros((M, M, U))
     for m in range(M):
         for n in range(m, M):
-            cm, cn = support[m], support[n]
-            out[m, n] = out[n, m] = np.einsum("uij,uji->u", K[m][:, cn, :], K[n][:, cm, :])
+            a = np.take_along_axis(K[m], support[n][:, :, None], axis=1)  # (U, c_n, c_m)
+            b = np.take_along_axis(K[n], support[m][:, :, None], axis=1)  # (U, c_m, c_n)
+            out[m, n] = out[n, m] = np.einsum("uij,uji->u", a, b)
     return out
 
 
@@ -436,18 +495,14 @@ class BlockLayout:
 
     all: list          # every column (unpenalised ones alone)
     of_penalties: tuple  # per penalty m: the blocks of the columns S_m touches (any unit)
-    of_rotated: tuple    # per penalty m: those of E' S_m E
 
     @classmethod
-    def of(cls, S: np.ndarray, fixed: np.ndarray, rotated: np.ndarray) -> BlockLayout:
+    def of(cls, S: np.ndarray, fixed: np.ndarray) -> BlockLayout:
         block_of = _linked_components(
             (np.abs(S).sum(axis=(0, 1)) + np.abs(fixed).sum(axis=0)) > 0)
-
-        def touched(P):
-            return tuple(_blocks(block_of, np.flatnonzero(np.abs(P[m]).sum(axis=(0, 1)) > 0))
-                         for m in range(P.shape[0]))
-
-        return cls(_blocks(block_of, np.arange(len(block_of))), touched(S), touched(rotated))
+        touched = tuple(_blocks(block_of, np.flatnonzero(np.abs(S[m]).sum(axis=(0, 1)) > 0))
+                        for m in range(S.shape[0]))
+        return cls(_blocks(block_of, np.arange(len(block_of))), touched)
 
 
 def _linked_components(linked: np.ndarray) -> np.ndarray:
@@ -469,21 +524,6 @@ def _blocks(block_of: np.ndarray, columns: np.ndarray) -> list[np.ndarray]:
         if len(piece):
             by_size.setdefault(len(piece), []).append(piece)
     return [np.stack(v) for _, v in sorted(by_size.items())]
-
-
-def _block_inverse(B: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
-    """Inverse of block-diagonal matrices (U, p, p) with the blocks ``groups``
-    (:func:`_blocks`)."""
-    out = np.zeros_like(B)
-    for idx in groups:
-        at = (slice(None), idx[:, :, None], idx[:, None, :])
-        out[at] = np.linalg.inv(B[at])
-    return out
-
-
-def _block_logdet(B: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
-    """``log|B|`` (U,) of block-diagonal matrices (see :func:`_block_inverse`)."""
-    return sum(_logdet(B[:, idx[:, :, None], idx[:, None, :]]).sum(axis=1) for idx in groups)
 
 
 def hessian_change(host: HostPenalties, block, beta: np.ndarray, Ainv: np.ndarray,
@@ -690,13 +730,20 @@ class _QuadraticModel:
                                self.beta[:, units])
 
     def criterion(self, host: HostPenalties, lam: np.ndarray):
-        """``V`` of the model at ``lam`` (U,), with ``A`` and the optimum ``b`` (U, p)."""
-        A, b = self.fit(host, lam)
+        """``V`` of the model at ``lam`` (U,), with ``A``, the optimum ``b`` (U, p) and
+        ``A^-1`` (one factorisation of ``A`` for all three)."""
+        total = host.total(lam)
+        A = self.H + total
+        idx = np.arange(A.shape[-1])
+        A[:, idx, idx] += 1.0 - host.mask.T
+        Ainv, logdet_A = _inverse_and_logdet(A)
+        z = np.einsum("upq,qu->up", self.H, self.beta) - self.g.T
+        b = np.einsum("upq,uq->up", Ainv, z)
         step = b - self.beta.T
         f = (self.loss + np.einsum("up,pu->u", step, self.g)
              + 0.5 * np.einsum("up,upq,uq->u", step, self.H, step)
-             + 0.5 * np.einsum("up,upq,uq->u", b, host.total(lam), b))
-        return criterion(host, lam, f, A), A, b
+             + 0.5 * np.einsum("up,upq,uq->u", b, total, b))
+        return criterion(host, lam, f, A, logdet_A), A, b, Ainv
 
 
 def _free(rho, grad, present, low, high):
@@ -729,15 +776,15 @@ def _minimise_model(host: HostPenalties, model: _QuadraticModel, rho: np.ndarray
 
     def value(r, units, h, m):
         lam = np.where(present[:, units], np.exp(r), 0.0)
-        V, A, b = m.criterion(h, lam)
+        V, A, b, Ainv = m.criterion(h, lam)
         shift = np.where(present[:, units], correction[:, units] * (r - start[:, units]), 0.0)
-        return V + shift.sum(axis=0), A, b
+        return V + shift.sum(axis=0), A, b, Ainv
 
-    W, A, b = value(rho, active, h, m)
+    W, A, b, Ainv = value(rho, active, h, m)
     for iteration in range(max_iter):
         pr, r = present[:, active], rho[:, active]
         lam = np.where(pr, np.exp(r), 0.0)
-        grad, hess, _, _ = derivatives(h, None, lam, b.T, A, exact=False)
+        grad, hess, _, _ = derivatives(h, None, lam, b.T, A, exact=False, inverse=Ainv)
         grad = np.where(pr, np.asarray(grad) + correction[:, active], 0.0)
         if iteration == 0:
             first = grad
@@ -755,13 +802,13 @@ def _minimise_model(host: HostPenalties, model: _QuadraticModel, rho: np.ndarray
             units = active[todo]
             r_try = np.clip(r[:, todo] + alpha[None, todo] * step[:, todo], low[:, units],
                             high[:, units])
-            W_t, A_t, b_t = value(r_try, units, *((h, m) if len(todo) == len(active) else
-                                                  (h.subset(todo), m.subset(todo))))
+            W_t, A_t, b_t, Ainv_t = value(r_try, units, *(
+                (h, m) if len(todo) == len(active) else (h.subset(todo), m.subset(todo))))
             slope = np.sum(grad[:, todo] * (r_try - r[:, todo]), axis=0)
             better = W_t <= W[todo] + 1e-4 * slope + 1e-12 * np.abs(W[todo])
             won = todo[better]
-            r[:, won], W[won], A[won], b[won] = (
-                r_try[:, better], W_t[better], A_t[better], b_t[better])
+            r[:, won], W[won], A[won], b[won], Ainv[won] = (
+                r_try[:, better], W_t[better], A_t[better], b_t[better], Ainv_t[better])
             moved[won] = True
             alpha[todo[~better]] *= 0.25
         rho[:, active] = r
@@ -771,7 +818,7 @@ def _minimise_model(host: HostPenalties, model: _QuadraticModel, rho: np.ndarray
         if not keep.any():
             break
         if not keep.all():
-            active, W, A, b = active[keep], W[keep], A[keep], b[keep]
+            active, W, A, b, Ainv = active[keep], W[keep], A[keep], b[keep], Ainv[keep]
             h, m = host.subset(active), model.subset(active)
     return rho, first, stuck
 

@@ -18,17 +18,21 @@ def _penalties(U: int = 3, seed: int = 0):
     (6-9), a coupling term with one strength over two source filters (10-13, 14-17), a
     tensor product's two margins over the same columns (18-23) plus a penalty on part of them
     (18-20), unpenalised columns (24, 25) and the intercept (26); one unit does not read
-    columns 14-17."""
+    columns 14-17. The last penalty is on one of the two source filters, a different one
+    per unit (as each unit's own history filter in a bank of all sources')."""
     rng = np.random.default_rng(seed)
     p = 27
     blocks = [[(range(0, 6),)], [(range(6, 10),)], [(range(10, 14),), (range(14, 18),)],
-              [(range(18, 24),)], [(range(18, 24),)], [(range(18, 21),)]]
+              [(range(18, 24),)], [(range(18, 24),)], [(range(18, 21),)],
+              [(range(10, 14),), (range(14, 18),)]]
     M = len(blocks)
     S = np.zeros((M, U, p, p))
     for m, parts in enumerate(blocks):
-        for (cols,) in parts:
+        for j, (cols,) in enumerate(parts):
             idx = np.array(cols)
             for u in range(U):
+                if m == M - 1 and j != u % 2:  # the unit's own filter only
+                    continue
                 R = rng.standard_normal((len(idx), len(idx))) * 0.1
                 S[m, u][np.ix_(idx, idx)] = _second_differences(len(idx)) + R @ R.T * (m >= 3)
     mask = np.ones((p, U))
@@ -50,21 +54,35 @@ def _penalties(U: int = 3, seed: int = 0):
 def test_block_traces_inverses_and_log_determinants_equal_the_dense_ones():
     host, lam, A, _, _ = _penalties()
     Ainv = np.linalg.inv(A)
-    B = host.penalty_in_basis(lam)
+    dense = np.einsum("upq,muqr,urs,nusp->mnu", Ainv, host.S, Ainv, host.S)
+    np.testing.assert_allclose(reml._pair_traces(Ainv, host.S, host.blocks.of_penalties), dense,
+                               rtol=1e-10, atol=1e-12 * np.abs(dense).max())
+    inverse, logdet = reml._inverse_and_logdet(A)
+    np.testing.assert_allclose(inverse, Ainv, rtol=1e-9, atol=1e-12 * np.abs(Ainv).max())
+    np.testing.assert_allclose(logdet, np.linalg.slogdet(A)[1], rtol=1e-12)
+    # log|S|_+ and its derivatives from the diagonal blocks equal those of the dense E'S(lam)E
+    # (its null-space directions set to the identity)
+    E, null = host.basis, host.null
+    rotated = np.einsum("uqp,muqr,urs->mups", E, host.S, E)
+    B = np.einsum("mu,mupq->upq", lam, rotated) * (1 - null)[:, :, None] * (1 - null)[:, None, :]
+    B[:, np.arange(B.shape[-1]), np.arange(B.shape[-1])] += null
     Binv = np.linalg.inv(B)
-    for inverse, P, blocks in ((Ainv, host.S, host.blocks.of_penalties),
-                               (Binv, host.rotated, host.blocks.of_rotated)):
-        dense = np.einsum("upq,muqr,urs,nusp->mnu", inverse, P, inverse, P)
-        np.testing.assert_allclose(reml._pair_traces(inverse, P, blocks), dense,
-                                   rtol=1e-10, atol=1e-12 * np.abs(dense).max())
-    np.testing.assert_allclose(reml._block_inverse(B, host.blocks.all), Binv, rtol=1e-9,
-                               atol=1e-12 * np.abs(Binv).max())
-    sign, logdet = np.linalg.slogdet(B)
+    sign, logdet_B = np.linalg.slogdet(B)
     assert np.all(sign > 0)
-    np.testing.assert_allclose(reml._block_logdet(B, host.blocks.all), logdet, rtol=1e-12)
+    got_logdet, traces, pairs = host.penalty_log_det(lam, derivatives=True)
+    np.testing.assert_allclose(got_logdet, logdet_B, rtol=1e-12)
+    np.testing.assert_allclose(host.penalty_log_det(lam), logdet_B, rtol=1e-12)
+    np.testing.assert_allclose(traces, np.einsum("upq,muqp->mu", Binv, rotated), rtol=1e-9,
+                               atol=1e-12)
+    dense_B = np.einsum("upq,muqr,urs,nusp->mnu", Binv, rotated, Binv, rotated)
+    np.testing.assert_allclose(pairs, dense_B, rtol=1e-9, atol=1e-12 * np.abs(dense_B).max())
     # the partial penalty (columns 18-20) is its own block of 3 within the tensor's 6 columns
     assert [idx.shape for idx in host.blocks.of_penalties[5]] == [(1, 3)]
     assert [idx.shape for idx in host.blocks.of_penalties[2]] == [(2, 4)]
+    # a subset of units and a scaled problem keep their blocks consistent
+    sub = host.subset(np.array([2, 0]))
+    np.testing.assert_allclose(sub.penalty_log_det(lam[:, [2, 0]]), logdet_B[[2, 0]],
+                               rtol=1e-12)
 
 
 def test_criterion_derivatives_match_finite_differences():
@@ -80,8 +98,9 @@ def test_criterion_derivatives_match_finite_differences():
     def V(r):
         return model.criterion(host, np.exp(r))[0]
 
-    _, A, b = model.criterion(host, lam)
-    grad, hess, _, _ = reml.derivatives(host, None, lam, b.T, A, exact=False)
+    _, A, b, Ainv = model.criterion(host, lam)
+    np.testing.assert_allclose(Ainv, np.linalg.inv(A), rtol=1e-8, atol=1e-12)
+    grad, hess, _, _ = reml.derivatives(host, None, lam, b.T, A, exact=False, inverse=Ainv)
     h = 1e-4
     for m in range(rho.shape[0]):
         e = np.zeros_like(rho)
@@ -107,3 +126,8 @@ def test_symmetric_inverse_by_cholesky_and_by_lu(p):
     inverse = reml._symmetric_inverse(A)
     np.testing.assert_allclose(inverse, np.linalg.inv(A), rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(inverse, np.swapaxes(inverse, 1, 2))
+    # the same inverse with log|A| from one factorisation (inf where |A| is not positive)
+    inverse, logdet = reml._inverse_and_logdet(A)
+    np.testing.assert_allclose(inverse, np.linalg.inv(A), rtol=1e-10, atol=1e-12)
+    sign, expected = np.linalg.slogdet(A)
+    np.testing.assert_allclose(logdet, np.where(sign > 0, expected, np.inf), rtol=1e-12)
