@@ -286,28 +286,18 @@ class HostPenalties:
     basis: np.ndarray  # (U, p, p)
     null: np.ndarray   # (U, p)
     mask: np.ndarray   # (p, U)
-    #: ``E' S_m E`` (M, U, p, p): each penalty in the eigenbasis, formed once (every
-    #: derivative of ``log|S|_+`` reads it)
-    rotated: np.ndarray = attrs.field(default=attrs.Factory(
-        lambda self: np.einsum("uqp,muqr,urs->mups", self.basis, self.S, self.basis,
-                               optimize=True), takes_self=True))
-    #: ``E' S_fixed E`` (U, p, p)
-    rotated_fixed: np.ndarray = attrs.field(default=attrs.Factory(
-        lambda self: np.einsum("uqp,uqr,urs->ups", self.basis, self.fixed, self.basis,
-                               optimize=True), takes_self=True))
     #: the diagonal blocks of the penalties (:class:`BlockLayout`): every penalty, ``E' S(lam)
     #: E`` and its inverse are block diagonal (a coupling term: one 8 x 8 block per source
     #: filter, not one 248 x 248 matrix), and the host algebra works block by block
     blocks: BlockLayout = attrs.field(default=attrs.Factory(
         lambda self: BlockLayout.of(self.S, self.fixed), takes_self=True))
-    #: the rotated penalties by diagonal block, per group of equal blocks of ``blocks.all``
-    #: (``n`` blocks of ``s`` columns): ``E' S_m E`` (M, U, n, s, s), ``E' S_fixed E``
-    #: (U, n, s, s) and the null-space indicator (U, n, s). ``log|S|_+`` and its derivatives
-    #: read only these (a coupling term: 31 blocks of 8 x 8 per unit, not 248 x 248).
+    #: the penalties in the eigenbasis ``E`` (block diagonal in the same blocks), formed once
+    #: by diagonal block, per group of equal blocks of ``blocks.all`` (``n`` blocks of ``s``
+    #: columns): ``E' S_m E`` (M, U, n, s, s), ``E' S_fixed E`` (U, n, s, s) and the
+    #: null-space indicator (U, n, s). ``log|S|_+`` and its derivatives read only these (a
+    #: coupling term: 31 blocks of 8 x 8 per unit, not 248 x 248).
     rotated_blocks: tuple = attrs.field(default=attrs.Factory(
-        lambda self: tuple((self.rotated[:, :, idx[:, :, None], idx[:, None, :]],
-                            self.rotated_fixed[:, idx[:, :, None], idx[:, None, :]],
-                            self.null[:, idx]) for idx in self.blocks.all),
+        lambda self: tuple(_rotated_blocks(self, idx) for idx in self.blocks.all),
         takes_self=True))
 
     def total(self, lam: np.ndarray) -> np.ndarray:
@@ -318,14 +308,14 @@ class HostPenalties:
         divided too (the chosen ones are strengths of that problem)."""
         return HostPenalties(
             self.S, self.fixed / phi[:, None, None], self.basis, self.null, self.mask,
-            self.rotated, self.rotated_fixed / phi[:, None, None], self.blocks,
+            self.blocks,
             tuple((R, F / phi[:, None, None, None], N) for R, F, N in self.rotated_blocks))
 
     def subset(self, units: np.ndarray) -> HostPenalties:
         """The penalties of some units (an index array)."""
         return HostPenalties(
             self.S[:, units], self.fixed[units], self.basis[units], self.null[units],
-            self.mask[:, units], self.rotated[:, units], self.rotated_fixed[units], self.blocks,
+            self.mask[:, units], self.blocks,
             tuple((R[:, units], F[units], N[units]) for R, F, N in self.rotated_blocks))
 
     def penalty_log_det(self, lam: np.ndarray, derivatives: bool = False):
@@ -350,6 +340,18 @@ class HostPenalties:
         if not derivatives:
             return logdet
         return logdet, traces, pairs
+
+
+def _rotated_blocks(host: HostPenalties, idx: np.ndarray) -> tuple:
+    """``E' S_m E`` (M, U, n, s, s), ``E' S_fixed E`` (U, n, s, s) and the null-space
+    indicator (U, n, s) on the diagonal blocks ``idx`` (n, s): ``E`` is block diagonal there,
+    so each block is ``E_b' S_b E_b``."""
+    at = (slice(None), idx[:, :, None], idx[:, None, :])
+    E = host.basis[at]
+    return (np.einsum("unqp,munqr,unrs->munps", E, host.S[(slice(None),) + at], E,
+                      optimize=True),
+            np.einsum("unqp,unqr,unrs->unps", E, host.fixed[at], E, optimize=True),
+            host.null[:, idx])
 
 
 def _logdet(A: np.ndarray) -> np.ndarray:
@@ -758,7 +760,8 @@ def _free(rho, grad, present, low, high):
 
 def _minimise_model(host: HostPenalties, model: _QuadraticModel, rho: np.ndarray,
                     correction: np.ndarray, present: np.ndarray, low: np.ndarray,
-                    high: np.ndarray, tol: np.ndarray, max_iter: int = 40):
+                    high: np.ndarray, tol: np.ndarray, max_iter: int = 40,
+                    at_start: tuple | None = None):
     """Newton's method on ``rho`` for ``V`` of the quadratic model plus the linear term
     ``correction' (rho - rho_start)`` (the exact criterion's extra slope), all on the host,
     each unit until its gradient is below ``tol`` (U,) (units that are done leave the arrays).
@@ -766,6 +769,7 @@ def _minimise_model(host: HostPenalties, model: _QuadraticModel, rho: np.ndarray
     Returns the new ``rho``, the model's gradient at the starting ``rho`` (M, U) and which
     units could not decrease ``V`` from the start (U,): at its numerical minimum, where the
     strengths are so large (a term removed) that rounding in ``log|A|`` hides the slope.
+    ``at_start``: the model's ``(V, A, b, A^-1)`` at the starting ``rho`` when known.
     """
     U = rho.shape[1]
     start = rho.copy()
@@ -780,7 +784,7 @@ def _minimise_model(host: HostPenalties, model: _QuadraticModel, rho: np.ndarray
         shift = np.where(present[:, units], correction[:, units] * (r - start[:, units]), 0.0)
         return V + shift.sum(axis=0), A, b, Ainv
 
-    W, A, b, Ainv = value(rho, active, h, m)
+    W, A, b, Ainv = value(rho, active, h, m) if at_start is None else at_start
     for iteration in range(max_iter):
         pr, r = present[:, active], rho[:, active]
         lam = np.where(pr, np.exp(r), 0.0)
@@ -901,13 +905,14 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
     for iteration in range(1, max_iter + 1):
         beta = model.beta
         lam = lam_of(rho)
-        A, b = model.fit(host, lam)
+        # the model's V, A, optimum b and A^-1 from one factorisation (the host search
+        # starts from them)
+        V_model, A, b, Ainv = model.criterion(host, lam)
         # The extra slope is small and changes slowly: it is refreshed for the units whose
         # strengths have settled (a pass saved in each of the first, far-off iterations), and
         # a unit converges only on a fresh one. Every choice is per unit, so that a unit's
         # answer does not depend on the units fitted with it.
         fresh = np.full(U, exact and not first_step) & (moved < np.where(have, 0.05, 0.5))
-        Ainv = _symmetric_inverse(A) if fresh.any() or with_scale else None
         if fresh.any():
             Sb = np.einsum("mupq,uq->mup", host.S, b)
             dbeta = -lam[:, :, None] * np.einsum("upq,muq->mup", Ainv, Sb)
@@ -936,7 +941,8 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
                 shost if len(todo) == U else shost.subset(todo),
                 smodel if len(todo) == U else smodel.subset(todo),
                 rho[:, todo] - shift, correction[:, todo], present[:, todo],
-                low[:, todo] - shift, high[:, todo] - shift, 0.1 * tol_units[todo])
+                low[:, todo] - shift, high[:, todo] - shift, 0.1 * tol_units[todo],
+                at_start=None if with_scale else (V_model[todo], A[todo], b[todo], Ainv[todo]))
             new_rho[:, todo] += shift
         step = b - beta.T
         decrement = np.einsum("up,upq,uq->u", step, A, step)
