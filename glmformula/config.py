@@ -73,15 +73,21 @@ class Config:
         (``jax_compilation_cache_dir``), so it then also serves other JAX code in the process;
         a cache folder already configured in JAX is left as it is, and a folder that cannot be
         written leaves the cache off (one warning), never a fit failed.
+    ``threads``
+        How many groups of units a fit solves at the same time, on threads, when its units
+        are solved in groups on their own columns (e.g. ``history`` without ``coupling``:
+        one small problem per unit, whose compiled kernels keep one CPU core busy each);
+        default the number of CPUs; 1 solves them one after another.
     """
 
     def __init__(self):
         self.memory_limit = int(_available_memory() * MEMORY_FRACTION)
         self.compilation_cache = _cache_from_env()
+        self.threads = max(os.cpu_count() or 1, 1)
 
     def __repr__(self) -> str:
         return (f"Config(memory_limit={self.memory_limit / 1024**3:.1f} GiB, "
-                f"compilation_cache={self.compilation_cache!r})")
+                f"compilation_cache={self.compilation_cache!r}, threads={self.threads})")
 
 
 config = Config()

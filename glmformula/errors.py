@@ -138,6 +138,31 @@ def _user_stacklevel() -> int:
     return level
 
 
+#: Where :func:`warn` puts its warnings instead of issuing them (None: issue them), see
+#: :func:`deferred_warnings`.
+_DEFERRED: ContextVar[list | None] = ContextVar("glmformula_deferred_warnings", default=None)
+
+
+@contextlib.contextmanager
+def deferred_warnings() -> Iterator[list]:
+    """Collect the glmformula warnings issued inside the block (as ``(message, category,
+    units)``) instead of issuing them, for :func:`reissue` later: work run on another thread
+    (Python's warning filters and ``catch_warnings`` are process-wide, and a warning should
+    point at the user's line, which only the calling thread's stack has)."""
+    records: list = []
+    token = _DEFERRED.set(records)
+    try:
+        yield records
+    finally:
+        _DEFERRED.reset(token)
+
+
+def reissue(records: Iterable) -> None:
+    """Issue the warnings :func:`deferred_warnings` collected, in order, from this thread."""
+    for message, category, units in records:
+        warn(message, category, units=units)
+
+
 def warn(message: str, category: type[GlmformulaWarning], *, units=()) -> None:
     """Issue a glmformula warning that points at the user's call and says where it arose.
 
@@ -145,6 +170,10 @@ def warn(message: str, category: type[GlmformulaWarning], *, units=()) -> None:
     :func:`warning_context`) and ``units`` (unit ids), so that a comparison can collect and
     count warnings by kind.
     """
+    deferred = _DEFERRED.get()
+    if deferred is not None:
+        deferred.append((message, category, tuple(units)))
+        return
     context = _CONTEXT.get()
     warning = category(f"{', '.join(context)}: {message}" if context else message)
     warning.detail, warning.context, warning.units = message, context, tuple(units)
@@ -161,7 +190,7 @@ __all__ = ["FormulaError", "FormulaSyntaxError", "UnknownNameError", "TermArgume
            "DataError", "SpecError", "FitError", "ResultError", "GlmformulaWarning",
            "ConvergenceWarning", "NoSpikesWarning", "SeparationWarning", "RankDeficientWarning",
            "ScoreWarning",
-           "did_you_mean", "warn", "warning_context"]
+           "did_you_mean", "warn", "warning_context", "deferred_warnings", "reissue"]
 
 
 class BinSizeWarning(GlmformulaWarning):

@@ -24,6 +24,7 @@ Kernels are pure functions of arrays; anything that changes the compiled code
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import NamedTuple
 
@@ -928,6 +929,7 @@ def penalised_hessian(data: FitData, H_sum):
 
 _COMPILED: dict = {}
 _COMPILED_MAX = 64
+_COMPILE_LOCK = threading.Lock()
 
 
 def compiled_call(fn, static: dict, *args):
@@ -953,14 +955,15 @@ def compiled_call(fn, static: dict, *args):
         jax.default_backend(),
     )
     compile_s = 0.0
-    exe = _COMPILED.get(key)
-    if exe is None:
-        t0 = time.perf_counter()
-        exe = jax.jit(lambda *a: fn(*a, **static)).lower(*args).compile()
-        compile_s = time.perf_counter() - t0
-        if len(_COMPILED) >= _COMPILED_MAX:
-            _COMPILED.pop(next(iter(_COMPILED)))
-        _COMPILED[key] = exe
+    with _COMPILE_LOCK:  # groups of units fit on threads share the cache (one compile each)
+        exe = _COMPILED.get(key)
+        if exe is None:
+            t0 = time.perf_counter()
+            exe = jax.jit(lambda *a: fn(*a, **static)).lower(*args).compile()
+            compile_s = time.perf_counter() - t0
+            if len(_COMPILED) >= _COMPILED_MAX:
+                _COMPILED.pop(next(iter(_COMPILED)))
+            _COMPILED[key] = exe
     t0 = time.perf_counter()
     out = jax.block_until_ready(exe(*args))
     return out, compile_s, time.perf_counter() - t0

@@ -23,7 +23,7 @@ from ..backend import problem as pb
 from ..backend import reml
 from ..backend.regularizers import resolve_penalty
 from ..graph.penalties import PenaltyComponent
-from .groups import _gather_columns
+from .groups import _gather_columns, map_groups
 
 #: What ``smoothing=`` accepts.
 MODES = ("auto", None)
@@ -200,10 +200,10 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
     W = np.zeros((P, U))
     objective, newton_criterion, grad_norm = (np.full(U, np.nan) for _ in range(3))
     n_outer = n_inner = 0
-    for units, columns in (groups or [(np.arange(U), np.arange(P))]):
-        units = units[spikes[units] > 0]  # no response: nothing to learn a strength from
-        if not len(units):
-            continue
+    name = "float64" if dtype is None else str(dtype)
+
+    def choose_group(group):
+        units, columns = group
         Xg = problem.X if len(columns) == P else _gather_columns(problem.X, columns)
         keep = mask[np.ix_(units, columns)]
         p = len(columns) + 1
@@ -218,7 +218,6 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
         offset = problem.offset
         if offset is not None and offset.ndim == 2 and offset.shape[1] > 1:
             offset = offset[:, units]
-        name = "float64" if dtype is None else str(dtype)
         with jax.enable_x64(True):
             dt = jnp.dtype(name)
             block = pb.block_from_arrays(Xg, problem.y[:, units], offset, rw, dt, len(units),
@@ -239,6 +238,15 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
                 beta0[-1] = np.asarray(start[1], float)[units]
             result = reml.select(block, keep_aug, Sg, fixed, beta0, rho0, present=present,
                                  dtype=dt, exact=exact, center=guess, warm=warm)
+        return units, columns, result
+
+    # no response: nothing to learn a strength from
+    todo = [(units[spikes[units] > 0], columns)
+            for units, columns in (groups or [(np.arange(U), np.arange(P))])]
+    todo = [(units, columns) for units, columns in todo if len(units)]
+    widest = max((len(columns) for _, columns in todo), default=0)
+    for units, columns, result in map_groups(
+            choose_group, todo, problem.n_rows * widest * problem.X.itemsize if groups else 0):
         n_outer = max(n_outer, result.n_outer)
         n_inner += result.n_inner
         strength[:, units] = np.exp(result.log_strength) / n

@@ -1,0 +1,103 @@
+"""Units solved in groups on their own columns (``history`` without ``coupling``), several
+groups at once on threads: the same answer as one group after another and as one solve on all
+columns; warnings issued inside a group reach the caller once, in order, with their context
+and pointing at the caller's line."""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import glmformula as gf
+from glmformula import errors
+from glmformula.fitting import engine, groups
+
+FORMULA = "spikes ~ cyclic(head_direction, 6) + history(4, log, window=60ms)"
+
+
+@pytest.fixture
+def threads(monkeypatch):
+    def set_threads(n: int) -> None:
+        monkeypatch.setattr(gf.config, "threads", n)
+    return set_threads
+
+
+def _task(seen: list):
+    def task(i):
+        time.sleep(0.05)  # long enough that every thread takes a group
+        seen.append(threading.get_ident())
+        errors.warn(f"group {i}", errors.ConvergenceWarning, units=(i,))
+        return i * i
+    return task
+
+
+def test_map_groups_keeps_order_runs_on_threads_and_reissues_warnings(threads):
+    threads(2)
+    seen: list = []
+    with warnings.catch_warnings(record=True) as caught, errors.warning_context("model 'm'"):
+        warnings.simplefilter("always")
+        out = groups.map_groups(_task(seen), list(range(6)))
+    assert out == [i * i for i in range(6)]
+    assert len(set(seen)) == 2 and threading.get_ident() not in seen
+    assert [str(w.message) for w in caught] == [f"model 'm': group {i}" for i in range(6)]
+    assert [w.message.units for w in caught] == [(i,) for i in range(6)]
+    assert {w.filename for w in caught} == {__file__}  # the caller's line, not a thread's
+
+
+def test_map_groups_on_one_thread_and_errors_reach_the_caller(threads):
+    threads(1)
+    seen: list = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert groups.map_groups(_task(seen), [1, 2]) == [1, 4]
+    assert set(seen) == {threading.get_ident()} and len(caught) == 2
+
+    threads(2)
+
+    def fails(i):
+        if i == 1:
+            raise ValueError("group 1 failed")
+        return i
+
+    with pytest.raises(ValueError, match="group 1 failed"):
+        groups.map_groups(fails, [0, 1, 2])
+
+
+@pytest.fixture(scope="module")
+def recording():
+    return gf.datasets.head_direction(n_units=6, duration=120.0, seed=5)
+
+
+@pytest.mark.parametrize("smoothing", [None, "auto"])
+def test_a_grouped_fit_is_the_same_on_threads_one_by_one_and_on_all_columns(
+        recording, threads, monkeypatch, smoothing):
+    # group even these short recordings (the per-call overhead would otherwise win)
+    monkeypatch.setattr(groups, "CALL_OVERHEAD", 0.0)
+    calls = []
+    solve = engine.solve_in_groups
+    monkeypatch.setattr(engine, "solve_in_groups",
+                        lambda problem, plan, *a, **k: calls.append(len(plan))
+                        or solve(problem, plan, *a, **k))
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return gf.fit(FORMULA, recording, bin_size="10ms", epochs="wake",
+                          smoothing=smoothing, regularizer=gf.Ridge(1e-4))
+
+    threads(1)
+    one_by_one = fit()
+    threads(2)
+    on_threads = fit()
+    assert calls and calls[0] == 6  # one group per unit, its own history filter
+    np.testing.assert_array_equal(on_threads.weights, one_by_one.weights)
+    np.testing.assert_array_equal(on_threads.intercepts, one_by_one.intercepts)
+    if smoothing is None:
+        monkeypatch.setattr(groups, "GROUPING_GAIN", np.inf)  # one solve on all columns
+        together = fit()
+        assert len(calls) == 2  # not grouped this time
+        np.testing.assert_allclose(together.weights, on_threads.weights, atol=1e-6)
