@@ -92,7 +92,8 @@ def run(data, epochs, ridge: float, cv: int):
     formulas = _named(MODELS)
     comparison = Comparison(formulas, data, bin_size="10ms", epochs=epochs, cv=cv,
                             regularizer=gf.Ridge(ridge), solver="auto", dtype=None)
-    outputs = {task: comparison.run_task(*task) for task in comparison.tasks()}
+    outputs = {task: output for name in formulas
+               for task, output in comparison.run_model(name).items()}
     scores = {name: assemble(name, outputs, cv) for name in formulas}
     unit_ids = comparison.designs["null"].unit_ids
     return comparison_table(formulas, scores, unit_ids, per_unit=False), scores, unit_ids

@@ -74,10 +74,12 @@ class Config:
         a cache folder already configured in JAX is left as it is, and a folder that cannot be
         written leaves the cache off (one warning), never a fit failed.
     ``threads``
-        How many groups of units a fit solves at the same time, on threads, when its units
-        are solved in groups on their own columns (e.g. ``history`` without ``coupling``:
-        one small problem per unit, whose compiled kernels keep one CPU core busy each);
-        default the number of CPUs; 1 solves them one after another.
+        How many independent problems run at the same time, on threads: the folds of a
+        comparison (``gf.compare``, ``gf.select``), and the groups of units of a fit whose
+        units are solved on their own columns (e.g. ``history`` without ``coupling``: one
+        small problem per unit, whose compiled kernels keep about one CPU core busy each).
+        Default the number of CPUs; 1 runs them one after another. The answers are the same
+        either way.
     """
 
     def __init__(self):

@@ -118,8 +118,8 @@ def compare(models, data: Mapping, *, bin_size, epochs=None, cv: int = 5, regula
     else:
         comparison = Comparison(formulas, data, **options)
         outputs = {}
-        for task in _progress(comparison.tasks(), progress, "fits (model x fold)"):
-            outputs[task] = comparison.run_task(*task)
+        for name in _progress(list(formulas), progress, "models (all rows, then the folds)"):
+            outputs.update(comparison.run_model(name))
     results = {name: assemble(name, outputs, cv) for name in formulas}
     unit_ids = outputs[(next(iter(formulas)), -1)]["unit_ids"]
     table = comparison_table(formulas, results, unit_ids, per_unit,

@@ -20,15 +20,14 @@ null deviance), so :class:`ModelScores` keeps them in the same fields (``*_bps``
 
 from __future__ import annotations
 
-import warnings
-
 import attrs
 import numpy as np
 
-from ..errors import GlmformulaWarning, warning_context
+from ..errors import deferred_warnings, warning_context
 from ..fitting import engine, poisson
 from ..fitting.engine import FitOptions
 from ..fitting.families import get_family
+from ..fitting.threads import map_on_threads, workers_for
 from ..graph.design import bind, build, prepare
 from ..results import scores
 from .folds import contiguous_folds
@@ -105,11 +104,14 @@ class Comparison:
             self._models[name] = _Model(constraints, n_params)
         return self._models[name]
 
-    def fit(self, name: str, rows: np.ndarray, init=None) -> engine.EngineFit:
-        """Fit model ``name`` on ``rows`` (a boolean mask of grid rows, within the valid ones)."""
+    def fit(self, name: str, rows: np.ndarray, init=None,
+            private_rows: bool = False) -> engine.EngineFit:
+        """Fit model ``name`` on ``rows`` (a boolean mask of grid rows, within the valid ones;
+        ``private_rows``: on a copy of them, see :func:`..fitting.engine.fit_design`)."""
         return engine.fit_design(self.designs[name], self.options, row_weight=rows, init=init,
                                  covariance=False, log_likelihood=False,
-                                 constraints=self.model(name).constraints)
+                                 constraints=self.model(name).constraints,
+                                 private_rows=private_rows)
 
     def _nested_start(self, name: str):
         """A warm start for model ``name``'s fit on all rows from the fit on all rows of the
@@ -175,12 +177,13 @@ class Comparison:
         return (poisson.log_likelihood(counts, expected), scores.bits_per_spike(counts, expected),
                 counts.sum(axis=0))
 
-    def run_task(self, name: str, fold: int) -> dict:
+    def run_task(self, name: str, fold: int, private_rows: bool = False) -> dict:
         """One unit of work: the fit of model ``name`` on all rows (``fold=-1``) or without
-        fold ``fold``, scored on the held-out rows (all rows for ``fold=-1``)."""
+        fold ``fold``, scored on the held-out rows (all rows for ``fold=-1``).
+        ``private_rows``: a fold fit on a copy of its rows, the design untouched (folds
+        running side by side)."""
         where = f"model {name!r}" + ("" if fold < 0 else f", fold {fold + 1}")
-        with warnings.catch_warnings(record=True) as caught, warning_context(where):
-            warnings.simplefilter("always", GlmformulaWarning)
+        with deferred_warnings() as caught, warning_context(where):
             if fold < 0:
                 result = self.fit(name, self.valid, init=self._nested_start(name))
                 self._full[name] = result
@@ -197,7 +200,7 @@ class Comparison:
                     full.weights, full.intercepts,
                     None if full.smoothing is None else
                     full.smoothing.strength * (self.valid.sum() / max(train.sum(), 1)))
-                result = self.fit(name, train, init=init)
+                result = self.fit(name, train, init=init, private_rows=private_rows)
         ll, bps, spikes = self.heldout(name, result, test, train=fold < 0)
         output = {"ll": ll, "bps": bps, "spikes": spikes,
                   "converged": np.asarray(result.diagnostics.converged, bool),
@@ -211,29 +214,33 @@ class Comparison:
                            "unit_ids": tuple(self.designs[name].unit_ids)})
         return output
 
-    def tasks(self) -> list[tuple[str, int]]:
-        """Every (model, fold) fit, each model's full-data fit first (-1)."""
-        return [(name, fold) for name in self.formulas for fold in range(-1, len(self.folds))]
+    def run_model(self, name: str) -> dict:
+        """The outputs of model ``name``'s tasks (:meth:`run_task`): its fit on all rows,
+        then its folds, several at once on threads (:func:`..fitting.threads.map_on_threads`;
+        each fold's answer is the same as alone, its warnings recorded as alone)."""
+        outputs = {(name, -1): self.run_task(name, -1)}
+        folds = list(range(len(self.folds)))
+        storage = self.designs[name].storage
+        # a fold holds a copy of its rows and its solver's arrays
+        fold_bytes = 0 if storage is None else 2 * storage.nbytes
+        # side by side, each fold fits a copy of its rows: a fit rotates its design's
+        # constrained columns in place, and the other folds must not see that
+        private = workers_for(len(folds), fold_bytes) > 1
+        done = map_on_threads(lambda fold: self.run_task(name, fold, private), folds,
+                              fold_bytes)
+        outputs.update({(name, fold): output for fold, output in zip(folds, done)})
+        return outputs
 
     def score_model(self, name: str) -> ModelScores:
-        outputs = {(name, fold): self.run_task(name, fold)
-                   for fold in range(-1, len(self.folds))}
-        return assemble(name, outputs, len(self.folds))
+        return assemble(name, self.run_model(name), len(self.folds))
 
 
 def _records(caught, model: str, fold: int) -> list[dict]:
-    """Warnings of one fit as plain records (picklable: they travel back from workers)."""
-    records = []
-    for w in caught:
-        if not issubclass(w.category, GlmformulaWarning):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-            continue
-        message = w.message
-        records.append({"kind": w.category.__name__, "model": model,
-                        "fold": "all" if fold < 0 else fold + 1,
-                        "units": list(getattr(message, "units", ())),
-                        "message": getattr(message, "detail", str(message))})
-    return records
+    """The glmformula warnings of one fit (``(message, category, units)``, as
+    :func:`..errors.deferred_warnings` collects them) as plain records (picklable: they travel
+    back from workers)."""
+    return [{"kind": category.__name__, "model": model, "fold": "all" if fold < 0 else fold + 1,
+             "units": list(units), "message": message} for message, category, units in caught]
 
 
 def assemble(name: str, outputs: dict, cv) -> ModelScores:

@@ -326,15 +326,17 @@ COMPACT_ROWS_BELOW = 0.9
 COMPACT_ROW_MULTIPLE = 4096
 
 
-def _fitted_rows(problem: backend.Problem, used: np.ndarray) -> backend.Problem:
+def _fitted_rows(problem: backend.Problem, used: np.ndarray,
+                 always: bool = False) -> backend.Problem:
     """``problem`` on the rows it fits only (weight 1 each; the same sums), copied run by
     run of consecutive rows, when fewer than :data:`COMPACT_ROWS_BELOW` of the rows are used
-    and the copy fits next to the design in ``gf.config.memory_limit``; else ``problem``."""
+    and the copy fits next to the design in ``gf.config.memory_limit`` (``always``: in any
+    case); else ``problem``."""
     rows = np.flatnonzero(used)
     X = problem.X
     n = -(-len(rows) // COMPACT_ROW_MULTIPLE) * COMPACT_ROW_MULTIPLE
-    if n >= COMPACT_ROWS_BELOW * X.shape[0] or \
-            X.nbytes * (1.0 + n / max(X.shape[0], 1)) > config.memory_limit:
+    if not always and (n >= COMPACT_ROWS_BELOW * X.shape[0] or
+                       X.nbytes * (1.0 + n / max(X.shape[0], 1)) > config.memory_limit):
         return problem
     compact = aligned_zeros((n, X.shape[1]), X.dtype)
     start = 0
@@ -399,7 +401,7 @@ def _diagnostics(solution, log_likelihood, used, counts, constraints, dropped,
 def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
                row_weight: np.ndarray | None = None, init=None, covariance: bool = True,
                log_likelihood: bool = True, constraints: dict | None = None,
-               group_units: bool = True) -> EngineFit:
+               group_units: bool = True, private_rows: bool = False) -> EngineFit:
     """Fit a built design.
 
     Parameters
@@ -421,6 +423,11 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
         Precomputed :func:`design_constraints` (default: found here).
     group_units : bool
         Solve units in groups on the columns they read when that is cheaper (same optimum).
+    private_rows : bool
+        Fit a copy of the used rows and leave ``design`` untouched (default: its constrained
+        columns are rotated in place for the duration of the fit, then back): for fits of
+        one design on several threads at once (a comparison's folds), which must not see each
+        other's rotation.
     """
     plan, formula = design.plan, design.formula
     check_fittable(formula)
@@ -448,9 +455,16 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
     start = None if init is None else (T.T @ np.asarray(init[0], float), np.asarray(init[1]))
     setup = _penalty_setup(plan, design.graph, options, T)
     smooth_fit = None
-    with _rotated(design.storage, constraints, plan.term_storage) as X:
+    in_place = contextlib.nullcontext(design.storage) if private_rows else \
+        _rotated(design.storage, constraints, plan.term_storage)
+    with in_place as X:
         problem = _fitted_rows(backend.Problem(X=X, y=design.counts, offset=design.offset,
-                                               row_weight=weights_of_rows, **layout), used)
+                                               row_weight=weights_of_rows, **layout), used,
+                               always=private_rows)
+        counts, offset, fitted_weights = design.counts, design.offset, weights_of_rows
+        if private_rows:  # the copy's columns rotated, never the design's
+            X = ident.rotate_columns(problem.X, constraints, plan.term_storage)
+            counts, offset, fitted_weights = problem.y, problem.offset, problem.row_weight
         groups = plan_groups(layout["column_mask"], int(np.count_nonzero(used))) \
             if group_units else None
         with _backend_errors(plan, formula):
@@ -478,12 +492,12 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
             else:
                 solution = _solve(problem, groups, start,
                                   {**solver_options, "information": eager})
-        rows = information.rows_in_memory(X, design.counts, design.offset, weights_of_rows)
+        rows = information.rows_in_memory(X, counts, offset, fitted_weights)
         if not log_likelihood:
             ll = np.full(U, np.nan)
         elif _objective_is_likelihood(solution, problem, solver_options, family.name):
-            ll = poisson.log_likelihood_from_objective(solution.objective, design.counts,
-                                                       weights_of_rows)
+            ll = poisson.log_likelihood_from_objective(solution.objective, counts,
+                                                       fitted_weights)
         else:
             ll = information.log_likelihood(rows, solution.weights, solution.intercept,
                                             solution.dtype, family.name, solution.dispersion)

@@ -10,17 +10,15 @@ unit (its columns, rows, penalty and data are unchanged).
 
 from __future__ import annotations
 
-import contextvars
-from concurrent.futures import ThreadPoolExecutor
+import time
 
 import attrs
 import numpy as np
 
 from .. import backend
 from .._memory import aligned_zeros
-from ..config import config
-from ..errors import deferred_warnings, reissue
 from . import sharding
+from .threads import map_on_threads
 
 #: Group units only when that cuts the estimated solver work by at least this factor.
 GROUPING_GAIN = 4.0
@@ -70,40 +68,13 @@ def _gather_columns(X: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return out
 
 
-def map_groups(task, groups: list, group_bytes: int = 0) -> list:
-    """``task(group)`` for every group, results in order, on up to ``gf.config.threads``
-    threads (fewer where that many groups' ``group_bytes`` each would pass half of
-    ``gf.config.memory_limit``).
-
-    Groups are independent problems, and a group's compiled kernels (a unit's 20 columns)
-    keep about one core busy: on the 2-core development machine two threads fitted the real
-    history model's 32 per-unit problems 1.7-2x faster (docs/performance_decisions.md, 'Groups
-    of units on threads'). Each group's answer is the same as alone. Warnings issued in a group
-    are issued again from the calling thread, in the order of the groups."""
-    workers = min(len(groups), max(int(config.threads), 1))
-    if group_bytes:
-        workers = min(workers, max(1, config.memory_limit // (2 * group_bytes)))
-    if workers <= 1:
-        return [task(group) for group in groups]
-
-    def run(group):
-        with deferred_warnings() as records:
-            return task(group), records
-
-    results = []
-    with ThreadPoolExecutor(workers) as pool:
-        # each task in a copy of the caller's context (warning context, deferral)
-        futures = [pool.submit(contextvars.copy_context().run, run, group) for group in groups]
-        for future in futures:
-            value, records = future.result()
-            reissue(records)
-            results.append(value)
-    return results
-
-
 def solve_in_groups(problem: backend.Problem, groups: list, init, **options) -> backend.Solution:
-    """Solve each group of units on its own columns (:func:`map_groups`); one Solution over
-    all columns (weights exactly 0 on the columns a unit does not read)."""
+    """Solve each group of units on its own columns, several at once on threads
+    (:func:`.threads.map_on_threads`: a unit's 20 columns keep about one core busy; on the
+    2-core development machine two threads fitted the real history model's 32 per-unit
+    problems 1.4-1.7x faster, docs/performance_decisions.md, 'Groups of units on threads');
+    one Solution over all columns (weights exactly 0 on the columns a unit does not read;
+    ``solve_seconds``: the wall time of the solves, not their sum)."""
     P = problem.n_cols
     offset = problem.offset
 
@@ -130,8 +101,13 @@ def solve_in_groups(problem: backend.Problem, groups: list, init, **options) -> 
         return attrs.evolve(solution, weights=W, excluded_columns=excluded)
 
     widest = max(len(columns) for _, columns in groups)
-    parts = map_groups(solve_group, groups, problem.n_rows * widest * problem.X.itemsize)
-    return sharding.join_solutions(parts, sequential=True)
+    start_time = time.perf_counter()
+    parts = map_on_threads(solve_group, groups, problem.n_rows * widest * problem.X.itemsize)
+    wall = time.perf_counter() - start_time
+    joined = sharding.join_solutions(parts, sequential=True)
+    # groups side by side: the wall time (less compiling), not the sum of their solve times
+    return attrs.evolve(joined, solve_seconds=min(
+        joined.solve_seconds, max(wall - joined.compile_seconds, 0.0)))
 
 
-__all__ = ["plan_groups", "solve_in_groups", "map_groups", "GROUPING_GAIN", "CALL_OVERHEAD"]
+__all__ = ["plan_groups", "solve_in_groups", "GROUPING_GAIN", "CALL_OVERHEAD"]

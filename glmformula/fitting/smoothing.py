@@ -23,7 +23,8 @@ from ..backend import problem as pb
 from ..backend import reml
 from ..backend.regularizers import resolve_penalty
 from ..graph.penalties import PenaltyComponent
-from .groups import _gather_columns, map_groups
+from .groups import _gather_columns
+from .threads import map_on_threads
 
 #: What ``smoothing=`` accepts.
 MODES = ("auto", None)
@@ -245,7 +246,7 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
             for units, columns in (groups or [(np.arange(U), np.arange(P))])]
     todo = [(units, columns) for units, columns in todo if len(units)]
     widest = max((len(columns) for _, columns in todo), default=0)
-    for units, columns, result in map_groups(
+    for units, columns, result in map_on_threads(
             choose_group, todo, problem.n_rows * widest * problem.X.itemsize if groups else 0):
         n_outer = max(n_outer, result.n_outer)
         n_inner += result.n_inner

@@ -96,8 +96,8 @@ def test_a_fold_fit_reads_its_own_rows_with_the_same_answer(monkeypatch, smoothi
     shapes = []
     original = engine._fitted_rows
 
-    def recording(problem, used):
-        out = original(problem, used)
+    def recording(problem, used, always=False):
+        out = original(problem, used, always)
         shapes.append(out.X.shape[0])
         return out
 

@@ -15,6 +15,7 @@ import pytest
 import glmformula as gf
 from glmformula import errors
 from glmformula.fitting import engine, groups
+from glmformula.fitting import threads as threads_module
 
 FORMULA = "spikes ~ cyclic(head_direction, 6) + history(4, log, window=60ms)"
 
@@ -35,12 +36,12 @@ def _task(seen: list):
     return task
 
 
-def test_map_groups_keeps_order_runs_on_threads_and_reissues_warnings(threads):
+def test_work_on_threads_keeps_order_and_reissues_warnings_from_the_caller(threads):
     threads(2)
     seen: list = []
     with warnings.catch_warnings(record=True) as caught, errors.warning_context("model 'm'"):
         warnings.simplefilter("always")
-        out = groups.map_groups(_task(seen), list(range(6)))
+        out = threads_module.map_on_threads(_task(seen), list(range(6)))
     assert out == [i * i for i in range(6)]
     assert len(set(seen)) == 2 and threading.get_ident() not in seen
     assert [str(w.message) for w in caught] == [f"model 'm': group {i}" for i in range(6)]
@@ -48,12 +49,12 @@ def test_map_groups_keeps_order_runs_on_threads_and_reissues_warnings(threads):
     assert {w.filename for w in caught} == {__file__}  # the caller's line, not a thread's
 
 
-def test_map_groups_on_one_thread_and_errors_reach_the_caller(threads):
+def test_work_on_one_thread_and_errors_reach_the_caller(threads):
     threads(1)
     seen: list = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert groups.map_groups(_task(seen), [1, 2]) == [1, 4]
+        assert threads_module.map_on_threads(_task(seen), [1, 2]) == [1, 4]
     assert set(seen) == {threading.get_ident()} and len(caught) == 2
 
     threads(2)
@@ -64,7 +65,20 @@ def test_map_groups_on_one_thread_and_errors_reach_the_caller(threads):
         return i
 
     with pytest.raises(ValueError, match="group 1 failed"):
-        groups.map_groups(fails, [0, 1, 2])
+        threads_module.map_on_threads(fails, [0, 1, 2])
+
+
+def test_nested_work_shares_its_callers_threads(threads):
+    threads(4)
+    budgets = []
+
+    def outer(i):
+        budgets.append(threads_module.available_threads())
+        return threads_module.map_on_threads(lambda j: 10 * i + j, [1, 2, 3])
+
+    assert threads_module.map_on_threads(outer, [0, 1]) == [[1, 2, 3], [11, 12, 13]]
+    assert budgets == [2, 2]  # two pieces side by side: two threads each
+    assert threads_module.available_threads() == 4
 
 
 @pytest.fixture(scope="module")
