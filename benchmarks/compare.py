@@ -161,9 +161,9 @@ def child_gf(path: Path, which: str, ridge: float, profile: str | None) -> dict:
     outputs: dict = {}
     run_task = compare_module.Comparison.run_task
 
-    def timed_task(self, name, fold):  # records each (model, fold) fit: time and scores
+    def timed_task(self, name, fold, *args, **kwargs):  # each (model, fold) fit: time, scores
         start = time.perf_counter()
-        out = run_task(self, name, fold)
+        out = run_task(self, name, fold, *args, **kwargs)
         task_seconds[f"{name}|{fold}"] = time.perf_counter() - start
         outputs[(name, fold)] = out
         return out

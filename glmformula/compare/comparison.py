@@ -60,6 +60,14 @@ class _Model:
     n_params: np.ndarray           # (U,)
 
 
+#: A model's folds run side by side on threads only below this many multiply-adds per pass
+#: over the design (grid rows x stored columns x units): a larger fold's kernels keep the
+#: cores busy alone. Measured on the real head-direction recording (2 cores): the coupled
+#: model's REML folds (226k x 268 x 32 = 1.9e9) took 35-52 s each two at a time against
+#: 15-18 s one at a time (docs/performance_decisions.md, 'Independent problems on threads').
+FOLDS_SIDE_BY_SIDE_BELOW = 2e8
+
+
 class Comparison:
     """Shared state of one comparison: graph, designs, common rows and folds."""
 
@@ -217,17 +225,23 @@ class Comparison:
     def run_model(self, name: str) -> dict:
         """The outputs of model ``name``'s tasks (:meth:`run_task`): its fit on all rows,
         then its folds, several at once on threads (:func:`..fitting.threads.map_on_threads`;
-        each fold's answer is the same as alone, its warnings recorded as alone)."""
+        each fold's answer is the same as alone, its warnings recorded as alone) where the
+        model is small enough (:data:`FOLDS_SIDE_BY_SIDE_BELOW`)."""
         outputs = {(name, -1): self.run_task(name, -1)}
         folds = list(range(len(self.folds)))
-        storage = self.designs[name].storage
-        # a fold holds a copy of its rows and its solver's arrays
-        fold_bytes = 0 if storage is None else 2 * storage.nbytes
-        # side by side, each fold fits a copy of its rows: a fit rotates its design's
-        # constrained columns in place, and the other folds must not see that
-        private = workers_for(len(folds), fold_bytes) > 1
-        done = map_on_threads(lambda fold: self.run_task(name, fold, private), folds,
-                              fold_bytes)
+        design = self.designs[name]
+        storage = design.storage
+        work = float(0 if storage is None else storage.size) * len(design.unit_ids)
+        if work >= FOLDS_SIDE_BY_SIDE_BELOW:  # one fold keeps the cores busy alone
+            done = [self.run_task(name, fold) for fold in folds]
+        else:
+            # a fold holds a copy of its rows and its solver's arrays
+            fold_bytes = 0 if storage is None else 2 * storage.nbytes
+            # side by side, each fold fits a copy of its rows: a fit rotates its design's
+            # constrained columns in place, and the other folds must not see that
+            private = workers_for(len(folds), fold_bytes) > 1
+            done = map_on_threads(lambda fold: self.run_task(name, fold, private), folds,
+                                  fold_bytes)
         outputs.update({(name, fold): output for fold, output in zip(folds, done)})
         return outputs
 
