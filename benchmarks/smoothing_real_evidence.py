@@ -495,9 +495,10 @@ def report_b(out: dict, command: str, args) -> str:
              f"{a['seconds']:.1f} s (load {fmt_load(a['load_before'])} at its start), "
              f"Ridge({B_RIDGE:g}) {r['seconds']:.1f} s (load {fmt_load(r['load_before'])}); "
              f"ratio {out['ratio_auto_over_ridge']:.2f} (issue 17's target: at most 2). The "
-             f"folds of a model ran {out.get('threads', 1)} at a time on threads "
-             "(`gf.config.threads`), so a model's 'fit s' column (the sum of its fits' times) "
-             "can exceed its share of the comparison's wall time.", "",
+             f"folds of the models below `FOLDS_SIDE_BY_SIDE_BELOW` (here `null` and `hd`) ran "
+             f"{out.get('threads', 1)} at a time on threads (`gf.config.threads`), so their "
+             "'fit s' (the sum of their fits' times) can exceed their share of the "
+             "comparison's wall time.", "",
              "Target (issue 17): equal or better CV bits/spike than the ridge table for every "
              "model: " + ", ".join(f"{n} {'met' if ok else 'NOT met'}"
                                    for n, ok in out["met"].items()) + ".", ""] + estimate
