@@ -379,23 +379,14 @@ def _symmetric_inverse(A: np.ndarray) -> np.ndarray:
     if A.shape[-1] < CHOLESKY_FROM:
         inverse = np.linalg.inv(A)
         return 0.5 * (inverse + np.swapaxes(inverse, 1, 2))
-    out = np.empty_like(A)
-    lower = np.tril_indices(A.shape[-1], -1)
-    for u in range(A.shape[0]):
-        factor, info = scipy.linalg.lapack.dpotrf(A[u], lower=False)
-        if info == 0:
-            out[u], info = scipy.linalg.lapack.dpotri(factor, lower=False)
-        if info != 0:
-            out[u] = np.linalg.inv(A[u])
-            out[u] = 0.5 * (out[u] + out[u].T)
-            continue
-        out[u][lower] = out[u].T[lower]  # potri fills the upper triangle
-    return out
+    return _inverse_and_logdet(A)[0]
 
 
 def _inverse_and_logdet(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``A^-1`` (U, p, p) and ``log|A|`` (U,) of symmetric matrices from one factorisation
-    per unit (as :func:`_symmetric_inverse` and :func:`_logdet`)."""
+    """``A^-1`` (U, p, p) and ``log|A|`` (U,) of symmetric matrices from one Cholesky
+    factorisation per unit (LAPACK ``potrf`` / ``potri``); by LU where a matrix is not
+    positive definite (``log|A|`` then ``inf`` unless ``|A| > 0``), and below
+    :data:`CHOLESKY_FROM` coefficients as :func:`_symmetric_inverse` and :func:`_logdet`."""
     if A.shape[-1] < CHOLESKY_FROM:
         return _symmetric_inverse(A), _logdet(A)
     out, logdet = np.empty_like(A), np.empty(A.shape[0])
@@ -717,13 +708,19 @@ class _QuadraticModel:
         return _QuadraticModel(self.loss / phi, self.g / phi, self.H / phi[:, None, None],
                                self.beta, self.pearson)
 
+    def _penalised(self, host: HostPenalties, lam: np.ndarray):
+        """``A = H + S(lam)`` (identity on unused coordinates), ``S(lam)`` and the right-hand
+        side ``H beta - g`` (U, p) of the penalised optimum."""
+        total = host.total(lam)
+        A = self.H + total
+        idx = np.arange(A.shape[-1])
+        A[:, idx, idx] += 1.0 - host.mask.T
+        return A, total, np.einsum("upq,qu->up", self.H, self.beta) - self.g.T
+
     def fit(self, host: HostPenalties, lam: np.ndarray):
         """The penalised optimum of the model at strengths ``lam``: ``A = H + S`` (identity on
         unused coordinates) and ``b = A^-1 (H beta - g)`` (U, p)."""
-        A = self.H + host.total(lam)
-        idx = np.arange(A.shape[-1])
-        A[:, idx, idx] += 1.0 - host.mask.T
-        z = np.einsum("upq,qu->up", self.H, self.beta) - self.g.T
+        A, _, z = self._penalised(host, lam)
         return A, np.linalg.solve(A, z[..., None])[..., 0]
 
     def subset(self, units: np.ndarray) -> _QuadraticModel:
@@ -734,12 +731,8 @@ class _QuadraticModel:
     def criterion(self, host: HostPenalties, lam: np.ndarray):
         """``V`` of the model at ``lam`` (U,), with ``A``, the optimum ``b`` (U, p) and
         ``A^-1`` (one factorisation of ``A`` for all three)."""
-        total = host.total(lam)
-        A = self.H + total
-        idx = np.arange(A.shape[-1])
-        A[:, idx, idx] += 1.0 - host.mask.T
+        A, total, z = self._penalised(host, lam)
         Ainv, logdet_A = _inverse_and_logdet(A)
-        z = np.einsum("upq,qu->up", self.H, self.beta) - self.g.T
         b = np.einsum("upq,uq->up", Ainv, z)
         step = b - self.beta.T
         f = (self.loss + np.einsum("up,pu->u", step, self.g)

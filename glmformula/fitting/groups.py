@@ -72,7 +72,7 @@ def solve_in_groups(problem: backend.Problem, groups: list, init, **options) -> 
     """Solve each group of units on its own columns, several at once on threads
     (:func:`.threads.map_on_threads`: a unit's 20 columns keep about one core busy; on the
     2-core development machine two threads fitted the real history model's 32 per-unit
-    problems 1.4-1.7x faster, docs/performance_decisions.md, 'Groups of units on threads');
+    problems 1.4-1.7x faster, docs/performance_decisions.md, 'Independent problems on threads');
     one Solution over all columns (weights exactly 0 on the columns a unit does not read;
     ``solve_seconds``: the wall time of the solves, not their sum)."""
     P = problem.n_cols
