@@ -36,6 +36,7 @@ from .problem import (
     penalised_hessian,
     penalty_value,
     sampled_hessian,
+    sampled_hessian_sum,
     smooth_objective,
     step_chunk,
     step_sums,
@@ -387,14 +388,31 @@ class NewtonRule:
 #: docs/performance_decisions.md, 'Lazy Newton: float32 Hessians and chord steps').
 MIXED_ABOVE, POOR_CONTRACTION = 1e-2, 0.5
 REUSE_BELOW, REUSE_CONTRACTION = 1e-3, 0.25
+#: ... and only while chord steps, which converge linearly at about the last contraction,
+#: would reach ``tol`` within this many: a unit of the real head-direction recording took 7
+#: chord steps at a contraction of 0.24 where two fresh (float32) Hessians end the fit
+#: (docs/performance_decisions.md, 'Newton: honest chord steps, sampled early Hessians').
+CHORD_STEPS = 3
+#: Far from the optimum (criterion above MIXED_ABOVE), lazy Newton's float32 Hessians come from
+#: about this many rows (every ``n_rows // EARLY_CURVATURE_ROWS``-th; all rows below twice it):
+#: there the step's direction matters more than its curvature's last digits, and the line
+#: search keeps every step a descent.
+EARLY_CURVATURE_ROWS = 20_000
+
+
+def early_curvature_stride(n_rows: int) -> int:
+    """Row stride of lazy Newton's early Hessians (:data:`EARLY_CURVATURE_ROWS`)."""
+    return max(1, int(n_rows) // EARLY_CURVATURE_ROWS)
 
 
 def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule,
-                      stride: int = 1) -> RawResult:
+                      stride: int = 1, early_stride: int = 1) -> RawResult:
     """Newton-type iterations on all units in memory (pure; jit with ``strategy``, ``rule`` static).
 
     ``stride`` > 1: every Hessian from every ``stride``-th row in float32 (an estimate, see
     :func:`~glmformula.backend.problem.sampled_hessian_sum`; gradients stay exact).
+    ``early_stride`` > 1 (lazy rules): the float32 Hessians of iterations still more than
+    :data:`MIXED_ABOVE` nats from the optimum from every ``early_stride``-th row.
 
     ``rule`` turns (Hessian, gradient, parameters) into a step: :class:`NewtonRule`
     here, the proximal Newton rule in :mod:`~glmformula.backend.proximal`. The
@@ -428,11 +446,23 @@ def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule,
     def lazy_direction(st):
         # one global choice per iteration (the Hessian pass serves all units)
         worst = jnp.max(jnp.where(st.done, 0.0, st.crit))
+        # linear convergence at the last contraction must reach tol within CHORD_STEPS
         reuse = (st.it > 0) & (worst <= REUSE_BELOW) & (st.ratio <= REUSE_CONTRACTION) \
+            & (CHORD_STEPS * jnp.log(st.ratio) <= jnp.log(tol / worst)) \
             & ~(st.kept_low & st.need64)
 
         def low(st):
-            aux, flagged = rule.factor(hessian(st, jnp.float32), _rank_tol(jnp.float32))
+            def all_rows():
+                return rule.factor(hessian(st, jnp.float32), _rank_tol(jnp.float32))
+
+            def sampled():  # far from the optimum a row sample shapes the step as well
+                D = curvature(st.eta, blk.rw, blk.Y, blk.obs)
+                aux, _ = rule.factor(penalised_hessian(data, sampled_hessian_sum(
+                    blk.X, D, strategy, early_stride, jnp.float32)), _rank_tol(jnp.float32))
+                return aux, jnp.zeros(U, bool)  # a sample's rank says nothing of the design's
+
+            aux, flagged = (lax.cond(worst > MIXED_ABOVE, sampled, all_rows)
+                            if early_stride > 1 else all_rows())
             # a float32 factorisation decides no rank: it only asks for a float64 one
             return aux, jnp.zeros(U, bool), flagged, jnp.array(True)
 
@@ -551,6 +581,8 @@ class Newton:
         dtype = data.W0.dtype
         tol = jnp.asarray(max(self.tol, tolerance_floor(dtype)), dtype)
         static = dict(strategy=hessian_strategy(U, P), rule=NewtonRule(lazy=self.lazy))
+        if self.lazy:
+            static["early_stride"] = early_curvature_stride(data.block.X.shape[0])
         if self.sampled_curvature and not self.lazy:
             static["stride"] = curvature_sampling(data.block.X.shape[0], U, P + 1)["stride"]
             data = with_tiles(data, static["stride"])

@@ -13,6 +13,8 @@ negative log-likelihood); mgcv's ``sp`` for the same penalty matrix is ``s * n``
 
 from __future__ import annotations
 
+import threading
+
 import attrs
 import jax
 import jax.numpy as jnp
@@ -203,9 +205,11 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
     n_outer = n_inner = 0
     name = "float64" if dtype is None else str(dtype)
 
+    reuse = threading.local()  # each thread's design of its last group, refilled for its next
+
     def choose_group(group):
         units, columns = group
-        Xg = problem.X if len(columns) == P else _gather_columns(problem.X, columns)
+        Xg = problem.X if len(columns) == P else _gather_columns(problem.X, columns, reuse)
         keep = mask[np.ix_(units, columns)]
         p = len(columns) + 1
         Sg = np.zeros((M, len(units), p, p))
