@@ -438,8 +438,11 @@ def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule,
                 jnp.array(False), jnp.array(jnp.inf, dtype), jnp.array(0), jnp.array(1),
                 jnp.array(not mixed), jnp.array(False), jnp.zeros(U, bool))
 
-    def hessian(st, compute=None):
+    def hessian(st, compute=None, every=stride):
         D = curvature(st.eta, blk.rw, blk.Y, blk.obs)
+        if every != stride:  # lazy Newton's early Hessians: a plain row sample
+            return penalised_hessian(data, sampled_hessian_sum(blk.X, D, strategy, every,
+                                                               compute))
         return penalised_hessian(data, sampled_hessian(
             data, D, strategy, stride, jnp.float32 if stride > 1 else compute))
 
@@ -456,9 +459,8 @@ def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule,
                 return rule.factor(hessian(st, jnp.float32), _rank_tol(jnp.float32))
 
             def sampled():  # far from the optimum a row sample shapes the step as well
-                D = curvature(st.eta, blk.rw, blk.Y, blk.obs)
-                aux, _ = rule.factor(penalised_hessian(data, sampled_hessian_sum(
-                    blk.X, D, strategy, early_stride, jnp.float32)), _rank_tol(jnp.float32))
+                aux, _ = rule.factor(hessian(st, jnp.float32, early_stride),
+                                     _rank_tol(jnp.float32))
                 return aux, jnp.zeros(U, bool)  # a sample's rank says nothing of the design's
 
             aux, flagged = (lax.cond(worst > MIXED_ABOVE, sampled, all_rows)

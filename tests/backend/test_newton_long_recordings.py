@@ -53,7 +53,16 @@ def test_matches_statsmodels_with_sampled_early_hessians(long_recording):
 def test_same_answer_as_hessians_from_all_rows(long_recording, monkeypatch):
     X, y = long_recording
     Y = np.c_[y, np.roll(y, 5000)]  # two units (the second: a shifted copy)
+    strides = []  # the row strides the compiled loop samples its Hessians with
+    real = newton.sampled_hessian_sum
+
+    def recorded(X_, D, strategy, stride=1, compute=None):
+        strides.append(stride)
+        return real(X_, D, strategy, stride, compute)
+
+    monkeypatch.setattr(newton, "sampled_hessian_sum", recorded)
     sampled = solve(Problem(X, Y), solver="newton")
+    assert strides and set(strides) == {newton.early_curvature_stride(len(y))}  # built
     monkeypatch.setattr(newton, "EARLY_CURVATURE_ROWS", 10**12)
     assert newton.early_curvature_stride(len(y)) == 1
     every_row = solve(Problem(X, Y), solver="newton")
