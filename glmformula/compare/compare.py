@@ -104,6 +104,8 @@ def compare(models, data: Mapping, *, bin_size, epochs=None, cv: int = 5, regula
         Indexed by model (or (model, unit)); columns n_params, edf, train_bits_per_spike,
         cv_bits_per_spike, cv_bits_per_spike_se, delta_cv_bits_per_spike, cv_log_likelihood,
         log_likelihood, aic, bic, lr_stat, lr_df, lr_pvalue, nested_in, converged.
+        ``table.attrs["warnings"]``: every warning of every fit (one record each);
+        ``table.attrs["seconds"]``: the seconds each model's fits took (:func:`model_seconds`).
     """
     formulas = _named(models)
     family = get_family(family)
@@ -124,8 +126,22 @@ def compare(models, data: Mapping, *, bin_size, epochs=None, cv: int = 5, regula
     unit_ids = outputs[(next(iter(formulas)), -1)]["unit_ids"]
     table = comparison_table(formulas, results, unit_ids, per_unit,
                              metric=score_name(family))
+    table.attrs["seconds"] = model_seconds(formulas, outputs)
     _report_warnings(table, results)
     return table
+
+
+def model_seconds(formulas, outputs: dict) -> pd.Series:
+    """Seconds each model's fits and scores took (``table.attrs["seconds"]``): in this
+    process, the wall time from its fit on all rows to its last fold; on an executor, the sum
+    of its tasks' times on the workers."""
+    seconds = {}
+    for name in formulas:
+        full = outputs[(name, -1)]
+        seconds[name] = full.get("model_seconds", sum(
+            output.get("seconds", np.nan) for (model, _), output in outputs.items()
+            if model == name))
+    return pd.Series(seconds, name="seconds", dtype=float)
 
 
 def score_name(family) -> str:

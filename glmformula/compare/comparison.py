@@ -20,6 +20,8 @@ null deviance), so :class:`ModelScores` keeps them in the same fields (``*_bps``
 
 from __future__ import annotations
 
+import time
+
 import attrs
 import numpy as np
 
@@ -191,6 +193,7 @@ class Comparison:
         ``private_rows``: a fold fit on a copy of its rows, the design untouched (folds
         running side by side)."""
         where = f"model {name!r}" + ("" if fold < 0 else f", fold {fold + 1}")
+        started = time.perf_counter()
         with deferred_warnings() as caught, warning_context(where):
             if fold < 0:
                 result = self.fit(name, self.valid, init=self._nested_start(name))
@@ -212,7 +215,8 @@ class Comparison:
         ll, bps, spikes = self.heldout(name, result, test, train=fold < 0)
         output = {"ll": ll, "bps": bps, "spikes": spikes,
                   "converged": np.asarray(result.diagnostics.converged, bool),
-                  "warnings": _records(caught, name, fold)}
+                  "warnings": _records(caught, name, fold),
+                  "seconds": time.perf_counter() - started}
         if fold < 0:
             n_params = self.model(name).n_params
             edf = n_params if result.smoothing is None else np.where(
@@ -226,7 +230,9 @@ class Comparison:
         """The outputs of model ``name``'s tasks (:meth:`run_task`): its fit on all rows,
         then its folds, several at once on threads (:func:`..fitting.threads.map_on_threads`;
         each fold's answer is the same as alone, its warnings recorded as alone) where the
-        model is small enough (:data:`FOLDS_SIDE_BY_SIDE_BELOW`)."""
+        model is small enough (:data:`FOLDS_SIDE_BY_SIDE_BELOW`). ``model_seconds`` in the
+        output of its fit on all rows: the wall time of all its tasks."""
+        started = time.perf_counter()
         outputs = {(name, -1): self.run_task(name, -1)}
         folds = list(range(len(self.folds)))
         design = self.designs[name]
@@ -243,6 +249,7 @@ class Comparison:
             done = map_on_threads(lambda fold: self.run_task(name, fold, private), folds,
                                   fold_bytes)
         outputs.update({(name, fold): output for fold, output in zip(folds, done)})
+        outputs[(name, -1)]["model_seconds"] = time.perf_counter() - started
         return outputs
 
     def score_model(self, name: str) -> ModelScores:

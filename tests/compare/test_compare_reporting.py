@@ -137,3 +137,19 @@ def test_the_readme_ten_lines_run_without_any_warning(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Warning" not in run.stderr
     assert "cv_bits_per_spike" in run.stdout
+
+
+def test_the_table_says_how_long_each_model_took():
+    import time
+
+    data = gf.datasets.head_direction(n_units=3, duration=120.0, seed=4)
+    models = {"hd": "spikes ~ cyclic(head_direction, 8)",
+              "hd+hist": "spikes ~ cyclic(head_direction, 8) + history(4)"}
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = gf.compare(models, data, bin_size="10ms", epochs="wake", cv=3, smoothing=None)
+    wall = time.perf_counter() - started
+    seconds = table.attrs["seconds"]
+    assert list(seconds.index) == list(models)
+    assert (seconds > 0).all() and seconds.sum() <= wall

@@ -54,6 +54,9 @@ def test_process_pool_equals_local(maze, local):
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         table = gf.compare(MODELS, maze, bin_size="20ms", epochs="run", cv=3, executor=pool)
     _assert_same(local, table)
+    # each model's time: the sum of its tasks' on the workers
+    assert list(table.attrs["seconds"].index) == list(MODELS)
+    assert (table.attrs["seconds"] > 0).all()
 
 
 class _Flaky:
