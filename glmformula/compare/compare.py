@@ -9,6 +9,7 @@ stay in ``table.attrs["warnings"]``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -105,7 +106,8 @@ def compare(models, data: Mapping, *, bin_size, epochs=None, cv: int = 5, regula
         cv_bits_per_spike, cv_bits_per_spike_se, delta_cv_bits_per_spike, cv_log_likelihood,
         log_likelihood, aic, bic, lr_stat, lr_df, lr_pvalue, nested_in, converged.
         ``table.attrs["warnings"]``: every warning of every fit (one record each);
-        ``table.attrs["seconds"]``: the seconds each model's fits took (:func:`model_seconds`).
+        ``table.attrs["seconds"]``: the seconds each model's fits and scores took (in this
+        process their wall time; on an executor the sum of its tasks' times on the workers).
     """
     formulas = _named(models)
     family = get_family(family)
@@ -117,31 +119,24 @@ def compare(models, data: Mapping, *, bin_size, epochs=None, cv: int = 5, regula
         options["family"] = family.name
     if executor is not None:
         outputs = run_distributed(executor, formulas, data, options, progress)
+        seconds = {name: sum(output["seconds"] for (model, _), output in outputs.items()
+                             if model == name) for name in formulas}
     else:
         comparison = Comparison(formulas, data, **options)
-        outputs = {}
+        outputs, seconds = {}, {}
         for name in _progress(list(formulas), progress, "models (all rows, then the folds)"):
+            started = time.perf_counter()
             outputs.update(comparison.run_model(name))
+            seconds[name] = time.perf_counter() - started
     results = {name: assemble(name, outputs, cv) for name in formulas}
     unit_ids = outputs[(next(iter(formulas)), -1)]["unit_ids"]
     table = comparison_table(formulas, results, unit_ids, per_unit,
                              metric=score_name(family))
-    table.attrs["seconds"] = model_seconds(formulas, outputs)
+    # what each hypothesis cost: in this process the wall time of its fits and scores (folds
+    # side by side overlap), on an executor the sum of its tasks' times on the workers
+    table.attrs["seconds"] = pd.Series(seconds, name="seconds", dtype=float)
     _report_warnings(table, results)
     return table
-
-
-def model_seconds(formulas, outputs: dict) -> pd.Series:
-    """Seconds each model's fits and scores took (``table.attrs["seconds"]``): in this
-    process, the wall time from its fit on all rows to its last fold; on an executor, the sum
-    of its tasks' times on the workers."""
-    seconds = {}
-    for name in formulas:
-        full = outputs[(name, -1)]
-        seconds[name] = full.get("model_seconds", sum(
-            output.get("seconds", np.nan) for (model, _), output in outputs.items()
-            if model == name))
-    return pd.Series(seconds, name="seconds", dtype=float)
 
 
 def score_name(family) -> str:

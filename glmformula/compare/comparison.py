@@ -230,9 +230,7 @@ class Comparison:
         """The outputs of model ``name``'s tasks (:meth:`run_task`): its fit on all rows,
         then its folds, several at once on threads (:func:`..fitting.threads.map_on_threads`;
         each fold's answer is the same as alone, its warnings recorded as alone) where the
-        model is small enough (:data:`FOLDS_SIDE_BY_SIDE_BELOW`). ``model_seconds`` in the
-        output of its fit on all rows: the wall time of all its tasks."""
-        started = time.perf_counter()
+        model is small enough (:data:`FOLDS_SIDE_BY_SIDE_BELOW`)."""
         outputs = {(name, -1): self.run_task(name, -1)}
         folds = list(range(len(self.folds)))
         design = self.designs[name]
@@ -249,7 +247,6 @@ class Comparison:
             done = map_on_threads(lambda fold: self.run_task(name, fold, private), folds,
                                   fold_bytes)
         outputs.update({(name, fold): output for fold, output in zip(folds, done)})
-        outputs[(name, -1)]["model_seconds"] = time.perf_counter() - started
         return outputs
 
     def score_model(self, name: str) -> ModelScores:
