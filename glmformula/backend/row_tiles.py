@@ -16,12 +16,19 @@ Hessian-change slope) are formed:
 Which columns are dense and where the runs end is the cheapest split of the columns
 (:func:`_layout`: dynamic programming on the rows each choice multiplies).
 
+The Hessians are symmetric, and so is ``A^-1`` in the leverages: the runs are grouped in
+:data:`BANDS` consecutive bands, and a run's tiles multiply only the columns of its own band
+and of the bands after it (the dense columns' rows hold the rest; the other entries are the
+mirror images): about 9/16 of the products over all columns. The tiles' copy of the rows keeps
+the columns in that order (each run's columns padded to :data:`BLOCK_WIDTH`, then the dense
+ones), so a band's columns are one contiguous slice.
+
 The result is the same sum over rows (exact up to rounding: rows outside a block's support add
 zeros), with the multiply-adds of the dense product reduced by the design's block density
 (4-5x on the real coupled model; measured in docs/performance_decisions.md, 'Sparse
 designs: Hessians from each column block's rows'). The layout (:class:`RowTiles`) is found
 once per design on the host and reused by every pass; its capacities are rounded up (the tiles
-to a power of two, the loop running over those in use) so that designs of similar sparsity
+to a power of two, the loops running over those in use) so that designs of similar sparsity
 (cross-validation folds, the fit on all rows) share compiled kernels.
 """
 
@@ -46,27 +53,49 @@ TILE_ROWS = 1024
 TILES_PAY_BELOW = 0.5
 #: Rows of a chunk of the dense part.
 DENSE_CHUNK = 4096
+#: Consecutive bands of runs (see the module docstring): the products cover ``(B + 1) / 2B``
+#: of the columns on average; each band is a loop of its own in the compiled kernels. On the
+#: real coupled head-direction model (33 runs of 8 columns, 113,286 sampled rows, 32 units,
+#: float32; alternated in one process) one Hessian took 0.61-0.67 s with 8 bands against
+#: 0.99-1.04 s over all columns, REML's leverage pass 0.80-0.92 s against 1.18-1.38 s; 16 bands
+#: 0.60-0.72 / 0.78-0.91 s with 0.7 s more compilation, one band per run 0.62 / 0.76-0.84 s
+#: with 1.4 s more (/tmp/s17/kern6.py, session 17).
+BANDS = 8
 
 
 class RowTiles(NamedTuple):
     """Where a sparse design is non-zero, by column run (a pytree of device arrays).
 
-    ``X`` is the design's sampled rows (every ``stride``-th) in the compute precision, with a
-    zero column appended (index ``P``: padding points there). Tile ``k < count`` gathers the
-    rows ``rows[k]`` (``weight`` 0 on the padding of a run's last tile) of run ``block[k]``;
-    ``block_columns`` lists each run's columns and ``dense`` the dense ones (padding: ``P``).
-    Capacities are rounded up (tiles to a power of two, runs and dense columns to multiples of
-    8), and the tile loop runs to ``count``, so that designs of similar sparsity
-    (cross-validation folds, a fit on all rows) share compiled kernels.
+    ``X`` is the design's sampled rows (every ``stride``-th) in the compute precision, its
+    columns in *slots*: run ``b``'s columns at ``b * BLOCK_WIDTH`` onwards (a short run padded
+    with zero columns; the runs ordered by their number of rows, so that the runs with the
+    most tiles multiply the fewest columns), then the dense columns (padded to a multiple of 8), then one zero
+    column; ``slot[j]`` is column ``j``'s (an all-zero column: the last one). Tile ``k <
+    count`` gathers the rows ``rows[k]`` (``weight`` 0 on the padding of a run's last tile) of
+    run ``block[k]``; the tiles are in run order, band ``g``'s from ``band_start[g]`` to
+    ``band_start[g + 1]`` (:func:`_bands`). ``block_columns`` lists each run's columns and
+    ``dense`` the dense ones (padding: ``P``). Capacities are rounded up (tiles to a power of
+    two, dense columns to a multiple of 8) and the loops run to ``count``, so that designs of
+    similar sparsity (cross-validation folds, a fit on all rows) share compiled kernels.
     """
 
-    X: jax.Array              # (T_s, P + 1) sampled rows, compute dtype, last column 0
+    X: jax.Array              # (T_s, slots) sampled rows, compute dtype, columns in slots
     rows: jax.Array           # (K, TILE_ROWS) int32
     weight: jax.Array         # (K, TILE_ROWS)
     block: jax.Array          # (K,) int32
     count: jax.Array          # () int32: the tiles in use
+    band_start: jax.Array     # (n_bands + 1,) int32: each band's first tile, then count
+    slot: jax.Array           # (P,) int32: each column's slot in X
     dense: jax.Array          # (n_dense,) int32, padding P
     block_columns: jax.Array  # (n_blocks, BLOCK_WIDTH) int32, padding P
+
+
+def _bands(n_blocks: int) -> list[tuple[int, int]]:
+    """The runs of each band, ``(first, end)``: :data:`BANDS` (at most one per run) of nearly
+    equal numbers of runs."""
+    n = min(BANDS, n_blocks)
+    edges = [round(g * n_blocks / n) for g in range(n + 1)]
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def _layout(nonzero: np.ndarray):
@@ -141,13 +170,16 @@ def row_tiles(X: np.ndarray, stride: int, compute, layout=None) -> RowTiles:
     Xs = X[::stride]
     T, P = Xs.shape
     dense, blocks, supports = layout if layout is not None else _layout(Xs != 0)
+    # the runs with the most rows last, where their tiles multiply the fewest columns
+    order = np.argsort([len(support) for support in supports], kind="stable")
+    blocks, supports = [blocks[i] for i in order], [supports[i] for i in order]
     sizes = [-(-len(support) // TILE_ROWS) for support in supports]
     count = sum(sizes)
     K = 1 << max(count - 1, 0).bit_length()  # a power of two
     rows = np.zeros((K, TILE_ROWS), np.int32)
     weight = np.zeros((K, TILE_ROWS))
     block = np.zeros(K, np.int32)
-    block_columns = np.full((_capacity(len(blocks), 8), BLOCK_WIDTH), P, np.int32)
+    block_columns = np.full((len(blocks), BLOCK_WIDTH), P, np.int32)
     k = 0
     for b, (cols, support, n) in enumerate(zip(blocks, supports, sizes)):
         flat = rows[k:k + n].reshape(-1)
@@ -158,11 +190,25 @@ def row_tiles(X: np.ndarray, stride: int, compute, layout=None) -> RowTiles:
         k += n
     dense_columns = np.full(_capacity(len(dense), 8), P, np.int32)
     dense_columns[:len(dense)] = dense
+    # the columns in slots (see RowTiles); padding and all-zero columns read the zero column
+    order = np.concatenate([block_columns.reshape(-1), dense_columns])
+    zero_slot = len(order)
+    slot = np.full(P, zero_slot, np.int32)
+    slot[order[order < P]] = np.flatnonzero(order < P)
+    band_start = [int(np.searchsorted(block[:count], first)) for first, _ in
+                  _bands(len(blocks))] + [count]
     dtype = jnp.dtype(compute)
-    padded = np.zeros((T, P + 1), dtype)
-    padded[:, :P] = Xs
+    padded = np.zeros((T, zero_slot + 1), dtype)
+    # copied run by run of consecutive columns (a column gather is 2-3x slower)
+    slots = np.flatnonzero(order < P)
+    columns = order[slots]
+    breaks = np.flatnonzero((np.diff(columns) != 1) | (np.diff(slots) != 1)) + 1
+    for first, end in zip(np.r_[0, breaks], np.r_[breaks, len(slots)]):
+        padded[:, slots[first]:slots[first] + end - first] = \
+            Xs[:, columns[first]:columns[first] + end - first]
     return RowTiles(jnp.asarray(padded), jnp.asarray(rows), jnp.asarray(weight, dtype),
                     jnp.asarray(block), jnp.asarray(count, jnp.int32),
+                    jnp.asarray(band_start, jnp.int32), jnp.asarray(slot),
                     jnp.asarray(dense_columns), jnp.asarray(block_columns))
 
 
@@ -197,17 +243,17 @@ def _over_chunks(part, X, D, zero):
     return acc
 
 
-def _dense_part(Xs, D, dense, out_dtype):
-    """``sum_t D[t, u] X[t, dense]' X[t, :]`` (U, n_dense, P + 1) over all sampled rows."""
-    P1 = Xs.shape[1]
-    U, n_d = D.shape[1], dense.shape[0]
+def _dense_part(Xs, D, start: int, out_dtype):
+    """``sum_t D[t, u] X[t, s]' X[t, :]`` (U, slots - start, slots) over all sampled rows for
+    the slots ``s`` from ``start`` on (the dense columns)."""
+    n_d, U = Xs.shape[1] - start, D.shape[1]
 
     def product(x, d):
-        left = (x[:, dense][:, :, None] * d[:, None, :]).reshape(x.shape[0], n_d * U)
+        left = (x[:, start:][:, :, None] * d[:, None, :]).reshape(x.shape[0], n_d * U)
         return lax.dot_general(left, x, _ROWS).astype(out_dtype)
 
-    acc = _over_chunks(product, Xs, D, jnp.zeros((n_d * U, P1), out_dtype))
-    return acc.reshape(n_d, U, P1).transpose(1, 0, 2)
+    acc = _over_chunks(product, Xs, D, jnp.zeros((n_d * U, Xs.shape[1]), out_dtype))
+    return acc.reshape(n_d, U, Xs.shape[1]).transpose(1, 0, 2)
 
 
 def tiled_hessian_sum(tiles: RowTiles, D, stride: int, out_dtype):
@@ -219,28 +265,36 @@ def tiled_hessian_sum(tiles: RowTiles, D, stride: int, out_dtype):
     Xs = tiles.X
     if D.shape[0] != Xs.shape[0]:
         raise ValueError(f"{D.shape[0]} rows of weights for tiles of {Xs.shape[0]} rows")
-    P = Xs.shape[1] - 1
-    U = D.shape[1]
+    n_slots, U = Xs.shape[1], D.shape[1]
+    run_end = tiles.block_columns.shape[0] * BLOCK_WIDTH  # the runs' slots end here
     Dc = D.astype(Xs.dtype)
-    n_blocks = tiles.block_columns.shape[0]
+    H = jnp.zeros((U, n_slots, n_slots), out_dtype)
+    formed = np.zeros((n_slots, n_slots), bool)  # the rest is the mirror image
+    for g, (first, end) in enumerate(_bands(tiles.block_columns.shape[0])):
+        lo, hi = first * BLOCK_WIDTH, end * BLOCK_WIDTH
 
-    def tile(k, acc):
-        r = tiles.rows[k]
-        x = Xs[r]                                   # (R, P + 1)
-        d = Dc[r] * tiles.weight[k][:, None]        # (R, U)
-        xb = x[:, tiles.block_columns[tiles.block[k]]]   # (R, W); padding: the zero column
-        left = (xb[:, :, None] * d[:, None, :]).reshape(r.shape[0], BLOCK_WIDTH * U)
-        part = lax.dot_general(left, x, _ROWS).astype(out_dtype)        # (W U, P + 1)
-        return lax.dynamic_update_index_in_dim(
-            acc, acc[tiles.block[k]] + part.reshape(BLOCK_WIDTH, U, P + 1), tiles.block[k], 0)
+        def tile(k, acc, lo=lo, first=first):
+            r = tiles.rows[k]
+            x = Xs[r]                                            # (R, slots)
+            d = Dc[r] * tiles.weight[k][:, None]                 # (R, U)
+            xb = lax.dynamic_slice_in_dim(x, tiles.block[k] * BLOCK_WIDTH, BLOCK_WIDTH, 1)
+            left = (xb[:, :, None] * d[:, None, :]).reshape(r.shape[0], BLOCK_WIDTH * U)
+            part = lax.dot_general(left, x[:, lo:run_end], _ROWS).astype(out_dtype)
+            i = tiles.block[k] - first
+            return lax.dynamic_update_index_in_dim(
+                acc, acc[i] + part.reshape(BLOCK_WIDTH, U, run_end - lo), i, 0)
 
-    acc = lax.fori_loop(0, tiles.count, tile,
-                        jnp.zeros((n_blocks, BLOCK_WIDTH, U, P + 1), out_dtype))
-    H = jnp.zeros((U, P + 1, P + 1), out_dtype)  # row and column P collect the padding
-    H = H.at[:, tiles.block_columns.reshape(-1), :].add(
-        acc.reshape(n_blocks * BLOCK_WIDTH, U, P + 1).transpose(1, 0, 2))
-    H = H.at[:, tiles.dense, :].set(_dense_part(Xs, Dc, tiles.dense, out_dtype))[:, :P, :P]
-    xd = lax.dot_general(Dc, Xs[:, :P], _ROWS).astype(out_dtype)   # (U, P)
+        acc = lax.fori_loop(tiles.band_start[g], tiles.band_start[g + 1], tile,
+                            jnp.zeros((end - first, BLOCK_WIDTH, U, run_end - lo), out_dtype))
+        H = H.at[:, lo:hi, lo:run_end].set(
+            acc.reshape(hi - lo, U, run_end - lo).transpose(1, 0, 2))
+        formed[lo:hi, lo:run_end] = True
+    H = H.at[:, run_end:, :].set(_dense_part(Xs, Dc, run_end, out_dtype))
+    formed[run_end:, :] = True
+    H = jnp.where(formed[None], H, jnp.swapaxes(H, 1, 2))
+    slot = tiles.slot
+    H = H[:, slot[:, None], slot[None, :]]
+    xd = lax.dot_general(Dc, Xs, _ROWS).astype(out_dtype)[:, slot]   # (U, P)
     dd = jnp.sum(D, axis=0).astype(out_dtype)
     top = jnp.concatenate([H, xd[:, :, None]], axis=2)
     bottom = jnp.concatenate([xd, dd[:, None]], axis=1)[:, None, :]
@@ -252,40 +306,55 @@ def tiled_leverage_sum(tiles: RowTiles, Ainv, C, stride: int, out_dtype):
     ``x~ = [x, 1]``: REML's Hessian-change slope ``tr(A^-1 dH[d_m])`` with ``C`` the rows'
     ``rw mu (x~' d_m)``.
 
-    The leverage ``x~' Ainv x~ = sum_j x~_j (Ainv x~)_j`` is split over the coordinates ``j``:
-    the dense columns and the intercept over all rows, each run of columns over its tiles.
+    ``x~' Ainv x~ = sum_jk x~_j Ainv_jk x~_k`` in slots, each pair once: the dense slots and
+    the intercept with every slot over all rows (the pairs with a run's slot counted twice),
+    each run's tiles with the slots of its band (once) and of the later bands (twice).
     ``Ainv`` (U, P+1, P+1); ``C`` (T_s, M, U).
     """
     Xs = tiles.X
-    P = Xs.shape[1] - 1
+    n_slots = Xs.shape[1]
     U, M = Ainv.shape[0], C.shape[1]
-    # coordinates: the P columns, the intercept (P), a zero coordinate (P + 1) for padding
-    Ac = jnp.pad(Ainv.astype(Xs.dtype), ((0, 0), (0, 1), (0, 1)))
+    run_end = tiles.block_columns.shape[0] * BLOCK_WIDTH
+    # Ainv in slots, the intercept in slot n_slots (the zero slot, shared by all-zero columns,
+    # cleared: its products are zero anyway)
+    place = jnp.concatenate([tiles.slot, jnp.array([n_slots], jnp.int32)])
+    As = jnp.zeros((U, n_slots + 1, n_slots + 1), Xs.dtype).at[
+        :, place[:, None], place[None, :]].set(Ainv.astype(Xs.dtype))
+    As = As.at[:, n_slots - 1, :].set(0.0).at[:, :, n_slots - 1].set(0.0)
     Cc = C.astype(Xs.dtype)
-    zero = jnp.array(P + 1, jnp.int32)
 
-    def coordinates(x):  # [x, 1, 0] from a row of tiles.X ([x, 0])
-        return jnp.concatenate([x[:, :P], jnp.ones((x.shape[0], 1), x.dtype), x[:, P:]], axis=1)
+    def with_intercept(x):
+        return jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
 
-    def leverage_part(xa, cols, width):  # sum_{j in cols} x~_j (Ainv x~)_j  (R, U)
-        A_cols = Ac[:, :, cols].transpose(1, 2, 0).reshape(P + 2, width * U)
-        q = (xa @ A_cols).reshape(xa.shape[0], width, U)
-        return jnp.sum(q * xa[:, cols][:, :, None], axis=1)
-
-    dense = jnp.concatenate([jnp.where(tiles.dense == P, zero, tiles.dense),
-                             jnp.array([P], jnp.int32)])   # with the intercept
+    n_d = n_slots + 1 - run_end
+    twice = jnp.where(jnp.arange(n_slots + 1) < run_end, 2.0, 1.0).astype(Xs.dtype)
+    A_dense = (As[:, :, run_end:] * twice[None, :, None]).transpose(1, 2, 0).reshape(
+        n_slots + 1, n_d * U)
 
     def dense_rows(x, c):
-        h = leverage_part(coordinates(x), dense, dense.shape[0])
+        xa = with_intercept(x)
+        q = (xa @ A_dense).reshape(xa.shape[0], n_d, U)
+        h = jnp.sum(q * xa[:, run_end:, None], axis=1)
         return jnp.sum(c * h[:, None, :], axis=0).astype(out_dtype)   # (M, U)
 
     acc = _over_chunks(dense_rows, Xs, Cc, jnp.zeros((M, U), out_dtype))
+    for g, (first, end) in enumerate(_bands(tiles.block_columns.shape[0])):
+        lo, hi = first * BLOCK_WIDTH, end * BLOCK_WIDTH
+        width = run_end - lo
+        once = jnp.where(jnp.arange(width) < hi - lo, 1.0, 2.0).astype(Xs.dtype)
+        # each run's columns of Ainv over the band's slots and the later ones, weighted
+        A_runs = (As[:, lo:run_end, lo:hi] * once[None, :, None]).reshape(
+            U, width, end - first, BLOCK_WIDTH).transpose(2, 1, 3, 0).reshape(
+            end - first, width, BLOCK_WIDTH * U)
 
-    def tile(k, acc):
-        r = tiles.rows[k]
-        cols = tiles.block_columns[tiles.block[k]]
-        cols = jnp.where(cols == P, zero, cols)
-        h = leverage_part(coordinates(Xs[r]), cols, BLOCK_WIDTH) * tiles.weight[k][:, None]
-        return acc + jnp.sum(Cc[r] * h[:, None, :], axis=0).astype(out_dtype)
+        def tile(k, acc, lo=lo, first=first, A_runs=A_runs):
+            r = tiles.rows[k]
+            x = Xs[r]
+            q = (x[:, lo:run_end] @ A_runs[tiles.block[k] - first]).reshape(
+                r.shape[0], BLOCK_WIDTH, U)
+            xb = lax.dynamic_slice_in_dim(x, tiles.block[k] * BLOCK_WIDTH, BLOCK_WIDTH, 1)
+            h = jnp.sum(q * xb[:, :, None], axis=1) * tiles.weight[k][:, None]
+            return acc + jnp.sum(Cc[r] * h[:, None, :], axis=0).astype(out_dtype)
 
-    return stride * lax.fori_loop(0, tiles.count, tile, acc)
+        acc = lax.fori_loop(tiles.band_start[g], tiles.band_start[g + 1], tile, acc)
+    return stride * acc

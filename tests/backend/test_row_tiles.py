@@ -15,23 +15,25 @@ from glmformula.backend import reml
 from glmformula.backend import row_tiles as rt
 
 
-def _sparse_design(rng, T=6_000):
-    """5 dense columns, 21 sparse ones in runs (as spike filters: non-zero after events), and
-    an all-zero column: blocks of 8 with a short last one."""
+def _sparse_design(rng, T=6_000, n_sparse=21):
+    """5 dense columns, ``n_sparse`` sparse ones in runs (as spike filters: non-zero after
+    events), and an all-zero column: blocks of 8 with a short last one (21 columns: three
+    runs, one per band; 75: twelve runs in eight bands)."""
     dense = rng.normal(size=(T, 5))
     events = rng.random((T, 3)) < 0.01
-    sparse = np.zeros((T, 21))
-    for j in range(21):
+    sparse = np.zeros((T, n_sparse))
+    for j in range(n_sparse):
         on = np.convolve(events[:, j % 3], np.ones(3 + j % 5), mode="full")[:T] > 0
         sparse[:, j] = on * rng.normal(size=T)
     return np.concatenate([dense, sparse, np.zeros((T, 1))], axis=1)
 
 
+@pytest.mark.parametrize("n_sparse", [21, 75])
 @pytest.mark.parametrize("stride, compute, rtol", [(1, jnp.float64, 1e-12),
                                                     (3, jnp.float32, 1e-5)])
-def test_tiled_hessians_equal_the_dense_products(stride, compute, rtol):
+def test_tiled_hessians_equal_the_dense_products(stride, compute, rtol, n_sparse):
     rng = np.random.default_rng(0)
-    X = _sparse_design(rng)
+    X = _sparse_design(rng, n_sparse=n_sparse)
     D = rng.random((X.shape[0], 3))
     with jax.enable_x64(True):
         tiles = rt.row_tiles(X, stride, compute)
@@ -45,10 +47,11 @@ def test_tiled_hessians_equal_the_dense_products(stride, compute, rtol):
                                atol=rtol * float(np.abs(want).max()))
 
 
-def test_tiled_slope_equals_the_dense_leverage_pass():
+@pytest.mark.parametrize("n_sparse", [21, 75])
+def test_tiled_slope_equals_the_dense_leverage_pass(n_sparse):
     """REML's ``tr(A^-1 dH[d_m])`` from the tiles equals the row-by-row leverage pass."""
     rng = np.random.default_rng(1)
-    X = _sparse_design(rng)
+    X = _sparse_design(rng, n_sparse=n_sparse)
     T, P = X.shape
     U, M = 3, 2
     Y = rng.poisson(0.3, size=(T, U)).astype(float)
