@@ -115,13 +115,14 @@ class Comparison:
         return self._models[name]
 
     def fit(self, name: str, rows: np.ndarray, init=None,
-            private_rows: bool = False) -> engine.EngineFit:
+            private_rows: bool = False, fold: bool = False) -> engine.EngineFit:
         """Fit model ``name`` on ``rows`` (a boolean mask of grid rows, within the valid ones;
-        ``private_rows``: on a copy of them, see :func:`..fitting.engine.fit_design`)."""
+        ``private_rows``: on a copy of them; ``fold``: a cross-validation fold's fit, see
+        :func:`..fitting.engine.fit_design`)."""
         return engine.fit_design(self.designs[name], self.options, row_weight=rows, init=init,
                                  covariance=False, log_likelihood=False,
                                  constraints=self.model(name).constraints,
-                                 private_rows=private_rows)
+                                 private_rows=private_rows, fold=fold)
 
     def _nested_start(self, name: str):
         """A warm start for model ``name``'s fit on all rows from the fit on all rows of the
@@ -211,7 +212,7 @@ class Comparison:
                     full.weights, full.intercepts,
                     None if full.smoothing is None else
                     full.smoothing.strength * (self.valid.sum() / max(train.sum(), 1)))
-                result = self.fit(name, train, init=init, private_rows=private_rows)
+                result = self.fit(name, train, init=init, private_rows=private_rows, fold=True)
         ll, bps, spikes = self.heldout(name, result, test, train=fold < 0)
         output = {"ll": ll, "bps": bps, "spikes": spikes,
                   "converged": np.asarray(result.diagnostics.converged, bool),

@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import backend
 from .._memory import aligned_zeros
+from ..backend.reml import FOLD_RELATIVE_TOL, RELATIVE_TOL
 from ..backend.solve import DEFAULT_TOL, MAX_COLUMN_MAGNITUDE
 from ..config import config
 from ..errors import FitError, FormulaError, GlmformulaWarning, warn
@@ -401,7 +402,8 @@ def _diagnostics(solution, log_likelihood, used, counts, constraints, dropped,
 def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
                row_weight: np.ndarray | None = None, init=None, covariance: bool = True,
                log_likelihood: bool = True, constraints: dict | None = None,
-               group_units: bool = True, private_rows: bool = False) -> EngineFit:
+               group_units: bool = True, private_rows: bool = False,
+               fold: bool = False) -> EngineFit:
     """Fit a built design.
 
     Parameters
@@ -428,6 +430,9 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
         columns are rotated in place for the duration of the fit, then back): for fits of
         one design on several threads at once (a comparison's folds), which must not see each
         other's rotation.
+    fold : bool
+        A cross-validation fold's fit, only scored on held-out rows: REML's strengths to
+        mgcv's own tolerance (:data:`..backend.reml.FOLD_RELATIVE_TOL`), not a tenth of it.
     """
     plan, formula = design.plan, design.formula
     check_fittable(formula)
@@ -469,8 +474,9 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
             if group_units else None
         with _backend_errors(plan, formula):
             if setup is not None and setup.keys:
-                smooth_fit = _choose_strengths(problem, setup, groups, plan, solver_options,
-                                               options, init, start)
+                smooth_fit = _choose_strengths(
+                    problem, setup, groups, plan, solver_options, options, init, start,
+                    FOLD_RELATIVE_TOL if fold else RELATIVE_TOL)
                 start = smooth_fit.start
                 if solver_options["solver"] == "auto":
                     # REML ends at the penalised optimum, refined to Newton's criterion
@@ -601,7 +607,7 @@ NB_ROUNDS, NB_SETTLED = 4, 1e-3
 
 
 def _choose_strengths(problem, setup, groups, plan, solver_options, options: FitOptions, init,
-                      start) -> smoothing.SmoothingFit:
+                      start, relative_tol: float) -> smoothing.SmoothingFit:
     """Step 4's smoothing strengths by REML (:mod:`.smoothing`). The negative binomial
     dispersion ``a`` is estimated with the weights, so its strengths alternate with it: REML
     at a dispersion, the dispersion of the fit at those strengths, until ``log a`` settles
@@ -610,7 +616,8 @@ def _choose_strengths(problem, setup, groups, plan, solver_options, options: Fit
         return smoothing.choose_strengths(
             problem, setup, groups, smoothing.unit_term_columns(plan),
             regularizer=solver_options["regularizer"], dtype=options.dtype,
-            initial_strength=initial, start=begin, family=family, theta=theta)
+            initial_strength=initial, start=begin, family=family, theta=theta,
+            relative_tol=relative_tol)
 
     initial = None if init is None or len(init) < 3 else init[2]
     if isinstance(initial, dict):  # by penalty key (another model's): NaN where it has none

@@ -168,7 +168,8 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
                      unit_terms: tuple, *, regularizer=None, dtype: str | None = None,
                      exact: bool = True, initial_strength: np.ndarray | None = None,
                      start: tuple | None = None, family: str = "poisson",
-                     theta: np.ndarray | None = None) -> SmoothingFit:
+                     theta: np.ndarray | None = None,
+                     relative_tol: float = reml.RELATIVE_TOL) -> SmoothingFit:
     """Choose every unit's strengths by REML on ``problem``'s rows (weighted by its
     ``row_weight``), in groups of units on their own columns when given.
 
@@ -181,6 +182,9 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
 
     ``family``: the observation family (gamma and gaussian at their scale, estimated as REML
     goes; the negative binomial at the dispersion ``theta`` (U,), ``a`` per unit).
+
+    ``relative_tol``: the search's tolerance on ``|dV/drho| / |V|`` (:func:`.reml.select`;
+    :data:`.reml.FOLD_RELATIVE_TOL` for a cross-validation fold).
 
     Returns the strengths, the effective degrees of freedom and the penalty matrix of the final
     fit.
@@ -242,7 +246,8 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
                 beta0[:-1] = np.asarray(start[0], float)[np.ix_(columns, units)] * keep.T
                 beta0[-1] = np.asarray(start[1], float)[units]
             result = reml.select(block, keep_aug, Sg, fixed, beta0, rho0, present=present,
-                                 dtype=dt, exact=exact, center=guess, warm=warm)
+                                 dtype=dt, exact=exact, center=guess, warm=warm,
+                                 relative_tol=relative_tol)
         return units, columns, result
 
     # no response: nothing to learn a strength from

@@ -155,3 +155,27 @@ def test_the_table_says_how_long_each_model_took():
     assert (seconds > 0).all() and seconds.sum() <= wall
     # the fits and scores are nearly all of a comparison (binning and designs are the rest)
     assert seconds.sum() >= 0.5 * wall
+
+
+def test_folds_search_strengths_to_mgcvs_tolerance_and_fits_on_all_rows_tighter(monkeypatch):
+    """Only the cross-validation folds' fits (scored, never reported) are fits of a fold
+    (REML to mgcv's tolerance, ``engine.fit_design(fold=True)``); each model's fit on all
+    rows, whose strengths and edf the table reports, keeps the tighter default."""
+    from glmformula.compare import comparison
+
+    calls = []
+    original = comparison.engine.fit_design
+
+    def recording(design, options, **kwargs):
+        calls.append((kwargs["row_weight"].sum(), kwargs.get("fold", False)))
+        return original(design, options, **kwargs)
+
+    monkeypatch.setattr(comparison.engine, "fit_design", recording)
+    data = gf.datasets.head_direction(n_units=2, duration=120.0, seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gf.compare({"hd": "spikes ~ cyclic(head_direction, 8)"}, data, bin_size="10ms",
+                   epochs="wake", cv=3)
+    rows = [n for n, _ in calls]
+    assert [fold for _, fold in calls] == [n < max(rows) for n in rows]
+    assert sum(fold for _, fold in calls) == 3
