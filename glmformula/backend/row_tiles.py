@@ -69,14 +69,15 @@ class RowTiles(NamedTuple):
     ``X`` is the design's sampled rows (every ``stride``-th) in the compute precision, its
     columns in *slots*: run ``b``'s columns at ``b * BLOCK_WIDTH`` onwards (a short run padded
     with zero columns; the runs ordered by their number of rows, so that the runs with the
-    most tiles multiply the fewest columns), then the dense columns (padded to a multiple of 8), then one zero
-    column; ``slot[j]`` is column ``j``'s (an all-zero column: the last one). Tile ``k <
-    count`` gathers the rows ``rows[k]`` (``weight`` 0 on the padding of a run's last tile) of
-    run ``block[k]``; the tiles are in run order, band ``g``'s from ``band_start[g]`` to
-    ``band_start[g + 1]`` (:func:`_bands`). ``block_columns`` lists each run's columns and
-    ``dense`` the dense ones (padding: ``P``). Capacities are rounded up (tiles to a power of
-    two, dense columns to a multiple of 8) and the loops run to ``count``, so that designs of
-    similar sparsity (cross-validation folds, a fit on all rows) share compiled kernels.
+    most tiles multiply the fewest columns), then the dense columns (padded to a multiple of
+    8), then one zero column; ``slot[j]`` is column ``j``'s (an all-zero column: the last
+    one). Tile ``k < count`` gathers the rows ``rows[k]`` (``weight`` 0 on the padding of a
+    run's last tile) of run ``block[k]``; the tiles are in run order, band ``g``'s from
+    ``band_start[g]`` to ``band_start[g + 1]`` (:func:`_bands`). ``block_columns`` lists
+    each run's columns and ``dense`` the dense ones (padding: ``P``). Capacities are rounded
+    up (tiles to a power of two, dense columns to a multiple of 8) and the loops run to
+    ``count``, so that designs of similar sparsity (cross-validation folds, a fit on all
+    rows) share compiled kernels.
     """
 
     X: jax.Array              # (T_s, slots) sampled rows, compute dtype, columns in slots
