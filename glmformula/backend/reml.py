@@ -411,6 +411,24 @@ def _inverse_and_logdet(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, logdet
 
 
+def _factored_solver(A: np.ndarray):
+    """``x -> A^-1 x`` per unit (``x`` (U, p)) for symmetric ``A`` (U, p, p), factored once
+    (Cholesky; LU where a matrix is not positive definite): for repeated solves with one
+    matrix."""
+    factors = []
+    for u in range(A.shape[0]):
+        try:
+            factors.append(("cholesky", scipy.linalg.cho_factor(A[u])))
+        except np.linalg.LinAlgError:
+            factors.append(("lu", scipy.linalg.lu_factor(A[u])))
+
+    def solve(x: np.ndarray) -> np.ndarray:
+        return np.stack([scipy.linalg.cho_solve(f, x[u]) if kind == "cholesky"
+                         else scipy.linalg.lu_solve(f, x[u])
+                         for u, (kind, f) in enumerate(factors)])
+    return solve
+
+
 def criterion(host: HostPenalties, lam: np.ndarray, f: np.ndarray, A: np.ndarray,
               logdet_A: np.ndarray | None = None):
     """``V`` per unit (U,) from the penalised objective ``f`` and Hessian ``A`` at the fit
@@ -1018,9 +1036,15 @@ def polish(data: RemlData, host: HostPenalties, model: _QuadraticModel, lam: np.
     limit = POLISH_DECREMENT * np.maximum(np.asarray(data.scale, float), 1.0)
     active = np.ones(model.beta.shape[1], bool)
     last = None
+    # every chord step solves with the same A (the last model's Hessian): factored once
+    A, total, _ = model._penalised(host, lam)
+    solve = _factored_solver(A)
     for n_steps in range(max_steps + 1):
-        A, b = model.fit(host, lam)
-        chord = b.T - model.beta
+        # the step -A^-1 (penalised gradient), masked coordinates to 0 (A: identity there)
+        gradient = model.g.T + np.einsum("upq,qu->up", total, model.beta) \
+            + (1.0 - host.mask.T) * model.beta.T
+        chord = -solve(gradient).T
+        b = chord.T + model.beta.T
         decrement = np.einsum("pu,upq,qu->u", chord, A, chord)
         if last is not None:  # a chord step that did not shrink the decrement is undone
             worse = active & ~(decrement < last[1])
