@@ -61,6 +61,8 @@ DENSE_CHUNK = 4096
 #: 0.60-0.72 / 0.78-0.91 s with 0.7 s more compilation, one band per run 0.62 / 0.76-0.84 s
 #: with 1.4 s more (/tmp/s17/kern6.py, session 17).
 BANDS = 8
+#: The runs' capacity is rounded up to a multiple of this (empty runs first).
+RUNS_MULTIPLE = 4
 
 
 class RowTiles(NamedTuple):
@@ -75,9 +77,10 @@ class RowTiles(NamedTuple):
     run's last tile) of run ``block[k]``; the tiles are in run order, band ``g``'s from
     ``band_start[g]`` to ``band_start[g + 1]`` (:func:`_bands`). ``block_columns`` lists
     each run's columns and ``dense`` the dense ones (padding: ``P``). Capacities are rounded
-    up (tiles to a power of two, dense columns to a multiple of 8) and the loops run to
-    ``count``, so that designs of similar sparsity (cross-validation folds, a fit on all
-    rows) share compiled kernels.
+    up (tiles to a power of two, runs to a multiple of :data:`RUNS_MULTIPLE` with the empty
+    ones first, dense columns to a multiple of 8) and the loops run to ``count``, so that
+    designs of similar sparsity (cross-validation folds, a fit on all rows) share compiled
+    kernels.
     """
 
     X: jax.Array              # (T_s, slots) sampled rows, compute dtype, columns in slots
@@ -180,9 +183,12 @@ def row_tiles(X: np.ndarray, stride: int, compute, layout=None) -> RowTiles:
     rows = np.zeros((K, TILE_ROWS), np.int32)
     weight = np.zeros((K, TILE_ROWS))
     block = np.zeros(K, np.int32)
-    block_columns = np.full((len(blocks), BLOCK_WIDTH), P, np.int32)
+    # empty runs first (no tiles; only band 0, which multiplies every run's columns anyway,
+    # is wider), so that designs whose run counts differ by a few share compiled kernels
+    empty = _capacity(len(blocks), RUNS_MULTIPLE) - len(blocks)
+    block_columns = np.full((empty + len(blocks), BLOCK_WIDTH), P, np.int32)
     k = 0
-    for b, (cols, support, n) in enumerate(zip(blocks, supports, sizes)):
+    for b, (cols, support, n) in enumerate(zip(blocks, supports, sizes), start=empty):
         flat = rows[k:k + n].reshape(-1)
         flat[:len(support)] = support
         weight[k:k + n].reshape(-1)[:len(support)] = 1.0
@@ -197,7 +203,7 @@ def row_tiles(X: np.ndarray, stride: int, compute, layout=None) -> RowTiles:
     slot = np.full(P, zero_slot, np.int32)
     slot[order[order < P]] = np.flatnonzero(order < P)
     band_start = [int(np.searchsorted(block[:count], first)) for first, _ in
-                  _bands(len(blocks))] + [count]
+                  _bands(len(block_columns))] + [count]
     dtype = jnp.dtype(compute)
     padded = np.zeros((T, zero_slot + 1), dtype)
     # copied run by run of consecutive columns (a column gather is 2-3x slower)

@@ -18,7 +18,7 @@ from glmformula.backend import row_tiles as rt
 def _sparse_design(rng, T=6_000, n_sparse=21):
     """5 dense columns, ``n_sparse`` sparse ones in runs (as spike filters: non-zero after
     events), and an all-zero column: blocks of 8 with a short last one (21 columns: three
-    runs, one per band; 75: twelve runs in eight bands)."""
+    runs and an empty one, one per band; 75: twelve runs in eight bands)."""
     dense = rng.normal(size=(T, 5))
     events = rng.random((T, 3)) < 0.01
     sparse = np.zeros((T, n_sparse))
