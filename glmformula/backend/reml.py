@@ -928,15 +928,15 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
         # the model's V, A, optimum b and A^-1 from one factorisation (the host search
         # starts from them)
         V_model, A, b, Ainv = model.criterion(host, lam)
-        # The extra slope is small and changes slowly: its pass runs once some unit's
+        # The extra slope is small and changes slowly: it is refreshed for the units whose
         # strengths have settled (a pass saved in each of the first, far-off iterations), and
-        # then refreshes every unit it covers (the pass costs the same; the slope at the
-        # current point is the better one). A unit converges only on a fresh one.
+        # a unit converges only on a fresh one. Every choice is per unit, so that a unit's
+        # answer does not depend on the units fitted with it.
         fresh = np.full(U, exact and not first_step) & (moved < np.where(have, 0.05, 0.5))
         if fresh.any():
             Sb = np.einsum("mupq,uq->mup", host.S, b)
             dbeta = -lam[:, :, None] * np.einsum("upq,muq->mup", Ainv, Sb)
-            fresh = np.isin(np.arange(U), work) & ~converged
+            fresh &= np.isin(np.arange(U), work)
             change = np.zeros_like(rho)
             change[:, work] = hessian_change(
                 host if len(work) == U else host.subset(work), sub.block, beta[:, work],
