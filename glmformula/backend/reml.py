@@ -1044,7 +1044,6 @@ def polish(data: RemlData, host: HostPenalties, model: _QuadraticModel, lam: np.
         gradient = model.g.T + np.einsum("upq,qu->up", total, model.beta) \
             + (1.0 - host.mask.T) * model.beta.T
         chord = -solve(gradient).T
-        b = chord.T + model.beta.T
         decrement = np.einsum("pu,upq,qu->u", chord, A, chord)
         if last is not None:  # a chord step that did not shrink the decrement is undone
             worse = active & ~(decrement < last[1])
@@ -1061,7 +1060,7 @@ def polish(data: RemlData, host: HostPenalties, model: _QuadraticModel, lam: np.
             break
         last = (model, decrement)
         beta = model.beta.copy()
-        beta[:, active] = b.T[:, active]
+        beta[:, active] += chord[:, active]
         (loss, g), _, _ = pb.compiled_call(loss_gradient, {}, data, a(beta))
         model = _QuadraticModel(np.array(loss, float), np.array(g, float), model.H, beta,
                                 model.pearson)

@@ -175,8 +175,8 @@ def row_tiles(X: np.ndarray, stride: int, compute, layout=None) -> RowTiles:
     T, P = Xs.shape
     dense, blocks, supports = layout if layout is not None else _layout(Xs != 0)
     # the runs with the most rows last, where their tiles multiply the fewest columns
-    order = np.argsort([len(support) for support in supports], kind="stable")
-    blocks, supports = [blocks[i] for i in order], [supports[i] for i in order]
+    by_rows = np.argsort([len(support) for support in supports], kind="stable")
+    blocks, supports = [blocks[i] for i in by_rows], [supports[i] for i in by_rows]
     sizes = [-(-len(support) // TILE_ROWS) for support in supports]
     count = sum(sizes)
     K = 1 << max(count - 1, 0).bit_length()  # a power of two
@@ -198,17 +198,17 @@ def row_tiles(X: np.ndarray, stride: int, compute, layout=None) -> RowTiles:
     dense_columns = np.full(_capacity(len(dense), 8), P, np.int32)
     dense_columns[:len(dense)] = dense
     # the columns in slots (see RowTiles); padding and all-zero columns read the zero column
-    order = np.concatenate([block_columns.reshape(-1), dense_columns])
-    zero_slot = len(order)
+    in_slots = np.concatenate([block_columns.reshape(-1), dense_columns])  # column per slot
+    zero_slot = len(in_slots)
+    slots = np.flatnonzero(in_slots < P)  # the slots holding a column
+    columns = in_slots[slots]
     slot = np.full(P, zero_slot, np.int32)
-    slot[order[order < P]] = np.flatnonzero(order < P)
+    slot[columns] = slots
     band_start = [int(np.searchsorted(block[:count], first)) for first, _ in
                   _bands(len(block_columns))] + [count]
     dtype = jnp.dtype(compute)
     padded = np.zeros((T, zero_slot + 1), dtype)
     # copied run by run of consecutive columns (a column gather is 2-3x slower)
-    slots = np.flatnonzero(order < P)
-    columns = order[slots]
     breaks = np.flatnonzero((np.diff(columns) != 1) | (np.diff(slots) != 1)) + 1
     for first, end in zip(np.r_[0, breaks], np.r_[breaks, len(slots)]):
         padded[:, slots[first]:slots[first] + end - first] = \
