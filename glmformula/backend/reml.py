@@ -287,7 +287,9 @@ class HostPenalties:
     and 4-d contractions inside compiled kernels were seen to wedge XLA's CPU thread pool
     (a known XLA issue), and these sizes gain nothing from compilation."""
 
-    S: np.ndarray      # (M, U, p, p)
+    #: (M, U, p, p) dense, read where the layout is formed (a subset's is None: the algebra
+    #: reads ``penalty_blocks``, and a dense copy per subset cost ~0.3 s per fold)
+    S: np.ndarray | None
     fixed: np.ndarray  # (U, p, p)
     basis: np.ndarray  # (U, p, p)
     null: np.ndarray   # (U, p)
@@ -305,9 +307,40 @@ class HostPenalties:
     rotated_blocks: tuple = attrs.field(default=attrs.Factory(
         lambda self: tuple(_rotated_blocks(self, idx) for idx in self.blocks.all),
         takes_self=True))
+    #: each penalty on its diagonal blocks: per ``m``, ``(idx, R)`` pairs for the groups of
+    #: ``blocks.of_penalties[m]`` (``idx`` (n, s) columns, ``R`` (U, n, s, s) = ``S_m`` there;
+    #: ``S_m`` is zero elsewhere). The host algebra reads these, not the dense (M, U, p, p)
+    #: array (the real coupled model: 32 blocks of 8 x 8 per penalty, 35x fewer numbers).
+    penalty_blocks: tuple = attrs.field(default=attrs.Factory(
+        lambda self: tuple(tuple((idx, self.S[m][:, idx[:, :, None], idx[:, None, :]])
+                                 for idx in of_m)
+                           for m, of_m in enumerate(self.blocks.of_penalties)),
+        takes_self=True))
 
     def total(self, lam: np.ndarray) -> np.ndarray:
-        return np.einsum("mu,mupq->upq", lam, self.S) + self.fixed
+        """``S(lam) = sum_m lam_m S_m + S_fixed`` (U, p, p)."""
+        out = self.fixed.copy()
+        for m, parts in enumerate(self.penalty_blocks):
+            for idx, R in parts:  # a group's blocks are disjoint: no index repeats
+                out[:, idx[:, :, None], idx[:, None, :]] += lam[m][:, None, None, None] * R
+        return out
+
+    def times(self, b: np.ndarray) -> np.ndarray:
+        """``S_m b`` (M, U, p) for weights ``b`` (U, p)."""
+        out = np.zeros((len(self.penalty_blocks),) + b.shape)
+        for m, parts in enumerate(self.penalty_blocks):
+            for idx, R in parts:
+                out[m][:, idx] = np.einsum("unij,unj->uni", R, b[:, idx])
+        return out
+
+    def traces(self, inverse: np.ndarray) -> np.ndarray:
+        """``tr(inverse S_m)`` (M, U) for a symmetric ``inverse`` (U, p, p)."""
+        out = np.zeros((len(self.penalty_blocks), inverse.shape[0]))
+        for m, parts in enumerate(self.penalty_blocks):
+            for idx, R in parts:
+                out[m] += np.einsum("unij,unij->u",
+                                    inverse[:, idx[:, :, None], idx[:, None, :]], R)
+        return out
 
     def scaled(self, phi: np.ndarray) -> HostPenalties:
         """The penalties of the loss divided by each unit's scale ``phi`` (U,): the fixed ones
@@ -315,14 +348,17 @@ class HostPenalties:
         return HostPenalties(
             self.S, self.fixed / phi[:, None, None], self.basis, self.null, self.mask,
             self.blocks,
-            tuple((R, F / phi[:, None, None, None], N) for R, F, N in self.rotated_blocks))
+            tuple((R, F / phi[:, None, None, None], N) for R, F, N in self.rotated_blocks),
+            self.penalty_blocks)
 
     def subset(self, units: np.ndarray) -> HostPenalties:
         """The penalties of some units (an index array)."""
         return HostPenalties(
-            self.S[:, units], self.fixed[units], self.basis[units], self.null[units],
+            None, self.fixed[units], self.basis[units], self.null[units],
             self.mask[:, units], self.blocks,
-            tuple((R[:, units], F[units], N[units]) for R, F, N in self.rotated_blocks))
+            tuple((R[:, units], F[units], N[units]) for R, F, N in self.rotated_blocks),
+            tuple(tuple((idx, R[units]) for idx, R in parts)
+                  for parts in self.penalty_blocks))
 
     def penalty_log_det(self, lam: np.ndarray, derivatives: bool = False):
         """``log|S(lam)|_+`` per unit (U,) from the diagonal blocks of ``E' S(lam) E`` (the
@@ -448,10 +484,9 @@ def derivatives(host: HostPenalties, block, lam: np.ndarray, beta: np.ndarray, A
     :func:`hessian_change`). ``inverse``: ``A^-1`` when already known.
     """
     Ainv = _symmetric_inverse(A) if inverse is None else inverse
-    S = host.S
-    Sb = np.einsum("mupq,qu->mup", S, beta)
+    Sb = host.times(beta.T)
     bSb = np.einsum("mup,pu->mu", Sb, beta)
-    tr_AS = np.einsum("upq,mupq->mu", Ainv, S)  # tr(A^-1 S_m): both symmetric
+    tr_AS = host.traces(Ainv)
     _, tr_BS, pairs_B = host.penalty_log_det(lam, derivatives=True)
     AinvSb = np.einsum("upq,muq->mup", Ainv, Sb)
     dbeta = -lam[:, :, None] * AinvSb  # (M, U, p): d beta_hat / d rho_m
@@ -460,7 +495,7 @@ def derivatives(host: HostPenalties, block, lam: np.ndarray, beta: np.ndarray, A
         grad = grad + hessian_change(host, block, beta, Ainv, dbeta, dtype, sampling)
     outer = lam[:, None] * lam[None, :]
     hess = (-outer * np.einsum("mup,nup->mnu", Sb, AinvSb)
-            - 0.5 * outer * _pair_traces(Ainv, S, host.blocks.of_penalties)
+            - 0.5 * outer * _pair_traces(Ainv, host.penalty_blocks)
             + 0.5 * outer * pairs_B)
     M = lam.shape[0]
     hess = hess + np.eye(M)[:, :, None] * (0.5 * lam * (bSb + tr_AS - tr_BS))[None, :, :]
@@ -468,20 +503,20 @@ def derivatives(host: HostPenalties, block, lam: np.ndarray, beta: np.ndarray, A
     return grad, hess, F_diag * host.mask.T, Ainv
 
 
-def _pair_traces(inverse: np.ndarray, P: np.ndarray, blocks: tuple) -> np.ndarray:
-    """``tr(inverse P_m inverse P_n)`` (M, M, U) for symmetric, block-diagonal ``P`` (M, U, p, p)
-    whose blocks are ``blocks[m]`` (:class:`BlockLayout`, any unit's): ``K_m = inverse P_m``
-    on each unit's non-zero blocks of ``P_m`` only (a history filter: the unit's own 8
-    columns, not the 256 of every source's), in ``U x p x c x s`` products for ``c``
-    penalised columns in blocks of ``s`` (not ``U x p x c^2``: a coupling term's 248 columns
-    in blocks of 8, 31x fewer); ``K_m``'s other columns are zero."""
-    M, U, p = P.shape[:3]
+def _pair_traces(inverse: np.ndarray, penalty_blocks: tuple) -> np.ndarray:
+    """``tr(inverse P_m inverse P_n)`` (M, M, U) for symmetric, block-diagonal penalties given
+    on their blocks (:attr:`HostPenalties.penalty_blocks`: per ``m``, ``(idx, P_m there)``
+    pairs): ``K_m = inverse P_m`` on each unit's non-zero blocks of ``P_m`` only (a history
+    filter: the unit's own 8 columns, not the 256 of every source's), in ``U x p x c x s``
+    products for ``c`` penalised columns in blocks of ``s`` (not ``U x p x c^2``: a coupling
+    term's 248 columns in blocks of 8, 31x fewer); ``K_m``'s other columns are zero."""
+    M = len(penalty_blocks)
+    U, p = inverse.shape[:2]
     units = np.arange(U)[:, None, None]
     support, K = [], []  # each unit's columns of P_m (U, c_m) and K_m on them (U, p, c_m)
     for m in range(M):
         columns, parts = [np.zeros((U, 0), int)], [np.zeros((U, p, 0))]
-        for idx in blocks[m]:
-            P_blocks = P[m][:, idx[:, :, None], idx[:, None, :]]  # (U, n, s, s)
+        for idx, P_blocks in penalty_blocks[m]:  # (n, s), (U, n, s, s)
             nonzero = np.abs(P_blocks).sum(axis=(2, 3)) > 0
             k = max(int(nonzero.sum(axis=1).max()), 1)
             unit_idx = np.broadcast_to(idx, (U,) + idx.shape)
@@ -498,7 +533,7 @@ def _pair_traces(inverse: np.ndarray, P: np.ndarray, blocks: tuple) -> np.ndarra
     for m in range(M):
         for n in range(m, M):
             a = np.take_along_axis(K[m], support[n][:, :, None], axis=1)  # (U, c_n, c_m)
-            b = np.take_along_axis(K[n], support[m][:, :, None], axis=1)  # (U, c_m, c_n)
+            b = a if n == m else np.take_along_axis(K[n], support[m][:, :, None], axis=1)
             out[m, n] = out[n, m] = np.einsum("uij,uji->u", a, b)
     return out
 
@@ -665,6 +700,10 @@ class RemlResult:
         inner fits certify their own convergence).
     gradient_max : ndarray (U,) or None
         ``max |g|`` over the unit's coordinates (sum scale).
+    slope : ndarray (M, U) or None
+        The exact criterion's extra slope ``0.5 tr(A^-1 dH/drho)`` at the answer (nats; NaN
+        where a unit has no penalty ``m``): where a fit warm-started from this one begins
+        (``select(start_slope=...)``). None where the outer Newton iteration answered.
     """
 
     log_strength: np.ndarray
@@ -679,6 +718,7 @@ class RemlResult:
     objective: np.ndarray | None = None
     decrement: np.ndarray | None = None
     gradient_max: np.ndarray | None = None
+    slope: np.ndarray | None = None
 
 
 def penalty_basis(S: np.ndarray, fixed: np.ndarray, mask: np.ndarray, rtol: float = 1e-9):
@@ -783,9 +823,10 @@ def _minimise_model(host: HostPenalties, model: _QuadraticModel, rho: np.ndarray
     ``correction' (rho - rho_start)`` (the exact criterion's extra slope), all on the host,
     each unit until its gradient is below ``tol`` (U,) (units that are done leave the arrays).
 
-    Returns the new ``rho``, the model's gradient at the starting ``rho`` (M, U) and which
+    Returns the new ``rho``, the model's gradient at the starting ``rho`` (M, U), which
     units could not decrease ``V`` from the start (U,): at its numerical minimum, where the
-    strengths are so large (a term removed) that rounding in ``log|A|`` hides the slope.
+    strengths are so large (a term removed) that rounding in ``log|A|`` hides the slope, and
+    the model's penalised optimum at the new ``rho`` (U, p), a by-product of the search.
     ``at_start``: the model's ``(V, A, b, A^-1)`` at the starting ``rho`` when known.
     """
     U = rho.shape[1]
@@ -802,6 +843,7 @@ def _minimise_model(host: HostPenalties, model: _QuadraticModel, rho: np.ndarray
         return V + shift.sum(axis=0), A, b, Ainv
 
     W, A, b, Ainv = value(rho, active, h, m) if at_start is None else at_start
+    optimum = np.array(b, float)  # each unit's b at its current rho (the arrays shrink)
     for iteration in range(max_iter):
         pr, r = present[:, active], rho[:, active]
         lam = np.where(pr, np.exp(r), 0.0)
@@ -830,6 +872,7 @@ def _minimise_model(host: HostPenalties, model: _QuadraticModel, rho: np.ndarray
             won = todo[better]
             r[:, won], W[won], A[won], b[won], Ainv[won] = (
                 r_try[:, better], W_t[better], A_t[better], b_t[better], Ainv_t[better])
+            optimum[active[won]] = b_t[better]
             moved[won] = True
             alpha[todo[~better]] *= 0.25
         rho[:, active] = r
@@ -841,14 +884,15 @@ def _minimise_model(host: HostPenalties, model: _QuadraticModel, rho: np.ndarray
         if not keep.all():
             active, W, A, b, Ainv = active[keep], W[keep], A[keep], b[keep], Ainv[keep]
             h, m = host.subset(active), model.subset(active)
-    return rho, first, stuck
+    return rho, first, stuck, optimum
 
 
 def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
                           rho: np.ndarray, *, present: np.ndarray, low: np.ndarray,
                           high: np.ndarray, strategy: str, dtype, exact: bool, tol: float,
                           max_iter: int = 30, sampling: dict | None = None,
-                          warm: np.ndarray | bool = False, relative_tol: float = RELATIVE_TOL):
+                          warm: np.ndarray | bool = False, relative_tol: float = RELATIVE_TOL,
+                          start_slope: np.ndarray | None = None):
     """Strengths and weights together, a few passes over the rows per iteration (Gu's
     performance iteration, as mgcv's ``bam``; with the exact criterion's extra slope).
 
@@ -871,10 +915,16 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
     ``relative_tol``: a unit converges when its gradient is below ``max(tol, relative_tol
     |V|)`` (:data:`RELATIVE_TOL`; :data:`FOLD_RELATIVE_TOL` for a cross-validation fold).
 
+    ``start_slope`` (M, U): the extra slope at the answer of the fit a warm unit starts from
+    (:attr:`RemlResult.slope`; NaN: none). Such a unit steers by it until its strengths settle
+    and its own is computed, so its first iteration needs no slope pass (a fold of the real
+    coupled head-direction model: 0.8-1.0 s of its ~11 s); it still converges only on its
+    own slope.
+
     Returns
     -------
     rho (M, U), beta (p, U), converged (U,), iterations, and at the answer the model
-    (:class:`_QuadraticModel`) and the gradient of ``V`` (M, U)
+    (:class:`_QuadraticModel`), the gradient of ``V`` (M, U) and the extra slope (M, U)
     """
     a = lambda x: jnp.asarray(x, dtype)  # noqa: E731
     sampling = sampling or {}
@@ -915,7 +965,13 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
     # each unit's largest change of a log-strength in the last iteration
     moved = np.where(warm, 0.0, np.inf) * np.ones(U)
     last_step = np.zeros_like(rho)
-    have = np.zeros(U, bool)  # whether a unit has had its extra slope computed
+    have = np.zeros(U, bool)  # whether a unit has an extra slope (its own or a start slope)
+    if start_slope is not None and exact:
+        given = np.asarray(warm, bool) & np.all(np.isfinite(start_slope) | ~present, axis=0)
+        correction[:, given] = np.where(present, start_slope, 0.0)[:, given]
+        # the next refresh once its strengths settle, as after a slope of its own
+        have |= given
+        moved[given] = np.inf
     # A family with a scale (gamma, gaussian): V of the loss divided by the scale, estimated
     # at every iteration as Pearson's sum over (rows - edf); the strengths of that problem are
     # those of the unit-scale loss divided by the scale (log: minus log phi).
@@ -934,7 +990,7 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
         # answer does not depend on the units fitted with it.
         fresh = np.full(U, exact and not first_step) & (moved < np.where(have, 0.05, 0.5))
         if fresh.any():
-            Sb = np.einsum("mupq,uq->mup", host.S, b)
+            Sb = host.times(b)
             dbeta = -lam[:, :, None] * np.einsum("upq,muq->mup", Ainv, Sb)
             fresh &= np.isin(np.arange(U), work)
             change = np.zeros_like(rho)
@@ -951,19 +1007,22 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
         # converged when the gradient is below tol, or below the rounding of V (relative 1e-9:
         # along a flat direction strengths barely matter and Newton's steps only wander)
         tol_units = np.maximum(tol, relative_tol * np.abs(smodel.loss))
+        # the model's penalised optimum at the new strengths, where the host search found it
+        known, optimum = np.zeros(U, bool), np.zeros((U, beta.shape[0]))
         if first_step:  # the start model is too crude to choose strengths from
             new_rho, gradient, stuck = rho.copy(), np.full_like(rho, np.inf), np.zeros(U, bool)
         else:  # the strengths of the units not yet converged (the others stay)
             todo = np.flatnonzero(~converged)
             new_rho, gradient, stuck = rho.copy(), np.zeros_like(rho), np.zeros(U, bool)
             shift = np.broadcast_to(log_phi, rho.shape)[:, todo]
-            new_rho[:, todo], gradient[:, todo], stuck[todo] = _minimise_model(
+            new_rho[:, todo], gradient[:, todo], stuck[todo], optimum[todo] = _minimise_model(
                 shost if len(todo) == U else shost.subset(todo),
                 smodel if len(todo) == U else smodel.subset(todo),
                 rho[:, todo] - shift, correction[:, todo], present[:, todo],
                 low[:, todo] - shift, high[:, todo] - shift, 0.1 * tol_units[todo],
                 at_start=None if with_scale else (V_model[todo], A[todo], b[todo], Ainv[todo]))
             new_rho[:, todo] += shift
+            known[todo] = not with_scale  # (a scaled model's optimum is in its own terms)
         step = b - beta.T
         decrement = np.einsum("up,upq,uq->u", step, A, step)
         free = _free(rho - log_phi, gradient, present, low - log_phi, high - log_phi)
@@ -973,7 +1032,7 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
         final_gradient[:, now] = gradient[:, now]
         converged |= now
         if converged.all():
-            return rho, beta, converged, iteration, model, final_gradient
+            return rho, beta, converged, iteration, model, final_gradient, correction
         size = len(work)
         while wide and size > 1 and size // 2 >= np.count_nonzero(~converged):
             size //= 2
@@ -988,16 +1047,25 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
         back = np.sum(rho_step * last_step, axis=0) < -0.5 * np.sqrt(
             np.sum(rho_step ** 2, axis=0) * np.sum(last_step ** 2, axis=0))
         rho_step[:, back] *= 0.5
+        shortened = back.copy()
         if cold:  # a trust region while the weights still come from the crude start
             big = np.abs(rho_step).max(axis=0, initial=0.0)
             rho_step *= np.minimum(1.0, MAX_COLD_MOVE / np.maximum(big, 1e-300))[None, :]
-        new_rho = rho + rho_step
+            shortened |= big > MAX_COLD_MOVE
+        # (where the step is the search's own, its strengths exactly: its optimum is theirs)
+        new_rho = np.where(shortened[None, :], rho + rho_step, new_rho)
         last_step = rho_step
         lam_new = lam_of(new_rho)
         moved = np.abs(np.where(present, rho_step, 0.0)).max(axis=0, initial=0.0)
         rho = new_rho
-        trial = model.fit(host, lam_new)[1].T
-        trial[:, converged] = beta[:, converged]
+        # the weights at the model's optimum: the search's by-product, else solved for
+        trial = beta.copy()
+        reuse = known & ~shortened & ~converged
+        trial[:, reuse] = optimum[reuse].T
+        solve = np.flatnonzero(~reuse & ~converged)
+        if len(solve):
+            trial[:, solve] = (model if len(solve) == U else model.subset(solve)).fit(
+                host if len(solve) == U else host.subset(solve), lam_new[:, solve])[1].T
         if first_step:  # from the start model, the first weights are its optimum
             model, first_step = model_at(trial), False
             continue
@@ -1021,7 +1089,7 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
         beta_new = beta.copy()
         beta_new[:, work] = np.array(moved_part, float)
         model = model_at(beta_new)
-    return rho, model.beta, converged, max_iter, model, final_gradient
+    return rho, model.beta, converged, max_iter, model, final_gradient, correction
 
 
 def polish(data: RemlData, host: HostPenalties, model: _QuadraticModel, lam: np.ndarray,
@@ -1071,7 +1139,8 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
            beta0: np.ndarray, rho0: np.ndarray, *, present: np.ndarray, dtype=jnp.float64,
            exact: bool = True, max_outer: int = 40, tol: float = GRADIENT_TOL,
            center: np.ndarray | None = None, warm: np.ndarray | bool = False,
-           relative_tol: float = RELATIVE_TOL) -> RemlResult:
+           relative_tol: float = RELATIVE_TOL,
+           start_slope: np.ndarray | None = None) -> RemlResult:
     """Minimise ``V(rho)`` for every unit (see the module docstring).
 
     Parameters
@@ -1103,6 +1172,9 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
     relative_tol : float
         The search stops where ``|dV/drho| <= relative_tol |V|`` (or ``tol``):
         :data:`RELATIVE_TOL`, or :data:`FOLD_RELATIVE_TOL` for a cross-validation fold.
+    start_slope : ndarray (M, U), optional
+        For warm units: the extra slope at the answer of the fit they start from
+        (:attr:`RemlResult.slope`), see :func:`performance_iteration`.
     """
     M, U = rho0.shape
     strategy = pb.hessian_strategy(U, block.X.shape[1])
@@ -1132,10 +1204,10 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
         V = criterion(host, lam_of(r), np.asarray(f), A)
         return np.array(beta), V, A, int(it), np.array(ok)
 
-    rho, beta, fast, n_fast, model, gradient = performance_iteration(
+    rho, beta, fast, n_fast, model, gradient, slope = performance_iteration(
         data, host, np.asarray(beta0, float), rho, present=present, low=low, high=high,
         strategy=strategy, dtype=dtype, exact=exact, tol=tol, sampling=sampling, warm=warm,
-        relative_tol=relative_tol)
+        relative_tol=relative_tol, start_slope=start_slope)
     # the usual case; otherwise Newton's outer iteration takes over from there (a family
     # with a scale has no such fallback: it is chosen anew at every performance iteration)
     if fast.all() or block.obs.name in SCALED:
@@ -1153,7 +1225,8 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
         return RemlResult(np.where(present, rho, np.nan), beta, criterion(host, lam, f, A),
                           np.asarray(edf), gradient, fast, n_fast, 0, np.asarray(cov),
                           objective=f, decrement=decrement,
-                          gradient_max=np.abs(g).max(axis=0))
+                          gradient_max=np.abs(g).max(axis=0),
+                          slope=np.where(present, slope, np.nan) if exact else None)
     beta, V, A, n_inner, ok = inner(rho, beta)
     converged = np.zeros(U, bool)
     stopped = np.zeros(U, bool)  # no decrease of V along the step: at V's numerical minimum

@@ -208,10 +208,13 @@ class Comparison:
                 # does not change with the number of rows, so the fold starts from the same
                 # lam (real coupled HD model: REML's strengths end within ~0.1 of it, against
                 # ~0.3 from the same per-row strength)
+                # ... and steers by its REML slope at the answer until it has its own (the
+                # slope 0.5 tr(A^-1 dH/drho) barely changes with the number of rows)
                 init = None if full is None else (
                     full.weights, full.intercepts,
                     None if full.smoothing is None else
-                    full.smoothing.strength * (self.valid.sum() / max(train.sum(), 1)))
+                    full.smoothing.strength * (self.valid.sum() / max(train.sum(), 1)),
+                    None if full.smoothing is None else full.smoothing.slope)
                 result = self.fit(name, train, init=init, private_rows=private_rows, fold=True)
         ll, bps, spikes = self.heldout(name, result, test, train=fold < 0)
         output = {"ll": ll, "bps": bps, "spikes": spikes,

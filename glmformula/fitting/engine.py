@@ -413,11 +413,13 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
     row_weight : ndarray (grid rows,), optional
         Rows to fit within the design's valid ones (> 0), e.g. a cross-validation fold's
         training rows. Default: every valid row.
-    init : (weights (P, U), intercepts (U,)[, smoothing strengths]), optional
+    init : (weights (P, U), intercepts (U,)[, smoothing strengths[, REML slope]]), optional
         Warm start, in the original basis (e.g. the weights of a fit on all rows, and its
         chosen smoothness strengths: a fold's search then starts there). The strengths are
         an array (M, U) in this design's penalty order, or a dict penalty key -> (U,) (a
-        nested model's; keys it lacks start from the default).
+        nested model's; keys it lacks start from the default). With an array, the fit's
+        REML slope at its answer (``SmoothingFit.slope``, (M, U)) may follow: the
+        search steers by it until it has its own.
     covariance, log_likelihood : bool
         Whether to compute standard errors (now or on first use) and the training
         log-likelihood (cross-validation needs neither).
@@ -612,20 +614,22 @@ def _choose_strengths(problem, setup, groups, plan, solver_options, options: Fit
     dispersion ``a`` is estimated with the weights, so its strengths alternate with it: REML
     at a dispersion, the dispersion of the fit at those strengths, until ``log a`` settles
     (the first dispersion from the fit at the Poisson likelihood's strengths)."""
-    def choose(family, initial, begin, theta=None):
+    def choose(family, initial, begin, theta=None, slope=None):
         return smoothing.choose_strengths(
             problem, setup, groups, smoothing.unit_term_columns(plan),
             regularizer=solver_options["regularizer"], dtype=options.dtype,
             initial_strength=initial, start=begin, family=family, theta=theta,
-            relative_tol=relative_tol)
+            relative_tol=relative_tol, initial_slope=slope)
 
     initial = None if init is None or len(init) < 3 else init[2]
+    # the extra slope at the starting fit's answer (same keys: a fit of the same model)
+    slope = None if init is None or len(init) < 4 or isinstance(initial, dict) else init[3]
     if isinstance(initial, dict):  # by penalty key (another model's): NaN where it has none
         U = problem.n_units
         initial = np.array([np.broadcast_to(np.asarray(initial.get(key, np.nan), float), (U,))
                             for key in setup.keys]).reshape(len(setup.keys), U)
     if options.family != "negative_binomial":
-        return choose(options.family, initial, start)
+        return choose(options.family, initial, start, slope=slope)
     fit = choose("poisson", initial, start)
     log_a = None
     for _ in range(NB_ROUNDS):

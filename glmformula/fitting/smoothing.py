@@ -105,6 +105,9 @@ class SmoothingFit:
         where REML did not certify its weights (see :meth:`certified`).
     excluded_columns : tuple of int
         Columns all zero in the fitted rows (weight 0).
+    slope : ndarray (M, U) or None
+        REML's extra slope at the answer (:attr:`.reml.RemlResult.slope`; NaN where none):
+        where a fit warm-started from this one begins (``initial_slope``).
     """
 
     keys: tuple
@@ -122,6 +125,7 @@ class SmoothingFit:
     newton_criterion: np.ndarray | None = None
     grad_norm: np.ndarray | None = None
     excluded_columns: tuple = ()
+    slope: np.ndarray | None = None
 
     def certified(self, tol: float) -> bool:
         """Whether ``start`` is the penalised fit to Newton's tolerance ``tol`` for every unit
@@ -169,7 +173,8 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
                      exact: bool = True, initial_strength: np.ndarray | None = None,
                      start: tuple | None = None, family: str = "poisson",
                      theta: np.ndarray | None = None,
-                     relative_tol: float = reml.RELATIVE_TOL) -> SmoothingFit:
+                     relative_tol: float = reml.RELATIVE_TOL,
+                     initial_slope: np.ndarray | None = None) -> SmoothingFit:
     """Choose every unit's strengths by REML on ``problem``'s rows (weighted by its
     ``row_weight``), in groups of units on their own columns when given.
 
@@ -185,6 +190,10 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
 
     ``relative_tol``: the search's tolerance on ``|dV/drho| / |V|`` (:func:`.reml.select`;
     :data:`.reml.FOLD_RELATIVE_TOL` for a cross-validation fold).
+
+    ``initial_slope`` (M, U): with ``initial_strength`` and ``start``, REML's extra slope at
+    that fit's answer (:attr:`SmoothingFit.slope`; NaN where none): a unit starting from
+    that fit steers by it until its own is computed (one pass over the rows fewer).
 
     Returns the strengths, the effective degrees of freedom and the penalty matrix of the final
     fit.
@@ -206,6 +215,7 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
     edf_columns = np.zeros((U, P))
     W = np.zeros((P, U))
     objective, newton_criterion, grad_norm = (np.full(U, np.nan) for _ in range(3))
+    slope = np.full((M, U), np.nan)
     n_outer = n_inner = 0
     name = "float64" if dtype is None else str(dtype)
 
@@ -245,9 +255,11 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
             if start is not None:
                 beta0[:-1] = np.asarray(start[0], float)[np.ix_(columns, units)] * keep.T
                 beta0[-1] = np.asarray(start[1], float)[units]
+            given_slope = None if initial_slope is None or warm is False else \
+                np.asarray(initial_slope, float)[:, units]
             result = reml.select(block, keep_aug, Sg, fixed, beta0, rho0, present=present,
                                  dtype=dt, exact=exact, center=guess, warm=warm,
-                                 relative_tol=relative_tol)
+                                 relative_tol=relative_tol, start_slope=given_slope)
         return units, columns, result
 
     # no response: nothing to learn a strength from
@@ -266,6 +278,8 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
         total_edf[units] = result.edf.sum(axis=1)
         criterion[units] = result.criterion
         converged[units] = result.converged
+        if result.slope is not None:
+            slope[:, units] = result.slope
         # in the Poisson solver's terms (mean objective; its criterion's scale is the rate)
         if result.decrement is not None and family == "poisson":
             objective[units] = result.objective / n
@@ -291,7 +305,7 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
     return SmoothingFit(setup.keys, setup.key_terms, strength, edf, total_edf, criterion,
                         converged, n_outer, n_inner, penalty_matrix, (W, b), objective,
                         newton_criterion, grad_norm,
-                        tuple(int(j) for j in np.flatnonzero(~with_data)))
+                        tuple(int(j) for j in np.flatnonzero(~with_data)), slope)
 
 
 def _column_statistics(X: np.ndarray, row_weight: np.ndarray,

@@ -55,7 +55,7 @@ def test_block_traces_inverses_and_log_determinants_equal_the_dense_ones():
     host, lam, A, _, _ = _penalties()
     Ainv = np.linalg.inv(A)
     dense = np.einsum("upq,muqr,urs,nusp->mnu", Ainv, host.S, Ainv, host.S)
-    np.testing.assert_allclose(reml._pair_traces(Ainv, host.S, host.blocks.of_penalties), dense,
+    np.testing.assert_allclose(reml._pair_traces(Ainv, host.penalty_blocks), dense,
                                rtol=1e-10, atol=1e-12 * np.abs(dense).max())
     inverse, logdet = reml._inverse_and_logdet(A)
     np.testing.assert_allclose(inverse, Ainv, rtol=1e-9, atol=1e-12 * np.abs(Ainv).max())
@@ -79,10 +79,26 @@ def test_block_traces_inverses_and_log_determinants_equal_the_dense_ones():
     # the partial penalty (columns 18-20) is its own block of 3 within the tensor's 6 columns
     assert [idx.shape for idx in host.blocks.of_penalties[5]] == [(1, 3)]
     assert [idx.shape for idx in host.blocks.of_penalties[2]] == [(2, 4)]
+    # S(lam), S_m b and tr(A^-1 S_m) from the penalties' blocks equal the dense ones
+    b = np.random.default_rng(5).standard_normal((A.shape[0], A.shape[-1]))
+    dense_total = np.einsum("mu,mupq->upq", lam, host.S) + host.fixed
+    np.testing.assert_allclose(host.total(lam), dense_total, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(host.times(b), np.einsum("mupq,uq->mup", host.S, b),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(host.traces(Ainv), np.einsum("upq,mupq->mu", Ainv, host.S),
+                               rtol=1e-12, atol=1e-12)
     # a subset of units and a scaled problem keep their blocks consistent
-    sub = host.subset(np.array([2, 0]))
-    np.testing.assert_allclose(sub.penalty_log_det(lam[:, [2, 0]]), logdet_B[[2, 0]],
+    units = np.array([2, 0])
+    sub = host.subset(units)
+    np.testing.assert_allclose(sub.penalty_log_det(lam[:, units]), logdet_B[units],
                                rtol=1e-12)
+    np.testing.assert_allclose(sub.total(lam[:, units]), dense_total[units], rtol=1e-14,
+                               atol=1e-14)
+    np.testing.assert_allclose(sub.traces(Ainv[units]), host.traces(Ainv)[:, units],
+                               rtol=1e-14)
+    np.testing.assert_allclose(reml._pair_traces(Ainv[units], sub.penalty_blocks),
+                               dense[:, :, units], rtol=1e-10,
+                               atol=1e-12 * np.abs(dense).max())
 
 
 def test_criterion_derivatives_match_finite_differences():
