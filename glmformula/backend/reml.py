@@ -984,11 +984,17 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
         # the model's V, A, optimum b and A^-1 from one factorisation (the host search
         # starts from them)
         V_model, A, b, Ainv = model.criterion(host, lam)
+        # Newton's decrement of the weights: how far they are from the model's optimum
+        step = b - beta.T
+        decrement = np.einsum("up,upq,uq->u", step, A, step)
+        weights_done = decrement <= 1e-8 * (1.0 + scale)
         # The extra slope is small and changes slowly: it is refreshed for the units whose
-        # strengths have settled (a pass saved in each of the first, far-off iterations), and
-        # a unit converges only on a fresh one. Every choice is per unit, so that a unit's
-        # answer does not depend on the units fitted with it.
-        fresh = np.full(U, exact and not first_step) & (moved < np.where(have, 0.05, 0.5))
+        # strengths have settled (a pass saved in each of the first, far-off iterations) or
+        # whose weights are at their optimum (they may converge now), and a unit converges
+        # only on a fresh one. Every choice is per unit, so that a unit's answer does not
+        # depend on the units fitted with it.
+        fresh = np.full(U, exact and not first_step) & (
+            (moved < np.where(have, 0.05, 0.5)) | weights_done)
         if fresh.any():
             Sb = host.times(b)
             dbeta = -lam[:, :, None] * np.einsum("upq,muq->mup", Ainv, Sb)
@@ -1023,11 +1029,9 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
                 at_start=None if with_scale else (V_model[todo], A[todo], b[todo], Ainv[todo]))
             new_rho[:, todo] += shift
             known[todo] = not with_scale  # (a scaled model's optimum is in its own terms)
-        step = b - beta.T
-        decrement = np.einsum("up,upq,uq->u", step, A, step)
         free = _free(rho - log_phi, gradient, present, low - log_phi, high - log_phi)
         now = ((np.all(np.abs(np.where(free, gradient, 0.0)) < tol_units, axis=0) | stuck)
-               & (decrement <= 1e-8 * (1.0 + scale)) & (fresh | (not exact))) & ~converged
+               & weights_done & (fresh | (not exact))) & ~converged
         # a converged unit stays where it is
         final_gradient[:, now] = gradient[:, now]
         converged |= now
