@@ -147,6 +147,28 @@ def test_a_cold_search_moves_log_strengths_by_at_most_the_cap(monkeypatch, cap):
         assert max(moves) <= limit + 1e-9
 
 
+def _fold_rows(design, fold: int):
+    """(held-out rows, training rows) of fold ``fold`` of 5 contiguous folds."""
+    valid = np.flatnonzero(design.valid)
+    test = np.zeros_like(design.valid)
+    test[valid[fold * len(valid) // 5:(fold + 1) * len(valid) // 5]] = True
+    return test, design.valid & ~test
+
+
+def _fit_rows(design, train, init, fold: bool):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return engine.fit_design(design, engine.FitOptions(), row_weight=train, init=init,
+                                 covariance=False, log_likelihood=False, fold=fold)
+
+
+def _held_out_ll(design, test, fit) -> np.ndarray:
+    """Each unit's Poisson log-likelihood on the held-out rows (without log y!)."""
+    rows = np.flatnonzero(test)
+    eta = design.storage[rows] @ fit.weights + fit.intercepts
+    return np.sum(design.counts[rows] * eta - np.exp(eta), axis=0)
+
+
 def test_a_fold_stops_at_mgcvs_tolerance_with_the_same_held_out_fit(design, monkeypatch):
     """A cross-validation fold's strengths are searched to mgcv's own tolerance (``|dV/drho|
     <= 5e-6 |V|``, ``reml.FOLD_RELATIVE_TOL``) rather than a tenth of it: fewer iterations,
@@ -165,22 +187,15 @@ def test_a_fold_stops_at_mgcvs_tolerance_with_the_same_held_out_fit(design, monk
 
     monkeypatch.setattr(reml, "select", recording)
     full = _fit(design)
-    valid = np.flatnonzero(design.valid)
     fewer, looser = [], []
     for fold in range(2):
-        test = np.zeros_like(design.valid)
-        test[valid[fold * len(valid) // 5:(fold + 1) * len(valid) // 5]] = True
-        train = design.valid & ~test
+        test, train = _fold_rows(design, fold)
         init = (full.weights, full.intercepts,
                 full.smoothing.strength * design.valid.sum() / train.sum())
         fits = {}
         for is_fold in (False, True):
             ends.clear()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fits[is_fold] = engine.fit_design(design, engine.FitOptions(), row_weight=train,
-                                                  init=init, covariance=False,
-                                                  log_likelihood=False, fold=is_fold)
+            fits[is_fold] = _fit_rows(design, train, init, is_fold)
             fits[is_fold, "end"] = ends[-1]
         (tight_grad, tight_n), (fold_grad, fold_n) = fits[False, "end"], fits[True, "end"]
         fewer.append(fold_n < tight_n)
@@ -188,12 +203,8 @@ def test_a_fold_stops_at_mgcvs_tolerance_with_the_same_held_out_fit(design, monk
         assert tight_grad.max() <= reml.RELATIVE_TOL and fold_grad.max() <= reml.FOLD_RELATIVE_TOL
         V = {k: fits[k].smoothing.criterion for k in (False, True)}
         np.testing.assert_allclose(V[True], V[False], rtol=1e-6)
-        rows = np.flatnonzero(test)
-        eta = {k: design.storage[rows] @ fits[k].weights + fits[k].intercepts
-               for k in (False, True)}
-        counts = design.counts[rows]
-        ll = {k: np.sum(counts * eta[k] - np.exp(eta[k]), axis=0) for k in (False, True)}
-        np.testing.assert_allclose(ll[True], ll[False], rtol=2e-5)
+        np.testing.assert_allclose(_held_out_ll(design, test, fits[True]),
+                                   _held_out_ll(design, test, fits[False]), rtol=2e-5)
     assert any(fewer) and any(looser)
 
 
@@ -216,29 +227,18 @@ def test_a_fold_steers_by_the_slope_of_the_fit_it_starts_from(design, monkeypatc
     full = _fit(design)
     assert full.smoothing.slope.shape == full.smoothing.strength.shape
     assert np.isfinite(full.smoothing.slope[np.isfinite(full.smoothing.strength)]).all()
-    valid = np.flatnonzero(design.valid)
-    test = np.zeros_like(design.valid)
-    test[valid[: len(valid) // 5]] = True
-    train = design.valid & ~test
+    test, train = _fold_rows(design, 0)
     strengths = full.smoothing.strength * design.valid.sum() / train.sum()
     fits, counts = {}, {}
     for with_slope in (False, True):
         init = (full.weights, full.intercepts, strengths) + (
             (full.smoothing.slope,) if with_slope else ())
         passes.clear()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fits[with_slope] = engine.fit_design(design, engine.FitOptions(), row_weight=train,
-                                                 init=init, covariance=False,
-                                                 log_likelihood=False, fold=True)
+        fits[with_slope] = _fit_rows(design, train, init, fold=True)
         counts[with_slope] = len(passes)
     assert counts[True] < counts[False], counts
     assert fits[True].smoothing.converged.all()
     np.testing.assert_allclose(fits[True].smoothing.criterion, fits[False].smoothing.criterion,
                                rtol=1e-6)
-    rows = np.flatnonzero(test)
-    ll = {}
-    for k, fit in fits.items():
-        eta = design.storage[rows] @ fit.weights + fit.intercepts
-        ll[k] = np.sum(design.counts[rows] * eta - np.exp(eta), axis=0)
-    np.testing.assert_allclose(ll[True], ll[False], rtol=2e-5)
+    np.testing.assert_allclose(_held_out_ll(design, test, fits[True]),
+                               _held_out_ll(design, test, fits[False]), rtol=2e-5)
