@@ -443,6 +443,8 @@ def part_b(args, command: str) -> dict:
 
 def report_b(out: dict, command: str, args) -> str:
     a, r = out["auto"], out["ridge"]
+    runs = out["runs"]
+    alternated = len(runs) > 1
     rows = []
     for name, m in a["models"].items():
         q = r["models"][name]
@@ -506,17 +508,15 @@ def report_b(out: dict, command: str, args) -> str:
                   "edf (auto, all cells)", "n_params (ridge)", "fit s, auto (6 fits)",
                   "fit s, ridge (6 fits)", "REML outer iterations"], rows, "llrrrrrrrr"), "",
              "Time of each comparison (binning, designs, 4 models x 6 fits, scores), "
-             + ("" if len(out.get("runs", [])) < 2 else
-                f"{len(out['runs'])} pairs alternated in one process (auto, ridge, auto, ...): ")
+             + (f"{len(runs)} pairs alternated in one process (auto, ridge, auto, ...): "
+                if alternated else "")
              + "; ".join(f"auto {run['auto_seconds']:.1f} s (load "
                          f"{fmt_load(run['auto_load'])} at its start), Ridge({B_RIDGE:g}) "
                          f"{run['ridge_seconds']:.1f} s (load {fmt_load(run['ridge_load'])})"
-                         for run in out.get("runs", [{
-                             "auto_seconds": a["seconds"], "ridge_seconds": r["seconds"],
-                             "auto_load": a["load_before"], "ridge_load": r["load_before"]}]))
+                         for run in runs)
              + f"; ratio {out['ratio_auto_over_ridge']:.2f}"
-             + ("" if len(out.get("runs", [])) < 2 else " (of the summed times)")
-             + " (issue 17's target: at most 2). The tables are the first pair's. The "
+             + (" (of the summed times; the tables are the first pair's)" if alternated else "")
+             + " (issue 17's target: at most 2). The "
              f"folds of the models below `FOLDS_SIDE_BY_SIDE_BELOW` (here `null` and `hd`) ran "
              f"{out.get('threads', 1)} at a time on threads (`gf.config.threads`), so their "
              "'fit s' (the sum of their fits' times) can exceed their share of the "

@@ -210,11 +210,10 @@ class Comparison:
                 # ~0.3 from the same per-row strength)
                 # ... and steers by its REML slope at the answer until it has its own (the
                 # slope 0.5 tr(A^-1 dH/drho) barely changes with the number of rows)
-                init = None if full is None else (
-                    full.weights, full.intercepts,
-                    None if full.smoothing is None else
-                    full.smoothing.strength * (self.valid.sum() / max(train.sum(), 1)),
-                    None if full.smoothing is None else full.smoothing.slope)
+                smooth = None if full is None else full.smoothing
+                init = None if full is None else (full.weights, full.intercepts) + (
+                    () if smooth is None else
+                    (smooth.strength * (self.valid.sum() / max(train.sum(), 1)), smooth.slope))
                 result = self.fit(name, train, init=init, private_rows=private_rows, fold=True)
         ll, bps, spikes = self.heldout(name, result, test, train=fold < 0)
         output = {"ll": ll, "bps": bps, "spikes": spikes,

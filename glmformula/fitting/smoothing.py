@@ -255,7 +255,8 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
             if start is not None:
                 beta0[:-1] = np.asarray(start[0], float)[np.ix_(columns, units)] * keep.T
                 beta0[-1] = np.asarray(start[1], float)[units]
-            given_slope = None if initial_slope is None or warm is False else \
+            # (select reads it for the warm units only)
+            given_slope = None if initial_slope is None else \
                 np.asarray(initial_slope, float)[:, units]
             result = reml.select(block, keep_aug, Sg, fixed, beta0, rho0, present=present,
                                  dtype=dt, exact=exact, center=guess, warm=warm,
