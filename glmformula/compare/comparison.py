@@ -185,7 +185,8 @@ class Comparison:
                 explained = 1 - parts["deviance"] / parts["null_deviance"]
             return parts["ll"], explained, parts["null_deviance"]
         expected = poisson.expected_counts(eta)
-        return (poisson.log_likelihood(counts, expected), scores.bits_per_spike(counts, expected),
+        ll = poisson.log_likelihood(counts, expected)
+        return (ll, scores.bits_per_spike(counts, expected, model_log_likelihood=ll),
                 counts.sum(axis=0))
 
     def run_task(self, name: str, fold: int, private_rows: bool = False) -> dict:

@@ -310,17 +310,27 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
 
 
 def _column_statistics(X: np.ndarray, row_weight: np.ndarray,
-                       chunk: int = 16_384) -> tuple[np.ndarray, np.ndarray]:
+                       chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Which columns of ``X`` are non-zero on some row of positive weight (P,) and the
-    weighted sums of their squares (P,), in one pass over chunks of rows: no copy of the whole
-    design (``X * X`` of the real coupled design is 0.5 GB: ~1 s)."""
-    seen = np.zeros(X.shape[1], bool)
+    weighted sums of their squares (P,), in one pass over chunks of rows squared into one
+    reused buffer: no copy of the whole design (``X * X`` of the real coupled design is 0.5
+    GB: ~1 s) and no copy of the rows of positive weight (5x faster than selecting them:
+    0.2 -> 0.03-0.05 s on a fold of the real history model's 268 columns).
+
+    Row weights are non-negative, so a column's weighted sum of squares is positive exactly
+    where it is non-zero on a row of positive weight; only a column whose squares underflow
+    (values below ~1e-154) is looked at again."""
     squares = np.zeros(X.shape[1])
+    buffer = np.empty((min(chunk, X.shape[0]), X.shape[1]))
     for start in range(0, X.shape[0], chunk):
-        weight = row_weight[start:start + chunk]
-        rows = X[start:start + chunk][weight > 0]
-        seen |= (rows != 0).any(axis=0)
-        squares += weight[weight > 0] @ np.square(rows, dtype=float)
+        rows = X[start:start + chunk]
+        square = buffer[:len(rows)]
+        np.multiply(rows, rows, out=square)
+        squares += row_weight[start:start + chunk] @ square
+    seen = squares > 0
+    weighted = row_weight > 0
+    for j in np.flatnonzero(~seen):
+        seen[j] = bool(np.any((X[:, j] != 0) & weighted))
     return seen, squares
 
 

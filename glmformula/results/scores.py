@@ -31,12 +31,16 @@ from ..fitting.poisson import log_likelihood, mean_rate_log_likelihood, saturate
 poisson_log_likelihood = log_likelihood  # the name the rest of results/ uses
 
 
-def bits_per_spike(counts, expected, weights=None) -> np.ndarray:
-    """Information gained per spike over the mean-rate model (bits/spike), per unit."""
+def bits_per_spike(counts, expected, weights=None, *, model_log_likelihood=None) -> np.ndarray:
+    """Information gained per spike over the mean-rate model (bits/spike), per unit.
+    ``model_log_likelihood``: :func:`poisson_log_likelihood` of ``expected`` if already known
+    (held-out scores compute it anyway)."""
     counts = np.asarray(counts, float)
     w = np.ones(counts.shape[0]) if weights is None else np.asarray(weights, float)
     n_spikes = w @ counts
-    gain = poisson_log_likelihood(counts, expected, w) - mean_rate_log_likelihood(counts, w)
+    if model_log_likelihood is None:
+        model_log_likelihood = poisson_log_likelihood(counts, expected, w)
+    gain = model_log_likelihood - mean_rate_log_likelihood(counts, w)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n_spikes > 0, gain / (n_spikes * np.log(2)), np.nan)
 

@@ -147,3 +147,24 @@ def test_symmetric_inverse_by_cholesky_and_by_lu(p):
     np.testing.assert_allclose(inverse, np.linalg.inv(A), rtol=1e-10, atol=1e-12)
     sign, expected = np.linalg.slogdet(A)
     np.testing.assert_allclose(logdet, np.where(sign > 0, expected, np.inf), rtol=1e-12)
+
+
+def test_column_statistics_match_their_definition():
+    """Columns seen on rows of positive weight and their weighted sums of squares, including
+    a column non-zero only where the weight is 0 and one whose squares underflow."""
+    from glmformula.fitting.smoothing import _column_statistics
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((10_000, 6))
+    X[rng.random(X.shape) < 0.7] = 0.0
+    weight = rng.random(10_000) * (rng.random(10_000) > 0.2)
+    X[:, 2] = 0.0
+    X[weight == 0, 3] = 1.0
+    X[weight > 0, 3] = 0.0  # only on rows of weight 0
+    X[:, 4] = 0.0
+    X[np.flatnonzero(weight > 0)[7], 4] = 1e-170  # its square underflows
+    seen, squares = _column_statistics(X, weight, chunk=999)
+    positive = weight > 0
+    np.testing.assert_array_equal(seen, ((X != 0) & positive[:, None]).any(axis=0))
+    np.testing.assert_allclose(squares, weight @ X ** 2, rtol=1e-12)
+    assert list(seen) == [True, True, False, False, True, True]
