@@ -721,22 +721,23 @@ def fused_model_applies(obs, strategy: str, n_units: int) -> bool:
 FUSED_MODEL_MIN_UNITS = 16
 
 
-def _model_chunk(n_cols: int, n_units: int, strategy: str, itemsize: int) -> int:
+def _model_chunk(n_cols: int, n_units: int, itemsize: int) -> int:
     """Rows per chunk of :func:`poisson_model_sums`: ~``_SUMS_CHUNK_BYTES`` of the chunk's
-    design, per-row arrays and (pairs) column-pair products."""
+    design, per-row arrays and column-pair products."""
     p = n_cols + 1
-    pairs = p * (p + 1) // 2 if strategy == "pairs" else 0
-    row_bytes = (p + pairs + 3 * n_units) * itemsize
+    row_bytes = (p + p * (p + 1) // 2 + 3 * n_units) * itemsize
     return int(np.clip(_SUMS_CHUNK_BYTES // max(row_bytes, 1), 256, 8192))
 
 
-def poisson_model_sums(X, Y, rw, offset, W, b, strategy: str):
+def poisson_model_sums(X, Y, rw, offset, W, b):
     """The Poisson loss sum (U,), its gradient sums (P+1, U) and Hessian sums (U, P+1, P+1)
     at weights ``W`` (P, U) and intercepts ``b`` (U,), intercept last, in ONE pass over row
     chunks: each chunk's linear predictor, rates, residuals and curvature weights are formed
-    and used while its rows are in cache.
+    and used while its rows are in cache, the Hessians from the chunk's column-pair products
+    (the intercept a column of the chunk) in one matrix product for all units.
 
-    The same sums as :func:`value_grad_sums` and :func:`hessian_sum` of :func:`curvature`
+    The same sums as :func:`value_grad_sums` and :func:`hessian_sum` (``"pairs"``) of
+    :func:`curvature`
     (to rounding; the rates as :func:`_rate`'s, bit for bit below the cap), which
     materialise the (T, U) predictor and weights and read the design twice. For REML's
     exact passes on narrow designs (:func:`fused_model_applies`). Measured (random arrays of
@@ -748,7 +749,7 @@ def poisson_model_sums(X, Y, rw, offset, W, b, strategy: str):
     T, P = X.shape
     U = W.shape[1]
     iu, ju = np.triu_indices(P + 1)
-    chunk = _model_chunk(P, U, strategy, X.dtype.itemsize)
+    chunk = _model_chunk(P, U, X.dtype.itemsize)
     offset = jnp.broadcast_to(offset, (T, offset.shape[1]))
     cap = eta_cap(X.dtype)
 
@@ -760,10 +761,7 @@ def poisson_model_sums(X, Y, rw, offset, W, b, strategy: str):
         w = w[:, None]
         loss = jnp.sum(w * (r * (1.0 + d + 0.5 * d * d) - y * eta), axis=0)
         grad = lax.dot_general(xi, w * (r * (1.0 + d) - y), _ROWS)
-        curv = w * r
-        if strategy == "pairs":
-            return loss, grad, lax.dot_general(xi[:, iu] * xi[:, ju], curv, _ROWS)
-        return loss, grad, lax.dot_general(xi * curv, xi, _ROWS)[None]
+        return loss, grad, lax.dot_general(xi[:, iu] * xi[:, ju], w * r, _ROWS)
 
     def add(acc, sums):
         return tuple(a + s for a, s in zip(acc, sums))
@@ -780,11 +778,9 @@ def poisson_model_sums(X, Y, rw, offset, W, b, strategy: str):
     if rem:
         tail = slice(n_full * chunk, T)
         acc = add(acc, part(X[tail], Y[tail], rw[tail], offset[tail]))
-    loss, grad, H = acc
-    if strategy == "pairs":
-        H = jnp.zeros((U, P + 1, P + 1), X.dtype).at[:, iu, ju].set(H.T)
-        H = H + jnp.triu(H, 1).transpose(0, 2, 1)
-    return loss, grad, H
+    loss, grad, pairs = acc
+    H = jnp.zeros((U, P + 1, P + 1), X.dtype).at[:, iu, ju].set(pairs.T)
+    return loss, grad, H + jnp.triu(H, 1).transpose(0, 2, 1)
 
 
 def gram_sum(X, rw):

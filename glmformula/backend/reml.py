@@ -203,7 +203,7 @@ def loss_gradient_hessian(data: RemlData, beta, *, strategy: str, stride: int = 
             blk.obs, strategy, beta.shape[1]):
         # exact and narrow: the loss, gradient and Hessian from one pass over the rows
         loss, g, H = pb.poisson_model_sums(blk.X, blk.Y, blk.rw, blk.offset, beta[:-1],
-                                           beta[-1], strategy)
+                                           beta[-1])
         return loss, g * data.mask, H * m[:, :, None] * m[:, None, :], jnp.zeros_like(loss)
     eta = _eta(data, beta)
     loss, gw, gb, _ = pb.value_grad_sums(blk.X, blk.Y, blk.rw, eta, blk.obs)
