@@ -318,8 +318,8 @@ def _column_statistics(X: np.ndarray, row_weight: np.ndarray,
     0.2 -> 0.03-0.05 s on a fold of the real history model's 268 columns).
 
     Row weights are non-negative, so a column's weighted sum of squares is positive exactly
-    where it is non-zero on a row of positive weight; only a column whose squares underflow
-    (values below ~1e-154) is looked at again."""
+    where it is non-zero on a row of positive weight; only the other columns (empty, or whose
+    squares underflow: values below ~1e-154) are looked at again, in one pass."""
     squares = np.zeros(X.shape[1])
     buffer = np.empty((min(chunk, X.shape[0]), X.shape[1]))
     for start in range(0, X.shape[0], chunk):
@@ -328,9 +328,12 @@ def _column_statistics(X: np.ndarray, row_weight: np.ndarray,
         np.multiply(rows, rows, out=square)
         squares += row_weight[start:start + chunk] @ square
     seen = squares > 0
-    weighted = row_weight > 0
-    for j in np.flatnonzero(~seen):
-        seen[j] = bool(np.any((X[:, j] != 0) & weighted))
+    unseen = np.flatnonzero(~seen)  # empty, or squares that underflow: one more pass on them
+    if unseen.size:
+        weighted = row_weight > 0
+        for start in range(0, X.shape[0], chunk):
+            rows = X[start:start + chunk, unseen] != 0
+            seen[unseen] |= (rows & weighted[start:start + chunk, None]).any(axis=0)
     return seen, squares
 
 
