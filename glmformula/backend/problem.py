@@ -677,7 +677,14 @@ def _xtdx_pairs(X, D, compute=None):
         flat = lax.fori_loop(0, n_full, body, jnp.zeros((n_pairs, U), X.dtype))
         if rem:
             flat = flat + pairs(X[n_full * chunk :], D[n_full * chunk :])
-    H = jnp.zeros((U, P, P), X.dtype).at[:, iu, ju].set(flat.T)
+    return _symmetric_from_pairs(flat, P)
+
+
+def _symmetric_from_pairs(flat, n: int):
+    """The symmetric (U, n, n) matrices whose upper triangles (``np.triu_indices(n)`` order)
+    are the rows of ``flat`` (n (n+1) / 2, U)."""
+    iu, ju = np.triu_indices(n)
+    H = jnp.zeros((flat.shape[1], n, n), flat.dtype).at[:, iu, ju].set(flat.T)
     return H + jnp.triu(H, 1).transpose(0, 2, 1)
 
 
@@ -721,14 +728,6 @@ def fused_model_applies(obs, strategy: str, n_units: int) -> bool:
 FUSED_MODEL_MIN_UNITS = 16
 
 
-def _model_chunk(n_cols: int, n_units: int, itemsize: int) -> int:
-    """Rows per chunk of :func:`poisson_model_sums`: ~``_SUMS_CHUNK_BYTES`` of the chunk's
-    design, per-row arrays and column-pair products."""
-    p = n_cols + 1
-    row_bytes = (p + p * (p + 1) // 2 + 3 * n_units) * itemsize
-    return int(np.clip(_SUMS_CHUNK_BYTES // max(row_bytes, 1), 256, 8192))
-
-
 def poisson_model_sums(X, Y, rw, offset, W, b):
     """The Poisson loss sum (U,), its gradient sums (P+1, U) and Hessian sums (U, P+1, P+1)
     at weights ``W`` (P, U) and intercepts ``b`` (U,), intercept last, in ONE pass over row
@@ -749,7 +748,9 @@ def poisson_model_sums(X, Y, rw, offset, W, b):
     T, P = X.shape
     U = W.shape[1]
     iu, ju = np.triu_indices(P + 1)
-    chunk = _model_chunk(P, U, X.dtype.itemsize)
+    # ~_SUMS_CHUNK_BYTES of the chunk's design, column-pair products and per-row arrays (at
+    # most 8,192 rows: larger chunks were slower)
+    chunk = min(_sums_chunk(P + 1 + len(iu), U, X.dtype.itemsize), 8192)
     offset = jnp.broadcast_to(offset, (T, offset.shape[1]))
     cap = eta_cap(X.dtype)
 
@@ -779,8 +780,7 @@ def poisson_model_sums(X, Y, rw, offset, W, b):
         tail = slice(n_full * chunk, T)
         acc = add(acc, part(X[tail], Y[tail], rw[tail], offset[tail]))
     loss, grad, pairs = acc
-    H = jnp.zeros((U, P + 1, P + 1), X.dtype).at[:, iu, ju].set(pairs.T)
-    return loss, grad, H + jnp.triu(H, 1).transpose(0, 2, 1)
+    return loss, grad, _symmetric_from_pairs(pairs, P + 1)
 
 
 def gram_sum(X, rw):

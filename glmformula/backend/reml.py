@@ -198,23 +198,24 @@ def loss_gradient_hessian(data: RemlData, beta, *, strategy: str, stride: int = 
     performance iteration works on (one pass over the rows and one Hessian; the Hessian as
     :func:`.problem.curvature_sampling` says)."""
     blk = data.block
-    m = data.mask.T
     if stride == 1 and compute is None and data.tiles is None and pb.fused_model_applies(
             blk.obs, strategy, beta.shape[1]):
         # exact and narrow: the loss, gradient and Hessian from one pass over the rows
         loss, g, H = pb.poisson_model_sums(blk.X, blk.Y, blk.rw, blk.offset, beta[:-1],
                                            beta[-1])
-        return loss, g * data.mask, H * m[:, :, None] * m[:, None, :], jnp.zeros_like(loss)
-    eta = _eta(data, beta)
-    loss, gw, gb, _ = pb.value_grad_sums(blk.X, blk.Y, blk.rw, eta, blk.obs)
-    g = jnp.concatenate([gw, gb[None, :]], axis=0) * data.mask
-    H = pb.sampled_hessian(data, pb.curvature(eta, blk.rw, blk.Y, blk.obs), strategy, stride,
-                          compute)
-    if blk.obs.name in SCALED:  # the Pearson sum, for the family's scale
-        pearson = jnp.sum(blk.rw[:, None] * fam.pearson_rows(blk.obs, eta, blk.Y), axis=0)
-    else:
         pearson = jnp.zeros_like(loss)
-    return loss, g, H * m[:, :, None] * m[:, None, :], pearson
+    else:
+        eta = _eta(data, beta)
+        loss, gw, gb, _ = pb.value_grad_sums(blk.X, blk.Y, blk.rw, eta, blk.obs)
+        g = jnp.concatenate([gw, gb[None, :]], axis=0)
+        H = pb.sampled_hessian(data, pb.curvature(eta, blk.rw, blk.Y, blk.obs), strategy,
+                               stride, compute)
+        if blk.obs.name in SCALED:  # the Pearson sum, for the family's scale
+            pearson = jnp.sum(blk.rw[:, None] * fam.pearson_rows(blk.obs, eta, blk.Y), axis=0)
+        else:
+            pearson = jnp.zeros_like(loss)
+    m = data.mask.T
+    return loss, g * data.mask, H * m[:, :, None] * m[:, None, :], pearson
 
 
 def loss_gradient(data: RemlData, beta):

@@ -44,13 +44,14 @@ def _log_factorials(counts: np.ndarray, weights: np.ndarray | None = None):
     nothing (0! = 1! = 1), so this reads the few bins with several spikes (any other value,
     non-integer included, as ``gammaln`` gives it)."""
     counts = np.asarray(counts)
+    w = None if weights is None else np.asarray(weights, float)
     many = (counts != 0) & (counts != 1)
-    if weights is not None:
-        many &= (np.asarray(weights, float) != 0).reshape(-1, *([1] * (counts.ndim - 1)))
+    if w is not None:
+        many &= (w != 0).reshape(-1, *([1] * (counts.ndim - 1)))
     where = np.nonzero(many)
     values = gammaln(counts[where].astype(float) + 1.0)
-    if weights is not None:
-        values = values * np.asarray(weights, float)[where[0]]
+    if w is not None:
+        values = values * w[where[0]]
     if counts.ndim == 1:
         return values.sum()
     flat = np.ravel_multi_index(where[1:], counts.shape[1:])
@@ -68,8 +69,7 @@ def log_likelihood_from_objective(objective: np.ndarray, counts: np.ndarray,
     bins with several spikes, not every bin (equal to :func:`log_likelihood` to ~1e-14 on the
     real head-direction recording)."""
     w = np.asarray(weights, float)
-    log_factorial = _log_factorials(counts, w)
-    return -float(w.sum()) * np.asarray(objective, float) - log_factorial
+    return -float(w.sum()) * np.asarray(objective, float) - _log_factorials(counts, w)
 
 
 def mean_rate_log_likelihood(counts: np.ndarray, weights: np.ndarray | None = None):
