@@ -73,12 +73,45 @@ RELEASE = 1e-2
 #: bits/spike move by at most 2e-4 (mean 3e-6); a fold started cold rather than from the fit
 #: on all rows (a worker of a distributed comparison) scores within ~1e-6 bits/spike.
 RELATIVE_TOL = 5e-7
-#: The relative tolerance of a cross-validation fold's search (``select(relative_tol=...)``):
+#: The relative tolerance of a cross-validation fold's search (:data:`FOLD_TOLERANCE`):
 #: mgcv's own (``5 conv.tol``). A fold's fit is only scored on its held-out rows, and its
 #: strengths are not reported; on the real coupled head-direction model (32 cells, 10 ms,
 #: five folds alternated with 5e-7 in one process) a fold took 14.3-17.7 s against 15.7-19.4 s
 #: and its held-out log-likelihood moved by 0.006-0.20 nats of ~190,000 (higher in 4 of 5).
 FOLD_RELATIVE_TOL = 5e-6
+#: A unit's strengths converge only where its weights are at the model's penalised optimum:
+#: Newton's decrement (sum scale) at most this times ``1 + spikes``.
+WEIGHTS_TOL = 1e-8
+#: The same for a cross-validation fold whose model's Hessians are estimates (float32 products
+#: of sampled rows: the wide designs of :func:`.problem.curvature_sampling`). Its weights then
+#: approach the optimum by a factor of only ~1e-2-1e-4 per iteration (a Hessian pass each), and
+#: the strengths chosen on a model within 1e-6 of its optimum (~1e-3 in the predictor) are as
+#: good as the sampled Hessian lets them be. On the real coupled head-direction model half the
+#: units of a fold were there at the search's third iteration but not at 1e-8, which cost a
+#: fourth model and a second slope pass for all 32 units (~2 s of ~9 per fold). The weights
+#: are then refined to Newton's criterion at the chosen strengths all the same
+#: (:func:`polish`). With exact Hessians Newton's steps converge quadratically and reach
+#: :data:`WEIGHTS_TOL` at no extra cost. Measured: docs/performance_decisions.md, 'REML: a
+#: fold's weights at the precision of its model (session 20)'.
+FOLD_SAMPLED_WEIGHTS_TOL = 1e-6
+
+
+@attrs.frozen
+class SearchTolerance:
+    """Where REML's search (:func:`performance_iteration`) stops for a unit: every free
+    ``|dV/drho|`` at most ``relative |V|`` (or :data:`GRADIENT_TOL`), its weights within
+    :data:`WEIGHTS_TOL` x (1 + spikes) of the model's penalised optimum (Newton's decrement),
+    or within ``sampled_weights`` x (1 + spikes) where the model's Hessians are sampled
+    estimates."""
+
+    relative: float = RELATIVE_TOL
+    sampled_weights: float = WEIGHTS_TOL
+
+
+#: The tolerances of a fit that is reported (the default) and of a cross-validation fold's,
+#: which is only scored on its held-out rows (see the constants above).
+FIT_TOLERANCE = SearchTolerance()
+FOLD_TOLERANCE = SearchTolerance(FOLD_RELATIVE_TOL, FOLD_SAMPLED_WEIGHTS_TOL)
 #: The search's weights are refined (:func:`polish`) until each unit's Newton decrement (sum
 #: scale) is below this times its spikes: Newton's criterion ``sqrt(decrement / spikes)`` is
 #: then ~3e-9, under its tolerance 1e-8 with room for the Hessian's sampling error. At most
@@ -898,7 +931,8 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
                           rho: np.ndarray, *, present: np.ndarray, low: np.ndarray,
                           high: np.ndarray, strategy: str, dtype, exact: bool, tol: float,
                           max_iter: int = 30, sampling: dict | None = None,
-                          warm: np.ndarray | bool = False, relative_tol: float = RELATIVE_TOL,
+                          warm: np.ndarray | bool = False,
+                          tolerance: SearchTolerance = FIT_TOLERANCE,
                           start_slope: np.ndarray | None = None):
     """Strengths and weights together, a few passes over the rows per iteration (Gu's
     performance iteration, as mgcv's ``bam``; with the exact criterion's extra slope).
@@ -919,8 +953,8 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
     cross-validation fold starts from the fit on all rows): their extra slope is computed from
     the first iteration on (a cold start waits until the strengths settle).
 
-    ``relative_tol``: a unit converges when its gradient is below ``max(tol, relative_tol
-    |V|)`` (:data:`RELATIVE_TOL`; :data:`FOLD_RELATIVE_TOL` for a cross-validation fold).
+    ``tolerance``: where a unit converges (:class:`SearchTolerance`: :data:`FIT_TOLERANCE`;
+    :data:`FOLD_TOLERANCE` for a cross-validation fold).
 
     ``start_slope`` (M, U): the extra slope at the answer of the fit a warm unit starts from
     (:attr:`RemlResult.slope`; NaN: none). Such a unit steers by it until its strengths settle
@@ -937,6 +971,9 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
     sampling = sampling or {}
     passes = {"strategy": strategy, **sampling}
     wide = sampling.get("stride", 1) > 1
+    # the weights to the precision of the model the strengths are chosen on
+    weights_tol = (tolerance.sampled_weights if wide or sampling.get("compute") is not None
+                   else WEIGHTS_TOL)
     scale = np.asarray(data.scale)
 
     def lam_of(r):
@@ -994,7 +1031,7 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
         # Newton's decrement of the weights: how far they are from the model's optimum
         step = b - beta.T
         decrement = np.einsum("up,upq,uq->u", step, A, step)
-        weights_done = decrement <= 1e-8 * (1.0 + scale)
+        weights_done = decrement <= weights_tol * (1.0 + scale)
         # The extra slope is small and changes slowly: it is refreshed for the units whose
         # strengths have settled (a pass saved in each of the first, far-off iterations) or
         # whose weights are at their optimum (they may converge now), and a unit converges
@@ -1019,7 +1056,7 @@ def performance_iteration(data: RemlData, host: HostPenalties, beta: np.ndarray,
             smodel, shost, log_phi = model.scaled(phi), host.scaled(phi), np.log(phi)[None, :]
         # converged when the gradient is below tol, or below the rounding of V (relative 1e-9:
         # along a flat direction strengths barely matter and Newton's steps only wander)
-        tol_units = np.maximum(tol, relative_tol * np.abs(smodel.loss))
+        tol_units = np.maximum(tol, tolerance.relative * np.abs(smodel.loss))
         # the model's penalised optimum at the new strengths, where the host search found it
         known, optimum = np.zeros(U, bool), np.zeros((U, beta.shape[0]))
         if first_step:  # the start model is too crude to choose strengths from
@@ -1150,7 +1187,7 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
            beta0: np.ndarray, rho0: np.ndarray, *, present: np.ndarray, dtype=jnp.float64,
            exact: bool = True, max_outer: int = 40, tol: float = GRADIENT_TOL,
            center: np.ndarray | None = None, warm: np.ndarray | bool = False,
-           relative_tol: float = RELATIVE_TOL,
+           tolerance: SearchTolerance = FIT_TOLERANCE,
            start_slope: np.ndarray | None = None) -> RemlResult:
     """Minimise ``V(rho)`` for every unit (see the module docstring).
 
@@ -1180,9 +1217,9 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
     warm : bool or ndarray (U,) of bool
         Which units start from another fit's answer (``beta0`` and ``rho0``), see
         :func:`performance_iteration`.
-    relative_tol : float
-        The search stops where ``|dV/drho| <= relative_tol |V|`` (or ``tol``):
-        :data:`RELATIVE_TOL`, or :data:`FOLD_RELATIVE_TOL` for a cross-validation fold.
+    tolerance : SearchTolerance
+        Where the search stops (:data:`FIT_TOLERANCE`, or :data:`FOLD_TOLERANCE` for a
+        cross-validation fold).
     start_slope : ndarray (M, U), optional
         For warm units: the extra slope at the answer of the fit they start from
         (:attr:`RemlResult.slope`), see :func:`performance_iteration`.
@@ -1218,7 +1255,7 @@ def select(block: pb.Block, mask: np.ndarray, S: np.ndarray, fixed: np.ndarray,
     rho, beta, fast, n_fast, model, gradient, slope = performance_iteration(
         data, host, np.asarray(beta0, float), rho, present=present, low=low, high=high,
         strategy=strategy, dtype=dtype, exact=exact, tol=tol, sampling=sampling, warm=warm,
-        relative_tol=relative_tol, start_slope=start_slope)
+        tolerance=tolerance, start_slope=start_slope)
     # the usual case; otherwise Newton's outer iteration takes over from there (a family
     # with a scale has no such fallback: it is chosen anew at every performance iteration)
     if fast.all() or block.obs.name in SCALED:

@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import backend
 from .._memory import aligned_zeros
-from ..backend.reml import FOLD_RELATIVE_TOL, RELATIVE_TOL
+from ..backend.reml import FIT_TOLERANCE, FOLD_TOLERANCE, SearchTolerance
 from ..backend.solve import DEFAULT_TOL, MAX_COLUMN_MAGNITUDE
 from ..config import config
 from ..errors import FitError, FormulaError, GlmformulaWarning, warn
@@ -434,7 +434,8 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
         other's rotation.
     fold : bool
         A cross-validation fold's fit, only scored on held-out rows: REML's strengths to
-        mgcv's own tolerance (:data:`..backend.reml.FOLD_RELATIVE_TOL`), not a tenth of it.
+        mgcv's own tolerance, with the weights at the precision of the model they are chosen
+        on (:data:`..backend.reml.FOLD_TOLERANCE`).
     """
     plan, formula = design.plan, design.formula
     check_fittable(formula)
@@ -478,7 +479,7 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
             if setup is not None and setup.keys:
                 smooth_fit = _choose_strengths(
                     problem, setup, groups, plan, solver_options, options, init, start,
-                    FOLD_RELATIVE_TOL if fold else RELATIVE_TOL)
+                    FOLD_TOLERANCE if fold else FIT_TOLERANCE)
                 start = smooth_fit.start
                 if solver_options["solver"] == "auto":
                     # REML ends at the penalised optimum, refined to Newton's criterion
@@ -609,7 +610,7 @@ NB_ROUNDS, NB_SETTLED = 4, 1e-3
 
 
 def _choose_strengths(problem, setup, groups, plan, solver_options, options: FitOptions, init,
-                      start, relative_tol: float) -> smoothing.SmoothingFit:
+                      start, tolerance: SearchTolerance) -> smoothing.SmoothingFit:
     """Step 4's smoothing strengths by REML (:mod:`.smoothing`). The negative binomial
     dispersion ``a`` is estimated with the weights, so its strengths alternate with it: REML
     at a dispersion, the dispersion of the fit at those strengths, until ``log a`` settles
@@ -619,7 +620,7 @@ def _choose_strengths(problem, setup, groups, plan, solver_options, options: Fit
             problem, setup, groups, smoothing.unit_term_columns(plan),
             regularizer=solver_options["regularizer"], dtype=options.dtype,
             initial_strength=initial, start=begin, family=family, theta=theta,
-            relative_tol=relative_tol, initial_slope=slope)
+            tolerance=tolerance, initial_slope=slope)
 
     initial = None if init is None or len(init) < 3 else init[2]
     # the extra slope at the starting fit's answer (same keys: a fit of the same model)

@@ -173,7 +173,7 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
                      exact: bool = True, initial_strength: np.ndarray | None = None,
                      start: tuple | None = None, family: str = "poisson",
                      theta: np.ndarray | None = None,
-                     relative_tol: float = reml.RELATIVE_TOL,
+                     tolerance: reml.SearchTolerance = reml.FIT_TOLERANCE,
                      initial_slope: np.ndarray | None = None) -> SmoothingFit:
     """Choose every unit's strengths by REML on ``problem``'s rows (weighted by its
     ``row_weight``), in groups of units on their own columns when given.
@@ -188,8 +188,8 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
     ``family``: the observation family (gamma and gaussian at their scale, estimated as REML
     goes; the negative binomial at the dispersion ``theta`` (U,), ``a`` per unit).
 
-    ``relative_tol``: the search's tolerance on ``|dV/drho| / |V|`` (:func:`.reml.select`;
-    :data:`.reml.FOLD_RELATIVE_TOL` for a cross-validation fold).
+    ``tolerance``: where the search stops (:class:`.reml.SearchTolerance`;
+    :data:`.reml.FOLD_TOLERANCE` for a cross-validation fold).
 
     ``initial_slope`` (M, U): with ``initial_strength`` and ``start``, REML's extra slope at
     that fit's answer (:attr:`SmoothingFit.slope`; NaN where none): a unit starting from
@@ -260,7 +260,7 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
                 np.asarray(initial_slope, float)[:, units]
             result = reml.select(block, keep_aug, Sg, fixed, beta0, rho0, present=present,
                                  dtype=dt, exact=exact, center=guess, warm=warm,
-                                 relative_tol=relative_tol, start_slope=given_slope)
+                                 tolerance=tolerance, start_slope=given_slope)
         return units, columns, result
 
     # no response: nothing to learn a strength from
