@@ -86,9 +86,10 @@ WEIGHTS_TOL = 1e-8
 #: of sampled rows: the wide designs of :func:`.problem.curvature_sampling`). Its weights then
 #: approach the optimum by a factor of only ~1e-2-1e-4 per iteration (a Hessian pass each), and
 #: the strengths chosen on a model within 1e-6 of its optimum (~1e-3 in the predictor) are as
-#: good as the sampled Hessian lets them be. On the real coupled head-direction model half the
-#: units of a fold were there at the search's third iteration but not at 1e-8, which cost a
-#: fourth model and a second slope pass for all 32 units (~2 s of ~9 per fold). The weights
+#: good as the sampled Hessian lets them be. On the real coupled head-direction model, at the
+#: search's third iteration 27-32 of a fold's 32 units were within 1e-6 but only 9-17 within
+#: 1e-8, and the others cost a fourth model and a second slope pass for all 32 units (~2 s of
+#: ~9 per fold). The weights
 #: are then refined to Newton's criterion at the chosen strengths all the same
 #: (:func:`polish`). With exact Hessians Newton's steps converge quadratically and reach
 #: :data:`WEIGHTS_TOL` at no extra cost. Measured: docs/performance_decisions.md, 'REML: a
@@ -112,6 +113,7 @@ class SearchTolerance:
 #: which is only scored on its held-out rows (see the constants above).
 FIT_TOLERANCE = SearchTolerance()
 FOLD_TOLERANCE = SearchTolerance(FOLD_RELATIVE_TOL, FOLD_SAMPLED_WEIGHTS_TOL)
+
 #: The search's weights are refined (:func:`polish`) until each unit's Newton decrement (sum
 #: scale) is below this times its spikes: Newton's criterion ``sqrt(decrement / spikes)`` is
 #: then ~3e-9, under its tolerance 1e-8 with room for the Hessian's sampling error. At most
