@@ -323,16 +323,23 @@ _SUMS_CHUNK_BYTES = 8 << 20
 _ROWS = (((0,), (0,)), ((), ()))  # dot_general dimensions of X.T @ R (contract the rows)
 
 
-def _rate_loss(eta):
-    """``rate_loss`` of :func:`_rate` without a select: below the cap ``d = 0`` and the
-    polynomial factor is exactly 1, so the value is bit-identical to :func:`_rate`'s.
+def _rate_parts(eta):
+    """:func:`_rate`'s ``rate_loss, rate_grad, rate`` without a select: below the cap ``d = 0``
+    and the polynomial factors are exactly 1, so the values are bit-identical to
+    :func:`_rate`'s.
 
     In float64 XLA's CPU backend computes :func:`_rate`'s two-branch select ~3.5x slower than
     this (26 -> 7 ms for a (90618, 32) loss sum; docs/performance_decisions.md, 'Per-row
     Poisson kernels')."""
     cap = eta_cap(eta.dtype)
+    r = jnp.exp(jnp.minimum(eta, cap))
     d = jnp.maximum(eta - cap, 0.0)
-    return jnp.exp(jnp.minimum(eta, cap)) * (1.0 + d + 0.5 * d * d)
+    return r * (1.0 + d + 0.5 * d * d), r * (1.0 + d), r
+
+
+def _rate_loss(eta):
+    """``rate_loss`` of :func:`_rate` without a select (:func:`_rate_parts`)."""
+    return _rate_parts(eta)[0]
 
 
 def _poisson_sums(X, Y, rw, eta):
@@ -752,16 +759,14 @@ def poisson_model_sums(X, Y, rw, offset, W, b):
     # most 8,192 rows: larger chunks were slower)
     chunk = min(_sums_chunk(P + 1 + len(iu), U, X.dtype.itemsize), 8192)
     offset = jnp.broadcast_to(offset, (T, offset.shape[1]))
-    cap = eta_cap(X.dtype)
 
     def part(x, y, w, off):
         xi = jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
         eta = x @ W + b[None, :] + off
-        r = jnp.exp(jnp.minimum(eta, cap))
-        d = jnp.maximum(eta - cap, 0.0)  # 0 below the cap: the factors are exactly 1
+        rate_loss, rate_grad, r = _rate_parts(eta)
         w = w[:, None]
-        loss = jnp.sum(w * (r * (1.0 + d + 0.5 * d * d) - y * eta), axis=0)
-        grad = lax.dot_general(xi, w * (r * (1.0 + d) - y), _ROWS)
+        loss = jnp.sum(w * (rate_loss - y * eta), axis=0)
+        grad = lax.dot_general(xi, w * (rate_grad - y), _ROWS)
         return loss, grad, lax.dot_general(xi[:, iu] * xi[:, ju], w * r, _ROWS)
 
     def add(acc, sums):
