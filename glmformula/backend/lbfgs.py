@@ -276,9 +276,23 @@ def _of_units(data: FitData, st: _State, units: np.ndarray):
 def _merge(st: _State, part: _State, units: np.ndarray) -> _State:
     """``st`` with the units ``units`` replaced by ``part``'s first ``len(units)`` ones; the
     counters of passes are ``part``'s (it continued from ``st``)."""
-    k = len(units)
-    put = lambda a, b, axis: jnp.moveaxis(
-        jnp.moveaxis(a, axis, 0).at[units].set(jnp.moveaxis(b, axis, 0)[:k]), 0, axis)
+    U = st.done.shape[0]
+    width = part.done.shape[0]
+    # padded to the batch's width with an index past the units (dropped): one compiled
+    # program per width (eager, the state's (T, U) arrays were transposed and copied three
+    # times: 85 ms a merge on the real coupled model against ~10 ms compiled)
+    padded = np.full(width, U, np.int32)
+    padded[:len(units)] = units
+    return _merge_padded(st, part, jnp.asarray(padded))
+
+
+@jax.jit
+def _merge_padded(st: _State, part: _State, units) -> _State:
+    def put(a, b, axis):
+        axis = axis % a.ndim
+        index = (slice(None),) * axis + (units,)
+        return a.at[index].set(b, mode="drop")
+
     return st._replace(**{name: put(getattr(st, name), getattr(part, name), axis)
                           for name, axis in _UNIT_AXIS.items()},
                        it=part.it, n_hess=part.n_hess, n_pass=part.n_pass)

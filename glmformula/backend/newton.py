@@ -35,6 +35,7 @@ from .problem import (
     loss_sum,
     penalised_hessian,
     penalty_value,
+    resum_units,
     sampled_hessian,
     sampled_hessian_sum,
     smooth_objective,
@@ -288,7 +289,8 @@ def line_search_pass(data: FitData, chunk: int, eta, W, dW, db, f0, slope, magni
     The pass (:func:`~glmformula.backend.problem.step_sums`) gives the step's change of the
     linear predictor ``xi`` (trial steps then cost no product) AND the loss and gradient after
     a full step, which near the optimum (and mostly before) is the step taken; otherwise the
-    gradient is formed again at the accepted point (a second pass).
+    gradient is formed again at the accepted point (a second pass, for the backtracked units
+    only where they are few: :func:`~glmformula.backend.problem.resum_units`).
 
     Returns
     -------
@@ -308,9 +310,13 @@ def line_search_pass(data: FitData, chunk: int, eta, W, dW, db, f0, slope, magni
                       n_terms=blk.X.shape[0])
     W_new = W + a * dW
     eta_new = eta + a[None, :] * xi
-    full = jnp.all((a == 1.0) | ~go)  # units that did not step have xi = 0: sums hold
+    # units that did not step have xi = 0, those that took the full step are where the pass
+    # summed: their sums hold; the others' are formed again where they stopped
+    backtracked = go & (a != 1.0)
+    full = ~jnp.any(backtracked)
     out = lax.cond(full, lambda: smooth_objective(data, eta_new, W_new, sums),
-                   lambda: smooth_objective(data, eta_new, W_new))
+                   lambda: smooth_objective(data, eta_new, W_new,
+                                            resum_units(blk, eta_new, sums, backtracked)))
     return a, ok, eta_new, out, 1 + (~full).astype(jnp.int32)
 
 

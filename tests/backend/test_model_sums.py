@@ -53,3 +53,28 @@ def test_reml_answers_the_same_with_one_pass_or_separate_passes(monkeypatch):
                                np.log(separate.smoothing["strength"]), atol=1e-6)
     np.testing.assert_allclose(fused.coef, separate.coef, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(fused.intercepts, separate.intercepts, rtol=1e-8)
+
+
+@pytest.mark.parametrize("n_stale", [0, 1, 4, 5])
+def test_sums_formed_again_for_some_units_equal_every_units_sums(n_stale):
+    """A line search's second pass (`problem.resum_units`): the stale units' sums formed again
+    at ``eta`` (for them only up to RESUM_UNITS of them, else for all), the others kept."""
+    rng = np.random.default_rng(n_stale)
+    T, P, U = 9_000 + 17, 30, 12
+    X = rng.standard_normal((T, P)) * 0.3
+    Y = rng.poisson(0.3, (T, U)).astype(float)
+    rw = (rng.random(T) > 0.2).astype(float)
+    eta = rng.normal(-1.5, 0.4, (T, U))
+    stale = np.zeros(U, bool)
+    stale[rng.choice(U, n_stale, replace=False)] = True
+    with jax.enable_x64(True):
+        block = pb.block_from_arrays(X, Y, None, rw, np.float64, U)
+        want = pb.value_grad_sums(block.X, block.Y, block.rw, jnp.asarray(eta))
+        # the stale units' sums as they were before their step: wrong at eta
+        before = pb.value_grad_sums(block.X, block.Y, block.rw, jnp.asarray(eta - 0.3 * stale))
+        got = jax.jit(pb.resum_units)(block, jnp.asarray(eta), before, jnp.asarray(stale))
+    for g, w, b in zip(got, want, before):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-11,
+                                   atol=1e-11 * float(np.abs(np.asarray(w)).max()))
+        if n_stale:  # the test could fail: the stale sums differ from the right ones
+            assert not np.allclose(np.asarray(b)[..., stale], np.asarray(w)[..., stale])

@@ -68,6 +68,18 @@ def test_tiled_slope_equals_the_dense_leverage_pass(n_sparse):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-10)
 
 
+def test_run_rows_count_the_rows_of_each_run_of_columns():
+    """The layout's cost of a run (bit-packed unions) against the plain boolean union."""
+    rng = np.random.default_rng(5)
+    nonzero = _sparse_design(rng, T=1_003)[:, 3:] != 0  # rows not a multiple of 8
+    P = nonzero.shape[1]
+    got = rt._run_rows(nonzero)
+    for i in range(P):
+        for k in range(rt.BLOCK_WIDTH):
+            want = nonzero[:, i:i + k + 1].any(axis=1).sum() if i + k < P else np.inf
+            assert got[i, k] == want, (i, k)
+
+
 def test_tiles_are_used_only_where_they_save_half_the_work():
     rng = np.random.default_rng(2)
     assert rt.tiles_pay(_sparse_design(rng) != 0)
