@@ -419,7 +419,7 @@ def resum_units(block: Block, eta, sums, stale):
     ((U,) bool) formed again at ``eta``: in one pass for those units only where they are at
     most :data:`RESUM_UNITS` of a Poisson population of at least twice as many, else one pass
     for all units. Units not ``stale`` keep their sums (they must be ``eta``'s already)."""
-    T, P = block.X.shape
+    P = block.X.shape[1]
     U = eta.shape[1]
 
     def everyone():
