@@ -118,9 +118,12 @@ class Comparison:
             private_rows: bool = False, fold: bool = False) -> engine.EngineFit:
         """Fit model ``name`` on ``rows`` (a boolean mask of grid rows, within the valid ones;
         ``private_rows``: on a copy of them; ``fold``: a cross-validation fold's fit, see
-        :func:`..fitting.engine.fit_design`)."""
+        :func:`..fitting.engine.fit_design`). A Poisson fit on all rows also reports its
+        training log-likelihood, which an unpenalised fit takes from the solver's objective
+        without a pass over the design (:meth:`heldout` scores the training rows with it)."""
         return engine.fit_design(self.designs[name], self.options, row_weight=rows, init=init,
-                                 covariance=False, log_likelihood=False,
+                                 covariance=False,
+                                 log_likelihood=not fold and self.family.name == "poisson",
                                  constraints=self.model(name).constraints,
                                  private_rows=private_rows, fold=fold)
 
@@ -164,6 +167,31 @@ class Comparison:
         as the fit's own)."""
         design = self.designs[name]
         rows = np.flatnonzero(test)
+        counts = design.counts[rows].astype(float)
+        if self.family.name == "poisson":
+            # the fit's own training log-likelihood where it has one (no pass over the rows)
+            ll = np.asarray(result.diagnostics.log_likelihood, float) if train else None
+            if ll is None or not np.all(np.isfinite(ll)):
+                ll = poisson.log_likelihood(counts, poisson.expected_counts(
+                    self._linear_predictor(design, result, rows)))
+            return (ll, scores.bits_per_spike(counts, None, model_log_likelihood=ll),
+                    counts.sum(axis=0))
+        eta = self._linear_predictor(design, result, rows)
+        gaussian_train = train and self.family.name == "gaussian"
+        parts = scores.family_parts(counts, self.family.mean(eta), self.family,
+                                    None if gaussian_train else result.dispersion)
+        if self.family.counts:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                bps = np.where(parts["spikes"] > 0, (parts["ll"] - parts["ll_null"])
+                               / (parts["spikes"] * np.log(2)), np.nan)
+            return parts["ll"], bps, parts["spikes"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            explained = 1 - parts["deviance"] / parts["null_deviance"]
+        return parts["ll"], explained, parts["null_deviance"]
+
+    @staticmethod
+    def _linear_predictor(design, result: engine.EngineFit, rows: np.ndarray) -> np.ndarray:
+        """The fit's linear predictor on ``rows`` (indices of grid rows), (rows, U)."""
         eta = np.broadcast_to(result.intercepts, (len(rows), len(result.intercepts)))
         if design.plan.n_storage and len(rows):
             # Folds are contiguous: multiply the span of rows (a view), then pick the rows.
@@ -171,23 +199,7 @@ class Comparison:
             eta = (design.storage[lo:hi] @ result.weights)[rows - lo] + result.intercepts
         if design.offset is not None:
             eta = eta + design.offset[rows, None]
-        counts = design.counts[rows].astype(float)
-        if self.family.name != "poisson":
-            gaussian_train = train and self.family.name == "gaussian"
-            parts = scores.family_parts(counts, self.family.mean(eta), self.family,
-                                        None if gaussian_train else result.dispersion)
-            if self.family.counts:
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    bps = np.where(parts["spikes"] > 0, (parts["ll"] - parts["ll_null"])
-                                   / (parts["spikes"] * np.log(2)), np.nan)
-                return parts["ll"], bps, parts["spikes"]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                explained = 1 - parts["deviance"] / parts["null_deviance"]
-            return parts["ll"], explained, parts["null_deviance"]
-        expected = poisson.expected_counts(eta)
-        ll = poisson.log_likelihood(counts, expected)
-        return (ll, scores.bits_per_spike(counts, expected, model_log_likelihood=ll),
-                counts.sum(axis=0))
+        return eta
 
     def run_task(self, name: str, fold: int, private_rows: bool = False) -> dict:
         """One unit of work: the fit of model ``name`` on all rows (``fold=-1``) or without

@@ -95,3 +95,32 @@ def test_nesting_from_term_sets():
 def test_models_must_share_the_response(maze):
     with pytest.raises(gf.FormulaError, match="same response"):
         gf.compare({"a": "spikes[0] ~ 1", "b": "spikes[1] ~ 1"}, maze, bin_size=0.02)
+
+
+@pytest.mark.parametrize("smoothing", [None, "auto"])
+def test_training_scores_equal_a_pass_over_the_fitted_rows(maze, smoothing):
+    """The comparison scores a model on its training rows from the fit's own log-likelihood
+    (the solver's objective where the fit is unpenalised): the same as forming the rates of
+    every training row, penalised or not."""
+    from glmformula.compare.comparison import Comparison
+    from glmformula.fitting import poisson
+    from glmformula.results import scores
+
+    formulas = {"position+speed": "spikes ~ onehot(position, 7) + speed",
+                "smooth": "spikes ~ bspline(position, 6) + speed"}
+    comparison = Comparison(formulas, maze, bin_size="20ms", epochs="run", cv=2,
+                            regularizer=None, solver="auto", dtype=None, smoothing=smoothing)
+    for name in formulas:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            output = comparison.run_task(name, -1)
+        fit = comparison._full[name]
+        design = comparison.designs[name]
+        rows = np.flatnonzero(comparison.valid)
+        eta = design.storage[rows] @ fit.weights + fit.intercepts
+        counts = design.counts[rows].astype(float)
+        ll = poisson.log_likelihood(counts, poisson.expected_counts(eta))
+        np.testing.assert_allclose(output["ll"], ll, rtol=1e-9)
+        np.testing.assert_allclose(
+            output["bps"], scores.bits_per_spike(counts, poisson.expected_counts(eta)),
+            rtol=1e-8)
