@@ -44,6 +44,7 @@ from . import information, poisson, sharding, smoothing
 from .covariance import CovarianceStack
 from .families import family_name, get_family
 from .groups import plan_groups, solve_in_groups
+from .rows import select_rows
 
 
 def _smoothing_mode(value):
@@ -318,42 +319,21 @@ def _rotated(X: np.ndarray, constraints: dict, term_storage: dict):
         ident.rotate_columns(X, constraints, term_storage, back=True)
 
 
-#: A fit on a subset of the rows (a cross-validation fold's training rows) copies them into a
-#: design of their own when at least this fraction of the rows is left out: every pass then
-#: reads only the rows it sums (a fold of cv=5 left 20% of each pass's rows at weight 0).
-COMPACT_ROWS_BELOW = 0.9
-#: The compact design's rows are padded (weight 0) to a multiple of this, so that folds of
-#: nearly equal size share one shape and one compilation of every kernel.
-COMPACT_ROW_MULTIPLE = 4096
-
-
 def _fitted_rows(problem: backend.Problem, used: np.ndarray,
                  always: bool = False) -> backend.Problem:
-    """``problem`` on the rows it fits only (weight 1 each; the same sums), copied run by
-    run of consecutive rows, when fewer than :data:`COMPACT_ROWS_BELOW` of the rows are used
-    and the copy fits next to the design in ``gf.config.memory_limit`` (``always``: in any
-    case); else ``problem``."""
-    rows = np.flatnonzero(used)
+    """``problem`` on the rows it fits only (:func:`.rows.select_rows`: the same sums), all
+    stored columns copied, when enough rows are left out and the copy fits next to the design
+    in ``gf.config.memory_limit`` (``always``: in any case); else ``problem``."""
     X = problem.X
-    n = -(-len(rows) // COMPACT_ROW_MULTIPLE) * COMPACT_ROW_MULTIPLE
-    if not always and (n >= COMPACT_ROWS_BELOW * X.shape[0] or
-                       X.nbytes * (1.0 + n / max(X.shape[0], 1)) > config.memory_limit):
+    selection = select_rows(used, always)
+    if selection is None or (not always and X.nbytes * (1.0 + selection.n / max(X.shape[0], 1))
+                             > config.memory_limit):
         return problem
-    compact = aligned_zeros((n, X.shape[1]), X.dtype)
-    start = 0
-    for run in np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1):
-        compact[start:start + len(run)] = X[run[0]:run[-1] + 1]
-        start += len(run)
-
-    def padded(a):
-        out = np.zeros((n,) + a.shape[1:], a.dtype)
-        out[:len(rows)] = a[rows]
-        return out
-
-    weight = np.zeros(n, problem.row_weight.dtype)
-    weight[:len(rows)] = 1.0
-    return attrs.evolve(problem, X=compact, y=padded(problem.y), row_weight=weight,
-                        offset=None if problem.offset is None else padded(problem.offset))
+    compact = selection.copy_into(aligned_zeros((selection.n, X.shape[1]), X.dtype), X,
+                                  [(0, X.shape[1])])
+    return attrs.evolve(problem, X=compact, y=selection.take(problem.y),
+                        row_weight=selection.take(problem.row_weight),
+                        offset=selection.take(problem.offset))
 
 
 def mean_rate(counts: np.ndarray, offset: np.ndarray | None, row_weight: np.ndarray):
@@ -466,15 +446,17 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
     in_place = contextlib.nullcontext(design.storage) if private_rows else \
         _rotated(design.storage, constraints, plan.term_storage)
     with in_place as X:
-        problem = _fitted_rows(backend.Problem(X=X, y=design.counts, offset=design.offset,
-                                               row_weight=weights_of_rows, **layout), used,
-                               always=private_rows)
+        groups = plan_groups(layout["column_mask"], int(np.count_nonzero(used))) \
+            if group_units else None
+        problem = backend.Problem(X=X, y=design.counts, offset=design.offset,
+                                  row_weight=weights_of_rows, **layout)
+        if groups is None or private_rows:
+            # groups of units copy their own columns of the fitted rows (.groups)
+            problem = _fitted_rows(problem, used, always=private_rows)
         counts, offset, fitted_weights = design.counts, design.offset, weights_of_rows
         if private_rows:  # the copy's columns rotated, never the design's
             X = ident.rotate_columns(problem.X, constraints, plan.term_storage)
             counts, offset, fitted_weights = problem.y, problem.offset, problem.row_weight
-        groups = plan_groups(layout["column_mask"], int(np.count_nonzero(used))) \
-            if group_units else None
         with _backend_errors(plan, formula):
             if setup is not None and setup.keys:
                 smooth_fit = _choose_strengths(

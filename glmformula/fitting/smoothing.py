@@ -26,6 +26,7 @@ from ..backend import reml
 from ..backend.regularizers import resolve_penalty
 from ..graph.penalties import PenaltyComponent
 from .groups import _gather_columns
+from .rows import select_rows
 from .threads import map_on_threads
 
 #: What ``smoothing=`` accepts.
@@ -220,10 +221,14 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
     name = "float64" if dtype is None else str(dtype)
 
     reuse = threading.local()  # each thread's design of its last group, refilled for its next
+    # groups copy their own columns of a fold's training rows (.groups), not the whole design
+    rows = select_rows(rw) if groups else None
+    take = (lambda a: a) if rows is None else rows.take
 
     def choose_group(group):
         units, columns = group
-        Xg = problem.X if len(columns) == P else _gather_columns(problem.X, columns, reuse)
+        Xg = problem.X if len(columns) == P and rows is None else \
+            _gather_columns(problem.X, columns, reuse, rows)
         keep = mask[np.ix_(units, columns)]
         p = len(columns) + 1
         Sg = np.zeros((M, len(units), p, p))
@@ -239,7 +244,8 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
             offset = offset[:, units]
         with jax.enable_x64(True):
             dt = jnp.dtype(name)
-            block = pb.block_from_arrays(Xg, problem.y[:, units], offset, rw, dt, len(units),
+            block = pb.block_from_arrays(Xg, take(problem.y[:, units]), take(offset), take(rw),
+                                         dt, len(units),
                                          obs=pb.Obs(family, None if theta is None
                                                     else np.asarray(theta, float)[units]))
             gram_diag = squares[columns, None] * curvature[None, units]  # ~ diag H
@@ -269,7 +275,8 @@ def choose_strengths(problem: backend.Problem, setup: PenaltySetup, groups: list
     todo = [(units, columns) for units, columns in todo if len(units)]
     widest = max((len(columns) for _, columns in todo), default=0)
     for units, columns, result in map_on_threads(
-            choose_group, todo, problem.n_rows * widest * problem.X.itemsize if groups else 0):
+            choose_group, todo, (problem.n_rows if rows is None else rows.n) * widest
+            * problem.X.itemsize if groups else 0):
         n_outer = max(n_outer, result.n_outer)
         n_inner += result.n_inner
         strength[:, units] = np.exp(result.log_strength) / n

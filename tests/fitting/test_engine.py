@@ -11,6 +11,7 @@ import pytest
 
 import glmformula as gf
 from glmformula.fitting import FitOptions, fit_design
+from glmformula.fitting import smoothing as smoothing_module
 from glmformula.graph.design import build, prepare
 
 
@@ -82,11 +83,61 @@ def test_row_weights_select_the_rows_fitted(data):
 
 
 @pytest.mark.parametrize("smoothing", [None, "auto"], ids=["unpenalised", "reml"])
+def test_units_in_groups_copy_only_their_columns_of_a_folds_rows(monkeypatch, smoothing):
+    """Units fitted in groups on their own columns (history without coupling) copy their
+    columns of a fold's training rows only, padded to a shared shape; the design is never
+    copied whole, and the answer is the fit on the whole design with zero weights."""
+    from glmformula.fitting import engine, groups, rows
+
+    data = gf.datasets.head_direction(n_units=3, duration=300.0, seed=12)
+    f = "spikes ~ cyclic(head_direction, 8) + history(3, log, window=50ms)"
+    design = build(prepare(f, data, bin_size="10ms", epochs="wake"))
+    train = np.ones(design.grid.n_rows, bool)
+    train[design.grid.n_rows // 5: 2 * design.grid.n_rows // 5] = False
+    monkeypatch.setattr(groups, "CALL_OVERHEAD", 0.0)  # groups of one unit pay here
+    monkeypatch.setattr(groups, "GROUPING_GAIN", 1.0)
+    whole, gathered = [], []
+    original_rows, original_gather = engine._fitted_rows, groups._gather_columns
+
+    def fitted_rows(problem, used, always=False):
+        out = original_rows(problem, used, always)
+        whole.append(out.X.shape)
+        return out
+
+    def gather(X, columns, reuse, selection=None):
+        out = original_gather(X, columns, reuse, selection)
+        gathered.append(out.shape)
+        return out
+
+    monkeypatch.setattr(engine, "_fitted_rows", fitted_rows)
+    monkeypatch.setattr(groups, "_gather_columns", gather)
+    monkeypatch.setattr(smoothing_module, "_gather_columns", gather)
+    options = FitOptions(tol=1e-10, smoothing=smoothing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        own = fit_design(design, options, row_weight=train, covariance=False)
+        n_copies = len(gathered)
+        monkeypatch.setattr(rows, "COMPACT_ROWS_BELOW", 0.0)
+        weighted = fit_design(design, options, row_weight=train, covariance=False)
+    n_used = int((design.valid & train).sum())
+    n_stored = design.storage.shape[1]
+    assert not whole  # the design is not copied for grouped units
+    assert n_copies >= 3 and all(n_used <= r < min(n_used + rows.COMPACT_ROW_MULTIPLE,
+                                                   design.storage.shape[0]) and c < n_stored
+                                 for r, c in gathered[:n_copies])
+    assert all(r == design.storage.shape[0] for r, _ in gathered[n_copies:])
+    np.testing.assert_allclose(own.weights, weighted.weights, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(own.intercepts, weighted.intercepts, rtol=1e-8)
+    np.testing.assert_allclose(own.diagnostics.log_likelihood,
+                               weighted.diagnostics.log_likelihood, rtol=1e-10)
+
+
+@pytest.mark.parametrize("smoothing", [None, "auto"], ids=["unpenalised", "reml"])
 def test_a_fold_fit_reads_its_own_rows_with_the_same_answer(monkeypatch, smoothing):
     """A fit on a fold's training rows (80% of the rows) copies them into a design of their
     own, padded to a shared shape (engine._fitted_rows), and finds what the fit on the whole
     design with zero weights finds."""
-    from glmformula.fitting import engine
+    from glmformula.fitting import engine, rows
 
     data = gf.datasets.head_direction(n_units=3, duration=300.0, seed=12)
     f = "spikes ~ cyclic(head_direction, 8) + history(3, log, window=50ms)"
@@ -106,10 +157,10 @@ def test_a_fold_fit_reads_its_own_rows_with_the_same_answer(monkeypatch, smoothi
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         compact = fit_design(design, options, row_weight=train, covariance=False)
-        monkeypatch.setattr(engine, "COMPACT_ROWS_BELOW", 0.0)
+        monkeypatch.setattr(rows, "COMPACT_ROWS_BELOW", 0.0)
         weighted = fit_design(design, options, row_weight=train, covariance=False)
     n_used = int((design.valid & train).sum())
-    assert n_used <= shapes[0] < min(n_used + engine.COMPACT_ROW_MULTIPLE,
+    assert n_used <= shapes[0] < min(n_used + rows.COMPACT_ROW_MULTIPLE,
                                      design.storage.shape[0])
     assert shapes[1] == design.storage.shape[0]
     assert compact.diagnostics.n_rows == weighted.diagnostics.n_rows == n_used
