@@ -330,7 +330,7 @@ def _fitted_rows(problem: backend.Problem, used: np.ndarray,
                              > config.memory_limit):
         return problem
     compact = selection.copy_into(aligned_zeros((selection.n, X.shape[1]), X.dtype), X,
-                                  [(0, X.shape[1])])
+                                  np.arange(X.shape[1]))
     return attrs.evolve(problem, X=compact, y=selection.take(problem.y),
                         row_weight=selection.take(problem.row_weight),
                         offset=selection.take(problem.offset))

@@ -18,8 +18,9 @@ import numpy as np
 
 from .. import backend
 from .._memory import aligned_zeros
+from ..graph.design import gather
 from . import sharding
-from .rows import RowSelection, column_runs, select_rows
+from .rows import RowSelection, select_rows
 from .threads import map_on_threads
 
 #: Group units only when that cuts the estimated solver work by at least this factor.
@@ -72,14 +73,9 @@ def _gather_columns(X: np.ndarray, columns: np.ndarray, reuse: threading.local,
     out = getattr(reuse, "X", None)
     if out is None or out.shape != shape or out.dtype != X.dtype:
         out = reuse.X = aligned_zeros(shape, X.dtype)
-    runs = column_runs(columns)
     if rows is not None:
-        return rows.copy_into(out, X, runs)
-    start = 0
-    for lo, hi in runs:
-        out[:, start:start + hi - lo] = X[:, lo:hi]
-        start += hi - lo
-    return out
+        return rows.copy_into(out, X, columns)
+    return gather(X, np.arange(X.shape[0]), columns, False, out=out)
 
 
 def solve_in_groups(problem: backend.Problem, groups: list, init, **options) -> backend.Solution:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
+from ..graph.design import gather
+
 #: Copy the fitted rows when at least this fraction of the rows is left out.
 COMPACT_ROWS_BELOW = 0.9
 #: The copy's rows are padded (weight 0) to a multiple of this, so that folds of nearly equal
@@ -23,19 +25,11 @@ COMPACT_ROW_MULTIPLE = 4096
 
 @attrs.frozen(eq=False)
 class RowSelection:
-    """The rows with positive weight (``rows``, ascending) of a design of ``n_total`` rows, to
-    be copied into ``n`` rows (the rest weight-0 padding)."""
+    """The rows with positive weight (``rows``, ascending), to be copied into ``n`` rows (the
+    rest weight-0 padding)."""
 
     rows: np.ndarray
     n: int
-    n_total: int
-
-    @property
-    def runs(self) -> list[tuple[int, int]]:
-        """``(start, stop)`` of each run of consecutive rows."""
-        breaks = np.flatnonzero(np.diff(self.rows) != 1) + 1
-        return [(int(run[0]), int(run[-1]) + 1) for run in np.split(self.rows, breaks)
-                if len(run)]
 
     def take(self, a: np.ndarray | None) -> np.ndarray | None:
         """``a``'s selected rows (first axis) in an array of ``n`` rows, zero after them."""
@@ -46,18 +40,11 @@ class RowSelection:
         out[:len(self.rows)] = a[self.rows]
         return out
 
-    def copy_into(self, out: np.ndarray, X: np.ndarray, column_runs) -> np.ndarray:
-        """The selected rows of ``X``'s columns (``column_runs``: ``(start, stop)`` of runs of
-        consecutive columns, in order) into ``out`` (``n`` rows), run by run (slice copies are
-        much faster than a fancy-index gather); padding rows zero."""
-        start = 0
-        for lo, hi in self.runs:
-            column = 0
-            for c0, c1 in column_runs:
-                out[start:start + hi - lo, column:column + c1 - c0] = X[lo:hi, c0:c1]
-                column += c1 - c0
-            start += hi - lo
-        out[start:] = 0.0
+    def copy_into(self, out: np.ndarray, X: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """The selected rows of ``X[:, columns]`` into ``out`` (``n`` rows), run by run of
+        consecutive rows and columns (:func:`..graph.design.gather`); padding rows zero."""
+        gather(X, self.rows, columns, False, out=out)
+        out[len(self.rows):] = 0.0
         return out
 
 
@@ -72,15 +59,7 @@ def select_rows(row_weight: np.ndarray | None, always: bool = False) -> RowSelec
     n = -(-len(rows) // COMPACT_ROW_MULTIPLE) * COMPACT_ROW_MULTIPLE
     if not always and n >= COMPACT_ROWS_BELOW * len(weight):
         return None
-    return RowSelection(rows, n, len(weight))
+    return RowSelection(rows, n)
 
 
-def column_runs(columns: np.ndarray) -> list[tuple[int, int]]:
-    """``(start, stop)`` of each run of consecutive column indices (in their order)."""
-    columns = np.asarray(columns)
-    breaks = np.flatnonzero(np.diff(columns) != 1) + 1
-    return [(int(run[0]), int(run[-1]) + 1) for run in np.split(columns, breaks) if len(run)]
-
-
-__all__ = ["COMPACT_ROWS_BELOW", "COMPACT_ROW_MULTIPLE", "RowSelection", "select_rows",
-           "column_runs"]
+__all__ = ["COMPACT_ROWS_BELOW", "COMPACT_ROW_MULTIPLE", "RowSelection", "select_rows"]

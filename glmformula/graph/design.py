@@ -289,7 +289,7 @@ class DesignMatrix:
         if isinstance(columns, slice):
             columns = np.arange(self.storage.shape[1])[columns]
         with_intercept = self.formula.intercept if intercept is None else bool(intercept)
-        return _gather(self.storage, self.rows, columns, with_intercept)
+        return gather(self.storage, self.rows, columns, with_intercept)
 
     def to_tsdframe(self) -> nap.TsdFrame:
         columns = (("Intercept",) if self.formula.intercept else ()) + self.columns
@@ -313,7 +313,7 @@ class DesignMatrix:
         """One unit's own design (rows used x its columns), labelled."""
         u = self.unit_ids.index(unit)
         labels = [t + label for t, label in self.plan.unit_labels[u]]
-        X = _gather(self.storage, self.rows, np.asarray(self.plan.unit_columns[u]), False)
+        X = gather(self.storage, self.rows, np.asarray(self.plan.unit_columns[u]), False)
         return pd.DataFrame(X, index=pd.Index(self.times, name="time"), columns=labels,
                             copy=False)
 
@@ -334,10 +334,11 @@ def _runs(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _GATHER_BYTES = 2 * 1024**2
 
 
-def _gather(storage: np.ndarray, rows: np.ndarray, columns: np.ndarray,
-            intercept: bool) -> np.ndarray:
+def gather(storage: np.ndarray, rows: np.ndarray, columns: np.ndarray,
+            intercept: bool, out: np.ndarray | None = None) -> np.ndarray:
     """``storage[rows][:, columns]``, with a column of ones first if ``intercept``, written
-    into one new array in one pass.
+    in one pass into one new array, or into ``out`` (its first ``len(rows)`` rows; e.g. a
+    fitting thread's reused, aligned array).
 
     Rows and columns are taken as runs of consecutive indices (the rows used are whole
     epochs less their first window; a unit's columns are a few blocks), each pair copied as
@@ -346,7 +347,8 @@ def _gather(storage: np.ndarray, rows: np.ndarray, columns: np.ndarray,
     rows = np.asarray(rows, dtype=np.int64)
     columns = np.asarray(columns, dtype=np.int64)
     first = int(intercept)
-    out = np.empty((len(rows), len(columns) + first), dtype=storage.dtype)
+    out = np.empty((len(rows), len(columns) + first), dtype=storage.dtype) if out is None \
+        else out[:len(rows)]
     if intercept:
         out[:, 0] = 1
     if out.size == 0:

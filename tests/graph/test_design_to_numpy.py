@@ -75,10 +75,10 @@ def test_scattered_rows_and_columns(monkeypatch):
                     expected = np.concatenate([np.ones((len(rows), 1)), expected], axis=1)
                 monkeypatch.setattr(design_module, "_GATHER_BYTES", 8 * 7)  # tiny pieces
                 np.testing.assert_array_equal(
-                    design_module._gather(storage, rows, columns, intercept), expected)
+                    design_module.gather(storage, rows, columns, intercept), expected)
                 monkeypatch.undo()
                 np.testing.assert_array_equal(
-                    design_module._gather(storage, rows, columns, intercept), expected)
+                    design_module.gather(storage, rows, columns, intercept), expected)
 
 
 def test_covariate_ranges_read_in_place_equal_nanmin_nanmax():
