@@ -372,7 +372,8 @@ def _warn(sol: Solution, s: _Setup, max_iter: int, names: _Names, X) -> None:
             f"{names.of_units(separated)} have weights that change the log-rate by more than "
             f"{SEPARATION_NATS:g} nats ({names.of_columns(cols)}): the data (nearly) separate, "
             "e.g. a feature active only where the unit never fires, and the unpenalised MLE is "
-            "infinite. The returned weights are finite but arbitrary along that direction; a "
+            "infinite. The returned weights are finite but arbitrary along that direction "
+            "(where the solver stopped), and so are the held-out scores of these units; a "
             f"penalty makes them unique: {PENALTY_ADVICE}.",
             SeparationWarning, units=names.unit_list(separated),
         )

@@ -118,14 +118,16 @@ class Comparison:
             private_rows: bool = False, fold: bool = False) -> engine.EngineFit:
         """Fit model ``name`` on ``rows`` (a boolean mask of grid rows, within the valid ones;
         ``private_rows``: on a copy of them; ``fold``: a cross-validation fold's fit, see
-        :func:`..fitting.engine.fit_design`). A Poisson fit on all rows also reports its
-        training log-likelihood, which an unpenalised fit takes from the solver's objective
-        without a pass over the design (:meth:`heldout` scores the training rows with it)."""
+        :func:`..fitting.engine.fit_design`). Its weights are only scored, so without a REML
+        search they stop at :data:`..fitting.engine.SCORED_FIT_TOL`. A Poisson fit on all
+        rows also reports its training log-likelihood, which an unpenalised fit takes from the
+        solver's objective without a pass over the design (:meth:`heldout` scores the
+        training rows with it)."""
         return engine.fit_design(self.designs[name], self.options, row_weight=rows, init=init,
                                  covariance=False,
                                  log_likelihood=not fold and self.family.name == "poisson",
                                  constraints=self.model(name).constraints,
-                                 private_rows=private_rows, fold=fold)
+                                 private_rows=private_rows, fold=fold, reported=False)
 
     def _nested_start(self, name: str):
         """A warm start for model ``name``'s fit on all rows from the fit on all rows of the

@@ -46,6 +46,20 @@ from .families import family_name, get_family
 from .groups import plan_groups, solve_in_groups
 from .rows import select_rows
 
+#: Solver tolerance of a fit whose weights are only scored (``fit_design(reported=False)``: a
+#: comparison's fits, on all rows and on each fold's training rows) when there is no REML
+#: search and the user set none. Newton's criterion ``c`` bounds the remaining Newton step at
+#: ``c sqrt(spikes)`` standard errors of the weights (3e-4 at 1e-6 for 1e5 spikes) and the
+#: objective's distance to its optimum at ~``c^2 spikes / 2`` nats (5e-8), far below anything
+#: a comparison reports (with a penalty the log-likelihood moves at first order: 1.2e-5 nats,
+#: 1.8e-7 of the likelihood-ratio statistic, on the README example with a Ridge). A reported
+#: fit keeps :data:`~glmformula.backend.solve.DEFAULT_TOL`. Nearly separated units of the real
+#: coupled head-direction model hover at 1e-7-1e-6 for 20-30 L-BFGS iterations that only move
+#: them along their flat directions (docs/performance_decisions.md, 'A comparison's fits
+#: stop at 1e-6 (session 23)'). REML's searches have their own
+#: (:data:`..backend.reml.FOLD_TOLERANCE`).
+SCORED_FIT_TOL = 1e-6
+
 
 def _smoothing_mode(value):
     """``smoothing=``: "auto", or None / "none" / False for no smoothness penalties."""
@@ -383,7 +397,7 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
                row_weight: np.ndarray | None = None, init=None, covariance: bool = True,
                log_likelihood: bool = True, constraints: dict | None = None,
                group_units: bool = True, private_rows: bool = False,
-               fold: bool = False) -> EngineFit:
+               fold: bool = False, reported: bool = True) -> EngineFit:
     """Fit a built design.
 
     Parameters
@@ -416,6 +430,10 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
         A cross-validation fold's fit, only scored on held-out rows: REML's strengths to
         mgcv's own tolerance, with the weights at the precision of the model they are chosen
         on (:data:`..backend.reml.FOLD_TOLERANCE`).
+    reported : bool
+        Whether the weights reach the user. False for fits that are only scored (a
+        comparison's): without a REML search they stop at :data:`SCORED_FIT_TOL` unless
+        ``options.tol`` is set.
     """
     plan, formula = design.plan, design.formula
     check_fittable(formula)
@@ -481,6 +499,8 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
             if not eager and _reml_is_final(smooth_fit, options, solver_options):
                 solution = _reml_solution(smooth_fit, solver_options)
             else:
+                if not reported and smooth_fit is None and options.tol is None:
+                    solver_options = {**solver_options, "tol": SCORED_FIT_TOL}
                 solution = _solve(problem, groups, start,
                                   {**solver_options, "information": eager})
         rows = information.rows_in_memory(X, counts, offset, fitted_weights)

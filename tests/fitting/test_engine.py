@@ -168,3 +168,48 @@ def test_a_fold_fit_reads_its_own_rows_with_the_same_answer(monkeypatch, smoothi
     np.testing.assert_allclose(compact.intercepts, weighted.intercepts, rtol=1e-8)
     np.testing.assert_allclose(compact.diagnostics.log_likelihood,
                                weighted.diagnostics.log_likelihood, rtol=1e-10)
+
+
+def test_a_scored_fit_stops_at_its_tolerance_a_fraction_of_a_standard_error_away(
+        monkeypatch):
+    """A fit whose weights are only scored (a comparison's: ``reported=False``) stops at
+    engine.SCORED_FIT_TOL unless the user set a tolerance: fewer iterations, its weights
+    within a small fraction of a standard error of the exact optimum (the criterion bounds the
+    remaining Newton step at ``tol sqrt(spikes)`` standard errors) and its log-likelihood
+    within ``tol^2 spikes`` nats of the maximum."""
+    from glmformula.fitting import engine
+
+    data = gf.datasets.head_direction(n_units=3, duration=300.0, seed=12)
+    f = "spikes ~ cyclic(head_direction, 8) + history(6, log, window=100ms)"
+    design = build(prepare(f, data, bin_size="10ms", epochs="wake"))
+    train = np.ones(design.grid.n_rows, bool)
+    train[: design.grid.n_rows // 5] = False
+    tolerances = []
+    original = engine._solve
+
+    def recording(problem, groups, start, solver_options):
+        tolerances.append(solver_options.get("tol"))
+        return original(problem, groups, start, solver_options)
+
+    monkeypatch.setattr(engine, "_solve", recording)
+    lbfgs = dict(solver="lbfgs", smoothing=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scored = fit_design(design, FitOptions(**lbfgs), row_weight=train, covariance=False,
+                            reported=False)
+        exact = fit_design(design, FitOptions(tol=1e-12, **lbfgs), row_weight=train,
+                           reported=False)
+        reported = fit_design(design, FitOptions(**lbfgs), row_weight=train,
+                              covariance=False)
+    assert tolerances == [engine.SCORED_FIT_TOL, 1e-12, None]
+    assert scored.diagnostics.converged.all() and exact.diagnostics.converged.all()
+    assert scored.diagnostics.n_iter.sum() < exact.diagnostics.n_iter.sum()
+    assert reported.diagnostics.n_iter.sum() > scored.diagnostics.n_iter.sum()
+    se = np.sqrt(np.diagonal(np.asarray(exact.covariance), axis1=1, axis2=2))[:, 1:].T
+    used = se > 0
+    off = np.abs(scored.weights - exact.weights)[used] / se[used]
+    bound = engine.SCORED_FIT_TOL * np.sqrt(scored.diagnostics.n_spikes.max())
+    assert off.max() <= 2 * bound
+    spikes = scored.diagnostics.n_spikes
+    gap = exact.diagnostics.log_likelihood - scored.diagnostics.log_likelihood
+    assert np.all(gap >= -1e-9) and np.all(gap <= engine.SCORED_FIT_TOL ** 2 * spikes)
