@@ -108,6 +108,13 @@ def compare(models, data: Mapping, *, bin_size, epochs=None, cv: int = 5, regula
         ``table.attrs["warnings"]``: every warning of every fit (one record each);
         ``table.attrs["seconds"]``: the seconds each model's fits and scores took (in this
         process their wall time; on an executor the sum of its tasks' times on the workers).
+
+    Notes
+    -----
+    The fits are only scored, so without REML they stop at Newton's criterion
+    :data:`..fitting.engine.SCORED_FIT_TOL` (1e-6) instead of ``gf.fit``'s 1e-8. Units the
+    data (nearly) separate (:class:`~glmformula.SeparationWarning`) have no unpenalised
+    optimum: their held-out scores depend on where the solver stops.
     """
     formulas = _named(models)
     family = get_family(family)
