@@ -32,6 +32,11 @@ loops of their own, state carried over, in ever narrower batches (at most half t
 population, down to :data:`NARROW_UNITS`), so that the products with the shared design and
 the refreshed Hessians are formed for them alone.
 
+On a CPU the design's transposed copy is kept where memory allows
+(:func:`~glmformula.backend.problem.with_transposed_rows`): each pass is then two plain
+products over all rows, ``X @ dW`` and ``Xt @ r`` (docs/performance_decisions.md, 'L-BFGS reads
+a transposed copy of the design').
+
 Convergence: ``sqrt(g' M^-1 g / ybar) <= tol``, the Newton criterion with the current
 preconditioner ``M`` (``B0`` or the last refreshed Hessian) in place of the current Hessian.
 """
@@ -70,6 +75,7 @@ from .problem import (
     sampled_hessian,
     step_chunk,
     with_tiles,
+    with_transposed_rows,
 )
 
 __all__ = ["LBFGS"]
@@ -374,7 +380,7 @@ class LBFGS:
         if stride is None:
             stride = curvature_stride(data.block.X.shape[0])
         refreshes = 2 if self.refreshes is None else self.refreshes
-        data = with_tiles(data, int(stride))
+        data = with_transposed_rows(with_tiles(data, int(stride)))
         # a host check of the start (one small transfer): zero weights are a cold start
         warm = bool(jnp.any(data.W0 != 0))
         static = dict(history=self.history, refresh=int(refresh), strategy=hessian_strategy(U, P),

@@ -276,7 +276,7 @@ def initial_pass(data: FitData, W, b, chunk: int):
     from weights 0)."""
     blk = data.block
     base = jnp.broadcast_to(b[None, :] + blk.offset, (blk.X.shape[0], W.shape[1]))
-    xi, sums = step_sums(blk.X, blk.Y, blk.rw, base, W, jnp.zeros_like(b), chunk, blk.obs)
+    xi, sums = step_sums(blk.X, blk.Y, blk.rw, base, W, jnp.zeros_like(b), chunk, blk.obs, blk.Xt)
     eta = base + xi
     return eta, smooth_objective(data, eta, W, sums)
 
@@ -298,7 +298,7 @@ def line_search_pass(data: FitData, chunk: int, eta, W, dW, db, f0, slope, magni
     ``nonsmooth`` not included), and the number of passes over X (1 or 2).
     """
     blk = data.block
-    xi, sums = step_sums(blk.X, blk.Y, blk.rw, eta, dW, db, chunk, blk.obs)
+    xi, sums = step_sums(blk.X, blk.Y, blk.rw, eta, dW, db, chunk, blk.obs, blk.Xt)
 
     def smooth_part(loss_sum_, Wa):
         return loss_sum_ / data.n + penalty_value(data, Wa) + nonsmooth(Wa)

@@ -35,7 +35,7 @@ import numpy as np
 from jax import lax
 
 from .._memory import ALIGNMENT, aligned_zeros
-from ..config import setup_compilation_cache
+from ..config import config, setup_compilation_cache
 from . import families as fam
 from . import row_tiles as rt
 from .families import POISSON, Obs, is_poisson
@@ -253,6 +253,10 @@ class Block(NamedTuple):
     #: the rows' observation family (:class:`~glmformula.backend.families.Obs`: its name is
     #: static, its per-unit parameter an array)
     obs: Obs = POISSON
+    #: ``X`` transposed, (P, T) row-major, where a solver keeps that copy
+    #: (:func:`with_transposed_rows`): the gradient's product ``X.T @ r`` reads it as a plain
+    #: product, and a pass then takes all rows at once instead of row chunks
+    Xt: jax.Array | None = None
 
 
 def block_from_arrays(X, y, offset, row_weight, dtype, n_units: int, obs: Obs | None = None
@@ -324,6 +328,11 @@ _SUMS_CHUNK_BYTES = 8 << 20
 _ROWS = (((0,), (0,)), ((), ()))  # dot_general dimensions of X.T @ R (contract the rows)
 
 
+def _rows_product(X, R, Xt=None):
+    """``X.T @ R`` (P, U): from the transposed copy ``Xt`` (P, T) where there is one."""
+    return lax.dot_general(X, R, _ROWS) if Xt is None else Xt @ R
+
+
 def _rate_parts(eta):
     """:func:`_rate`'s ``rate_loss, rate_grad, rate`` without a select: below the cap ``d = 0``
     and the polynomial factors are exactly 1, so the values are bit-identical to
@@ -343,7 +352,7 @@ def _rate_loss(eta):
     return _rate_parts(eta)[0]
 
 
-def _poisson_sums(X, Y, rw, eta):
+def _poisson_sums(X, Y, rw, eta, Xt=None):
     """:func:`value_grad_sums` of the Poisson family on rows that fit in cache (one chunk).
 
     The common case (no ``eta`` above the cap) skips the cap arithmetic through a
@@ -358,7 +367,7 @@ def _poisson_sums(X, Y, rw, eta):
 
     def sums(rate_loss, rate_grad, eta):
         resid = w * (rate_grad - Y)
-        return (jnp.sum(w * (rate_loss - Y * eta), axis=0), lax.dot_general(X, resid, _ROWS),
+        return (jnp.sum(w * (rate_loss - Y * eta), axis=0), _rows_product(X, resid, Xt),
                 jnp.sum(resid, axis=0), jnp.sum(w * (rate_loss + Y * jnp.abs(eta)), axis=0))
 
     def capped(eta):
@@ -423,7 +432,7 @@ def resum_units(block: Block, eta, sums, stale):
     U = eta.shape[1]
 
     def everyone():
-        return value_grad_sums(block.X, block.Y, block.rw, eta, block.obs)
+        return value_grad_sums(block.X, block.Y, block.rw, eta, block.obs, block.Xt)
 
     if U < 2 * RESUM_UNITS or P == 0 or not is_poisson(block.obs):
         return everyone()
@@ -431,8 +440,10 @@ def resum_units(block: Block, eta, sums, stale):
     def few():
         units = jnp.nonzero(stale, size=RESUM_UNITS, fill_value=U)[0]  # padding: U (dropped)
         take = jnp.minimum(units, U - 1)
-        part = _chunked_sums(block.X, block.Y[:, take], block.rw, eta[:, take],
-                             _sums_chunk(P, RESUM_UNITS, eta.dtype.itemsize))
+        part = _poisson_sums(block.X, block.Y[:, take], block.rw, eta[:, take], block.Xt) \
+            if block.Xt is not None else \
+            _chunked_sums(block.X, block.Y[:, take], block.rw, eta[:, take],
+                          _sums_chunk(P, RESUM_UNITS, eta.dtype.itemsize))
         return tuple(whole.at[..., units].set(new, mode="drop")
                      for whole, new in zip(sums, part))
 
@@ -460,9 +471,10 @@ def loss_sums_along(eta, xi, Y, rw, steps, obs: Obs | None = None):
     return jax.vmap(lambda a: loss_sum(eta + a[None, :] * xi, Y, rw, obs))(steps)
 
 
-def value_grad_sums(X, Y, rw, eta, obs: Obs | None = None):
+def value_grad_sums(X, Y, rw, eta, obs: Obs | None = None, Xt=None):
     """Loss sum, gradient sums and loss magnitude at ``eta`` (``obs``: the observation family,
-    default Poisson; see :mod:`.families` for the others' losses).
+    default Poisson; see :mod:`.families` for the others' losses; ``Xt``: the transposed copy
+    of ``X``, :attr:`Block.Xt`, if kept: all rows in one product with it).
 
     Returns
     -------
@@ -477,8 +489,10 @@ def value_grad_sums(X, Y, rw, eta, obs: Obs | None = None):
         resid = rw[:, None] * d
         U = eta.shape[1]
         sums = jnp.sum(jnp.concatenate([rw[:, None] * loss, rw[:, None] * mag], axis=1), axis=0)
-        grad_w = lax.dot_general(X, resid, _ROWS)
+        grad_w = _rows_product(X, resid, Xt)
         return sums[:U], grad_w, jnp.sum(resid, axis=0), sums[U:]
+    if Xt is not None:
+        return _poisson_sums(X, Y, rw, eta, Xt)
     T, P = X.shape
     U = eta.shape[1]
     if U >= _FUSED_MIN_UNITS:
@@ -509,20 +523,25 @@ def step_chunk(n_cols: int, itemsize: int) -> int:
     return int(np.clip((1 << 21) // row_bytes, floor, 16384))
 
 
-def step_sums(X, Y, rw, eta, dW, db, chunk: int, obs: Obs | None = None):
+def step_sums(X, Y, rw, eta, dW, db, chunk: int, obs: Obs | None = None, Xt=None):
     """One read of X for a step from ``eta``: ``xi = X @ dW + db`` (T, U) and
     :func:`value_grad_sums` at ``eta + xi``.
 
     The rows are taken in chunks (``chunk``, static) so that each chunk of X is still in
     cache for the second product (``X.T @ r``) after the first (``X @ dW``): the two products
     cost one pass over memory, where XLA's transposed product over all rows is slow (measured:
-    docs/performance_decisions.md, 'Fused line-search pass').
+    docs/performance_decisions.md, 'Fused line-search pass'). With the transposed copy ``Xt``
+    (:attr:`Block.Xt`) both are plain products over all rows: two reads of the design, each
+    near the memory's or the cores' speed (same document, 'The design's transposed copy').
 
     Returns
     -------
     xi : (T, U), and ``(loss, grad_w, grad_b, magnitude)`` at ``eta + xi``.
     """
     U = dW.shape[1]
+    if Xt is not None:
+        xi = X @ dW + db[None, :]
+        return xi, value_grad_sums(X, Y, rw, eta + xi, obs, Xt)
 
     def sums_of(x, y, w, e):
         xi = x @ dW + db[None, :]
@@ -976,6 +995,29 @@ def with_tiles(data: FitData, stride: int) -> FitData:
     return data._replace(tiles=rt.design_tiles(data.block.X, stride))
 
 
+#: The transposed copy of an in-memory design (:attr:`Block.Xt`) is kept where it takes at most
+#: this fraction of ``gf.config.memory_limit`` and the device is a CPU (on a GPU the
+#: transposed product needs no copy).
+TRANSPOSED_ROWS_MAX_FRACTION = 0.25
+
+
+def with_transposed_rows(data):
+    """``data`` (anything with a ``block``) with its design's transposed copy (:attr:`Block.Xt`)
+    where that pays: on a CPU, for a design that takes at most
+    :data:`TRANSPOSED_ROWS_MAX_FRACTION` of ``gf.config.memory_limit`` (a second copy of it is
+    made). Unchanged otherwise, or if it has the copy already."""
+    X = data.block.X
+    if (data.block.Xt is not None or X.shape[0] == 0 or jax.default_backend() != "cpu"
+            or X.nbytes > TRANSPOSED_ROWS_MAX_FRACTION * config.memory_limit):
+        return data
+    return data._replace(block=data.block._replace(Xt=_transposed(X)))
+
+
+@jax.jit
+def _transposed(X):
+    return X.T
+
+
 def sampled_hessian(data, D, strategy: str, stride: int, compute=None):
     """The units' Hessians (U, P+1, P+1) from curvature weights ``D`` (T, U) on every
     ``stride``-th row: from ``data.tiles`` (float32 products, tiles built for this stride)
@@ -1010,7 +1052,8 @@ def smooth_objective(data: FitData, eta, W, sums=None):
     """
     inv_n = 1.0 / data.n
     if sums is None:
-        sums = value_grad_sums(data.block.X, data.block.Y, data.block.rw, eta, data.block.obs)
+        blk = data.block
+        sums = value_grad_sums(blk.X, blk.Y, blk.rw, eta, blk.obs, blk.Xt)
     loss, gw, gb, mag = sums
     ridge = penalty_value(data, W)
     f = loss * inv_n + ridge

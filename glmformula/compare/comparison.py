@@ -257,8 +257,9 @@ class Comparison:
         if work >= FOLDS_SIDE_BY_SIDE_BELOW:  # one fold keeps the cores busy alone
             done = [self.run_task(name, fold) for fold in folds]
         else:
-            # a fold holds a copy of its rows and its solver's arrays
-            fold_bytes = 0 if storage is None else 2 * storage.nbytes
+            # a fold holds a copy of its rows, L-BFGS that copy transposed
+            # (backend.problem.with_transposed_rows), and its solver's arrays
+            fold_bytes = 0 if storage is None else 3 * storage.nbytes
             # side by side, each fold fits a copy of its rows: a fit rotates its design's
             # constrained columns in place, and the other folds must not see that
             private = workers_for(len(folds), fold_bytes) > 1
