@@ -41,6 +41,46 @@ def load() -> dict:
             "valid": nap.IntervalSet(d["valid_start"], d["valid_end"])}
 
 
+def load_or_exit() -> dict:
+    """The recording (:func:`load`), or exit with a message where ../shared/data lacks it."""
+    if not DATA.exists():
+        raise SystemExit(f"the real recording is not at {DATA} (it lives in ../shared/data)")
+    return load()
+
+
+def alternation_parser(description: str) -> argparse.ArgumentParser:
+    """Arguments of the scripts that alternate two settings of a comparison on this recording:
+    ``--models`` (default the coupled model) and ``--repeats``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--models", nargs="+", choices=list(MODELS),
+                        default=["hd+history+coupling"])
+    parser.add_argument("--repeats", type=int, default=2, help="alternations of the settings")
+    return parser
+
+
+def alternation_setup(parser: argparse.ArgumentParser):
+    """``(args, data, models)`` of an A/B script: its arguments parsed, the recording loaded
+    (or exit), glmformula's warnings silenced, the models chosen by ``--models``."""
+    args = parser.parse_args()
+    data = load_or_exit()
+    warnings.simplefilter("ignore")
+    return args, data, {name: MODELS[name] for name in args.models}
+
+
+def alternate(run, settings: dict, repeats: int) -> None:
+    """Call ``run(setting)`` (a ``gf.compare`` table) for each labelled setting in turn,
+    ``repeats`` times, printing the wall and CPU time, each model's share and the cv
+    bits/spike: the two settings of an A/B under the same load."""
+    for _ in range(repeats):
+        for label, setting in settings.items():
+            started, cpu = time.perf_counter(), time.process_time()
+            table = run(setting)
+            seconds = ", ".join(f"{n} {t:.1f} s" for n, t in table.attrs["seconds"].items())
+            print(f"{label}: {time.perf_counter() - started:.1f} s wall, "
+                  f"{time.process_time() - cpu:.1f} s CPU ({seconds}); cv bits/spike "
+                  f"{np.round(table['cv_bits_per_spike'].to_numpy(), 6).tolist()}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
@@ -51,9 +91,7 @@ def main() -> None:
                         default=["hd+history", "hd+history+coupling"],
                         help="which single fits to time")
     args = parser.parse_args()
-    if not DATA.exists():
-        raise SystemExit(f"the real recording is not at {DATA} (it lives in ../shared/data)")
-    data = load()
+    data = load_or_exit()
     warnings.simplefilter("ignore")
     smoothing = None if args.smoothing == "none" else "auto"
     for name in args.models:

@@ -9,12 +9,8 @@ tolerances (the units the data determine agree; the nearly separated ones do not
 
 from __future__ import annotations
 
-import argparse
-import time
-import warnings
-
 import pandas as pd
-from hd_real_fits import DATA, MODELS, load
+from hd_real_fits import alternate, alternation_parser, alternation_setup
 
 import glmformula as gf
 from glmformula.backend.solve import DEFAULT_TOL
@@ -28,27 +24,13 @@ def compare(models: dict, data: dict, tol: float, per_unit: bool = False) -> pd.
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", choices=list(MODELS),
-                        default=["hd+history+coupling"])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser = alternation_parser(__doc__.splitlines()[0])
     parser.add_argument("--per-unit", action="store_true")
-    args = parser.parse_args()
-    if not DATA.exists():
-        raise SystemExit(f"the real recording is not at {DATA} (it lives in ../shared/data)")
-    data = load()
-    warnings.simplefilter("ignore")
-    models = {name: MODELS[name] for name in args.models}
+    args, data, models = alternation_setup(parser)
     scored = engine.SCORED_FIT_TOL
     compare(models, data, scored)  # compiles
-    for _ in range(args.repeats):
-        for tol in (DEFAULT_TOL, scored):
-            started, cpu = time.perf_counter(), time.process_time()
-            table = compare(models, data, tol)
-            seconds = ", ".join(f"{n} {t:.1f} s" for n, t in table.attrs["seconds"].items())
-            print(f"tol {tol:g}: {time.perf_counter() - started:.1f} s wall, "
-                  f"{time.process_time() - cpu:.1f} s CPU ({seconds}); cv bits/spike "
-                  f"{table['cv_bits_per_spike'].round(6).tolist()}", flush=True)
+    alternate(lambda tol: compare(models, data, tol),
+              {f"tol {DEFAULT_TOL:g}": DEFAULT_TOL, f"tol {scored:g}": scored}, args.repeats)
     if args.per_unit:
         exact, loose = (compare(models, data, tol, per_unit=True) for tol in (DEFAULT_TOL, scored))
         units = pd.DataFrame({"cv_bps_1e-8": exact["cv_bits_per_spike"],

@@ -13,20 +13,17 @@ Two parts:
   median of 7 calls.
 
     python benchmarks/transposed_rows.py [--models hd+history+coupling] [--repeats 2]
-                                         [--skip-kernels]
+                                         [--skip-kernels]  (--repeats 0: kernels only)
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
-import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from hd_real_fits import DATA, MODELS, load
+from hd_real_fits import MODELS, alternate, alternation_parser, alternation_setup
 
 import glmformula as gf
 import glmformula.backend.lbfgs as lbfgs
@@ -89,29 +86,15 @@ def kernels(data: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", choices=list(MODELS),
-                        default=["hd+history+coupling"])
-    parser.add_argument("--repeats", type=int, default=2, help="alternations (0: kernels only)")
+    parser = alternation_parser(__doc__.splitlines()[0])
     parser.add_argument("--skip-kernels", action="store_true")
-    args = parser.parse_args()
-    if not DATA.exists():
-        raise SystemExit(f"the real recording is not at {DATA} (it lives in ../shared/data)")
-    data = load()
-    warnings.simplefilter("ignore")
-    models = {name: MODELS[name] for name in args.models}
+    args, data, models = alternation_setup(parser)
     if args.repeats:
         compare(models, data, copy=True)  # compiles
         compare(models, data, copy=False)
-    for _ in range(args.repeats):
-        for copy in (False, True):
-            started, cpu = time.perf_counter(), time.process_time()
-            table = compare(models, data, copy)
-            seconds = ", ".join(f"{n} {t:.1f} s" for n, t in table.attrs["seconds"].items())
-            print(f"{'with' if copy else 'without'} the transposed copy: "
-                  f"{time.perf_counter() - started:.1f} s wall, "
-                  f"{time.process_time() - cpu:.1f} s CPU ({seconds}); cv bits/spike "
-                  f"{np.round(table['cv_bits_per_spike'].to_numpy(), 6).tolist()}", flush=True)
+    alternate(lambda copy: compare(models, data, copy),
+              {"without the transposed copy": False, "with the transposed copy": True},
+              args.repeats)
     if not args.skip_kernels:
         kernels(data)
 
