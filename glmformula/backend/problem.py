@@ -532,7 +532,8 @@ def step_sums(X, Y, rw, eta, dW, db, chunk: int, obs: Obs | None = None, Xt=None
     cost one pass over memory, where XLA's transposed product over all rows is slow (measured:
     docs/performance_decisions.md, 'Fused line-search pass'). With the transposed copy ``Xt``
     (:attr:`Block.Xt`) both are plain products over all rows: two reads of the design, each
-    near the memory's or the cores' speed (same document, 'The design's transposed copy').
+    near the memory's or the cores' speed (same document, 'L-BFGS reads a transposed copy of
+    the design').
 
     Returns
     -------
