@@ -72,3 +72,27 @@ def test_the_last_units_continue_in_ever_narrower_batches(simulator, monkeypatch
     np.testing.assert_allclose(narrowed.weights, together.weights,
                                atol=1e-6 * np.abs(together.weights).max())
     assert np.abs(narrowed.n_iter - together.n_iter).max() <= 2
+
+
+def test_a_cold_population_refreshes_early_and_reaches_the_same_answer(simulator, monkeypatch):
+    """A population's cold start renews its constant-rate preconditioner every COLD_REFRESH
+    iterations (at most COLD_REFRESHES times); a warm start keeps the (P+1)/16 schedule. Both
+    schedules end at the same optimum."""
+    from glmformula.backend import lbfgs
+
+    X, _, W, b = simulator(20_000, 20, 8, seed=11, rate=0.1)
+    Y = np.random.default_rng(12).poisson(np.exp(X @ (2.5 * W) + b)).astype(float)
+    schedules = []
+    original = lbfgs.compiled_call
+    monkeypatch.setattr(lbfgs, "compiled_call", lambda fn, static, *args: schedules.append(
+        (static["warm"], static["refresh"], static["refreshes"])) or original(fn, static, *args))
+    cold = solve(Problem(X, Y), solver="lbfgs", narrow_units=0)
+    assert schedules == [(False, lbfgs.COLD_REFRESH, lbfgs.COLD_REFRESHES)]
+    assert cold.n_hessian_passes >= 2  # at least one refresh happened on this problem
+    previous = solve(Problem(X, Y), solver="lbfgs", narrow_units=0, refresh=10, refreshes=2)
+    assert cold.converged.all() and previous.converged.all()
+    np.testing.assert_allclose(cold.weights, previous.weights,
+                               atol=1e-6 * np.abs(previous.weights).max())
+    schedules.clear()
+    solve(Problem(X, Y), solver="lbfgs", narrow_units=0, init=previous)
+    assert schedules == [(True, 10, 2)]  # a warm start: max(10, (P+1)/16), at most 2
