@@ -389,8 +389,8 @@ class LBFGS:
         cold_population = U >= 8 and not warm
         refresh = self.refresh
         if refresh is None:
-            per_unit = 16 if U >= 8 else 30
-            refresh = COLD_REFRESH if cold_population else max(10, (P + 1) // per_unit)
+            divisor = 16 if U >= 8 else 30  # a Hessian pass costs about P / divisor iterations
+            refresh = COLD_REFRESH if cold_population else max(10, (P + 1) // divisor)
         refreshes = self.refreshes
         if refreshes is None:
             refreshes = COLD_REFRESHES if cold_population else 2
