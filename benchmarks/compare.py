@@ -287,6 +287,13 @@ def heldout_scores(counts, expected):
     return gain / (np.maximum(spikes, 1) * np.log(2)), spikes
 
 
+def pooled_bits_per_spike(counts, expected) -> float:
+    """Held-out bits/spike pooled over units (:func:`heldout_scores`' gains over all spikes),
+    as ``gf.compare`` scores a fold."""
+    bps, spikes = heldout_scores(counts, expected)
+    return float(np.sum(bps * spikes) / spikes.sum())
+
+
 def penalised_objective(eta, counts, weights, ridge: float) -> float:
     """Both libraries' objective, summed over units: mean Poisson negative log-likelihood
     (without log y!) over the training rows + ridge / 2 * |w|^2."""

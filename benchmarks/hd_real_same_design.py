@@ -24,10 +24,9 @@ import time
 import warnings
 
 import numpy as np
-from compare import heldout_scores
+from compare import pooled_bits_per_spike
 from hd_real_fits import MODELS, load_or_exit
 
-import glmformula as gf  # noqa: F401  (registers the package before its internals)
 from glmformula.compare.compare import _named
 from glmformula.compare.comparison import Comparison
 
@@ -35,12 +34,6 @@ from glmformula.compare.comparison import Comparison
 def mean_nll(eta, counts) -> np.ndarray:
     """Each unit's mean Poisson negative log-likelihood without log y! (nats per bin)."""
     return np.mean(np.exp(eta) - counts * eta, axis=0)
-
-
-def pooled_bps(rate, counts) -> float:
-    """Held-out bits/spike pooled over units (as ``gf.compare``'s folds)."""
-    bps, spikes = heldout_scores(counts, rate)
-    return float(np.sum(bps * spikes) / spikes.sum())
 
 
 def main() -> None:
@@ -84,7 +77,7 @@ def main() -> None:
         nll[name] = mean_nll(X[rows] @ W + b, Y[rows])
         print(f"  {name:10s} {seconds:6.1f} s ({status}): training objective "
               f"{nll[name].sum():.6f} nats/bin (sum over units), held-out "
-              f"{pooled_bps(np.exp(X[held] @ W + b), Y[held]):.4f} bits/spike, "
+              f"{pooled_bits_per_spike(Y[held], np.exp(X[held] @ W + b)):.4f} bits/spike, "
               f"max |w| {np.abs(W).max():.1f}")
     gap = nll["NeMoS"] - nll["glmformula"]
     print(f"  NeMoS - glmformula training objective per unit: {gap.min():.2e} to "
