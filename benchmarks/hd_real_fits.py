@@ -7,11 +7,19 @@ and its passes over the data; for the comparison, the wall time, each model's sh
 (``table.attrs["seconds"]``) and the cross-validated bits per spike.
 
     python benchmarks/hd_real_fits.py [--repeats 2] [--skip-compare] [--smoothing auto]
+
+``--log-compiles`` also lists every compilation of a solver program (function, static
+settings, rows, seconds); with an empty disk cache and no single fits it shows where the
+comparison's first call goes:
+
+    GLMFORMULA_COMPILATION_CACHE=$(mktemp -d) python benchmarks/hd_real_fits.py --models \
+        --log-compiles
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -46,6 +54,37 @@ def load_or_exit() -> dict:
     if not DATA.exists():
         raise SystemExit(f"the real recording is not at {DATA} (it lives in ../shared/data)")
     return load()
+
+
+def log_compiles() -> list:
+    """Record each compilation of ``glmformula.backend.problem.compiled_call`` (every module
+    that imported it calls the recording wrapper): (function, static settings, rows of its
+    first argument's design, seconds)."""
+    from glmformula.backend import problem
+
+    original = problem.compiled_call
+    log: list = []
+
+    def recorded(fn, static, *args):
+        out, compile_s, run_s = original(fn, static, *args)
+        if compile_s > 0:
+            design = getattr(getattr(args[0], "block", args[0]), "X", None)
+            log.append((fn.__name__, ", ".join(f"{k}={v}" for k, v in sorted(static.items())),
+                        None if design is None else design.shape[0], compile_s))
+        return out, compile_s, run_s
+
+    for module in list(sys.modules.values()):
+        if (getattr(module, "__name__", "").startswith("glmformula")
+                and getattr(module, "compiled_call", None) is original):
+            module.compiled_call = recorded
+    return log
+
+
+def print_compiles(log: list) -> None:
+    """The recorded compilations, longest first, and their sum."""
+    for name, static, rows, seconds in sorted(log, key=lambda entry: -entry[3]):
+        print(f"  {seconds:6.2f} s  {name} rows={rows} {static}")
+    print(f"  {sum(entry[3] for entry in log):6.2f} s  compiling, {len(log)} programs")
 
 
 def alternation_parser(description: str) -> argparse.ArgumentParser:
@@ -87,12 +126,15 @@ def main() -> None:
     parser.add_argument("--skip-compare", action="store_true")
     parser.add_argument("--smoothing", choices=("none", "auto"), default="none",
                         help="none: the issue's unregularised fits (default); auto: REML")
-    parser.add_argument("--models", nargs="+", choices=list(MODELS),
+    parser.add_argument("--models", nargs="*", choices=list(MODELS),
                         default=["hd+history", "hd+history+coupling"],
-                        help="which single fits to time")
+                        help="which single fits to time (none: the comparison only)")
+    parser.add_argument("--log-compiles", action="store_true",
+                        help="list every compilation of a solver program")
     args = parser.parse_args()
     data = load_or_exit()
     warnings.simplefilter("ignore")
+    compiles = log_compiles() if args.log_compiles else None
     smoothing = None if args.smoothing == "none" else "auto"
     for name in args.models:
         for repeat in range(args.repeats):
@@ -105,15 +147,22 @@ def main() -> None:
                   f"{d.fit_seconds:.2f} s (compile {d.compile_seconds:.2f} s), "
                   f"{res.n_iter} iterations, {d.n_hessian_passes} Hessian + "
                   f"{d.n_matmul_passes} product passes, converged {res.converged}", flush=True)
+    if compiles is not None and args.models:
+        print("compilations of the single fits:")
+        print_compiles(compiles)
+        compiles.clear()
     if args.skip_compare:
         return
     for repeat in range(args.repeats):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         table = gf.compare(MODELS, data, bin_size="10ms", epochs="valid", cv=5,
                            smoothing=smoothing)
         seconds = ", ".join(f"{name} {t:.1f} s" for name, t in table.attrs["seconds"].items())
         print(f"gf.compare, 3 models, cv=5: {'first' if repeat == 0 else 'warm '} "
-              f"{time.perf_counter() - started:.1f} s ({seconds})", flush=True)
+              f"{time.perf_counter() - started:.1f} s, CPU {time.process_time() - cpu:.1f} s "
+              f"({seconds})", flush=True)
+        if compiles is not None and repeat == 0:
+            print_compiles(compiles)
     print(table[["n_params", "cv_bits_per_spike", "cv_bits_per_spike_se",
                  "converged"]].to_string())
 
