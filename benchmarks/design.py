@@ -369,12 +369,19 @@ def report(results: dict, args, load_before, load_after, command: str) -> str:
 
 
 NOTES = """\
-What the numbers rest on (all in `glmformula/graph/convolution.py`; the first four were made
-while writing this benchmark, each measured on this machine):
+What the numbers rest on (all in `glmformula/graph/convolution.py` and
+`glmformula/graph/sparse_convolution.py`, each measured on this machine):
 
-* History and coupling filters of 100 bins use the FFT path (overlap-save, sums in float64),
-  whose cost per value hardly depends on the window. Transforms are now at least 1024 points
-  long instead of 4096: they stay in cache, ~25% less CPU at W = 100.
+* Spike counts are convolved from their non-zero entries (the sparse method: the kernels
+  added at the lags of the spikes in each window, sums in float64, each value written once)
+  wherever a window holds at most 10 non-zero entries on average: all three cases here (the
+  simulated units at 5-30 Hz hold ~1.75 per 100-bin window). It replaced the FFT path for
+  them in session 27: 0.16-0.21 s -> 0.04-0.05 s for the single-epoch convolution
+  (`python benchmarks/convolution.py`; docs/performance_decisions.md, 'Sparse signals:
+  convolution from the non-zero entries'). Denser signals use the FFT path for windows of 48
+  bins or more (overlap-save, sums in float64), whose cost per value hardly depends on the
+  window; its transforms are at least 1024 points long instead of 4096: they stay in cache,
+  ~25% less CPU at W = 100. The points below about FFT blocks apply to that path.
 * The FFT block is converted to the output dtype in its own memory order before the
   transposing write into the design. Writing straight from the float64 block, whose lines lie
   a power of two apart, thrashed the cache: 115 -> 32 ms of CPU per 1e5 rows x 400 columns.
@@ -390,17 +397,16 @@ while writing this benchmark, each measured on this machine):
   ~10x slower whenever other processes wanted the cores (hd warm build 4.5 s -> 0.4 s here).
 * The design is written in place. What the peak holds beyond it: the binned counts (kept as
   the response: rows x units float32, 20 MB in the simulated cases), a chunk of FFT or
-  lagged-copy temporaries per thread, and full-grid values of shared terms (the cyclic basis in
-  the hd case).
+  lagged-copy temporaries (or of non-zero entries) per thread, and full-grid values of shared
+  terms (the cyclic basis in the hd case).
 * NeMoS gets the multi-epoch inputs as TsdFrames and convolves each epoch separately
   (its documented behaviour); glmformula lays the epochs end to end with zero gaps and sweeps
   them in one pass (110 chunks instead of 109 here), so epochs cost it about nothing.
 * Both libraries use all cores. On this 2-core machine shared with other jobs, wall times
   move with the load (see the load average above); CPU times, in the details, move less.
-  The one-epoch NumPy array is NeMoS's best case (one XLA convolution): there glmformula
-  needs ~0.3 s of CPU per build (~0.2 s of FFTs, the rest binning, compiling the formula and
-  writing), about a third of NeMoS's, so its wall-time lead is ~3x when it gets one core and
-  ~5x when it gets both.
+  The one-epoch NumPy array is NeMoS's best case (one XLA convolution); there the FFT path
+  needed ~0.3 s of CPU per build (~0.2 s of FFTs), the sparse method needs ~0.1 s of CPU for
+  its convolution.
 """
 
 HD_NOTE = (

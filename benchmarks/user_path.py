@@ -26,10 +26,10 @@ design  50 simulated units, T = 1e5 bins of 1 ms, one epoch:
 
 Every library runs in its own fresh process per measurement (``--fresh`` processes each,
 alternating libraries, so that a change of load hits all of them); "first" is the first call
-in a process (JAX compilation included), "warm" the median of ``--repeats`` further calls in
-the first process. glmformula's processes share a persistent compilation cache folder that
-starts empty: its first process compiles, the later ones load the kernels from disk (what a
-user's second session does; ``gf.config.compilation_cache``).
+in a process (JAX and Numba compilation included), "warm" the median of ``--repeats`` further
+calls in the first process. The processes share a persistent compilation cache folder (JAX's and
+Numba's) that starts empty: the first process compiles, the later ones load the kernels from
+disk (what a user's second session does; ``gf.config.compilation_cache``).
 """
 
 from __future__ import annotations
@@ -253,7 +253,8 @@ def run_case(case: str, fresh: int, repeats: int, cache_dir: str) -> dict:
     runs = {lib: [] for lib in libs}
     for i in range(fresh):
         for lib in libs:
-            env = {"XDG_CACHE_HOME": cache_dir}
+            # JAX's and Numba's disk caches start empty for every library
+            env = {"XDG_CACHE_HOME": cache_dir, "NUMBA_CACHE_DIR": str(Path(cache_dir) / "numba")}
             args = ["--child", case, lib, "--repeats", str(repeats if i == 0 else 0)]
             result = common.run_child(script, args, env=env,
                                       timeout=1800)
@@ -300,10 +301,10 @@ def report(results: dict, args, load_before, load_after, command: str) -> str:
         "",
         f"Every number is a wall-clock time in seconds in a fresh process per library "
         f"({args.fresh} processes each, libraries alternating): *first* is the first call in "
-        f"the first process (JAX compilation included; glmformula's persistent compilation "
-        f"cache starts empty), *first, later processes* the median first call of the other "
-        f"processes (glmformula loads its kernels from the cache on disk; NeMoS compiles "
-        f"again), *warm* the median of {args.repeats} further calls in the first process.",
+        f"the first process (JAX and Numba compilation included; their disk caches start "
+        f"empty), *first, later processes* the median first call of the other processes "
+        f"(glmformula loads its kernels from the caches on disk; NeMoS compiles again), "
+        f"*warm* the median of {args.repeats} further calls in the first process.",
         "",
     ]
     verdicts = []
@@ -386,7 +387,8 @@ def report(results: dict, args, load_before, load_after, command: str) -> str:
             "the intercept; NeMoS's output has the same 400 columns without the intercept. "
             "glmformula's rows are the 99,900 bins after the first window; NeMoS keeps all "
             "1e5 with NaN in the first window. *warm parts* split glmformula's warm call into "
-            "`design_matrix` (binning, parsing, the FFT convolution into the stored design) "
+            "`design_matrix` (binning, parsing, the convolution into the stored design: "
+            "spike counts from their non-zero entries) "
             "and `to_numpy` (one pass writing the output, intercept included). On this "
             "machine the first large allocation of a fresh process is often slow (a bare "
             "NumPy allocate-and-copy of the 320 MB float64 output took 0.03 s warm and "

@@ -2,15 +2,18 @@
 
 The design matrix of history and coupling terms is
 ``out[t, c*K + k] = sum_{j=1..W} kernels[j-1, k] * signal[t-j, c]`` where the
-sum only uses rows of ``t``'s own segment (epoch). Two exact methods compute
-it in bounded memory, writing channel blocks straight into a preallocated
-(typically float32) output:
+sum only uses rows of ``t``'s own segment (epoch). Three exact methods compute
+it in bounded memory, writing straight into a preallocated (typically float32)
+output:
 
 - ``"direct"``: lagged copies of the signal (im2col) times the kernels in one
   BLAS matrix product per block; cost ~ W per (row, channel, filter).
 - ``"fft"``: overlap-save with real FFTs along time, one forward transform per
   channel and one inverse per (channel, filter); cost ~ log(W) per
   (row, channel, filter), independent of the window length otherwise.
+- ``"sparse"``: the kernels added at the lags of each window's non-zero
+  entries (:mod:`.sparse_convolution`); cost ~ (non-zero entries per window)
+  per (row, channel, filter): spike counts in fine bins.
 
 Segments are laid end to end in a *gapped* row space with W zero rows before
 each one, so a single sweep over fixed-size chunks handles one long recording
@@ -36,6 +39,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from .._blas import BLAS as _BLAS
+from .sparse_convolution import sparse_causal_convolve
 
 __all__ = ["causal_convolve", "lagged_convolve", "valid_rows", "choose_method"]
 
@@ -45,6 +49,12 @@ __all__ = ["causal_convolve", "lagged_convolve", "valid_rows", "choose_method"]
 # until measured on a quiet machine (measured so far: docs/performance_decisions.md,
 # 'Direct/FFT crossover: FFT_MIN_WINDOW').
 FFT_MIN_WINDOW = 48
+
+# Signals with at most this many non-zero entries per window, on average (non-zero fraction
+# times W), use the sparse method: its cost grows with them, the dense methods' does not. Set
+# from benchmarks/convolution.py (docs/performance_decisions.md, 'Sparse signals: convolution
+# from the non-zero entries').
+SPARSE_MAX_PER_WINDOW = 10.0
 
 # Working-set targets per block (bytes of float64 temporaries), small enough
 # to stay near cache and to keep peak memory close to the output itself.
@@ -56,24 +66,31 @@ _FFT_BLOCK_BYTES = 24 * 2**20
 _FFT_MIN_LENGTH = 1024
 
 
-def choose_method(window_bins: int, n_filters: int) -> Literal["direct", "fft"]:
-    """The faster exact method for a window length (the measured crossover ``FFT_MIN_WINDOW``).
+def choose_method(window_bins: int, n_filters: int,
+                  nonzero_fraction: float = 1.0) -> Literal["direct", "fft", "sparse"]:
+    """The faster exact method for a window length and a signal's sparsity (the measured
+    crossovers ``SPARSE_MAX_PER_WINDOW`` and ``FFT_MIN_WINDOW``).
 
     Parameters
     ----------
     window_bins :
         Filter length W, in bins.
     n_filters :
-        Number of filters K (unused by the current rule: both methods scale
+        Number of filters K (unused by the current rule: every method scales
         linearly in K at the sizes we measured).
+    nonzero_fraction :
+        Fraction of the signal's entries that are not zero (1: dense).
 
     Returns
     -------
     str
-        ``"direct"`` for windows shorter than ``FFT_MIN_WINDOW`` bins, else
-        ``"fft"``.
+        ``"sparse"`` where a window holds at most ``SPARSE_MAX_PER_WINDOW``
+        non-zero entries on average, else ``"direct"`` for windows shorter than
+        ``FFT_MIN_WINDOW`` bins, else ``"fft"``.
     """
     del n_filters
+    if nonzero_fraction * window_bins <= SPARSE_MAX_PER_WINDOW:
+        return "sparse"
     return "direct" if window_bins < FFT_MIN_WINDOW else "fft"
 
 
@@ -111,7 +128,7 @@ def causal_convolve(
     *,
     out: NDArray | None = None,
     dtype: DTypeLike = np.float32,
-    method: Literal["auto", "direct", "fft"] = "auto",
+    method: Literal["auto", "direct", "fft", "sparse"] = "auto",
     workers: int | None = -1,
 ) -> NDArray:
     """Convolve every channel with every causal filter, within segments.
@@ -134,7 +151,8 @@ def causal_convolve(
         Output dtype when ``out`` is None. Sums are accumulated in float64
         whatever the output dtype.
     method :
-        ``"direct"``, ``"fft"`` or ``"auto"`` (:func:`choose_method`).
+        ``"direct"``, ``"fft"``, ``"sparse"`` or ``"auto"`` (:func:`choose_method`
+        given the signal's fraction of non-zero entries).
     workers :
         Threads, as ``scipy.fft`` reads it (``-1``: all cores, ``None`` or
         1: one): chunks of rows are processed in parallel. On the direct
@@ -160,9 +178,10 @@ def causal_convolve(
     segs = _check_segments(segments, n_rows)
     out = _prepare_out(out, (n_rows, n_channels * n_filters), dtype)
     if method == "auto":
-        method = choose_method(width, n_filters)
-    if method not in ("direct", "fft"):
-        raise ValueError(f"method must be 'auto', 'direct' or 'fft', got {method!r}.")
+        nonzero = np.count_nonzero(signal) / max(signal.size, 1)  # NaN and inf count
+        method = choose_method(width, n_filters, nonzero)
+    if method not in ("direct", "fft", "sparse"):
+        raise ValueError(f"method must be 'auto', 'direct', 'fft' or 'sparse', got {method!r}.")
 
     uncovered = ~_covered(segs, n_rows)
     if uncovered.any():
@@ -170,6 +189,8 @@ def causal_convolve(
     layout = _GappedLayout(segs, width)
     if layout.n_rows == 0 or n_channels == 0:
         return out
+    if method == "sparse":
+        return sparse_causal_convolve(signal, kernels, segs, out, _thread_count(workers))
     # Whole chunks (gather, products or transforms, write) run on a pool of
     # threads: NumPy, BLAS and pocketfft release the GIL, and every chunk writes
     # its own rows. On the direct path that needs BLAS held to one thread per
@@ -224,7 +245,7 @@ def lagged_convolve(
     *,
     first_lag: int,
     dtype: DTypeLike = np.float32,
-    method: Literal["auto", "direct", "fft"] = "auto",
+    method: Literal["auto", "direct", "fft", "sparse"] = "auto",
     workers: int | None = -1,
 ) -> NDArray:
     """Convolve every channel with every filter over lags ``first_lag .. first_lag + W - 1``,

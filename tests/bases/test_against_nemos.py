@@ -122,7 +122,7 @@ def spike_counts(n_rows, n_channels, seed=0):
     return np.random.default_rng(seed).poisson(0.8, (n_rows, n_channels)).astype(float)
 
 
-@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("method", ["direct", "fft", "sparse"])
 def test_convolution_matches_nemos_single_epoch(method):
     """Same rows, same columns (channel-major), no shift: see module docstring."""
     n_rows, n_channels, window, n_basis = 600, 3, 25, 6
@@ -138,7 +138,7 @@ def test_convolution_matches_nemos_single_epoch(method):
     np.testing.assert_allclose(ours[usable], theirs[usable], atol=1e-9, rtol=0)
 
 
-@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("method", ["direct", "fft", "sparse"])
 def test_convolution_matches_nemos_per_epoch(method):
     """NeMoS convolves a pynapple frame epoch by epoch; our segments do the same."""
     n_rows, n_channels, window, n_basis = 500, 2, 15, 4

@@ -9,7 +9,7 @@ from glmformula.bases import causal_filters
 from glmformula.graph import convolution
 from glmformula.graph.convolution import causal_convolve, choose_method, valid_rows
 
-METHODS = ["direct", "fft"]
+METHODS = ["direct", "fft", "sparse"]
 
 # Disjoint, deliberately unsorted; includes a segment shorter than most
 # windows, a one-row segment, two touching segments and uncovered gaps
@@ -169,6 +169,10 @@ def test_empty_segments_give_zeros():
 def test_auto_uses_the_benchmark_rule():
     assert choose_method(convolution.FFT_MIN_WINDOW - 1, 8) == "direct"
     assert choose_method(convolution.FFT_MIN_WINDOW, 8) == "fft"
+    per_window = convolution.SPARSE_MAX_PER_WINDOW
+    assert choose_method(100, 8, per_window / 100) == "sparse"
+    assert choose_method(100, 8, 1.01 * per_window / 100) == "fft"
+    assert choose_method(10, 8, 1.01 * per_window / 10) == "direct"
     signal = counts(N_ROWS, 2)
     for width in (3, 80):
         kernels = causal_filters(width, 4)
@@ -233,3 +237,37 @@ def test_bad_arguments():
         causal_convolve(signal, np.full((3, 2), np.nan), [[0, 20]])
     with pytest.raises(ValueError, match="kernels"):
         causal_convolve(signal, np.zeros(3), [[0, 20]])
+
+
+def test_auto_takes_the_sparse_method_for_spike_counts(monkeypatch):
+    """Spike counts in fine bins (a few per window) go the sparse way, a dense signal does not;
+    both give the definition's values."""
+    called = []
+    real = convolution.sparse_causal_convolve
+    monkeypatch.setattr(convolution, "sparse_causal_convolve",
+                        lambda *args: called.append(1) or real(*args))
+    kernels = causal_filters(100, 4)
+    spikes = counts(N_ROWS, 3, rate=0.01)
+    auto = causal_convolve(spikes, kernels, SEGMENTS, dtype=np.float64)
+    assert called == [1]
+    np.testing.assert_allclose(auto, reference(spikes, kernels, SEGMENTS), atol=1e-12)
+    dense = counts(N_ROWS, 3, rate=0.7)
+    auto = causal_convolve(dense, kernels, SEGMENTS, dtype=np.float64)
+    assert called == [1]
+    np.testing.assert_allclose(auto, reference(dense, kernels, SEGMENTS), atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sparse_method_sums_in_float64_across_chunks_and_threads(dtype, monkeypatch):
+    """Row chunks shorter than the window, several threads, a strided output: each value is the
+    float64 sum rounded once to the output's dtype."""
+    monkeypatch.setattr("glmformula.graph.sparse_convolution.CHUNK_ROWS", 7)
+    signal = counts(N_ROWS, 3, seed=3, rate=0.2) * 1e-3 + counts(N_ROWS, 3, seed=4, rate=0.1)
+    kernels = causal_filters(12, 5)
+    wide = np.full((N_ROWS, 2 + 15), -1.0, dtype=dtype)
+    out = wide[:, 1:16]  # not contiguous
+    causal_convolve(signal, kernels, SEGMENTS, out=out, method="sparse", workers=3)
+    expected = reference(signal, kernels, SEGMENTS).astype(dtype)
+    np.testing.assert_array_equal(out, expected) if dtype == np.float32 else \
+        np.testing.assert_allclose(out, expected, rtol=1e-14, atol=1e-15)
+    np.testing.assert_array_equal(wide[:, [0, 16]], -1.0)
