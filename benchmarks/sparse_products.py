@@ -17,9 +17,9 @@ session 27). Reads ../shared/data/hd_mouse28_140313, builds the design of
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
+import _common as common
 import jax
 import jax.numpy as jnp
 import numba
@@ -86,13 +86,8 @@ def fused_step(indptr, indices, values, eta, Y, rw, dW, db, r0, r1, xi, G, sums)
 
 
 def median_ms(fn, repeats: int = 7) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+    """Median wall time of ``repeats`` calls after one warm-up call, in milliseconds."""
+    return 1e3 * common.time_calls(fn, repeats, warmup=1)["median"]
 
 
 def main() -> None:

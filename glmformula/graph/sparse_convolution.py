@@ -29,7 +29,16 @@ __all__ = ["sparse_causal_convolve", "CHUNK_ROWS"]
 CHUNK_ROWS = 4096
 
 
-@numba.njit(nogil=True, cache=True)
+def _compiled(function):
+    """Numba-compile ``function``, cached on disk where Numba finds a writable place (next to
+    this file, else the user's cache directory); without one, compiled in each process."""
+    try:
+        return numba.njit(nogil=True, cache=True)(function)
+    except RuntimeError:  # no writable cache location: Numba refuses cache=True
+        return numba.njit(nogil=True)(function)
+
+
+@_compiled
 def _convolve_chunks(signal, kernels, tasks, out):  # pragma: no cover - compiled
     """Fill ``out[r0:r1]`` for each task ``(segment start, r0, r1)`` (rows of one segment)."""
     width, n_filters = kernels.shape

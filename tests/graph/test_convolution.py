@@ -271,3 +271,27 @@ def test_sparse_method_sums_in_float64_across_chunks_and_threads(dtype, monkeypa
     np.testing.assert_array_equal(out, expected) if dtype == np.float32 else \
         np.testing.assert_allclose(out, expected, rtol=1e-14, atol=1e-15)
     np.testing.assert_array_equal(wide[:, [0, 16]], -1.0)
+
+
+def test_sparse_kernel_compiles_where_numba_cannot_cache(monkeypatch):
+    """A read-only install without a writable cache directory: Numba refuses ``cache=True``;
+    the kernel is then compiled in each process instead of failing the import."""
+    import numba
+
+    from glmformula.graph import sparse_convolution
+
+    real = numba.njit
+
+    def njit(**options):
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function: no locator available for file")
+        return real(**options)
+
+    monkeypatch.setattr(numba, "njit", njit)
+    kernel = sparse_convolution._compiled(sparse_convolution._convolve_chunks.py_func)
+    signal = counts(N_ROWS, 2, rate=0.05)
+    kernels = causal_filters(9, 3)
+    out = np.zeros((N_ROWS, 6))
+    tasks = np.array([[start, start, stop] for start, stop in SEGMENTS], dtype=np.int64)
+    kernel(signal, kernels, tasks, out)
+    np.testing.assert_allclose(out, reference(signal, kernels, SEGMENTS), atol=1e-12)
