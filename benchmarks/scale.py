@@ -180,12 +180,17 @@ class Stages:
 
 
 def _instrument() -> Stages:
-    import glmformula.backend.solve as solve
-    import glmformula.fitting.identifiability as identifiability
-    import glmformula.fitting.information as information
-    import glmformula.fitting.sharding as sharding
-    import glmformula.graph.design as design
-    import glmformula.results.fit as fitting
+    import importlib
+
+    # import_module, not ``import a.b.c as m``: the latter reads the attribute ``c`` of ``a.b``,
+    # which for ``glmformula.results.fit`` is the function gf.fit, not its module
+    module = importlib.import_module
+    solve = module("glmformula.backend.solve")
+    identifiability = module("glmformula.fitting.identifiability")
+    information = module("glmformula.fitting.information")
+    sharding = module("glmformula.fitting.sharding")
+    design = module("glmformula.graph.design")
+    fitting = module("glmformula.results.fit")
     st = Stages()
     st.wrap(design, "build_block", "design blocks")       # blocked: every pass rebuilds
     st.wrap(fitting, "build", "design")                   # in memory: built once
@@ -227,6 +232,7 @@ def child(spec: dict) -> dict:
                      dtype=spec.get("dtype"), chunk_size=spec.get("chunk_size"),
                      smoothing=None)
         out["fit_s"] = time.perf_counter() - start
+    fit_stages = dict(stages.seconds)
     out["peak_fit"] = pm.baseline + pm.increase  # absolute RSS peak during the fit
     out["peak_process"] = max(out["peak_before_fit"], out["peak_fit"])
     out["covariance_computed_with_fit"] = int(res.covariance.computed_units.size)
@@ -235,12 +241,12 @@ def child(spec: dict) -> dict:
         start = time.perf_counter()
         se = res.standard_errors(unit=list(res.unit_ids[:spec["se_units"]]))
         out["se_s"] = time.perf_counter() - start
-        out["se_stages"] = {k: v - out["stages"].get(k, 0.0) for k, v in stages.seconds.items()
-                            if v - out["stages"].get(k, 0.0) > 0}
+        out["se_stages"] = {k: v - fit_stages.get(k, 0.0) for k, v in stages.seconds.items()
+                            if v - fit_stages.get(k, 0.0) > 0}
         out["se_finite"] = bool(np.isfinite(se.to_numpy()[~np.isnan(se.to_numpy())]).all())
         out["peak_process"] = max(out["peak_process"], _vmhwm())
     out["memory_method"] = pm.method
-    out.update(stages=dict(stages.seconds), calls=dict(stages.calls), solver=res.solver,
+    out.update(stages=fit_stages, calls=dict(stages.calls), solver=res.solver,
                chunk_size=res.chunk_size, dtype=res.dtype,
                n_columns=len(res.storage_columns), n_rows=int(res.n_rows),
                iters_max=int(np.max(res.n_iter_units)), iters_mean=float(np.mean(res.n_iter_units)),

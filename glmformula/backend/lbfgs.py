@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from . import row_tiles as rt
 from .newton import (
     MAX_ITER,
     NO_SPIKES,
@@ -318,12 +319,24 @@ NARROW_UNITS = 4
 
 #: A population's cold start (zero weights) is preconditioned by the Fisher information of a
 #: constant rate, far from the curvature once the rates are modulated: its preconditioner is
-#: renewed every ``COLD_REFRESH`` iterations, at most ``COLD_REFRESHES`` times, instead of the
-#: warm starts' ``(P+1)/16``. On the real coupled head-direction model (226k x 268, 32 units)
-#: the median unit then converges in 17 instead of 24 iterations, 70 instead of 85 product
-#: passes for one more Hessian, solver 11.1-11.3 s against 13.0-14.9 s, the same likelihood to
-#: 1e-11 (docs/performance_decisions.md, 'L-BFGS refresh interval', session 25).
+#: renewed every ``COLD_REFRESH`` iterations, at most ``COLD_REFRESHES`` times, where a
+#: Hessian pass costs at most that many iterations (:func:`hessian_iterations`), instead of
+#: the warm starts' ``(P+1)/16``. On the real coupled head-direction model (226k x 268, 32
+#: units; tiled Hessians ~3 iterations) the median unit then converges in 17 instead of 24
+#: iterations, 70 instead of 85 product passes for one more Hessian, solver 11.1-11.3 s against
+#: 13.0-14.9 s, the same likelihood to 1e-11 (docs/performance_decisions.md, 'L-BFGS refresh
+#: interval', session 25). Where a Hessian costs more (200 units on 1,640 dense columns: ~100
+#: iterations), the cold start renews it as rarely as that cost says (session 27).
 COLD_REFRESH, COLD_REFRESHES = 6, 3
+
+
+def hessian_iterations(data: FitData) -> float:
+    """A population's Hessian pass priced in L-BFGS iterations: ``(P+1)/16`` for a dense
+    design (float32 Hessians of the unit's ``P+1`` columns against two float64 products per
+    iteration, see :class:`LBFGS`), times the fraction of those multiply-adds that the
+    design's tiles leave (:func:`.row_tiles.dense_fraction`)."""
+    P = data.W0.shape[0]
+    return (P + 1) / 16 * rt.dense_fraction(data.tiles, P)
 
 
 @attrs.frozen
@@ -386,7 +399,12 @@ class LBFGS:
         tol = jnp.asarray(max(self.tol, tolerance_floor(dtype)), dtype)
         # a host check of the start (one small transfer): zero weights are a cold start
         warm = bool(jnp.any(data.W0 != 0))
-        cold_population = U >= 8 and not warm
+        stride = self.stride
+        if stride is None:
+            stride = curvature_stride(data.block.X.shape[0])
+        data = with_transposed_rows(with_tiles(data, int(stride)))
+        # a cold population renews its poor first preconditioner early where Hessians are cheap
+        cold_population = U >= 8 and not warm and hessian_iterations(data) <= COLD_REFRESH
         refresh = self.refresh
         if refresh is None:
             divisor = 16 if U >= 8 else 30  # a Hessian pass costs about P / divisor iterations
@@ -394,10 +412,6 @@ class LBFGS:
         refreshes = self.refreshes
         if refreshes is None:
             refreshes = COLD_REFRESHES if cold_population else 2
-        stride = self.stride
-        if stride is None:
-            stride = curvature_stride(data.block.X.shape[0])
-        data = with_transposed_rows(with_tiles(data, int(stride)))
         static = dict(history=self.history, refresh=int(refresh), strategy=hessian_strategy(U, P),
                       stride=int(stride), refreshes=int(refreshes), warm=warm)
         max_iter = jnp.asarray(self.max_iter, jnp.int32)

@@ -175,6 +175,16 @@ def tiles_pay(nonzero: np.ndarray, layout=None) -> bool:
     return cost <= TILES_PAY_BELOW * T * P
 
 
+def dense_fraction(tiles: RowTiles | None, n_cols: int) -> float:
+    """The multiply-adds of a tiled Hessian pass over those of the dense pass over all
+    ``n_cols`` columns of the same sampled rows (tile padding counted; 1 without tiles)."""
+    if tiles is None or n_cols == 0:
+        return 1.0
+    n_dense = int(np.sum(np.asarray(tiles.dense) < n_cols))
+    tiled_rows = int(tiles.count) * TILE_ROWS
+    return (tiles.X.shape[0] * n_dense + tiled_rows * BLOCK_WIDTH) / (tiles.X.shape[0] * n_cols)
+
+
 def _capacity(n: int, multiple: int) -> int:
     return max(multiple, -(-n // multiple) * multiple)
 

@@ -96,3 +96,24 @@ def test_a_cold_population_refreshes_early_and_reaches_the_same_answer(simulator
     schedules.clear()
     solve(Problem(X, Y), solver="lbfgs", narrow_units=0, init=previous)
     assert schedules == [(True, 10, 2)]  # a warm start: max(10, (P+1)/16), at most 2
+
+
+def test_a_cold_population_keeps_the_cost_rule_where_hessians_are_dear(simulator, monkeypatch):
+    """The early renewals pay where a Hessian pass costs a few iterations (dense 20 columns:
+    21/16); on a wide dense design (200 columns: 201/16 = 12.6 iterations, more than
+    COLD_REFRESH) the cold start keeps the (P+1)/16 schedule, as a warm start does."""
+    from glmformula.backend import lbfgs
+
+    assert lbfgs.COLD_REFRESH < 201 / 16
+    X, _, W, b = simulator(4_000, 200, 8, seed=13, rate=0.1)
+    Y = np.random.default_rng(14).poisson(np.exp(X @ (0.5 * W) + b)).astype(float)
+    schedules, costs = [], []
+    original, cost = lbfgs.compiled_call, lbfgs.hessian_iterations
+    monkeypatch.setattr(lbfgs, "compiled_call", lambda fn, static, *args: schedules.append(
+        (static["warm"], static["refresh"], static["refreshes"])) or original(fn, static, *args))
+    monkeypatch.setattr(lbfgs, "hessian_iterations",
+                        lambda data: costs.append(cost(data)) or costs[-1])
+    result = solve(Problem(X, Y), solver="lbfgs", narrow_units=0)
+    assert costs == [pytest.approx(201 / 16)]  # dense: no tiles, the flops rule
+    assert schedules == [(False, 12, 2)]
+    assert result.converged.all()
