@@ -171,8 +171,13 @@ def tiles_pay(nonzero: np.ndarray, layout=None) -> bool:
         return False
     dense, blocks, supports = layout if layout is not None else _layout(nonzero)
     tiled_rows = sum(-(-len(s) // TILE_ROWS) * TILE_ROWS for s in supports)
-    cost = T * len(dense) + tiled_rows * BLOCK_WIDTH
-    return cost <= TILES_PAY_BELOW * T * P
+    return _tiled_multiply_adds(T, len(dense), tiled_rows) <= TILES_PAY_BELOW * T * P
+
+
+def _tiled_multiply_adds(n_rows: int, n_dense: int, tiled_rows: int) -> int:
+    """Multiply-adds of a tiled Hessian pass per unit and column, relative to one column: the
+    dense columns over every row, each tile's rows over a block of :data:`BLOCK_WIDTH`."""
+    return n_rows * n_dense + tiled_rows * BLOCK_WIDTH
 
 
 def dense_fraction(tiles: RowTiles | None, n_cols: int) -> float:
@@ -180,9 +185,10 @@ def dense_fraction(tiles: RowTiles | None, n_cols: int) -> float:
     ``n_cols`` columns of the same sampled rows (tile padding counted; 1 without tiles)."""
     if tiles is None or n_cols == 0:
         return 1.0
+    n_rows = tiles.X.shape[0]
     n_dense = int(np.sum(np.asarray(tiles.dense) < n_cols))
     tiled_rows = int(tiles.count) * TILE_ROWS
-    return (tiles.X.shape[0] * n_dense + tiled_rows * BLOCK_WIDTH) / (tiles.X.shape[0] * n_cols)
+    return _tiled_multiply_adds(n_rows, n_dense, tiled_rows) / (n_rows * n_cols)
 
 
 def _capacity(n: int, multiple: int) -> int:

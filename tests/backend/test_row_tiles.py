@@ -184,3 +184,19 @@ def test_runs_follow_the_sources_of_a_coupling_design():
                                          for s in range(n_sources)]
     for cols, rows in zip(blocks, supports):
         np.testing.assert_array_equal(rows, np.flatnonzero((X[:, cols] != 0).any(axis=1)))
+
+
+def test_dense_fraction_prices_a_tiled_hessian_against_the_dense_one():
+    """Eight blocks of 8 columns, each non-zero on its own 1,024 of 8,192 rows: one tile per
+    block, an eighth of the dense multiply-adds; a dense column adds every row once; no tiles
+    (a dense design) is the whole dense pass."""
+    T, P = 8192, 64
+    X = np.zeros((T, P))
+    rng = np.random.default_rng(0)
+    for b in range(8):
+        X[b * 1024:(b + 1) * 1024, b * 8:(b + 1) * 8] = rng.random((1024, 8)) + 0.1
+    assert rt.dense_fraction(rt.design_tiles(X, 1), P) == pytest.approx(1 / 8)
+    X[:, 0] = 1.0
+    one_dense = (T + 8 * 1024 * 8) / (T * P)  # the dense column over every row, 8 tiles
+    assert rt.dense_fraction(rt.design_tiles(X, 1), P) == pytest.approx(one_dense)
+    assert rt.dense_fraction(None, P) == 1.0
