@@ -10,6 +10,8 @@ Public names::
     unit_information(...)        a unit's Fisher information on its own columns (standard errors)
     Ridge, Lasso, ElasticNet, GroupLasso
     Newton, LBFGS, ProximalNewton   the solvers as values (solve() builds them)
+    Curvature                    L-BFGS's last preconditioner (Solution.preconditioner), for
+                                 warm starts on some of the rows (solve(..., preconditioner=))
     (warnings: glmformula.errors, one home for all of them)
 
 Precision: the backend enables JAX float64 only inside its own calls, through
@@ -18,7 +20,7 @@ changes no global JAX setting.
 """
 
 from .covariance import invert_information, unit_information
-from .lbfgs import LBFGS
+from .lbfgs import LBFGS, Curvature
 from .newton import Newton
 from .problem import BlockedProblem, Problem
 from .proximal import ProximalNewton
@@ -41,5 +43,6 @@ __all__ = [
     "GroupLasso",
     "Newton",
     "LBFGS",
+    "Curvature",
     "ProximalNewton",
 ]

@@ -65,6 +65,9 @@ class RawResult(NamedTuple):
     rank_deficient: jax.Array  # (U,) bool
     n_hessian: jax.Array  # () Hessian passes over the rows
     n_matmul: jax.Array  # () passes of X @ V or X.T @ R (all units at once)
+    # L-BFGS only: its last preconditioner, robust_factor's (inverse factor (U, P+1, P+1),
+    # scaling (U, P+1)) of each unit's mean penalised Hessian near the answer
+    preconditioner: tuple | None = None
 
 
 def tolerance_floor(dtype) -> float:

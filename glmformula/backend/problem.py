@@ -968,6 +968,9 @@ class FitData(NamedTuple):
     tiles : RowTiles or None
         Where a sparse design is non-zero (:mod:`.row_tiles`), for the sampled float32
         Hessians of :func:`sampled_hessian` (None: dense products).
+    preconditioner : (factor (U, P+1, P+1), scaling (U, P+1)) or None
+        A warm L-BFGS start's first preconditioner, given (a fit's on more rows of the same
+        design: :class:`~glmformula.backend.lbfgs.Curvature`) instead of formed at the start.
     """
 
     block: Block
@@ -983,6 +986,7 @@ class FitData(NamedTuple):
     active: jax.Array
     quad: jax.Array | None = None
     tiles: rt.RowTiles | None = None
+    preconditioner: tuple | None = None
 
 
 def with_tiles(data: FitData, stride: int) -> FitData:

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..config import config
 from ..errors import (
     PENALTY_ADVICE,
     ConvergenceWarning,
@@ -37,7 +38,7 @@ from ..errors import (
 from . import families
 from . import problem as pb
 from .families import FAMILIES, Obs
-from .lbfgs import LBFGS
+from .lbfgs import LBFGS, Curvature
 from .newton import MAX_ITER, NO_SPIKES, OK, STALLED, Newton, NewtonRule, RawResult, tolerance_floor
 from .problem import BlockedProblem, FitData, Problem
 from .proximal import ProximalNewton, ProximalRule
@@ -125,6 +126,11 @@ class Solution:
         information sums at the answer (unit dispersion, without the penalty), float64, rows
         and columns the unit's fitted columns in order, then the intercept. What standard
         errors need, from the pass the solver's own Hessian kernel makes.
+    preconditioner : Curvature or None
+        L-BFGS's last preconditioner (rows in memory, one solve of all units), for a warm
+        start of the same problem on some of its rows (``solve(..., preconditioner=)``);
+        None for the other solvers and where it would take more than
+        :data:`PRECONDITIONER_KEEP_FRACTION` of ``gf.config.memory_limit``.
     """
 
     weights: np.ndarray
@@ -147,6 +153,24 @@ class Solution:
     family: str = "poisson"
     dispersion: np.ndarray | None = None
     information: tuple | None = None
+    preconditioner: Curvature | None = None
+
+
+#: A solve keeps L-BFGS's last preconditioner (``Solution.preconditioner``: U (P+1)^2 numbers)
+#: where it takes at most this fraction of ``gf.config.memory_limit``.
+PRECONDITIONER_KEEP_FRACTION = 1 / 16
+
+
+def _kept_preconditioner(raw: RawResult, s: _Setup) -> Curvature | None:
+    """``raw``'s preconditioner as a :class:`Curvature` on the host, where it is small enough
+    (:data:`PRECONDITIONER_KEEP_FRACTION`)."""
+    if raw.preconditioner is None:
+        return None
+    factor, scaling = raw.preconditioner
+    if factor.size * factor.dtype.itemsize > PRECONDITIONER_KEEP_FRACTION * config.memory_limit:
+        return None
+    return Curvature(np.asarray(factor), np.asarray(scaling), s.mask.copy(),
+                     np.asarray(s.penalty.l2, float).copy(), s.quad)
 
 
 # --------------------------------------------------------------------------- choices
@@ -292,7 +316,8 @@ def _names(problem) -> _Names:
 def _finish(raw: RawResult, s: _Setup, solver: str, dtype: str, tol: float, compile_s: float,
             run_s: float, max_iter: int, names: _Names, X: np.ndarray | None = None,
             family: str = "poisson", dispersion=None, information=None) -> Solution:
-    raw = jax.tree_util.tree_map(np.asarray, raw)
+    preconditioner = _kept_preconditioner(raw, s)
+    raw = jax.tree_util.tree_map(np.asarray, raw._replace(preconditioner=None))
     W = np.where(s.mask.T, raw.W, 0.0).astype(raw.W.dtype)
     status = tuple(_STATUS.get(int(c), "max_iter") if not conv else "converged"
                    for c, conv in zip(raw.status, raw.converged))
@@ -305,6 +330,7 @@ def _finish(raw: RawResult, s: _Setup, solver: str, dtype: str, tol: float, comp
         tol=tol, family=family,
         dispersion=None if dispersion is None else np.asarray(dispersion, float),
         information=None if information is None else _per_unit(information, s.mask),
+        preconditioner=preconditioner,
     )
     _warn(sol, s, max_iter, names, X)
     return sol
@@ -453,6 +479,7 @@ def solve(
     family: str = "poisson",
     dispersion=None,
     information: bool = False,
+    preconditioner: Curvature | None = None,
     **options,
 ) -> Solution:
     """Fit a Poisson GLM (or another observation family's) per unit on a shared design.
@@ -488,6 +515,10 @@ def solve(
     information : bool
         Also return the Fisher information sums at the answer (``Solution.information``;
         one more pass; rows in memory only, ignored for rows in blocks).
+    preconditioner : Curvature, optional
+        ``Solution.preconditioner`` of an L-BFGS fit of this problem on other rows (e.g. all
+        rows, for a cross-validation fold): a warm L-BFGS start begins with it where it fits
+        (:meth:`Curvature.fits`: the same columns and penalty); ignored otherwise.
     **options
         Solver settings declared by the solver class, e.g. ``history=`` for L-BFGS; an
         unknown name is an error.
@@ -520,6 +551,10 @@ def solve(
         data = _fit_data(block, s, dt)
         algo = _make_solver(solver, s.penalty, problem.n_rows, problem.n_cols, problem.n_units, tol,
                             max_iter, **options)
+        if (isinstance(algo, LBFGS) and preconditioner is not None
+                and preconditioner.fits(s.mask, s.penalty.l2, s.quad)):
+            data = data._replace(preconditioner=(jnp.asarray(preconditioner.factor, dt),
+                                                 jnp.asarray(preconditioner.scaling, dt)))
         raw, c1, _ = algo.run(data)
         info, c2 = _information(block, raw) if information else (None, 0.0)
         wall = time.perf_counter() - t0

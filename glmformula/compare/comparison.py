@@ -69,6 +69,13 @@ class _Model:
 #: 15-18 s one at a time (docs/performance_decisions.md, 'Independent problems on threads').
 FOLDS_SIDE_BY_SIDE_BELOW = 2e8
 
+#: Folds fitted by L-BFGS begin with the fit on all rows' last preconditioner (False: each
+#: forms the Gram matrix and the Hessian at its start): on the real coupled head-direction
+#: model each fold's 32-unit loop took 1.2-1.9 s less, 11 fewer Hessian-type passes in five
+#: folds for 10 more product passes (docs/performance_decisions.md, 'Folds start with the
+#: full fit's preconditioner'); a switch for that A/B (benchmarks/fold_preconditioner.py).
+SHARED_PRECONDITIONER = True
+
 
 class Comparison:
     """Shared state of one comparison: graph, designs, common rows and folds."""
@@ -115,19 +122,22 @@ class Comparison:
         return self._models[name]
 
     def fit(self, name: str, rows: np.ndarray, init=None,
-            private_rows: bool = False, fold: bool = False) -> engine.EngineFit:
+            private_rows: bool = False, fold: bool = False,
+            preconditioner=None) -> engine.EngineFit:
         """Fit model ``name`` on ``rows`` (a boolean mask of grid rows, within the valid ones;
         ``private_rows``: on a copy of them; ``fold``: a cross-validation fold's fit, see
         :func:`..fitting.engine.fit_design`). Its weights are only scored, so without a REML
         search they stop at :data:`..fitting.engine.SCORED_FIT_TOL`. A Poisson fit on all
         rows also reports its training log-likelihood, which an unpenalised fit takes from the
         solver's objective without a pass over the design (:meth:`heldout` scores the
-        training rows with it)."""
+        training rows with it). ``preconditioner``: the fit on all rows' (L-BFGS), for a fold
+        that starts at that fit (:func:`..fitting.engine.fit_design`)."""
         return engine.fit_design(self.designs[name], self.options, row_weight=rows, init=init,
                                  covariance=False,
                                  log_likelihood=not fold and self.family.name == "poisson",
                                  constraints=self.model(name).constraints,
-                                 private_rows=private_rows, fold=fold, reported=False)
+                                 private_rows=private_rows, fold=fold, reported=False,
+                                 preconditioner=preconditioner)
 
     def _nested_start(self, name: str):
         """A warm start for model ``name``'s fit on all rows from the fit on all rows of the
@@ -229,7 +239,11 @@ class Comparison:
                 init = None if full is None else (full.weights, full.intercepts) + (
                     () if smooth is None else
                     (smooth.strength * (self.valid.sum() / max(train.sum(), 1)), smooth.slope))
-                result = self.fit(name, train, init=init, private_rows=private_rows, fold=True)
+                # ... and, for L-BFGS, begins with its last preconditioner (the mean Hessian
+                # barely changes when a fold's rows are left out) instead of forming one
+                result = self.fit(name, train, init=init, private_rows=private_rows, fold=True,
+                                  preconditioner=None if full is None or not SHARED_PRECONDITIONER
+                                  else full.preconditioner)
         ll, bps, spikes = self.heldout(name, result, test, train=fold < 0)
         output = {"ll": ll, "bps": bps, "spikes": spikes,
                   "converged": np.asarray(result.diagnostics.converged, bool),

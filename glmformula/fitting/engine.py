@@ -202,6 +202,10 @@ class EngineFit:
     dispersion : ndarray (U,) or None
         Its fitted dispersion per unit (negative binomial ``a``; gamma and gaussian scale);
         None for Poisson and Bernoulli.
+    preconditioner : backend.Curvature or None
+        The solver's last preconditioner (L-BFGS on all units at once), in the solver's
+        coordinates (the constraints' rotation): for fits of the same design on some of its
+        rows (``fit_design(..., preconditioner=)``, a comparison's folds).
     """
 
     weights: np.ndarray
@@ -214,6 +218,7 @@ class EngineFit:
     smoothing: smoothing.SmoothingFit | None = None
     family: str = "poisson"
     dispersion: np.ndarray | None = None
+    preconditioner: backend.Curvature | None = None
 
 
 def _means(X: np.ndarray, offset, used: np.ndarray, rows_per_block: int = 16384):
@@ -397,7 +402,8 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
                row_weight: np.ndarray | None = None, init=None, covariance: bool = True,
                log_likelihood: bool = True, constraints: dict | None = None,
                group_units: bool = True, private_rows: bool = False,
-               fold: bool = False, reported: bool = True) -> EngineFit:
+               fold: bool = False, reported: bool = True,
+               preconditioner: backend.Curvature | None = None) -> EngineFit:
     """Fit a built design.
 
     Parameters
@@ -434,6 +440,10 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
         Whether the weights reach the user. False for fits that are only scored (a
         comparison's): without a REML search they stop at :data:`SCORED_FIT_TOL` unless
         ``options.tol`` is set.
+    preconditioner : backend.Curvature, optional
+        ``EngineFit.preconditioner`` of a fit of this design with the same ``constraints``
+        on more rows, whose answer is ``init`` (a comparison's fit on all rows, for a fold):
+        a warm L-BFGS start begins with it (see :func:`glmformula.backend.solve`).
     """
     plan, formula = design.plan, design.formula
     check_fittable(formula)
@@ -502,7 +512,8 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
                 if not reported and smooth_fit is None and options.tol is None:
                     solver_options = {**solver_options, "tol": SCORED_FIT_TOL}
                 solution = _solve(problem, groups, start,
-                                  {**solver_options, "information": eager})
+                                  {**solver_options, "information": eager,
+                                   "preconditioner": preconditioner})
         rows = information.rows_in_memory(X, counts, offset, fitted_weights)
         if not log_likelihood:
             ll = np.full(U, np.nan)
@@ -527,7 +538,8 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
     return EngineFit(weights, np.asarray(solution.intercept, float), cov,
                      _diagnostics(solution, ll, used, design.counts, constraints, design.dropped),
                      used, *_means(design.storage, design.offset, used), smoothing=smooth_fit,
-                     family=family.name, dispersion=solution.dispersion)
+                     family=family.name, dispersion=solution.dispersion,
+                     preconditioner=solution.preconditioner)
 
 
 def _reml_is_final(smooth_fit, options: FitOptions, solver_options: dict) -> bool:

@@ -143,4 +143,5 @@ def join_solutions(parts, sequential: bool = False) -> "backend.Solution":
         compile_seconds=total(p.compile_seconds for p in parts),
         solve_seconds=total(p.solve_seconds for p in parts),
         n_hessian_passes=total(p.n_hessian_passes for p in parts),
-        n_matmul_passes=total(p.n_matmul_passes for p in parts))
+        n_matmul_passes=total(p.n_matmul_passes for p in parts),
+        preconditioner=None)  # per solve of all units only

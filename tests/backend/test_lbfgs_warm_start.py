@@ -117,3 +117,63 @@ def test_a_cold_population_keeps_the_cost_rule_where_hessians_are_dear(simulator
     assert costs == [pytest.approx(201 / 16)]  # dense: no tiles, the flops rule
     assert schedules == [(False, 12, 2)]
     assert result.converged.all()
+
+
+def test_a_fold_given_the_full_fits_preconditioner_forms_no_hessian_at_its_start(simulator):
+    """A warm start given the preconditioner of the fit on all rows (``Solution.
+    preconditioner``) skips the Gram and Hessian passes at its start and reaches the same
+    optimum as a cold start, in about as many iterations as forming its own Hessian."""
+    X, Y, _, _ = simulator(20_000, 20, 8, seed=3, rate=0.1, gain=2.0)
+    full = solve(Problem(X, Y), solver="lbfgs")
+    assert full.preconditioner is not None
+    assert full.preconditioner.factor.shape == (8, 21, 21)
+    fold = np.ones(len(X))
+    fold[: len(X) // 5] = 0.0
+    problem = Problem(X, Y, row_weight=fold)
+    cold = solve(problem, solver="lbfgs")
+    own = solve(problem, solver="lbfgs", init=full)
+    given = solve(problem, solver="lbfgs", init=full, preconditioner=full.preconditioner)
+    assert given.converged.all()
+    scale = np.abs(cold.weights).max()
+    np.testing.assert_allclose(given.weights, cold.weights, atol=1e-6 * scale)
+    np.testing.assert_allclose(given.intercept, cold.intercept, atol=1e-6)
+    assert own.n_hessian_passes == 2 and given.n_hessian_passes == 0
+    # its preconditioner is from the full fit's last refresh, not at the answer: more iterations
+    # than a Hessian formed at the start, fewer than a cold start
+    assert own.n_iter.max() <= given.n_iter.max() < cold.n_iter.max()
+
+
+def test_a_preconditioner_that_does_not_fit_the_problem_is_not_used(simulator):
+    """Another column mask (a column all zero in the fold's rows), another ridge or a cold
+    start: the solver forms its own preconditioner, and the answer is unchanged."""
+    from glmformula.backend import Ridge
+
+    X, Y, _, _ = simulator(20_000, 20, 8, seed=3, rate=0.1, gain=2.0)
+    full = solve(Problem(X, Y), solver="lbfgs")
+    fold = np.ones(len(X))
+    fold[: len(X) // 5] = 0.0
+    zeroed = X.copy()
+    zeroed[len(X) // 5:, 3] = 0.0  # column 3 is empty in the fold's rows: masked there
+    for problem, options in [(Problem(zeroed, Y, row_weight=fold), {}),
+                             (Problem(X, Y, row_weight=fold), {"regularizer": Ridge(1e-3)})]:
+        reference = solve(problem, solver="lbfgs", init=full, **options)
+        given = solve(problem, solver="lbfgs", init=full, preconditioner=full.preconditioner,
+                      **options)
+        assert given.n_hessian_passes == reference.n_hessian_passes >= 2  # Gram, Hessian
+        np.testing.assert_array_equal(given.weights, reference.weights)
+    cold = solve(Problem(X, Y, row_weight=fold), solver="lbfgs",
+                 preconditioner=full.preconditioner)
+    assert cold.n_hessian_passes >= 1 and cold.converged.all()  # B0 from the Gram matrix
+
+
+def test_only_lbfgs_on_all_units_at_once_keeps_its_preconditioner(simulator, monkeypatch):
+    import importlib
+
+    # by its module path: the attribute glmformula.backend.solve is the function
+    solve_module = importlib.import_module("glmformula.backend.solve")
+
+    X, Y, _, _ = simulator(4_000, 6, 4, seed=2)
+    assert solve(Problem(X, Y), solver="newton").preconditioner is None
+    assert solve(Problem(X, Y), solver="lbfgs").preconditioner is not None
+    monkeypatch.setattr(solve_module, "PRECONDITIONER_KEEP_FRACTION", 0.0)
+    assert solve(Problem(X, Y), solver="lbfgs").preconditioner is None  # too large to keep
