@@ -315,8 +315,10 @@ def _names(problem) -> _Names:
 
 def _finish(raw: RawResult, s: _Setup, solver: str, dtype: str, tol: float, compile_s: float,
             run_s: float, max_iter: int, names: _Names, X: np.ndarray | None = None,
-            family: str = "poisson", dispersion=None, information=None) -> Solution:
-    preconditioner = _kept_preconditioner(raw, s)
+            family: str = "poisson", dispersion=None, information=None,
+            preconditioner: Curvature | None = None) -> Solution:
+    if raw.preconditioner is not None:
+        preconditioner = _kept_preconditioner(raw, s)
     raw = jax.tree_util.tree_map(np.asarray, raw._replace(preconditioner=None))
     W = np.where(s.mask.T, raw.W, 0.0).astype(raw.W.dtype)
     status = tuple(_STATUS.get(int(c), "max_iter") if not conv else "converged"
@@ -556,11 +558,16 @@ def solve(
             data = data._replace(preconditioner=(jnp.asarray(preconditioner.factor, dt),
                                                  jnp.asarray(preconditioner.scaling, dt)))
         raw, c1, _ = algo.run(data)
+        # kept or let go now: a large population's factors are not held through the
+        # information pass
+        kept = _kept_preconditioner(raw, s)
+        raw = raw._replace(preconditioner=None)
         info, c2 = _information(block, raw) if information else (None, 0.0)
         wall = time.perf_counter() - t0
     eff_tol = max(tol, _floor(name))
     return _finish(raw, s, algo.name, name, eff_tol, c0 + c1 + c2, wall - c0 - c1 - c2,
-                   algo.max_iter, _names(problem), problem.X, information=info)
+                   algo.max_iter, _names(problem), problem.X, information=info,
+                   preconditioner=kept)
 
 
 def _floor(dtype_name: str) -> float:
