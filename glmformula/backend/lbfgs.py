@@ -173,25 +173,25 @@ def lbfgs_loop(data: FitData, tol, max_iter, state=None, *, history: int, refres
         # Hessian (refresh), and forget pairs measured against the old preconditioner.
         # One call site: the factorisation is the largest part of the compiled program.
         first = st.it == 0
+        passes = 1
         if given:  # the first preconditioner is given, no pass; later ones are refreshes
             L, s = lax.cond(first, lambda st: tuple(a.astype(dtype) for a in data.preconditioner),
                             lambda st: robust_factor(hessian(st), _rank_tol(jnp.float32))[:2], st)
-            return st._replace(L0=L, s0=s, rho=jnp.zeros_like(st.rho),
-                               gamma=jnp.ones_like(st.gamma),
-                               n_hess=st.n_hess + (~first).astype(st.n_hess.dtype),
-                               deficient=st.deficient | (deficient_start & data.active & first))
-        if warm:
-            M, tol_rank = hessian(st), _rank_tol(jnp.float32)
-        elif refresh:
-            M = lax.cond(first, lambda st: B0, hessian, st)
-            tol_rank = jnp.where(first, _rank_tol(dtype), _rank_tol(jnp.float32)).astype(dtype)
+            passes = (~first).astype(st.n_hess.dtype)
         else:
-            M, tol_rank = B0, None
-        L, s, deficient = robust_factor(M, tol_rank)
+            if warm:
+                M, tol_rank = hessian(st), _rank_tol(jnp.float32)
+            elif refresh:
+                M = lax.cond(first, lambda st: B0, hessian, st)
+                tol_rank = jnp.where(first, _rank_tol(dtype),
+                                     _rank_tol(jnp.float32)).astype(dtype)
+            else:
+                M, tol_rank = B0, None
+            L, s, deficient = robust_factor(M, tol_rank)
         if warm:
             deficient = deficient_start
         return st._replace(L0=L, s0=s, rho=jnp.zeros_like(st.rho), gamma=jnp.ones_like(st.gamma),
-                           n_hess=st.n_hess + 1,
+                           n_hess=st.n_hess + passes,
                            deficient=st.deficient | (deficient & data.active & first))
 
     def direction(st):
@@ -414,7 +414,7 @@ class LBFGS:
         tol = jnp.asarray(max(self.tol, tolerance_floor(dtype)), dtype)
         # a host check of the start (one small transfer): zero weights are a cold start
         warm = bool(jnp.any(data.W0 != 0))
-        if not warm:
+        if not warm:  # only a warm start takes one (and no unused argument makes a program)
             data = data._replace(preconditioner=None)
         stride = self.stride
         if stride is None:
@@ -492,13 +492,9 @@ class Curvature:
     def fits(self, mask: np.ndarray, l2: np.ndarray, quad: np.ndarray | None) -> bool:
         """Whether it preconditions a problem with these columns and penalty (the same
         units, columns and penalties: another set of rows of the same design)."""
-        if self.mask.shape != np.shape(mask) or not np.array_equal(self.mask, mask):
-            return False
-        if self.l2.shape != np.shape(l2) or not np.array_equal(self.l2, l2):
-            return False
-        if (self.quad is None) != (quad is None):
-            return False
-        return quad is None or (self.quad.shape == quad.shape and np.array_equal(self.quad, quad))
+        same_quad = (quad is None if self.quad is None
+                     else quad is not None and np.array_equal(self.quad, quad))
+        return np.array_equal(self.mask, mask) and np.array_equal(self.l2, l2) and same_quad
 
 
 def _narrowing(n_units: int, narrowest: int) -> list[int]:

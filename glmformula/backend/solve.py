@@ -127,7 +127,7 @@ class Solution:
         and columns the unit's fitted columns in order, then the intercept. What standard
         errors need, from the pass the solver's own Hessian kernel makes.
     preconditioner : Curvature or None
-        L-BFGS's last preconditioner (rows in memory, one solve of all units), for a warm
+        L-BFGS's last preconditioner (Poisson, rows in memory, one solve of all units), for a warm
         start of the same problem on some of its rows (``solve(..., preconditioner=)``);
         None for the other solvers and where it would take more than
         :data:`PRECONDITIONER_KEEP_FRACTION` of ``gf.config.memory_limit``.
@@ -317,8 +317,6 @@ def _finish(raw: RawResult, s: _Setup, solver: str, dtype: str, tol: float, comp
             run_s: float, max_iter: int, names: _Names, X: np.ndarray | None = None,
             family: str = "poisson", dispersion=None, information=None,
             preconditioner: Curvature | None = None) -> Solution:
-    if raw.preconditioner is not None:
-        preconditioner = _kept_preconditioner(raw, s)
     raw = jax.tree_util.tree_map(np.asarray, raw._replace(preconditioner=None))
     W = np.where(s.mask.T, raw.W, 0.0).astype(raw.W.dtype)
     status = tuple(_STATUS.get(int(c), "max_iter") if not conv else "converged"
