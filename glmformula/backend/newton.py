@@ -31,10 +31,12 @@ from .problem import (
     compiled_call,
     curvature,
     curvature_sampling,
+    fused_model_applies,
     hessian_strategy,
     loss_sum,
     penalised_hessian,
     penalty_value,
+    poisson_model_sums,
     resum_units,
     sampled_hessian,
     sampled_hessian_sum,
@@ -274,9 +276,13 @@ def backtrack(f_at, f0, slope, magnitude, go, c=1e-4, max_halvings=40, first=Non
     return jnp.where(ok & go, a, 0.0), ok
 
 
-def initial_pass(data: FitData, W, b, chunk: int):
+def initial_pass(data: FitData, W, b, chunk: int, formed: bool = False):
     """``eta`` and :func:`smooth_objective` at the starting point, in one pass over X (a step
-    from weights 0)."""
+    from weights 0). ``formed``: the linear predictor is formed in every pass, not stored
+    (:func:`formed_sums`); ``eta`` is then a (1, U) placeholder."""
+    if formed:
+        loss, g, mag = formed_sums(data, W, b, ("loss", "grad", "magnitude"))
+        return _NO_ETA(W), _objective_of(data, W, loss, g, mag)
     blk = data.block
     base = jnp.broadcast_to(b[None, :] + blk.offset, (blk.X.shape[0], W.shape[1]))
     xi, sums = step_sums(blk.X, blk.Y, blk.rw, base, W, jnp.zeros_like(b), chunk, blk.obs, blk.Xt)
@@ -321,6 +327,63 @@ def line_search_pass(data: FitData, chunk: int, eta, W, dW, db, f0, slope, magni
                    lambda: smooth_objective(data, eta_new, W_new,
                                             resum_units(blk, eta_new, sums, backtracked)))
     return a, ok, eta_new, out, 1 + (~full).astype(jnp.int32)
+
+
+def formed_sums(data: FitData, W, b, sums: tuple, compute=None, every: int = 1):
+    """:func:`~glmformula.backend.problem.poisson_model_sums` of ``data``'s rows at ``(W,
+    b)``, the linear predictor formed in each row chunk from the weights instead of stored;
+    from every ``every``-th row only, times ``every`` (an estimate of the sum over all rows,
+    as :func:`~glmformula.backend.problem.sampled_hessian_sum`'s)."""
+    blk = data.block
+    take = (lambda a: a) if every == 1 else (lambda a: a[::every])  # noqa: E731
+    out = poisson_model_sums(take(blk.X), take(blk.Y), take(blk.rw), take(blk.offset), W, b,
+                             sums, compute)
+    return out if every == 1 else tuple(every * a for a in out)
+
+
+def _objective_of(data: FitData, W, loss, g, mag):
+    """:func:`smooth_objective` from :func:`formed_sums`' loss, gradient and magnitude."""
+    P = W.shape[0]
+    return smooth_objective(data, None, W, (loss, g[:P], g[P], mag))
+
+
+def _NO_ETA(W):
+    """The stored linear predictor's placeholder where it is formed in every pass."""
+    return jnp.zeros((1, W.shape[1]), W.dtype)
+
+
+def formed_line_search_pass(data: FitData, W, b, dW, db, f0, slope, magnitude, go,
+                            nonsmooth=lambda W: 0.0):
+    """:func:`line_search_pass` with the linear predictor formed from the weights in each
+    pass (:func:`formed_sums`) instead of read from a stored (T, U) array: on a narrow
+    design shared by many units the stored predictor, the step's change of it and the counts
+    are most of what a pass reads (on the real head-direction model, 226,358 rows x 12
+    columns x 32 units, 33-37 ms for the loss and gradient formed against 86 ms for
+    :func:`~glmformula.backend.problem.step_sums`; docs/performance_decisions.md, 'Newton
+    forms the linear predictor on narrow population designs'). A trial step shorter than
+    the full one costs a loss-only pass. Returns as :func:`line_search_pass` (``eta`` a
+    placeholder; the passes include the trials')."""
+    n_rows = data.block.X.shape[0]
+
+    def smooth_part(loss_sum_, Wa):
+        return loss_sum_ / data.n + penalty_value(data, Wa) + nonsmooth(Wa)
+
+    loss, g, mag = formed_sums(data, W + dW, b + db, ("loss", "grad", "magnitude"))
+
+    def f_at(a):
+        return smooth_part(formed_sums(data, W + a * dW, b + a * db, ("loss",))[0], W + a * dW)
+
+    a, ok = backtrack(f_at, f0, slope, magnitude, go, first=smooth_part(loss, W + dW),
+                      n_terms=n_rows)
+    W_new, b_new = W + a * dW, b + a * db
+    backtracked = go & (a != 1.0)
+    full = ~jnp.any(backtracked)
+    trials = jnp.max(jnp.where(backtracked, jnp.round(-jnp.log2(jnp.where(a > 0, a, 2.0 ** -40))),
+                               0.0)).astype(jnp.int32)
+    loss, g, mag = lax.cond(full, lambda: (loss, g, mag), lambda: formed_sums(
+        data, W_new, b_new, ("loss", "grad", "magnitude")))
+    return (a, ok, _NO_ETA(W), _objective_of(data, W_new, loss, g, mag),
+            1 + trials + (~full).astype(jnp.int32))
 
 
 class _State(NamedTuple):
@@ -415,13 +478,16 @@ def early_curvature_stride(n_rows: int) -> int:
 
 
 def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule,
-                      stride: int = 1, early_stride: int = 1) -> RawResult:
+                      stride: int = 1, early_stride: int = 1, formed: bool = False) -> RawResult:
     """Newton-type iterations on all units in memory (pure; jit with ``strategy``, ``rule`` static).
 
     ``stride`` > 1: every Hessian from every ``stride``-th row in float32 (an estimate, see
     :func:`~glmformula.backend.problem.sampled_hessian_sum`; gradients stay exact).
     ``early_stride`` > 1 (lazy rules): the float32 Hessians of iterations still more than
     :data:`MIXED_ABOVE` nats from the optimum from every ``early_stride``-th row.
+    ``formed`` (Poisson, column-pair Hessians, no tiles): every pass forms the linear
+    predictor from the weights (:func:`formed_sums`, :func:`formed_line_search_pass`)
+    instead of storing it.
 
     ``rule`` turns (Hessian, gradient, parameters) into a step: :class:`NewtonRule`
     here, the proximal Newton rule in :mod:`~glmformula.backend.proximal`. The
@@ -436,7 +502,7 @@ def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule,
     W = data.W0 * data.mask
     b = data.b0
     chunk = step_chunk(P, jnp.dtype(dtype).itemsize)
-    eta, (f, g, mag) = initial_pass(data, W, b, chunk)
+    eta, (f, g, mag) = initial_pass(data, W, b, chunk, formed)
     h = rule.nonsmooth(data, W)
     inf = jnp.full((U,), jnp.inf, f.dtype)
     n = P + 1 if lazy else 1
@@ -448,6 +514,9 @@ def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule,
                 jnp.array(not mixed), jnp.array(False), jnp.zeros(U, bool))
 
     def hessian(st, compute=None, every=stride):
+        if formed:  # stride 1: the sampled rows are lazy Newton's early ones
+            return penalised_hessian(data, formed_sums(data, st.W, st.b, ("hessian",), compute,
+                                                       every)[0])
         D = curvature(st.eta, blk.rw, blk.Y, blk.obs)
         if every != stride:  # lazy Newton's early Hessians: a plain row sample
             return penalised_hessian(data, sampled_hessian_sum(blk.X, D, strategy, every,
@@ -508,9 +577,14 @@ def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule,
         go = ~done
         step = jnp.where(go[None, :], step, 0.0)
         dW, db = step[:P], step[P]
-        a, ok, eta, (f, g, mag), passes = line_search_pass(
-            data, chunk, st.eta, st.W, dW, db, st.f, jnp.where(go, slope, 0.0), st.mag, go,
-            lambda Wa: rule.nonsmooth(data, Wa))
+        nonsmooth = lambda Wa: rule.nonsmooth(data, Wa)  # noqa: E731
+        if formed:
+            a, ok, eta, (f, g, mag), passes = formed_line_search_pass(
+                data, st.W, st.b, dW, db, st.f, jnp.where(go, slope, 0.0), st.mag, go, nonsmooth)
+        else:
+            a, ok, eta, (f, g, mag), passes = line_search_pass(
+                data, chunk, st.eta, st.W, dW, db, st.f, jnp.where(go, slope, 0.0), st.mag, go,
+                nonsmooth)
         W = st.W + a * dW
         b = st.b + a * db
         h = rule.nonsmooth(data, W)
@@ -548,6 +622,13 @@ def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule,
         st.W, st.b, st.f, st.crit, rule.grad_norm(data, st.g, st.W), converged, st.n_iter,
         status, deficient, st.n_hess + recheck.astype(jnp.int32), st.n_pass,
     )
+
+
+#: Newton on many units of a narrow shared Poisson design forms the linear predictor in every
+#: pass instead of storing it (``second_order_loop(formed=True)``, where
+#: :func:`~glmformula.backend.problem.fused_model_applies`); False: always stored (a switch
+#: for measurements).
+FORMED_PREDICTOR = True
 
 
 @attrs.frozen
@@ -597,5 +678,8 @@ class Newton:
         if self.sampled_curvature and not self.lazy:
             static["stride"] = curvature_sampling(data.block.X.shape[0], U, P + 1)["stride"]
             data = with_tiles(data, static["stride"])
+        static["formed"] = bool(FORMED_PREDICTOR and "stride" not in static
+                                and data.tiles is None
+                                and fused_model_applies(data.block.obs, static["strategy"], U))
         return compiled_call(second_order_loop, static, data, tol,
                              jnp.asarray(self.max_iter, jnp.int32))

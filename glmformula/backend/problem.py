@@ -790,29 +790,40 @@ def fused_model_applies(obs, strategy: str, n_units: int) -> bool:
 FUSED_MODEL_MIN_UNITS = 16
 
 
-def poisson_model_sums(X, Y, rw, offset, W, b):
-    """The Poisson loss sum (U,), its gradient sums (P+1, U) and Hessian sums (U, P+1, P+1)
-    at weights ``W`` (P, U) and intercepts ``b`` (U,), intercept last, in ONE pass over row
-    chunks: each chunk's linear predictor, rates, residuals and curvature weights are formed
-    and used while its rows are in cache, the Hessians from the chunk's column-pair products
-    (the intercept a column of the chunk) in one matrix product for all units.
+#: What :func:`poisson_model_sums` can form, in the order it returns them.
+MODEL_SUMS = ("loss", "grad", "hessian", "magnitude")
+
+
+def poisson_model_sums(X, Y, rw, offset, W, b, sums: tuple = MODEL_SUMS, compute=None):
+    """Poisson sums at weights ``W`` (P, U) and intercepts ``b`` (U,), intercept last, in ONE
+    pass over row chunks: each chunk's linear predictor, rates, residuals and curvature
+    weights are formed and used while its rows are in cache, the Hessians from the chunk's
+    column-pair products (the intercept a column of the chunk) in one matrix product for all
+    units. ``sums`` (static) names the sums wanted, in the order of :data:`MODEL_SUMS`:
+    ``"loss"`` (U,), ``"grad"`` (P+1, U), ``"hessian"`` (U, P+1, P+1), ``"magnitude"`` (U,)
+    (:func:`value_grad_sums`' fourth sum); ``compute`` (static) forms the Hessian's products
+    in that dtype (as :func:`hessian_sum`'s).
 
     The same sums as :func:`value_grad_sums` and :func:`hessian_sum` (``"pairs"``) of
-    :func:`curvature`
-    (to rounding; the rates as :func:`_rate`'s, bit for bit below the cap), which
-    materialise the (T, U) predictor and weights and read the design twice. For REML's
-    exact passes on narrow designs (:func:`fused_model_applies`). Measured (random arrays of
-    the real recordings' shapes, float64, ms, fused against separate): 226,358 rows x 12
-    columns x 32 units 61-81 against 129-160; 1e5 x 50 x 16 176 against 200; 1e5 x 99 x 20
-    690 against 909 (docs/performance_decisions.md, 'REML: one pass for the model on narrow
-    designs').
+    :func:`curvature` (to rounding; the rates as :func:`_rate`'s, bit for bit below the cap),
+    which materialise the (T, U) predictor and weights and read them in every pass. For
+    REML's exact passes on narrow designs and Newton's passes there (the linear predictor
+    formed, not stored: :func:`~glmformula.backend.newton.second_order_loop`), where
+    :func:`fused_model_applies`. Measured (random arrays of the real recordings' shapes,
+    float64, ms, fused against separate): 226,358 rows x 12 columns x 32 units 61-81 against
+    129-160; 1e5 x 50 x 16 176 against 200; 1e5 x 99 x 20 690 against 909
+    (docs/performance_decisions.md, 'REML: one pass for the model on narrow designs'); the
+    loss and gradient alone 33-37 ms against 86 ms for :func:`step_sums` (session 29).
     """
     T, P = X.shape
     U = W.shape[1]
     iu, ju = np.triu_indices(P + 1)
+    hessian = "hessian" in sums
+    if compute is not None and jnp.dtype(compute) == X.dtype:
+        compute = None
     # ~_SUMS_CHUNK_BYTES of the chunk's design, column-pair products and per-row arrays (at
     # most 8,192 rows: larger chunks were slower)
-    chunk = min(_sums_chunk(P + 1 + len(iu), U, X.dtype.itemsize), 8192)
+    chunk = min(_sums_chunk(P + 1 + (len(iu) if hessian else 0), U, X.dtype.itemsize), 8192)
     offset = jnp.broadcast_to(offset, (T, offset.shape[1]))
 
     def part(x, y, w, off):
@@ -820,9 +831,19 @@ def poisson_model_sums(X, Y, rw, offset, W, b):
         eta = x @ W + b[None, :] + off
         rate_loss, rate_grad, r = _rate_parts(eta)
         w = w[:, None]
-        loss = jnp.sum(w * (rate_loss - y * eta), axis=0)
-        grad = lax.dot_general(xi, w * (rate_grad - y), _ROWS)
-        return loss, grad, lax.dot_general(xi[:, iu] * xi[:, ju], w * r, _ROWS)
+        out = {}
+        if "loss" in sums:
+            out["loss"] = jnp.sum(w * (rate_loss - y * eta), axis=0)
+        if "grad" in sums:
+            out["grad"] = lax.dot_general(xi, w * (rate_grad - y), _ROWS)
+        if hessian:
+            pairs, d = xi[:, iu] * xi[:, ju], w * r
+            if compute is not None:
+                pairs, d = pairs.astype(compute), d.astype(compute)
+            out["hessian"] = lax.dot_general(pairs, d, _ROWS).astype(x.dtype)
+        if "magnitude" in sums:
+            out["magnitude"] = jnp.sum(w * (rate_loss + y * jnp.abs(eta)), axis=0)
+        return tuple(out[name] for name in sums)
 
     def add(acc, sums):
         return tuple(a + s for a, s in zip(acc, sums))
@@ -839,8 +860,8 @@ def poisson_model_sums(X, Y, rw, offset, W, b):
     if rem:
         tail = slice(n_full * chunk, T)
         acc = add(acc, part(X[tail], Y[tail], rw[tail], offset[tail]))
-    loss, grad, pairs = acc
-    return loss, grad, _symmetric_from_pairs(pairs, P + 1)
+    return tuple(_symmetric_from_pairs(a, P + 1) if name == "hessian" else a
+                 for name, a in zip(sums, acc))
 
 
 def gram_sum(X, rw):

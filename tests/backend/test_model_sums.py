@@ -26,14 +26,15 @@ def test_one_pass_sums_equal_the_separate_passes(n_units, n_cols, offset_per_uni
     with jax.enable_x64(True):
         args = [jnp.asarray(a) for a in (X, Y, rw, offset, W, b)]
         assert pb.fused_model_applies(None, strategy, n_units)
-        loss, grad, H = jax.jit(pb.poisson_model_sums)(*args)
+        loss, grad, H, magnitude = jax.jit(pb.poisson_model_sums)(*args)
         eta = args[0] @ args[4] + args[5][None, :] + args[3]
-        want_loss, gw, gb, _ = pb.value_grad_sums(args[0], args[1], args[2], eta)
+        want_loss, gw, gb, want_magnitude = pb.value_grad_sums(args[0], args[1], args[2], eta)
         want_H = pb.hessian_sum(args[0], pb.curvature(eta, args[2]), strategy)
     np.testing.assert_allclose(loss, want_loss, rtol=1e-12)
     np.testing.assert_allclose(grad, np.r_[np.asarray(gw), np.asarray(gb)[None]], rtol=1e-10,
                                atol=1e-9 * np.abs(np.asarray(gw)).max())
     np.testing.assert_allclose(H, want_H, rtol=1e-10, atol=1e-10 * np.abs(want_H).max())
+    np.testing.assert_allclose(magnitude, want_magnitude, rtol=1e-12)
     assert np.all(np.isfinite(H)) and loss.shape == (n_units,)
 
 
