@@ -282,7 +282,7 @@ def initial_pass(data: FitData, W, b, chunk: int, formed: bool = False):
     (:func:`formed_sums`); ``eta`` is then a (1, U) placeholder."""
     if formed:
         loss, g, mag = formed_sums(data, W, b, ("loss", "grad", "magnitude"))
-        return _NO_ETA(W), _objective_of(data, W, loss, g, mag)
+        return _no_predictor(W), _objective_of(data, W, loss, g, mag)
     blk = data.block
     base = jnp.broadcast_to(b[None, :] + blk.offset, (blk.X.shape[0], W.shape[1]))
     xi, sums = step_sums(blk.X, blk.Y, blk.rw, base, W, jnp.zeros_like(b), chunk, blk.obs, blk.Xt)
@@ -347,7 +347,7 @@ def _objective_of(data: FitData, W, loss, g, mag):
     return smooth_objective(data, None, W, (loss, g[:P], g[P], mag))
 
 
-def _NO_ETA(W):
+def _no_predictor(W):
     """The stored linear predictor's placeholder where it is formed in every pass."""
     return jnp.zeros((1, W.shape[1]), W.dtype)
 
@@ -382,7 +382,7 @@ def formed_line_search_pass(data: FitData, W, b, dW, db, f0, slope, magnitude, g
                                0.0)).astype(jnp.int32)
     loss, g, mag = lax.cond(full, lambda: (loss, g, mag), lambda: formed_sums(
         data, W_new, b_new, ("loss", "grad", "magnitude")))
-    return (a, ok, _NO_ETA(W), _objective_of(data, W_new, loss, g, mag),
+    return (a, ok, _no_predictor(W), _objective_of(data, W_new, loss, g, mag),
             1 + trials + (~full).astype(jnp.int32))
 
 
