@@ -290,6 +290,12 @@ def initial_pass(data: FitData, W, b, chunk: int, formed: bool = False):
     return eta, smooth_objective(data, eta, W, sums)
 
 
+def _step_objective(data: FitData, loss_sum_, Wa, nonsmooth):
+    """A line search's objective at weights ``Wa`` from its loss sum: the mean loss, the smooth
+    penalty and ``nonsmooth(Wa)``."""
+    return loss_sum_ / data.n + penalty_value(data, Wa) + nonsmooth(Wa)
+
+
 def line_search_pass(data: FitData, chunk: int, eta, W, dW, db, f0, slope, magnitude, go,
                      nonsmooth=lambda W: 0.0):
     """Armijo line search along ``(dW, db)`` from ``eta`` and the smooth objective where it
@@ -309,13 +315,12 @@ def line_search_pass(data: FitData, chunk: int, eta, W, dW, db, f0, slope, magni
     blk = data.block
     xi, sums = step_sums(blk.X, blk.Y, blk.rw, eta, dW, db, chunk, blk.obs, blk.Xt)
 
-    def smooth_part(loss_sum_, Wa):
-        return loss_sum_ / data.n + penalty_value(data, Wa) + nonsmooth(Wa)
-
     def f_at(a):
-        return smooth_part(loss_sum(eta + a[None, :] * xi, blk.Y, blk.rw, blk.obs), W + a * dW)
+        return _step_objective(data, loss_sum(eta + a[None, :] * xi, blk.Y, blk.rw, blk.obs),
+                               W + a * dW, nonsmooth)
 
-    a, ok = backtrack(f_at, f0, slope, magnitude, go, first=smooth_part(sums[0], W + dW),
+    a, ok = backtrack(f_at, f0, slope, magnitude, go,
+                      first=_step_objective(data, sums[0], W + dW, nonsmooth),
                       n_terms=blk.X.shape[0])
     W_new = W + a * dW
     eta_new = eta + a[None, :] * xi
@@ -363,18 +368,15 @@ def formed_line_search_pass(data: FitData, W, b, dW, db, f0, slope, magnitude, g
     forms the linear predictor on narrow population designs'). A trial step shorter than
     the full one costs a loss-only pass. Returns as :func:`line_search_pass` (``eta`` a
     placeholder; the passes include the trials')."""
-    n_rows = data.block.X.shape[0]
-
-    def smooth_part(loss_sum_, Wa):
-        return loss_sum_ / data.n + penalty_value(data, Wa) + nonsmooth(Wa)
-
     loss, g, mag = formed_sums(data, W + dW, b + db, ("loss", "grad", "magnitude"))
 
     def f_at(a):
-        return smooth_part(formed_sums(data, W + a * dW, b + a * db, ("loss",))[0], W + a * dW)
+        return _step_objective(data, formed_sums(data, W + a * dW, b + a * db, ("loss",))[0],
+                               W + a * dW, nonsmooth)
 
-    a, ok = backtrack(f_at, f0, slope, magnitude, go, first=smooth_part(loss, W + dW),
-                      n_terms=n_rows)
+    a, ok = backtrack(f_at, f0, slope, magnitude, go,
+                      first=_step_objective(data, loss, W + dW, nonsmooth),
+                      n_terms=data.block.X.shape[0])
     W_new, b_new = W + a * dW, b + a * db
     backtracked = go & (a != 1.0)
     full = ~jnp.any(backtracked)

@@ -236,8 +236,8 @@ def loss_gradient_hessian(data: RemlData, beta, *, strategy: str, stride: int = 
     if stride == 1 and compute is None and data.tiles is None and pb.fused_model_applies(
             blk.obs, strategy, beta.shape[1]):
         # exact and narrow: the loss, gradient and Hessian from one pass over the rows
-        loss, g, H, _ = pb.poisson_model_sums(blk.X, blk.Y, blk.rw, blk.offset, beta[:-1],
-                                              beta[-1])
+        loss, g, H = pb.poisson_model_sums(blk.X, blk.Y, blk.rw, blk.offset, beta[:-1],
+                                           beta[-1], ("loss", "grad", "hessian"))
         pearson = jnp.zeros_like(loss)
     else:
         eta = _eta(data, beta)
