@@ -115,3 +115,48 @@ def test_a_grouped_fit_is_the_same_on_threads_one_by_one_and_on_all_columns(
         together = fit()
         assert len(calls) == 2  # not grouped this time
         np.testing.assert_allclose(together.weights, on_threads.weights, atol=1e-6)
+
+
+@pytest.mark.parametrize("fold", [False, True], ids=["all rows", "a fold's rows"])
+def test_a_threads_design_copies_only_the_columns_it_does_not_hold(monkeypatch, fold):
+    """Group after group on one thread, the reused design equals ``X[rows][:, columns]`` (its
+    padding rows zero) while only the columns that changed are copied: a group's shared
+    terms stay in place from the previous group; another design, other rows or a new shape
+    copy everything."""
+    from glmformula.fitting.rows import select_rows
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(500, 12))
+    weight = np.ones(500)
+    weight[100:180] = 0.0
+    rows = select_rows(weight, always=True) if fold else None
+    copied = []
+    original = groups.gather
+
+    def gather(storage, row_index, columns, intercept, out=None):
+        copied.extend(np.asarray(columns).tolist())
+        return original(storage, row_index, columns, intercept, out=out)
+
+    monkeypatch.setattr(groups, "gather", gather)
+    if fold:
+        monkeypatch.setattr("glmformula.fitting.rows.gather", gather)
+    reuse = threading.local()
+    sequence = [[0, 1, 2, 5, 6], [0, 1, 2, 7, 8], [0, 1, 2, 9, 10], [0, 1, 3, 9, 11]]
+    expected_copies = [[0, 1, 2, 5, 6], [7, 8], [9, 10], [3, 11]]
+    for columns, expect in zip(sequence, expected_copies):
+        copied.clear()
+        out = groups._gather_columns(X, np.array(columns), reuse, rows)
+        taken = X[rows.rows] if fold else X
+        np.testing.assert_array_equal(out[:len(taken)], taken[:, columns])
+        np.testing.assert_array_equal(out[len(taken):], 0.0)
+        assert copied == expect
+    copied.clear()
+    other = X.copy()
+    other[:, 0] += 1.0
+    out = groups._gather_columns(other, np.array(sequence[-1]), reuse, rows)
+    assert copied == sequence[-1]  # another design: nothing it holds is of it
+    np.testing.assert_array_equal(out[:len(other) if rows is None else len(rows.rows)],
+                                  (other[rows.rows] if fold else other)[:, sequence[-1]])
+    copied.clear()
+    groups._gather_columns(other, np.array([0, 1, 3, 9]), reuse, rows)
+    assert copied == [0, 1, 3, 9]  # a new shape: a new array
