@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 
 #: Bytes: the alignment XLA's CPU client needs to use a host buffer without copying it.
 ALIGNMENT = 64
+
+#: Bytes: buffers at least this large are mapped from the operating system directly (see
+#: :func:`aligned_zeros`).
+MAPPED_FROM = 4 * 2**20
 
 
 def aligned_zeros(shape, dtype) -> np.ndarray:
@@ -13,9 +19,35 @@ def aligned_zeros(shape, dtype) -> np.ndarray:
 
     numpy aligns to 16 bytes; a design allocated this way reaches the solver without the
     copy that would otherwise double its memory (6.6 GB for 200 coupled units x 1e6 bins).
+
+    Buffers of at least :data:`MAPPED_FROM` bytes are anonymous memory maps (page-aligned,
+    zero until written) rather than numpy allocations: on Linux numpy advises the kernel to
+    back its large allocations by huge pages (``MADV_HUGEPAGE``), and where the kernel then
+    compacts memory synchronously to find them (``transparent_hugepage/defrag`` =
+    ``madvise``, the usual default), the first writes into fresh memory can stall for
+    seconds: 4.6 s to fill a fresh 390 MB buffer against 0.21 s mapped (the real coupled
+    model's fold copy took 3.1 s instead of 0.05 s; docs/performance_decisions.md, 'Large
+    buffers without huge-page advice'). Such a map is not seen by ``tracemalloc``.
     """
     dtype = np.dtype(dtype)
-    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    count = int(np.prod(shape, dtype=np.int64))
+    size = count * dtype.itemsize
+    if size >= MAPPED_FROM:
+        # the array keeps the map alive (its base); unmapped when the last view goes
+        return np.frombuffer(_mapped(size), dtype, count).reshape(shape)
     buffer = np.zeros(size + ALIGNMENT, np.uint8)
     start = (-buffer.ctypes.data) % ALIGNMENT
     return buffer[start:start + size].view(dtype).reshape(shape)
+
+
+def _mapped(size: int) -> mmap.mmap:
+    """``size`` bytes of zeroed anonymous memory, its pages made present at once where the
+    platform can (``MAP_POPULATE``: one call instead of a fault per 4 kB page, 0.18 against
+    0.34 s for 390 MB; the buffers are written whole anyway)."""
+    populate = getattr(mmap, "MAP_POPULATE", 0)
+    if populate:
+        try:
+            return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+        except OSError:  # pragma: no cover - e.g. a kernel without it
+            pass
+    return mmap.mmap(-1, size)
