@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import warnings
 
@@ -40,6 +41,11 @@ CACHE_ENV = "GLMFORMULA_COMPILATION_CACHE"
 CACHE_MIN_COMPILE_SECONDS = 0.0
 
 
+#: Environment variable that leaves glibc's ``malloc`` as it is (``0``, ``false``, ``no``,
+#: ``off``): ``gf.config.keep_freed_memory = False``; read when ``gf.config`` is created.
+KEEP_FREED_MEMORY_ENV = "GLMFORMULA_KEEP_FREED_MEMORY"
+
+
 def default_cache_dir() -> str:
     """``$XDG_CACHE_HOME/glmformula/jax``, or ``~/.cache/glmformula/jax``."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -56,6 +62,15 @@ def _cache_from_env():
     if text.lower() in ("1", "true", "yes", "on"):
         return True
     return text  # a folder
+
+
+def _switch_from_env(name: str, default: bool = True) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    return default
 
 
 class Config:
@@ -80,16 +95,27 @@ class Config:
         small problem per unit, whose compiled kernels keep about one CPU core busy each).
         Default the number of CPUs; 1 runs them one after another. The answers are the same
         either way.
+    ``keep_freed_memory``
+        Ask glibc's ``malloc`` (Linux) to keep the memory a fit frees for the fits that
+        follow instead of returning it to the system and faulting new pages in again: the real
+        coupled head-direction model's comparison ~11% faster, with a third fewer page faults
+        (:func:`glmformula._memory.keep_freed_memory`). Applied once, the first time
+        glmformula runs a compiled kernel, for the rest of the process; the process's resident
+        memory then stays at its peak. Default True (not inside a dask worker, whose memory
+        monitor expects freed memory back); False, or the environment variable
+        ``GLMFORMULA_KEEP_FREED_MEMORY=0``, leaves ``malloc`` as it is.
     """
 
     def __init__(self):
         self.memory_limit = int(_available_memory() * MEMORY_FRACTION)
         self.compilation_cache = _cache_from_env()
         self.threads = max(os.cpu_count() or 1, 1)
+        self.keep_freed_memory = _switch_from_env(KEEP_FREED_MEMORY_ENV)
 
     def __repr__(self) -> str:
         return (f"Config(memory_limit={self.memory_limit / 1024**3:.1f} GiB, "
-                f"compilation_cache={self.compilation_cache!r}, threads={self.threads})")
+                f"compilation_cache={self.compilation_cache!r}, threads={self.threads}, "
+                f"keep_freed_memory={self.keep_freed_memory!r})")
 
 
 config = Config()
@@ -97,6 +123,36 @@ config = Config()
 _cache_lock = threading.Lock()
 _cache_done = False
 _cache_path: str | None = None
+
+
+_allocator_kept: bool | None = None  # None: not set up yet
+
+
+def setup_allocator() -> bool:
+    """Apply ``config.keep_freed_memory`` once per process (called before glmformula runs a
+    compiled kernel; cheap after the first call). Returns whether ``malloc`` keeps freed
+    memory at glmformula's request. Inside a dask worker it is left alone."""
+    global _allocator_kept
+    if _allocator_kept is None:
+        with _cache_lock:
+            if _allocator_kept is None:
+                kept = False
+                if config.keep_freed_memory and not _in_dask_worker():
+                    from ._memory import keep_freed_memory
+                    kept = keep_freed_memory()
+                _allocator_kept = kept
+    return _allocator_kept
+
+
+def _in_dask_worker() -> bool:
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return False
+    try:
+        distributed.get_worker()
+    except Exception:  # ValueError outside a worker; anything else: not a worker we know
+        return False
+    return True
 
 
 def setup_compilation_cache() -> str | None:

@@ -35,7 +35,7 @@ import numpy as np
 from jax import lax
 
 from .._memory import ALIGNMENT, aligned_zeros
-from ..config import config, setup_compilation_cache
+from ..config import config, setup_allocator, setup_compilation_cache
 from . import families as fam
 from . import row_tiles as rt
 from .families import POISSON, Obs, is_poisson
@@ -1128,6 +1128,7 @@ def compiled_call(fn, static: dict, *args):
     """
 
     setup_compilation_cache()  # JAX's persistent cache, once per process (gf.config)
+    setup_allocator()  # malloc keeps freed memory for the next fits (gf.config)
     leaves, treedef = jax.tree_util.tree_flatten(args)
     key = (
         fn,
