@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import mmap
+import sys
+import threading
 
 import numpy as np
 
@@ -86,3 +88,30 @@ def keep_freed_memory() -> bool:
     if mallopt is None or gnu is None:  # not glibc (musl, macOS, Windows)
         return False
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+_allocator_lock = threading.Lock()
+_allocator_kept: bool | None = None  # None: not set up yet
+
+
+def setup_allocator(keep: bool) -> bool:
+    """Apply ``gf.config.keep_freed_memory`` (``keep``) once per process: called before
+    glmformula runs a compiled kernel, cheap after the first call. Returns whether ``malloc``
+    keeps freed memory at glmformula's request. Inside a dask worker it is left alone."""
+    global _allocator_kept
+    if _allocator_kept is None:
+        with _allocator_lock:
+            if _allocator_kept is None:
+                _allocator_kept = bool(keep) and not _in_dask_worker() and keep_freed_memory()
+    return _allocator_kept
+
+
+def _in_dask_worker() -> bool:
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return False
+    try:
+        distributed.get_worker()
+    except Exception:  # ValueError outside a worker; anything else: not a worker we know
+        return False
+    return True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import warnings
 
@@ -123,36 +122,6 @@ config = Config()
 _cache_lock = threading.Lock()
 _cache_done = False
 _cache_path: str | None = None
-
-
-_allocator_kept: bool | None = None  # None: not set up yet
-
-
-def setup_allocator() -> bool:
-    """Apply ``config.keep_freed_memory`` once per process (called before glmformula runs a
-    compiled kernel; cheap after the first call). Returns whether ``malloc`` keeps freed
-    memory at glmformula's request. Inside a dask worker it is left alone."""
-    global _allocator_kept
-    if _allocator_kept is None:
-        with _cache_lock:
-            if _allocator_kept is None:
-                kept = False
-                if config.keep_freed_memory and not _in_dask_worker():
-                    from ._memory import keep_freed_memory
-                    kept = keep_freed_memory()
-                _allocator_kept = kept
-    return _allocator_kept
-
-
-def _in_dask_worker() -> bool:
-    distributed = sys.modules.get("distributed")
-    if distributed is None:
-        return False
-    try:
-        distributed.get_worker()
-    except Exception:  # ValueError outside a worker; anything else: not a worker we know
-        return False
-    return True
 
 
 def setup_compilation_cache() -> str | None:

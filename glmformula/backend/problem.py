@@ -34,8 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._memory import ALIGNMENT, aligned_zeros
-from ..config import config, setup_allocator, setup_compilation_cache
+from .._memory import ALIGNMENT, aligned_zeros, setup_allocator
+from ..config import config, setup_compilation_cache
 from . import families as fam
 from . import row_tiles as rt
 from .families import POISSON, Obs, is_poisson
@@ -1128,7 +1128,7 @@ def compiled_call(fn, static: dict, *args):
     """
 
     setup_compilation_cache()  # JAX's persistent cache, once per process (gf.config)
-    setup_allocator()  # malloc keeps freed memory for the next fits (gf.config)
+    setup_allocator(config.keep_freed_memory)  # malloc keeps freed memory (gf.config)
     leaves, treedef = jax.tree_util.tree_flatten(args)
     key = (
         fn,

@@ -98,12 +98,11 @@ def test_the_allocator_is_set_up_once_unless_switched_off_or_in_a_dask_worker(mo
     monkeypatch.setattr(_memory, "keep_freed_memory", lambda: calls.append(1) or True)
 
     def fresh(switch: bool, worker: bool) -> bool:
-        monkeypatch.setattr(config_module, "_allocator_kept", None)
-        monkeypatch.setattr(config_module.config, "keep_freed_memory", switch)
+        monkeypatch.setattr(_memory, "_allocator_kept", None)
         fake = types.SimpleNamespace(get_worker=(lambda: object()) if worker else _no_worker)
         monkeypatch.setitem(sys.modules, "distributed", fake)
-        first = config_module.setup_allocator()
-        assert config_module.setup_allocator() is first  # once: no second call below
+        first = _memory.setup_allocator(switch)
+        assert _memory.setup_allocator(not switch) is first  # once: no second call below
         return first
 
     assert fresh(True, False) and calls == [1]
