@@ -11,6 +11,10 @@ import numpy as np
 #: Bytes: the alignment XLA's CPU client needs to use a host buffer without copying it.
 ALIGNMENT = 64
 
+#: Large buffers from malloc's heap once it keeps freed memory (False: always mapped; a
+#: switch for measurements).
+LARGE_FROM_HEAP = True
+
 #: Bytes: buffers at least this large are mapped from the operating system directly (see
 #: :func:`aligned_zeros`).
 MAPPED_FROM = 4 * 2**20
@@ -22,22 +26,26 @@ def aligned_zeros(shape, dtype) -> np.ndarray:
     numpy aligns to 16 bytes; a design allocated this way reaches the solver without the
     copy that would otherwise double its memory (6.6 GB for 200 coupled units x 1e6 bins).
 
-    Buffers of at least :data:`MAPPED_FROM` bytes are anonymous memory maps (page-aligned,
-    zero until written) rather than numpy allocations: on Linux numpy advises the kernel to
-    back its large allocations by huge pages (``MADV_HUGEPAGE``), and where the kernel then
-    compacts memory synchronously to find them (``transparent_hugepage/defrag`` =
-    ``madvise``, the usual default), the first writes into fresh memory can stall for
-    seconds: 4.6 s to fill a fresh 390 MB buffer against 0.21 s mapped (the real coupled
-    model's fold copy took 3.1 s instead of 0.05 s; docs/performance_decisions.md, 'Large
-    buffers without huge-page advice'). Such a map is not seen by ``tracemalloc``.
+    Buffers of at least :data:`MAPPED_FROM` bytes never come from numpy: on Linux numpy
+    advises the kernel to back its large allocations by huge pages (``MADV_HUGEPAGE``), and
+    where the kernel then compacts memory synchronously to find them
+    (``transparent_hugepage/defrag`` = ``madvise``, the usual default) the first writes into
+    fresh memory can stall for seconds: 4.6 s to fill a fresh 390 MB buffer against 0.21 s
+    without the advice (the real coupled model's fold copy took 3.1 s instead of 0.05 s;
+    docs/performance_decisions.md, 'Memory the fits write'). Once ``malloc`` keeps freed
+    memory (:func:`setup_allocator`) they come from its heap (a ``bytearray``), where the
+    memory of the previous design or fold copy is reused without faulting pages in again;
+    otherwise they are anonymous memory maps, which ``tracemalloc`` does not see.
     """
     dtype = np.dtype(dtype)
     count = int(np.prod(shape, dtype=np.int64))
     size = count * dtype.itemsize
-    if size >= MAPPED_FROM:
+    if size >= MAPPED_FROM and not (_allocator_kept and LARGE_FROM_HEAP):
         # the array keeps the map alive (its base); unmapped when the last view goes
         return np.frombuffer(_mapped(size), dtype, count).reshape(shape)
-    buffer = np.zeros(size + ALIGNMENT, np.uint8)
+    # small: numpy gives no advice below 4 MB; large: from malloc's heap, no advice either
+    buffer = np.frombuffer(bytearray(size + ALIGNMENT), np.uint8) if size >= MAPPED_FROM \
+        else np.zeros(size + ALIGNMENT, np.uint8)
     start = (-buffer.ctypes.data) % ALIGNMENT
     return buffer[start:start + size].view(dtype).reshape(shape)
 

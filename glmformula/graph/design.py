@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import pynapple as nap
 
-from .._memory import aligned_zeros
+from .._memory import aligned_zeros, setup_allocator
+from ..config import config
 from ..errors import BinSizeWarning, DataError, FormulaError, warn
 from ..syntax import ast
 from ..syntax.parser import parse_number
@@ -381,6 +382,7 @@ def build(prepared: Prepared, *, dtype=np.float64, cache_spike_filters: bool = F
     """
     plan, graph = prepared.plan, prepared.graph
     grid = graph.grid
+    setup_allocator(config.keep_freed_memory)  # before the first large buffer (gf.config)
     storage = aligned_zeros((grid.n_rows, plan.n_storage), dtype)  # the solver uses it in place
     counts = graph.counts(plan.response, plan.unit_ids)
     finite = np.isfinite(counts).all(axis=1)  # a response of counts per bin may have gaps

@@ -23,15 +23,21 @@ def _owner(a: np.ndarray):
     return a.obj if isinstance(a, memoryview) else a
 
 
+@pytest.mark.parametrize("kept", [False, True], ids=["malloc as it is", "malloc keeps"])
 @pytest.mark.parametrize("shape, dtype", [((3, 5), np.float64), ((1000, 700), np.float64),
                                           ((2100, 500), np.float32), ((0, 4), np.float64)],
                          ids=["small", "large", "large float32", "empty"])
-def test_a_buffer_is_zero_aligned_writable_and_read_in_place(shape, dtype):
+def test_a_buffer_is_zero_aligned_writable_and_read_in_place(monkeypatch, kept, shape, dtype):
+    """Large buffers never come from numpy (no huge-page advice): from malloc's heap once it
+    keeps freed memory, else mapped from the system."""
+    monkeypatch.setattr(_memory, "_allocator_kept", kept)
     a = aligned_zeros(shape, dtype)
     assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
     assert not a.any() and (a.ctypes.data % ALIGNMENT == 0 or not a.size)
-    mapped = a.nbytes >= MAPPED_FROM
-    assert isinstance(_owner(a), mmap.mmap) == mapped
+    large = a.nbytes >= MAPPED_FROM
+    owner = _owner(a)
+    assert isinstance(owner, mmap.mmap) == (large and not kept)
+    assert isinstance(owner, bytearray) == (large and kept)
     if a.size:
         a[-1, -1] = 2.5
         with jax.enable_x64(True):
@@ -40,7 +46,9 @@ def test_a_buffer_is_zero_aligned_writable_and_read_in_place(shape, dtype):
             assert float(device[-1, -1]) == 2.5
 
 
-def test_a_mapped_buffer_lives_as_long_as_a_view_of_it():
+@pytest.mark.parametrize("kept", [False, True], ids=["mapped", "heap"])
+def test_a_large_buffer_lives_as_long_as_a_view_of_it(monkeypatch, kept):
+    monkeypatch.setattr(_memory, "_allocator_kept", kept)
     a = aligned_zeros((MAPPED_FROM // 8 + 64,), np.float64)
     a[100:] = np.arange(a.size - 100)
     view = a[100:]
@@ -50,6 +58,7 @@ def test_a_mapped_buffer_lives_as_long_as_a_view_of_it():
 
 
 def test_a_platform_without_populate_still_maps(monkeypatch):
+    monkeypatch.setattr(_memory, "_allocator_kept", False)
     monkeypatch.delattr(mmap, "MAP_POPULATE", raising=False)
     a = _memory.aligned_zeros((MAPPED_FROM // 8,), np.float64)
     assert isinstance(_owner(a), mmap.mmap) and not a.any()
