@@ -99,10 +99,10 @@ class Config:
         follow instead of returning it to the system and faulting new pages in again: the real
         coupled head-direction model's comparison ~11% faster, with a third fewer page faults
         (:func:`glmformula._memory.keep_freed_memory`). Applied once, the first time
-        glmformula runs a compiled kernel, for the rest of the process; the process's resident
-        memory then stays at its peak. Default True (not inside a dask worker, whose memory
-        monitor expects freed memory back); False, or the environment variable
-        ``GLMFORMULA_KEEP_FREED_MEMORY=0``, leaves ``malloc`` as it is.
+        glmformula builds a design or runs a compiled kernel, for the rest of the process;
+        the process's resident memory then stays at its peak. Default True (not inside a
+        dask worker, whose memory monitor expects freed memory back); False, or the
+        environment variable ``GLMFORMULA_KEEP_FREED_MEMORY=0``, leaves ``malloc`` as it is.
     """
 
     def __init__(self):
