@@ -80,7 +80,7 @@ def keep_freed_memory() -> bool:
     ``M_TRIM_THRESHOLD`` freed memory stays there for reuse: the real coupled model's
     comparison made 2.0 instead of 3.1-3.3 million page faults, 5.2-5.7 instead of 9.1-10.4
     s of system time, and took 30.8 / 33.2 s instead of 35.0 / 36.6 s
-    (docs/performance_decisions.md, 'Freed memory kept for reuse'). The process's resident
+    (docs/performance_decisions.md, 'Memory the fits write'). The process's resident
     memory then stays at its peak instead of shrinking after a fit.
     """
     try:
@@ -104,8 +104,9 @@ _allocator_kept: bool | None = None  # None: not set up yet
 
 def setup_allocator(keep: bool) -> bool:
     """Apply ``gf.config.keep_freed_memory`` (``keep``) once per process: called before
-    glmformula runs a compiled kernel, cheap after the first call. Returns whether ``malloc``
-    keeps freed memory at glmformula's request. Inside a dask worker it is left alone."""
+    glmformula builds a design or runs a compiled kernel, cheap after the first call.
+    Returns whether ``malloc`` keeps freed memory at glmformula's request. Inside a dask
+    worker it is left alone."""
     global _allocator_kept
     if _allocator_kept is None:
         with _allocator_lock:
