@@ -288,6 +288,14 @@ def _layout(plan, constraints: dict, formula) -> dict:
             "unit_names": tuple(plan.unit_ids), "column_names": tuple(plan.storage_columns)}
 
 
+def fitted_in_groups(design: DesignMatrix, constraints: dict, rows: np.ndarray) -> bool:
+    """Whether :func:`fit_design` fits ``design``'s units in groups on their own columns
+    (:func:`.groups.plan_groups`: each unit reads few of the stored columns, as ``history``
+    without ``coupling``) on ``rows`` (a boolean mask of grid rows)."""
+    layout = _layout(design.plan, constraints, design.formula)
+    return plan_groups(layout["column_mask"], int(np.count_nonzero(rows))) is not None
+
+
 def term_groups(plan) -> tuple[str, ...]:
     """The term each stored column belongs to (regularizer groups)."""
     groups = [""] * plan.n_storage
