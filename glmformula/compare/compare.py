@@ -115,6 +115,12 @@ def compare(models, data: Mapping, *, bin_size, epochs=None, cv: int = 5, regula
     :data:`..fitting.engine.SCORED_FIT_TOL` (1e-6) instead of ``gf.fit``'s 1e-8. Units the
     data (nearly) separate (:class:`~glmformula.SeparationWarning`) have no unpenalised
     optimum: their held-out scores depend on where the solver stops.
+
+    In this process, a model's fit on all rows starts from that of the largest model nested in
+    it already fitted (each fold from its model's fit on all rows): always with REML, and
+    without it where the model's units are fitted on their own few columns (``history``
+    without ``coupling``), whose Newton fits reach the same optimum from any start; on an
+    executor no fit starts from another model's.
     """
     formulas = _named(models)
     family = get_family(family)

@@ -155,7 +155,8 @@ class Comparison:
         unpenalised coupled model after the history model took 52 iterations instead of 41 and
         stopped elsewhere on its nearly separated units (cv bits/spike 1.32667 against
         1.33402), so a fit on all columns without REML starts as before
-        (docs/performance_decisions.md, 'Nested starts for Newton's groups')."""
+        (docs/performance_decisions.md, 'Nested starts for Newton's groups; where the history
+        model's iterations go')."""
         if not self.nested_starts:
             return None
         large = self.designs[name]
