@@ -296,7 +296,10 @@ def _of_units(data: FitData, st: _State, units: np.ndarray):
 
 def _merge(st: _State, part: _State, units: np.ndarray) -> _State:
     """``st`` with the units ``units`` replaced by ``part``'s first ``len(units)`` ones; the
-    counters of passes are ``part``'s (it continued from ``st``)."""
+    counters of passes are ``part``'s (it continued from ``st``), and so is the memory's
+    newest slot ``head`` (``it % history``: every unit still iterating has taken every
+    iteration so far, so the next narrower batch writes over its oldest pair and reads the
+    newest first)."""
     U = st.done.shape[0]
     width = part.done.shape[0]
     # padded to the batch's width with an index past the units (dropped): one compiled
@@ -316,7 +319,7 @@ def _merge_padded(st: _State, part: _State, units) -> _State:
 
     return st._replace(**{name: put(getattr(st, name), getattr(part, name), axis)
                           for name, axis in _UNIT_AXIS.items()},
-                       it=part.it, n_hess=part.n_hess, n_pass=part.n_pass)
+                       it=part.it, head=part.head, n_hess=part.n_hess, n_pass=part.n_pass)
 
 
 #: the axis of the units in each per-unit field of the L-BFGS state

@@ -74,6 +74,29 @@ def test_the_last_units_continue_in_ever_narrower_batches(simulator, monkeypatch
     assert np.abs(narrowed.n_iter - together.n_iter).max() <= 2
 
 
+def test_the_memory_keeps_its_newest_slot_through_narrow_batches(simulator, monkeypatch):
+    """Every iteration writes its pair into slot ``it % history`` of the ring and moves the
+    newest slot on: a unit continuing in a narrower batch must carry that slot, or the next
+    batch overwrites recent pairs and reads its memory out of order. Checked on every state
+    merged after a narrow batch (the last is the one returned)."""
+    from glmformula.backend import lbfgs
+
+    X, _, W, b = simulator(20_000, 20, 24, seed=9, rate=0.1)
+    gains = np.geomspace(0.1, 6.0, 24)  # the units need 4 to 15 iterations
+    Y = np.random.default_rng(8).poisson(np.exp(X @ (W * gains) + b)).astype(float)
+    history = 4
+    merged = []
+    original = lbfgs._merge
+    monkeypatch.setattr(lbfgs, "_merge",
+                        lambda st, part, units: merged.append(original(st, part, units))
+                        or merged[-1])
+    result = solve(Problem(X, Y), solver="lbfgs", history=history, refresh=0)
+    assert result.converged.all()
+    assert len(merged) >= 2  # a second narrow batch continued from a merged state
+    for state in merged:
+        assert int(state.head) == int(state.it) % history
+
+
 def test_a_cold_population_refreshes_early_and_reaches_the_same_answer(simulator, monkeypatch):
     """A population's cold start renews its constant-rate preconditioner every COLD_REFRESH
     iterations (at most COLD_REFRESHES times); a warm start keeps the (P+1)/16 schedule. Both
