@@ -292,8 +292,13 @@ def fitted_in_groups(design: DesignMatrix, constraints: dict, rows: np.ndarray) 
     """Whether :func:`fit_design` fits ``design``'s units in groups on their own columns
     (:func:`.groups.plan_groups`: each unit reads few of the stored columns, as ``history``
     without ``coupling``) on ``rows`` (a boolean mask of grid rows)."""
-    layout = _layout(design.plan, constraints, design.formula)
-    return plan_groups(layout["column_mask"], int(np.count_nonzero(rows))) is not None
+    return _unit_groups(_layout(design.plan, constraints, design.formula), rows) is not None
+
+
+def _unit_groups(layout: dict, rows: np.ndarray) -> list | None:
+    """:func:`.groups.plan_groups` of a layout's columns for the rows fitted (``rows``: their
+    mask or weights, non-zero where fitted)."""
+    return plan_groups(layout["column_mask"], int(np.count_nonzero(rows)))
 
 
 def term_groups(plan) -> tuple[str, ...]:
@@ -482,8 +487,7 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
     in_place = contextlib.nullcontext(design.storage) if private_rows else \
         _rotated(design.storage, constraints, plan.term_storage)
     with in_place as X:
-        groups = plan_groups(layout["column_mask"], int(np.count_nonzero(used))) \
-            if group_units else None
+        groups = _unit_groups(layout, used) if group_units else None
         problem = backend.Problem(X=X, y=design.counts, offset=design.offset,
                                   row_weight=weights_of_rows, **layout)
         if groups is None or private_rows:
@@ -812,8 +816,7 @@ def _strengths_from_sample(rows, n_grid_rows: int, chunk_size: int, plan, layout
                              offset=offset,
                              row_weight=np.concatenate([b.row_weight for b in parts]), **layout)
     fit = smoothing.choose_strengths(sample, setup,
-                                     plan_groups(layout["column_mask"],
-                                                 int(np.count_nonzero(sample.row_weight))),
+                                     _unit_groups(layout, sample.row_weight),
                                      smoothing.unit_term_columns(plan), dtype=options.dtype,
                                      regularizer=options.backend_options(plan.formula)[
                                          "regularizer"], family=_sample_family(options))
