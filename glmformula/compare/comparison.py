@@ -127,7 +127,7 @@ class Comparison:
         """Fit model ``name`` on ``rows`` (a boolean mask of grid rows, within the valid ones;
         ``private_rows``: on a copy of them; ``fold``: a cross-validation fold's fit, see
         :func:`..fitting.engine.fit_design`). Its weights are only scored, so without a REML
-        search they stop at :data:`..fitting.engine.SCORED_FIT_TOL`. A Poisson fit on all
+        search they stop at :func:`..fitting.engine.scored_tolerance`. A Poisson fit on all
         rows also reports its training log-likelihood, which an unpenalised fit takes from the
         solver's objective without a pass over the design (:meth:`heldout` scores the
         training rows with it). ``preconditioner``: the fit on all rows' (L-BFGS), for a fold

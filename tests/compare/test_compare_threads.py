@@ -52,8 +52,9 @@ def test_a_fold_fit_on_a_private_copy_leaves_the_design_untouched(monkeypatch):
     """Folds side by side fit copies of their rows: the same weights as the fit that rotates
     the design's constrained columns in place (and back), and the design's values are never
     touched (not even by the rounding of a rotation there and back)."""
-    # both fits to the solver's default tolerance, not a comparison's looser one (1e-6)
+    # both fits to the solver's default tolerance, not a comparison's looser ones
     monkeypatch.setattr(engine, "SCORED_FIT_TOL", DEFAULT_TOL)
+    monkeypatch.setattr(engine, "PENALISED_SCORED_FIT_TOL", DEFAULT_TOL)
     data = gf.datasets.head_direction(n_units=3, duration=120.0, seed=2)
     comparison = Comparison({"hd+hist": MODELS["hd+hist"]}, data, bin_size="10ms",
                             epochs="wake", cv=5, regularizer=gf.Ridge(1e-3), solver="auto",

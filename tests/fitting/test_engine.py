@@ -213,3 +213,34 @@ def test_a_scored_fit_stops_at_its_tolerance_a_fraction_of_a_standard_error_away
     spikes = scored.diagnostics.n_spikes
     gap = exact.diagnostics.log_likelihood - scored.diagnostics.log_likelihood
     assert np.all(gap >= -1e-9) and np.all(gap <= engine.SCORED_FIT_TOL ** 2 * spikes)
+
+
+def test_a_penalised_scored_fit_stops_closer_because_its_likelihood_moves_at_first_order(
+        monkeypatch):
+    """With a penalty the log-likelihood is not stationary at the optimum: a scored fit with
+    a Ridge stops at engine.PENALISED_SCORED_FIT_TOL (tighter than the unpenalised one's
+    engine.SCORED_FIT_TOL), and its log-likelihood is then within 1e-6 relative of the exact
+    penalised fit's."""
+    from glmformula.fitting import engine
+
+    assert engine.PENALISED_SCORED_FIT_TOL < engine.SCORED_FIT_TOL
+    data = gf.datasets.head_direction(n_units=3, duration=300.0, seed=12)
+    f = "spikes ~ cyclic(head_direction, 8) + history(6, log, window=100ms)"
+    design = build(prepare(f, data, bin_size="10ms", epochs="wake"))
+    tolerances = []
+    original = engine._solve
+
+    def recording(problem, groups, start, solver_options):
+        tolerances.append(solver_options.get("tol"))
+        return original(problem, groups, start, solver_options)
+
+    monkeypatch.setattr(engine, "_solve", recording)
+    ridge = dict(solver="lbfgs", smoothing=None, regularizer=gf.Ridge(1e-3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scored = fit_design(design, FitOptions(**ridge), covariance=False, reported=False)
+        exact = fit_design(design, FitOptions(tol=1e-12, **ridge), covariance=False,
+                           reported=False)
+    assert tolerances == [engine.PENALISED_SCORED_FIT_TOL, 1e-12]
+    np.testing.assert_allclose(scored.diagnostics.log_likelihood,
+                               exact.diagnostics.log_likelihood, rtol=1e-6)
