@@ -170,6 +170,25 @@ def test_a_fold_fit_reads_its_own_rows_with_the_same_answer(monkeypatch, smoothi
                                weighted.diagnostics.log_likelihood, rtol=1e-10)
 
 
+def _design_recording_tolerances(monkeypatch):
+    """A small simulated design, and the list that every solver call of ``fit_design`` then
+    appends its tolerance to."""
+    from glmformula.fitting import engine
+
+    data = gf.datasets.head_direction(n_units=3, duration=300.0, seed=12)
+    f = "spikes ~ cyclic(head_direction, 8) + history(6, log, window=100ms)"
+    design = build(prepare(f, data, bin_size="10ms", epochs="wake"))
+    tolerances = []
+    original = engine._solve
+
+    def recording(problem, groups, start, solver_options):
+        tolerances.append(solver_options.get("tol"))
+        return original(problem, groups, start, solver_options)
+
+    monkeypatch.setattr(engine, "_solve", recording)
+    return design, tolerances
+
+
 def test_a_scored_fit_stops_at_its_tolerance_a_fraction_of_a_standard_error_away(
         monkeypatch):
     """A fit whose weights are only scored (a comparison's: ``reported=False``) stops at
@@ -179,19 +198,9 @@ def test_a_scored_fit_stops_at_its_tolerance_a_fraction_of_a_standard_error_away
     within ``tol^2 spikes`` nats of the maximum."""
     from glmformula.fitting import engine
 
-    data = gf.datasets.head_direction(n_units=3, duration=300.0, seed=12)
-    f = "spikes ~ cyclic(head_direction, 8) + history(6, log, window=100ms)"
-    design = build(prepare(f, data, bin_size="10ms", epochs="wake"))
+    design, tolerances = _design_recording_tolerances(monkeypatch)
     train = np.ones(design.grid.n_rows, bool)
     train[: design.grid.n_rows // 5] = False
-    tolerances = []
-    original = engine._solve
-
-    def recording(problem, groups, start, solver_options):
-        tolerances.append(solver_options.get("tol"))
-        return original(problem, groups, start, solver_options)
-
-    monkeypatch.setattr(engine, "_solve", recording)
     lbfgs = dict(solver="lbfgs", smoothing=None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -224,17 +233,7 @@ def test_a_penalised_scored_fit_stops_closer_because_its_likelihood_moves_at_fir
     from glmformula.fitting import engine
 
     assert engine.PENALISED_SCORED_FIT_TOL < engine.SCORED_FIT_TOL
-    data = gf.datasets.head_direction(n_units=3, duration=300.0, seed=12)
-    f = "spikes ~ cyclic(head_direction, 8) + history(6, log, window=100ms)"
-    design = build(prepare(f, data, bin_size="10ms", epochs="wake"))
-    tolerances = []
-    original = engine._solve
-
-    def recording(problem, groups, start, solver_options):
-        tolerances.append(solver_options.get("tol"))
-        return original(problem, groups, start, solver_options)
-
-    monkeypatch.setattr(engine, "_solve", recording)
+    design, tolerances = _design_recording_tolerances(monkeypatch)
     ridge = dict(solver="lbfgs", smoothing=None, regularizer=gf.Ridge(1e-3))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
