@@ -114,7 +114,7 @@ def compare(models, data: Mapping, *, bin_size, epochs=None, cv: int = 5, regula
     The fits are only scored, so without REML they stop at Newton's criterion
     :data:`..fitting.engine.SCORED_FIT_TOL` (1e-5; with a penalty
     :data:`..fitting.engine.PENALISED_SCORED_FIT_TOL`, 1e-6) instead of ``gf.fit``'s 1e-8: a
-    few thousandths of a standard error of the weights, and held-out scores within ~1e-6
+    few thousandths of a standard error of the weights, and held-out scores within ~2e-6
     bits/spike of the exact fit's for every unit the data determine. Units the
     data (nearly) separate (:class:`~glmformula.SeparationWarning`) have no unpenalised
     optimum: their held-out scores depend on where the solver stops.
