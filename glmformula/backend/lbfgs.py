@@ -43,6 +43,7 @@ preconditioner ``M`` (``B0`` or the last refreshed Hessian) in place of the curr
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import attrs
@@ -310,7 +311,10 @@ def _merge(st: _State, part: _State, units: np.ndarray) -> _State:
     return _merge_padded(st, part, jnp.asarray(padded))
 
 
-@jax.jit
+# ``st`` donated: its buffers are written in place (``st`` is not used again), which spares
+# copying the (T, U) predictor and the (U, P+1, P+1) factors (real coupled model, 226k x 269
+# x 32 float64: 36 -> 8.5 ms a merge, three per fit)
+@functools.partial(jax.jit, donate_argnums=(0,))
 def _merge_padded(st: _State, part: _State, units) -> _State:
     def put(a, b, axis):
         axis = axis % a.ndim

@@ -397,6 +397,16 @@ def mean_rate(counts: np.ndarray, offset: np.ndarray | None, row_weight: np.ndar
     return intercept, (1.0 / np.maximum(total, 1e-12)).reshape(U, 1, 1), solution
 
 
+def _spikes(counts: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """Spikes per unit in the ``used`` rows, NaN counts ignored: :func:`_column_sums` (no copy
+    of the rows; ``np.nansum(counts[used])`` copied them twice, 29 ms on the real recording's
+    226k x 32 counts against 6 ms), the NaN-ignoring sum only where one is NaN."""
+    sums = _column_sums(counts, np.asarray(used, bool), 16384)
+    if not np.all(np.isfinite(sums)):
+        sums = np.nansum(counts[used], axis=0)
+    return np.asarray(sums, float)
+
+
 def _diagnostics(solution, log_likelihood, used, counts, constraints, dropped,
                  chunk_size=None) -> FitDiagnostics:
     U = counts.shape[1]
@@ -405,7 +415,7 @@ def _diagnostics(solution, log_likelihood, used, counts, constraints, dropped,
         n_iter=np.broadcast_to(np.asarray(solution.n_iter), (U,)).copy(),
         grad_norm=np.asarray(solution.grad_norm, float).reshape(-1),
         log_likelihood=np.asarray(log_likelihood, float), n_rows=int(used.sum()),
-        n_spikes=np.asarray(np.nansum(counts[used], axis=0), float),
+        n_spikes=_spikes(counts, used),
         solver=str(solution.solver), dtype=str(solution.dtype),
         constrained_terms=tuple(constraints), dropped=dict(dropped),
         fit_seconds=float(solution.solve_seconds),
