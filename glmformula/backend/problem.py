@@ -153,6 +153,11 @@ class Problem:
         A quadratic penalty per unit added to the mean objective,
         ``0.5 * w' penalty_matrix[u] w`` (the smoothness penalties of the formula's terms with
         their strengths; see :mod:`glmformula.fitting.smoothing`). It adds to ``regularizer``.
+    column_max : array, shape (P,), optional
+        ``max |X[t, j]|`` over the rows of positive weight, where already known (NaN or inf
+        where a column is not finite there): the solver's first pass then does not read
+        ``X`` for it (:func:`block_stats`). Units fitted in groups on their own columns
+        (:mod:`glmformula.fitting.groups`) take theirs from one pass over the whole design.
     """
 
     X: np.ndarray = attrs.field(converter=aligned)
@@ -168,6 +173,8 @@ class Problem:
     unit_names: tuple | None = attrs.field(default=None, converter=_optional(tuple))
     column_names: tuple | None = attrs.field(default=None, converter=_optional(tuple))
     penalty_matrix: np.ndarray | None = attrs.field(
+        default=None, converter=_optional(lambda m: np.asarray(m, dtype=float)))
+    column_max: np.ndarray | None = attrs.field(
         default=None, converter=_optional(lambda m: np.asarray(m, dtype=float)))
 
     def __attrs_post_init__(self) -> None:
@@ -188,6 +195,9 @@ class Problem:
             raise ValueError(f"column_groups must name the group of each of the {P} columns, "
                              f"got {len(self.column_groups)}")
         _check_penalty_matrix(self.penalty_matrix, U, P)
+        if self.column_max is not None and self.column_max.shape != (P,):
+            raise ValueError(f"column_max must have shape (P,) = {(P,)}, "
+                             f"got {self.column_max.shape}")
 
     @property
     def n_rows(self) -> int:
@@ -879,8 +889,10 @@ def linear_predictor(block: Block, W, b):
 # blocks calls (eta of a block is recomputed, never stored).
 
 
-def block_stats(block: Block):
-    """Sums needed before fitting: total weight, spikes, offset mass, column range.
+def block_stats(block: Block, columns: bool = True):
+    """Sums needed before fitting: total weight, spikes, offset mass, column range
+    (``columns``, static; False: zeros in its place, ``X`` not read, for a caller that knows
+    it: :attr:`Problem.column_max`).
 
     Returns ``n (), spikes (U,), sum rw exp(offset) (U,), max |x| (P,) (in the
     slot of a sum: positive iff the column is non-zero), max |x| (P,),
@@ -890,10 +902,13 @@ def block_stats(block: Block):
 
     One reduction reads ``X`` (the only large input): its column maxima, over
     the rows with positive weight, give the empty columns, the column ranges
-    (separation warnings) and, since NaN and inf propagate into them (``inf *
+    (separation warnings) and, since inf and mostly NaN propagate into them (``inf *
     0`` is NaN for unweighted rows), the validity of ``X``: several times faster
     than separate reductions (measured: docs/performance_decisions.md, 'Block
-    statistics in one reduction').
+    statistics in one reduction'). XLA's CPU maximum over the rows skips an isolated NaN
+    (one in 9,001 rows gave the column's largest finite value); a NaN-aware reduction made
+    this pass 6-10x slower, so the solver's objective, NaN then, shows it instead
+    (``backend.solve``).
     """
     rw = block.rw
     n = jnp.sum(rw)
@@ -901,7 +916,8 @@ def block_stats(block: Block):
     off_mass = rw @ jnp.exp(jnp.minimum(block.offset, eta_cap(rw.dtype)))
     # a product with the 0/1 row selector, not jnp.where: XLA's CPU select with a
     # broadcast is slower here (measured: same section of docs/performance_decisions.md)
-    col_max = jnp.max(jnp.abs(block.X * (rw > 0).astype(block.X.dtype)[:, None]), axis=0)
+    col_max = (jnp.max(jnp.abs(block.X * (rw > 0).astype(block.X.dtype)[:, None]), axis=0)
+               if columns else jnp.zeros(block.X.shape[1], block.X.dtype))
     bad = (
         ~jnp.all(jnp.isfinite(col_max))
         | ~jnp.all(jnp.isfinite(jnp.sum(block.Y, axis=0)))

@@ -23,6 +23,9 @@ from . import sharding
 from .rows import RowSelection, select_rows
 from .threads import map_on_threads
 
+#: Runs of consecutive used rows up to which :func:`column_maxima` reduces slices in place
+#: (more: a block of rows gathered at a time).
+_MAX_RUNS = 64
 #: Group units only when that cuts the estimated solver work by at least this factor.
 GROUPING_GAIN = 4.0
 #: Work of one solver call besides its Hessians (copying the group's columns, the statistics
@@ -92,6 +95,33 @@ def _gather_columns(X: np.ndarray, columns: np.ndarray, reuse: threading.local,
     return out
 
 
+def column_maxima(X: np.ndarray, used: np.ndarray | None,
+                  rows_per_block: int = 4096) -> np.ndarray:
+    """``max |X[t, j]|`` over the rows ``used`` (bool; None: all) per column (NaN where a
+    column holds one, inf where it holds one): :attr:`..backend.Problem.column_max` of every
+    group, from one pass over the design instead of one per group. Run by run of used rows
+    (a fold's training rows are one or two), a cache-sized block at a time, as its largest
+    and smallest values (no temporary ``|X|``).
+    """
+    T, P = X.shape
+    flags = np.ones(T, bool) if used is None else np.asarray(used, bool)
+    starts, stops = _runs(flags)
+    if len(starts) > _MAX_RUNS:  # scattered rows: gathered a block at a time
+        starts, stops = np.arange(0, T, rows_per_block), None
+    out = np.zeros(P)
+    for i, a in enumerate(starts.tolist()):
+        b = T if stops is None else int(stops[i])
+        stop_at = min(a + rows_per_block, T) if stops is None else b
+        for start in range(a, stop_at, rows_per_block):
+            part = X[start:min(start + rows_per_block, stop_at)]
+            if stops is None:
+                part = part[flags[start:start + len(part)]]
+            if part.shape[0]:
+                # NaN propagates through max and min (and np.maximum), as on the device
+                out = np.maximum(out, np.maximum(part.max(axis=0), -part.min(axis=0)))
+    return out
+
+
 def _runs(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Starts and stops of the runs of True in ``flags``."""
     edges = np.diff(np.r_[0, flags.astype(np.int8), 0])
@@ -111,6 +141,9 @@ def solve_in_groups(problem: backend.Problem, groups: list, init, **options) -> 
     # a fold's training rows: each group copies its own columns of them, not the whole design
     rows = select_rows(problem.row_weight)
     take = (lambda a: a) if rows is None else rows.take
+    # every group's column ranges from one pass over the design (not one per group)
+    column_max = problem.column_max if problem.column_max is not None else column_maxima(
+        problem.X, None if problem.row_weight is None else problem.row_weight > 0)
 
     def solve_group(group):
         units, columns = group
@@ -125,7 +158,8 @@ def solve_in_groups(problem: backend.Problem, groups: list, init, **options) -> 
             unit_names=_part(problem.unit_names, units),
             column_names=_part(problem.column_names, columns),
             penalty_matrix=None if problem.penalty_matrix is None
-            else problem.penalty_matrix[np.ix_(units, columns, columns)])
+            else problem.penalty_matrix[np.ix_(units, columns, columns)],
+            column_max=column_max[columns])
         start = None if init is None else (np.asarray(init[0])[np.ix_(columns, units)],
                                            np.asarray(init[1])[units])
         solution = sharding.solve_on_devices(sub, init=start, **options)
@@ -146,4 +180,5 @@ def solve_in_groups(problem: backend.Problem, groups: list, init, **options) -> 
         joined.solve_seconds, max(wall - joined.compile_seconds, 0.0)))
 
 
-__all__ = ["plan_groups", "solve_in_groups", "GROUPING_GAIN", "CALL_OVERHEAD"]
+__all__ = ["plan_groups", "solve_in_groups", "column_maxima", "GROUPING_GAIN",
+           "CALL_OVERHEAD"]

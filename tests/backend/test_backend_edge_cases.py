@@ -133,9 +133,34 @@ def test_invalid_inputs_raise():
         Problem(X, np.ones(4))
     with pytest.raises(ValueError, match="NaN"):
         solve(Problem(np.full((5, 2), np.nan), np.ones(5)))
+    lone = np.random.default_rng(0).random((9001, 3))
+    lone[8000, 1] = np.nan  # one NaN, which XLA's maximum over the rows skipped
+    with pytest.raises(ValueError, match="NaN"):
+        solve(Problem(lone, np.ones(9001)))
     with pytest.raises(ValueError, match="non-negative"):
         solve(Problem(X, -np.ones(5)))
     with pytest.raises(ValueError, match="column_mask"):
         Problem(X, np.ones((5, 2)), column_mask=np.ones((2, 3), bool))
     with pytest.raises(ValueError, match="solver"):
         solve(Problem(X, np.ones(5)), solver="sgd")
+
+
+def test_known_column_ranges_replace_the_first_pass_over_the_design(population):
+    """``Problem.column_max`` given (a group of units' columns, found on the whole design) the
+    solver does not read X for the ranges, with the same answer: the empty column excluded,
+    the separated unit warned about; a range that is not finite is refused as the data's own
+    NaN is."""
+    X, Y = separated(population)
+    X[:, 3] = 0.0
+    rows = np.arange(len(Y)) % 5 != 0
+    ranges = np.abs(X[rows]).max(axis=0)
+    alone, kinds, text = fit(Problem(X, Y, row_weight=rows.astype(float)))
+    given, kinds_given, text_given = fit(Problem(X, Y, row_weight=rows.astype(float),
+                                                 column_max=ranges))
+    assert alone.excluded_columns == given.excluded_columns == (3,)
+    assert kinds == kinds_given and SeparationWarning in kinds and text == text_given
+    np.testing.assert_array_equal(given.weights, alone.weights)
+    with pytest.raises(ValueError, match="NaN"):
+        solve(Problem(X, Y, column_max=np.where(np.arange(X.shape[1]) == 1, np.nan, ranges)))
+    with pytest.raises(ValueError, match="column_max"):
+        Problem(X, Y, column_max=ranges[:-1])

@@ -160,3 +160,30 @@ def test_a_threads_design_copies_only_the_columns_it_does_not_hold(monkeypatch, 
     copied.clear()
     groups._gather_columns(other, np.array([0, 1, 3, 9]), reuse, rows)
     assert copied == [0, 1, 3, 9]  # a new shape: a new array
+
+
+@pytest.mark.parametrize("rows", ["all", "runs", "scattered"])
+def test_column_ranges_for_every_group_from_one_pass(rows):
+    """:func:`groups.column_maxima` is the device's range of each column over the used rows
+    (``block_stats``), whatever the rows' runs, and not finite where a used row is (the
+    device's maximum skips an isolated NaN: the solver finds it in its objective)."""
+    import jax
+
+    from glmformula.backend import problem as pb
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((9001, 5)) * [1.0, 10.0, 0.0, 1e-3, 2.0]
+    X[4000, 4] = -np.inf
+    X[8000, 1] = np.nan
+    used = {"all": None, "runs": (np.arange(9001) % 3000) < 2500,
+            "scattered": rng.random(9001) < 0.5}[rows]
+    if used is not None:
+        used[[4000, 8000]] = True
+    weight = np.ones(9001) if used is None else used.astype(float)
+    with jax.enable_x64(True):
+        block = pb.block_from_arrays(X, np.zeros((9001, 1)), None, weight, np.float64, 1)
+        device = np.asarray(pb.block_stats(block)[3])
+    found = groups.column_maxima(X, used, rows_per_block=1000)
+    finite = [0, 2, 3]
+    np.testing.assert_array_equal(found[finite], device[finite])
+    assert np.isnan(found[1]) and found[4] == np.inf
