@@ -585,9 +585,8 @@ def _block_stats(block: pb.Block, column_max: np.ndarray | None):
     if column_max is None:
         return stats, compile_s
     n, spikes, off_mass, _, _, bad, negative = stats
-    known = np.asarray(column_max, float)
-    bad = np.asarray(bad) | ~np.all(np.isfinite(known))
-    return (n, spikes, off_mass, known, known, bad, negative), compile_s
+    bad = np.asarray(bad) | ~np.all(np.isfinite(column_max))
+    return (n, spikes, off_mass, column_max, column_max, bad, negative), compile_s
 
 
 def _floor(dtype_name: str) -> float:

@@ -44,7 +44,7 @@ from . import information, poisson, sharding, smoothing
 from .covariance import CovarianceStack
 from .families import family_name, get_family
 from .groups import plan_groups, solve_in_groups
-from .rows import select_rows
+from .rows import select_rows, used_row_parts
 
 #: Solver tolerance of a fit whose weights are only scored (``fit_design(reported=False)``: a
 #: comparison's fits, on all rows and on each fold's training rows) when there is no REML
@@ -234,30 +234,19 @@ def _means(X: np.ndarray, offset, used: np.ndarray, rows_per_block: int = 16384)
     return sums / n, (0.0 if offset is None else float(offset[used].sum() / n))
 
 
-#: Runs of consecutive used rows up to which :func:`_column_sums` reduces slices in place.
-_MAX_RUNS = 64
-
-
 def _column_sums(X: np.ndarray, used: np.ndarray, rows_per_block: int) -> np.ndarray:
     """Float64 sums of the columns of ``X`` over the rows ``used`` (bool), by numpy's
-    reductions.
+    reductions over :func:`.rows.used_row_parts` (whole runs in place, scattered rows a block
+    at a time).
 
     Not a product with the row mask: that runs in multithreaded BLAS, which stalls when other
     processes want the cores (one unit, 1e5 x 50, on the 2-core machine: 5 ms against 1.8 ms,
     16 ms against 1.8 ms with two busy processes; docs/performance_decisions.md,
     'Identifiability moments with BLAS on one thread'), and reads the rows not used too.
-    The rows used are whole epochs less their first window, a few runs, each summed as a
-    slice in place; rows scattered (a fold of single rows) are gathered a block at a time.
     """
     sums = np.zeros(X.shape[1])
-    edges = np.flatnonzero(np.diff(used.view(np.int8), prepend=0, append=0))
-    if len(edges) <= 2 * _MAX_RUNS:
-        for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
-            sums += np.add.reduce(X[a:b], axis=0, dtype=np.float64)
-        return sums
-    for start in range(0, X.shape[0], rows_per_block):
-        stop = start + rows_per_block
-        sums += np.add.reduce(X[start:stop][used[start:stop]], axis=0, dtype=np.float64)
+    for part in used_row_parts(X, used, rows_per_block):
+        sums += np.add.reduce(part, axis=0, dtype=np.float64)
     return sums
 
 

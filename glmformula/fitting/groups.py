@@ -20,12 +20,9 @@ from .. import backend
 from .._memory import aligned_zeros
 from ..graph.design import gather
 from . import sharding
-from .rows import RowSelection, select_rows
+from .rows import RowSelection, select_rows, used_row_parts
 from .threads import map_on_threads
 
-#: Runs of consecutive used rows up to which :func:`column_maxima` reduces slices in place
-#: (more: a block of rows gathered at a time).
-_MAX_RUNS = 64
 #: Group units only when that cuts the estimated solver work by at least this factor.
 GROUPING_GAIN = 4.0
 #: Work of one solver call besides its Hessians (copying the group's columns, the statistics
@@ -99,26 +96,14 @@ def column_maxima(X: np.ndarray, used: np.ndarray | None,
                   rows_per_block: int = 4096) -> np.ndarray:
     """``max |X[t, j]|`` over the rows ``used`` (bool; None: all) per column (NaN where a
     column holds one, inf where it holds one): :attr:`..backend.Problem.column_max` of every
-    group, from one pass over the design instead of one per group. Run by run of used rows
-    (a fold's training rows are one or two), a cache-sized block at a time, as its largest
-    and smallest values (no temporary ``|X|``).
+    group, from one pass over the design instead of one per group. A cache-sized part of the
+    used rows at a time (:func:`.rows.used_row_parts`), as its largest and smallest values
+    (no temporary ``|X|``).
     """
-    T, P = X.shape
-    flags = np.ones(T, bool) if used is None else np.asarray(used, bool)
-    starts, stops = _runs(flags)
-    if len(starts) > _MAX_RUNS:  # scattered rows: gathered a block at a time
-        starts, stops = np.arange(0, T, rows_per_block), None
-    out = np.zeros(P)
-    for i, a in enumerate(starts.tolist()):
-        b = T if stops is None else int(stops[i])
-        stop_at = min(a + rows_per_block, T) if stops is None else b
-        for start in range(a, stop_at, rows_per_block):
-            part = X[start:min(start + rows_per_block, stop_at)]
-            if stops is None:
-                part = part[flags[start:start + len(part)]]
-            if part.shape[0]:
-                # NaN propagates through max and min (and np.maximum), as on the device
-                out = np.maximum(out, np.maximum(part.max(axis=0), -part.min(axis=0)))
+    out = np.zeros(X.shape[1])
+    for part in used_row_parts(X, used, rows_per_block, split_runs=True):
+        # NaN propagates through max and min (and np.maximum)
+        out = np.maximum(out, np.maximum(part.max(axis=0), -part.min(axis=0)))
     return out
 
 

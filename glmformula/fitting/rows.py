@@ -48,6 +48,34 @@ class RowSelection:
         return out
 
 
+#: Runs of consecutive used rows up to which :func:`used_row_parts` hands out slices in place
+#: (more: blocks of rows gathered by the mask).
+MAX_RUNS = 64
+
+
+def used_row_parts(X: np.ndarray, used: np.ndarray | None, rows_per_block: int,
+                   split_runs: bool = False):
+    """The rows ``used`` (bool; None: all) of ``X`` in parts, for reductions over them
+    without a copy of the design: each run of consecutive used rows as a slice (the rows a fit
+    uses are whole epochs less their first window, a fold's training rows one or two runs;
+    ``split_runs``: in slices of at most ``rows_per_block`` rows), or, where the rows are
+    scattered in more than :data:`MAX_RUNS` runs, blocks of ``rows_per_block`` rows gathered
+    by the mask."""
+    T = X.shape[0]
+    flags = np.ones(T, bool) if used is None else np.asarray(used, bool)
+    edges = np.flatnonzero(np.diff(flags.view(np.int8), prepend=0, append=0))
+    if len(edges) > 2 * MAX_RUNS:
+        for start in range(0, T, rows_per_block):
+            part = X[start:start + rows_per_block][flags[start:start + rows_per_block]]
+            if part.shape[0]:
+                yield part
+        return
+    step = rows_per_block if split_runs else T
+    for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
+        for start in range(a, b, max(step, 1)):
+            yield X[start:min(start + step, b)]
+
+
 def select_rows(row_weight: np.ndarray | None, always: bool = False) -> RowSelection | None:
     """The rows with positive ``row_weight`` to copy, or None where a copy would not pay: no
     weights, or at least :data:`COMPACT_ROWS_BELOW` of the rows used once padded (``always``:
@@ -62,4 +90,5 @@ def select_rows(row_weight: np.ndarray | None, always: bool = False) -> RowSelec
     return RowSelection(rows, n)
 
 
-__all__ = ["COMPACT_ROWS_BELOW", "COMPACT_ROW_MULTIPLE", "RowSelection", "select_rows"]
+__all__ = ["COMPACT_ROWS_BELOW", "COMPACT_ROW_MULTIPLE", "MAX_RUNS", "RowSelection",
+           "select_rows", "used_row_parts"]
