@@ -10,6 +10,8 @@ Public names::
     unit_information(...)        a unit's Fisher information on its own columns (standard errors)
     Ridge, Lasso, ElasticNet, GroupLasso
     Newton, LBFGS, ProximalNewton   the solvers as values (solve() builds them)
+    ColdStart                    a start from the data's marginal statistics (Newton begins there)
+    start_part(init, ...)        a start's part for some columns and units
     Curvature                    L-BFGS's last preconditioner (Solution.preconditioner), for
                                  warm starts on some of the rows (solve(..., preconditioner=))
     (warnings: glmformula.errors, one home for all of them)
@@ -25,12 +27,22 @@ from .newton import Newton
 from .problem import BlockedProblem, Problem
 from .proximal import ProximalNewton
 from .regularizers import ElasticNet, GroupLasso, Lasso, Ridge
-from .solve import ColumnRangeError, Solution, choose_solver, default_dtype, solve
+from .solve import (
+    ColdStart,
+    ColumnRangeError,
+    Solution,
+    choose_solver,
+    default_dtype,
+    solve,
+    start_part,
+)
 
 __all__ = [
     "Problem",
     "BlockedProblem",
     "Solution",
+    "ColdStart",
+    "start_part",
     "ColumnRangeError",
     "solve",
     "choose_solver",

@@ -14,7 +14,8 @@ summary's likelihood-ratio refits all call :func:`fit_design` (a built design) o
    REML where ``smoothing="auto"`` (:mod:`.smoothing`);
    solve: the closed form for ``spikes ~ 1``; otherwise :func:`glmformula.backend.solve`,
    with units in groups on the columns they read (:mod:`.groups`) or shared out over devices
-   and batches (:mod:`.sharding`); backend errors become :class:`~glmformula.FitError`;
+   and batches (:mod:`.sharding`), a fit with nothing to start from beginning Newton at the
+   units' tuning curves (:mod:`.starts`); backend errors become :class:`~glmformula.FitError`;
 5. one pass over the rows for each unit's log-likelihood, and the covariances now or on first
    use (:mod:`.information`);
 6. rotate the weights back to the original basis.
@@ -45,6 +46,7 @@ from .covariance import CovarianceStack
 from .families import family_name, get_family
 from .groups import plan_groups, solve_in_groups
 from .rows import select_rows, used_row_parts
+from .starts import tuning_curve_start
 
 #: Solver tolerance of a fit whose weights are only scored (``fit_design(reported=False)``: a
 #: comparison's fits, on all rows and on each fold's training rows) when there is no REML
@@ -486,6 +488,8 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
     T = ident.rotation(constraints, plan.term_storage, plan.n_storage)
     start = None if init is None else (T.T @ np.asarray(init[0], float), np.asarray(init[1]))
     setup = _penalty_setup(plan, design.graph, options, T)
+    if start is None and family.name == "poisson" and (setup is None or not setup.keys):
+        start = _tuning_curve_start(design, used, constraints, T)
     smooth_fit = None
     in_place = contextlib.nullcontext(design.storage) if private_rows else \
         _rotated(design.storage, constraints, plan.term_storage)
@@ -556,6 +560,15 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
                      used, *_means(design.storage, design.offset, used), smoothing=smooth_fit,
                      family=family.name, dispersion=solution.dispersion,
                      preconditioner=solution.preconditioner)
+
+
+def _tuning_curve_start(design: DesignMatrix, used: np.ndarray, constraints: dict, T: np.ndarray):
+    """A cold Newton start from the units' tuning curves over the terms that span the
+    constant (:func:`.starts.tuning_curve_start`), in the fitted (rotated) basis; None where no
+    term is a partition of unity."""
+    found = tuning_curve_start(design.storage, design.counts, design.offset, used, constraints,
+                               design.plan.term_storage)
+    return None if found is None else backend.ColdStart(T.T @ found[0], found[1])
 
 
 def _reml_is_final(smooth_fit, options: FitOptions, solver_options: dict) -> bool:

@@ -145,8 +145,7 @@ def solve_in_groups(problem: backend.Problem, groups: list, init, **options) -> 
             penalty_matrix=None if problem.penalty_matrix is None
             else problem.penalty_matrix[np.ix_(units, columns, columns)],
             column_max=column_max[columns])
-        start = None if init is None else (np.asarray(init[0])[np.ix_(columns, units)],
-                                           np.asarray(init[1])[units])
+        start = backend.start_part(init, columns, units)
         solution = sharding.solve_on_devices(sub, init=start, **options)
         W = np.zeros((P, len(units)), dtype=np.asarray(solution.weights).dtype)
         W[columns] = solution.weights

@@ -106,8 +106,7 @@ def solve_on_devices(problem, *, init=None, devices=None, max_units: int | None 
 
     def solve_batch(units):
         sub = _subproblem(problem, units)
-        start = None if init is None else (np.asarray(init[0])[:, units],
-                                           np.asarray(init[1])[units])
+        start = backend.start_part(init, units=units)
         return backend.solve(sub, init=start, **options)
 
     def solve_group(units):

@@ -67,5 +67,8 @@ def test_a_fold_fit_on_a_private_copy_leaves_the_design_untouched(monkeypatch):
     in_place = comparison.fit("hd+hist", train)
     # rotated and back: the same up to rounding
     np.testing.assert_allclose(storage, before, rtol=0, atol=1e-14)
-    np.testing.assert_allclose(private.weights, in_place.weights, rtol=1e-9, atol=1e-12)
+    # the same Newton iterations on rows laid out differently: the same answer to the
+    # rounding of the last step (gradient norms ~1e-10; 1.3e-10 apart in the weights)
+    np.testing.assert_allclose(private.weights, in_place.weights, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(private.diagnostics.n_iter, in_place.diagnostics.n_iter)
     np.testing.assert_allclose(private.intercepts, in_place.intercepts, rtol=1e-9)
