@@ -653,14 +653,17 @@ def _solve_blocked(problem: BlockedProblem, *, regularizer=None, solver="auto", 
         t0 = time.perf_counter()
         reader = _BlockReader(problem.blocks, dt, n_cols, n_units)
         stats = reader.stats()
-        s = _setup(stats, problem.column_mask, problem.column_groups, regularizer, init, n_cols,
-                   n_units, problem.penalty_matrix)
+        cold = isinstance(init, ColdStart)
+        s = _setup(stats, problem.column_mask, problem.column_groups, regularizer,
+                   None if cold else init, n_cols, n_units, problem.penalty_matrix)
         if solver == "auto":
             solver = "newton" if s.penalty.smooth else "proximal"
         algo = _make_solver(solver, s.penalty, 0, n_cols, n_units, tol, max_iter, **options)
         if algo.name not in ("newton", "proximal"):
             raise ValueError(f"rows in blocks are fitted with solver 'newton' or 'proximal', "
                              f"not {algo.name!r}")
+        if cold and algo.name in COLD_START_SOLVERS:
+            s = _started(s, init)
         raw = run_blocked(reader, s, algo, dt)
         wall = time.perf_counter() - t0
     eff_tol = max(tol, _floor(name))

@@ -14,8 +14,9 @@ summary's likelihood-ratio refits all call :func:`fit_design` (a built design) o
    REML where ``smoothing="auto"`` (:mod:`.smoothing`);
    solve: the closed form for ``spikes ~ 1``; otherwise :func:`glmformula.backend.solve`,
    with units in groups on the columns they read (:mod:`.groups`) or shared out over devices
-   and batches (:mod:`.sharding`), a fit with nothing to start from beginning Newton at the
-   units' tuning curves (:mod:`.starts`); backend errors become :class:`~glmformula.FitError`;
+   and batches (:mod:`.sharding`), a fit with nothing to start from and no REML search
+   beginning Newton at the units' tuning curves (:mod:`.starts`); backend errors become
+   :class:`~glmformula.FitError`;
 5. one pass over the rows for each unit's log-likelihood, and the covariances now or on first
    use (:mod:`.information`);
 6. rotate the weights back to the original basis.
@@ -34,7 +35,7 @@ import numpy as np
 from .. import backend
 from .._memory import aligned_zeros
 from ..backend.reml import FIT_TOLERANCE, FOLD_TOLERANCE, SearchTolerance
-from ..backend.solve import DEFAULT_TOL, MAX_COLUMN_MAGNITUDE
+from ..backend.solve import COLD_START_SOLVERS, DEFAULT_TOL, MAX_COLUMN_MAGNITUDE
 from ..config import config
 from ..errors import FitError, FormulaError, GlmformulaWarning, warn
 from ..graph.design import DesignMatrix, Prepared
@@ -488,13 +489,19 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
     T = ident.rotation(constraints, plan.term_storage, plan.n_storage)
     start = None if init is None else (T.T @ np.asarray(init[0], float), np.asarray(init[1]))
     setup = _penalty_setup(plan, design.graph, options, T)
-    if start is None and family.name == "poisson" and (setup is None or not setup.keys):
-        start = _tuning_curve_start(design, used, constraints, T)
+    groups = _unit_groups(layout, used) if group_units else None
+    solver = solver_options["solver"]
+    if solver == "auto":  # each group's few columns: Newton
+        solver = "newton" if groups is not None else backend.choose_solver(
+            design.n_rows, plan.n_storage, U, "none")
+    if start is None and _starts_at_tuning_curves(family.name, setup, solver):
+        start = _tuning_curve_start(information.rows_in_memory(
+            design.storage, design.counts, design.offset, weights_of_rows), constraints,
+            plan.term_storage, T)
     smooth_fit = None
     in_place = contextlib.nullcontext(design.storage) if private_rows else \
         _rotated(design.storage, constraints, plan.term_storage)
     with in_place as X:
-        groups = _unit_groups(layout, used) if group_units else None
         problem = backend.Problem(X=X, y=design.counts, offset=design.offset,
                                   row_weight=weights_of_rows, **layout)
         if groups is None or private_rows:
@@ -562,12 +569,24 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
                      preconditioner=solution.preconditioner)
 
 
-def _tuning_curve_start(design: DesignMatrix, used: np.ndarray, constraints: dict, T: np.ndarray):
+def _starts_at_tuning_curves(family: str, setup, solver: str) -> bool:
+    """Whether a fit with no start of its own begins at the tuning curves: Poisson fits
+    without a REML search whose solver (``solver``, as resolved) takes a cold start
+    (:data:`~glmformula.backend.solve.COLD_START_SOLVERS`: not L-BFGS, whose start would
+    cost a pass for nothing). REML has its own cold start (the optimum of the model at rates
+    ``y + 0.1``, with a trust region on the strengths while the weights come from it); from the
+    tuning curves its searches took fewer iterations on the real recording but stopped
+    elsewhere within their tolerance, and the trust region no longer applied
+    (docs/performance_decisions.md, 'Cold starts from tuning curves')."""
+    return (family == "poisson" and (setup is None or not setup.keys)
+            and solver in COLD_START_SOLVERS)
+
+
+def _tuning_curve_start(rows, constraints: dict, term_storage: dict, T: np.ndarray):
     """A cold Newton start from the units' tuning curves over the terms that span the
-    constant (:func:`.starts.tuning_curve_start`), in the fitted (rotated) basis; None where no
-    term is a partition of unity."""
-    found = tuning_curve_start(design.storage, design.counts, design.offset, used, constraints,
-                               design.plan.term_storage)
+    constant (:func:`.starts.tuning_curve_start`; ``rows`` unrotated), in the fitted (rotated)
+    basis; None where no term is a partition of unity."""
+    found = tuning_curve_start(rows, constraints, term_storage) if constraints else None
     return None if found is None else backend.ColdStart(T.T @ found[0], found[1])
 
 
@@ -767,8 +786,12 @@ def fit_blocked(prepared: Prepared, chunk_size: int,
     constraints = ident.find_constraints(plain, plan)
     layout = _layout(plan, constraints, formula)
     rows = information.rows_rebuilt(prepared, chunk_size, dtype, constraints)
-    setup = _penalty_setup(plan, graph, options,
-                           ident.rotation(constraints, plan.term_storage, plan.n_storage))
+    T = ident.rotation(constraints, plan.term_storage, plan.n_storage)
+    setup = _penalty_setup(plan, graph, options, T)
+    # as in memory: Newton begins at the units' tuning curves
+    blocked_solver = "newton" if options.solver == "auto" else options.solver
+    start = _tuning_curve_start(plain, constraints, plan.term_storage, T) \
+        if _starts_at_tuning_curves(options.family, setup, blocked_solver) else None
     smooth_fit, penalty = None, None if setup is None else setup.fixed
     if setup is not None and setup.keys:
         with _backend_errors(plan, formula):
@@ -779,7 +802,7 @@ def fit_blocked(prepared: Prepared, chunk_size: int,
                                      penalty_matrix=penalty)
     solver_options = options.backend_options(formula)
     with _backend_errors(plan, formula):
-        solution = backend.solve(problem, **solver_options)
+        solution = backend.solve(problem, init=start, **solver_options)
     valid = np.zeros(graph.grid.n_rows, dtype=bool)
     sums = {"columns": np.zeros(plan.n_storage), "offset": 0.0}
 
@@ -799,7 +822,6 @@ def fit_blocked(prepared: Prepared, chunk_size: int,
     window_ok = graph.grid.row_in_epoch >= plan.lead
     dropped = {"window": int((~window_ok).sum()), "missing": int((window_ok & ~valid).sum())}
     counts = graph.counts(plan.response, plan.unit_ids)
-    T = ident.rotation(constraints, plan.term_storage, plan.n_storage)
     n = max(int(valid.sum()), 1)
     return EngineFit(T @ np.asarray(solution.weights, float),
                      np.asarray(solution.intercept, float), cov,

@@ -15,7 +15,9 @@ Why: Newton's steps towards a direction of a tuning curve with almost no spikes 
 nat long, so the sharp head-direction cells of the real recording took up to 14 iterations
 from zero weights. From this start the head-direction model took 5.1 Newton iterations per
 cell on average instead of 8.1 and the history model 7.0 instead of 9.3, at the same optimum
-(docs/performance_decisions.md, 'Cold starts from tuning curves'). L-BFGS is not started here:
+(docs/performance_decisions.md, 'Cold starts from tuning curves'). In-memory and blocked
+fits compute the same start. REML's search (``smoothing="auto"``) keeps its own cold start
+(see :func:`glmformula.fitting.engine.fit_design`). L-BFGS is not started here:
 its first preconditioner is the Fisher information at the start, which at a constant rate is the
 design's Gram matrix shared by all units; from this start the real coupled model took 24.6
 iterations per cell instead of 20.6.
@@ -25,7 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rows import used_row_parts
+from .._blas import one_blas_thread
+from ..graph.rows import Rows
 
 #: Spikes added to each basis function's observed and expected counts (a zero count's log
 #: is -inf).
@@ -36,29 +39,20 @@ PSEUDO_SPIKES = 0.5
 ROUNDING_TOLERANCE = 1e-4
 
 
-def tuning_curve_start(X: np.ndarray, counts: np.ndarray, offset: np.ndarray | None,
-                       used: np.ndarray, constraints: dict, term_storage: dict,
-                       rows_per_block: int = 16384):
+def tuning_curve_start(rows: Rows, constraints: dict, term_storage: dict):
     """Weights (P, U) and intercepts (U,) in the original basis for a cold Newton start, or
     None where no term qualifies.
 
     Parameters
     ----------
-    X : ndarray (T, P)
-        The stored design (columns in the original basis).
-    counts : ndarray (T, U)
-        Spike counts per bin.
-    offset : ndarray (T,) or (T, U), optional
-        Log exposure per bin (added to the linear predictor).
-    used : ndarray (T,) bool
-        The rows fitted.
+    rows : Rows
+        The design's rows, block by block (:mod:`glmformula.graph.rows`: in memory or
+        rebuilt), columns in the original basis; rows of weight 0 are left out.
     constraints : dict
         Term text -> its sum-to-zero rotation (:func:`.identifiability.find_constraints`):
         the terms that span the constant, the only candidates.
     term_storage : dict
         Term text -> slice of the stored columns.
-    rows_per_block : int
-        Rows read at a time where the used rows are scattered (:func:`.rows.used_row_parts`).
 
     Returns
     -------
@@ -69,35 +63,29 @@ def tuning_curve_start(X: np.ndarray, counts: np.ndarray, offset: np.ndarray | N
 
     Notes
     -----
-    The rows are read in place, run by run (no copy of the counts or the design: a fresh
-    (226k, 32) float64 array cost 0.5-0.8 s of page faults on the 2-core machine).
+    One pass over the rows per candidate term; the first also counts the spikes and the
+    exposure. Only the used rows of a block's term columns and counts are copied (a fresh
+    copy of all the counts, 226k x 32 in float64, cost 0.5-0.8 s of page faults on the
+    2-core machine).
     """
-    used = np.asarray(used, bool)
-    if not constraints or not used.any():
-        return None
-    # parts of at most rows_per_block rows: their float64 copies stay small
-    parts = lambda *arrays: zip(*(used_row_parts(a, used, rows_per_block, split_runs=True)
-                                  for a in arrays))
-    spikes = np.zeros(counts.shape[1])
-    exposure = np.zeros(1 if offset is None or np.ndim(offset) == 1 else offset.shape[1])
-    for (y,) in parts(counts):
-        spikes += np.add.reduce(y, axis=0, dtype=np.float64)
-    if offset is None:
-        exposure[:] = np.count_nonzero(used)
-    else:
-        for (o,) in parts(offset):
-            exposure += np.exp(np.asarray(o, float)).reshape(len(o), -1).sum(axis=0)
-    rate = spikes / np.maximum(exposure, 1e-300)
-    log_rate = np.log(np.where(rate > 0, rate, 1.0))
-    W = np.zeros((X.shape[1], counts.shape[1]))
-    intercept = log_rate.copy()
+    W = None
+    intercept = log_rate = None
     taken: list = []  # (columns, weights before centring) of the terms taken so far
     for text in constraints:
         columns = term_storage[text]
-        found = _term_sums(parts, X, counts, offset, columns, taken, log_rate)
+        found = _term_sums(rows, columns, taken, log_rate)
         if found is None:
+            return None  # no rows
+        observed, expected, means, partition, totals = found
+        if log_rate is None:  # the first pass: expected holds B' exposure
+            spikes, exposure, n_cols = totals
+            rate = spikes / np.maximum(exposure, 1e-300)
+            log_rate = np.log(np.where(rate > 0, rate, 1.0))
+            intercept = log_rate.copy()
+            expected = expected * rate
+            W = np.zeros((n_cols, len(rate)))
+        if not partition:
             continue
-        observed, expected, means = found
         w = np.log((observed + PSEUDO_SPIKES) / (expected + PSEUDO_SPIKES))
         w[:, rate == 0] = 0.0
         # centred as the constraint parametrises the term (column means . w = 0); a
@@ -109,31 +97,51 @@ def tuning_curve_start(X: np.ndarray, counts: np.ndarray, offset: np.ndarray | N
     return None if not taken else (W, intercept)
 
 
-def _term_sums(parts, X, counts, offset, columns: slice, taken: list, log_rate: np.ndarray):
-    """One pass over the used rows for a term's columns ``B``: observed spikes ``B' y``
-    (k, U), expected spikes ``B' mu`` under the terms ``taken`` before it (k, U) and column
-    means (k,); None where the columns are not a partition of unity."""
-    k = columns.stop - columns.start
-    observed = np.zeros((k, counts.shape[1]))
-    expected = np.zeros((k, counts.shape[1]))
-    sums, n = np.zeros(k), 0
-    arrays = (X, counts) if offset is None else (X, counts, offset)
-    for part in parts(*arrays):
-        rows, y = np.asarray(part[0], float), np.asarray(part[1], float)
-        basis = rows[:, columns]
-        if not _partition_of_unity(basis):
-            return None
-        observed += basis.T @ y
-        if not taken and offset is None:  # a constant rate
-            expected += np.outer(basis.sum(axis=0), np.exp(log_rate))
-        else:
-            log_mu = log_rate + sum(rows[:, c] @ w for c, w in taken)
-            if offset is not None:
-                log_mu = log_mu + np.asarray(part[2], float).reshape(len(y), -1)
-            expected += basis.T @ np.exp(np.broadcast_to(log_mu, y.shape))
-        sums += basis.sum(axis=0)
-        n += len(y)
-    return observed, expected, sums / max(n, 1)
+def _term_sums(rows: Rows, columns: slice, taken: list, log_rate: np.ndarray | None):
+    """One pass over the used rows for a term's columns ``B``.
+
+    Returns None where no row is used, else: observed spikes ``B' y`` (k, U); expected
+    spikes ``B' mu`` (k, U) under the terms ``taken`` before it, or, on the first pass
+    (``log_rate`` None), ``B' exposure`` (k, 1 or U); column means (k,); whether ``B`` is a
+    partition of unity; and (spikes (U,), exposure (1 or U,), number of columns) of the first
+    pass (None after).
+    """
+    observed = expected = None
+    sums, n, partition = 0.0, 0, True
+    spikes = exposure = 0.0
+    n_cols = None
+    with one_blas_thread():
+        for block in rows():
+            used = block.row_weight > 0
+            if not used.any():
+                continue
+            n_cols = block.X.shape[1]
+            every = bool(used.all())
+            pick = (lambda a: a) if every else (lambda a: a[used])
+            y = np.asarray(pick(block.counts), float)
+            basis = np.asarray(pick(block.X[:, columns]), float)
+            offset = None if block.offset is None else np.asarray(pick(block.offset), float)
+            partition = partition and _partition_of_unity(basis)
+            log_exposure = 0.0 if offset is None else offset.reshape(len(y), -1)
+            if log_rate is None:
+                exposed = (np.ones((len(y), 1)) if offset is None else np.exp(log_exposure))
+                spikes = spikes + np.add.reduce(y, axis=0)
+                exposure = exposure + exposed.sum(axis=0)
+                part_expected = basis.T @ exposed
+            else:
+                log_mu = log_rate + log_exposure + sum(
+                    np.asarray(pick(block.X[:, c]), float) @ w for c, w in taken)
+                part_expected = basis.T @ np.exp(np.broadcast_to(log_mu, y.shape))
+            part_observed = basis.T @ y
+            observed = part_observed if observed is None else observed + part_observed
+            expected = part_expected if expected is None else expected + part_expected
+            sums = sums + basis.sum(axis=0)
+            n += len(y)
+    if n == 0:
+        return None
+    totals = (np.atleast_1d(spikes), np.atleast_1d(exposure), n_cols) if log_rate is None \
+        else None
+    return observed, expected, sums / n, partition, totals
 
 
 def _partition_of_unity(basis: np.ndarray) -> bool:

@@ -15,11 +15,17 @@ import glmformula as gf
 from glmformula import backend
 from glmformula.fitting import engine, starts
 from glmformula.fitting.identifiability import sum_to_zero_rotation
+from glmformula.fitting.information import rows_in_memory
 from glmformula.graph.design import build, prepare
 
 
 def _one_hot(levels: np.ndarray, n: int) -> np.ndarray:
     return np.eye(n)[levels]
+
+
+def _start(X, counts, offset, used, constraints, storage):
+    rows = rows_in_memory(X, counts, offset, np.asarray(used, float))
+    return starts.tuning_curve_start(rows, constraints, storage)
 
 
 def _constraints(X: np.ndarray, storage: dict) -> dict:
@@ -40,8 +46,7 @@ def test_a_one_hot_term_starts_at_its_own_maximum_likelihood(no_pseudo_spikes):
     X = np.hstack([rng.normal(size=(T, 2)), _one_hot(level, k)])  # a first term not a basis
     storage = {"x": slice(0, 2), "onehot(level)": slice(2, 2 + k)}
     used = rng.random(T) < 0.8
-    W, b = starts.tuning_curve_start(X, counts, offset, used, _constraints(X, storage),
-                                     storage)
+    W, b = _start(X, counts, offset, used, _constraints(X, storage), storage)
     rate = np.exp(b + W[2:])  # (k, U) per exposure
     for j in range(k):
         rows = used & (level == j)
@@ -62,7 +67,7 @@ def test_a_second_term_is_adjusted_for_the_first(no_pseudo_spikes):
     X = np.hstack([_one_hot(a, 4), _one_hot(b, 3)])
     storage = {"onehot(a)": slice(0, 4), "onehot(b)": slice(4, 7)}
     used = np.ones(T, bool)
-    W, b0 = starts.tuning_curve_start(X, counts, None, used, _constraints(X, storage), storage)
+    W, b0 = _start(X, counts, None, used, _constraints(X, storage), storage)
     mu = np.exp(X @ W + b0)
     # the last term's margins are matched given the first (a sweep of iterative proportional
     # fitting); each term taken from the constant rate alone would miss them
@@ -81,9 +86,8 @@ def test_columns_that_are_not_a_partition_of_unity_give_no_start():
     signed = np.column_stack([x, 1 - x])  # spans the constant, rows sum to 1, values < 0
     doubled = 2 * _one_hot(rng.integers(0, 2, T), 2)  # rows sum to 2
     for X in (signed, doubled):
-        assert starts.tuning_curve_start(X, counts, None, used, _constraints(X, storage),
-                                         storage) is None
-    assert starts.tuning_curve_start(doubled, counts, None, used, {}, storage) is None
+        assert _start(X, counts, None, used, _constraints(X, storage), storage) is None
+    assert _start(doubled, counts, None, used, {}, storage) is None
 
 
 def test_a_unit_without_spikes_starts_at_zero_weights():
@@ -92,8 +96,7 @@ def test_a_unit_without_spikes_starts_at_zero_weights():
     X = _one_hot(level, 5)
     counts = np.column_stack([rng.poisson(2.0, 2000), np.zeros(2000)])
     storage = {"onehot(level)": slice(0, 5)}
-    W, b = starts.tuning_curve_start(X, counts, None, np.ones(2000, bool),
-                                     _constraints(X, storage), storage)
+    W, b = _start(X, counts, None, np.ones(2000, bool), _constraints(X, storage), storage)
     np.testing.assert_array_equal(W[:, 1], 0.0)
     assert np.all(np.isfinite(W)) and np.all(np.isfinite(b))
     assert np.any(W[:, 0] != 0.0)
@@ -165,3 +168,37 @@ def test_a_start_part_keeps_its_kind():
     assert isinstance(plain, tuple)
     np.testing.assert_array_equal(plain[0], W[:, [0]])
     assert backend.start_part(None, units=np.array([0])) is None
+
+
+def test_only_newton_fits_without_reml_start_there_blocked_as_in_memory(monkeypatch):
+    """A REML search (``smoothing="auto"``) begins at its own cold start and L-BFGS at zero
+    weights, neither at the tuning curves; a blocked fit without REML computes the start an
+    in-memory fit computes, and reaches the same weights."""
+    population = gf.datasets.head_direction(n_units=3, duration=300.0, seed=7)
+    formula = "spikes ~ cyclic(head_direction, 12) + history(3, log, window=60ms)"
+    starts_made = []
+    original = engine._tuning_curve_start
+
+    def spy(*args):
+        found = original(*args)
+        starts_made.append(found)
+        return found
+
+    monkeypatch.setattr(engine, "_tuning_curve_start", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gf.fit(formula, population, bin_size="10ms", epochs="wake", chunk_size=0)
+        assert starts_made == []
+        whole = gf.fit(formula, population, bin_size="10ms", epochs="wake", chunk_size=0,
+                       smoothing=None, tol=1e-10)
+        blocks = gf.fit(formula, population, bin_size="10ms", epochs="wake",
+                        chunk_size=20000, smoothing=None, tol=1e-10)
+        # L-BFGS would ignore it: not even computed
+        gf.fit(formula, population, bin_size="10ms", epochs="wake", chunk_size=0,
+               smoothing=None, solver="lbfgs")
+    assert len(starts_made) == 2
+    in_memory, blocked = starts_made
+    np.testing.assert_allclose(blocked.weights, in_memory.weights, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(blocked.intercept, in_memory.intercept, rtol=1e-10)
+    assert np.any(in_memory.weights != 0)
+    np.testing.assert_allclose(whole.coef, blocks.coef, rtol=1e-8, atol=1e-10)
