@@ -586,7 +586,7 @@ def _tuning_curve_start(rows, constraints: dict, term_storage: dict, T: np.ndarr
     """A cold Newton start from the units' tuning curves over the terms that span the
     constant (:func:`.starts.tuning_curve_start`; ``rows`` unrotated), in the fitted (rotated)
     basis; None where no term is a partition of unity."""
-    found = tuning_curve_start(rows, constraints, term_storage) if constraints else None
+    found = tuning_curve_start(rows, constraints, term_storage)
     return None if found is None else backend.ColdStart(T.T @ found[0], found[1])
 
 

@@ -123,11 +123,16 @@ def _term_sums(rows: Rows, columns: slice, taken: list, log_rate: np.ndarray | N
             offset = None if block.offset is None else np.asarray(pick(block.offset), float)
             partition = partition and _partition_of_unity(basis)
             log_exposure = 0.0 if offset is None else offset.reshape(len(y), -1)
+            column_sums = basis.sum(axis=0)
             if log_rate is None:
-                exposed = (np.ones((len(y), 1)) if offset is None else np.exp(log_exposure))
                 spikes = spikes + np.add.reduce(y, axis=0)
-                exposure = exposure + exposed.sum(axis=0)
-                part_expected = basis.T @ exposed
+                if offset is None:  # the exposure is the row count
+                    exposure = exposure + len(y)
+                    part_expected = column_sums[:, None]
+                else:
+                    exposed = np.exp(log_exposure)
+                    exposure = exposure + exposed.sum(axis=0)
+                    part_expected = basis.T @ exposed
             else:
                 log_mu = log_rate + log_exposure + sum(
                     np.asarray(pick(block.X[:, c]), float) @ w for c, w in taken)
@@ -135,7 +140,7 @@ def _term_sums(rows: Rows, columns: slice, taken: list, log_rate: np.ndarray | N
             part_observed = basis.T @ y
             observed = part_observed if observed is None else observed + part_observed
             expected = part_expected if expected is None else expected + part_expected
-            sums = sums + basis.sum(axis=0)
+            sums = sums + column_sums
             n += len(y)
     if n == 0:
         return None
