@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .families import is_poisson
 from .problem import (
     FitData,
     compiled_call,
@@ -37,7 +38,9 @@ from .problem import (
     penalised_hessian,
     penalty_value,
     poisson_model_sums,
+    poisson_model_sums_columns,
     resum_units,
+    rows_of,
     sampled_hessian,
     sampled_hessian_sum,
     smooth_objective,
@@ -46,8 +49,9 @@ from .problem import (
     with_tiles,
 )
 
-__all__ = ["Newton", "NewtonRule", "second_order_loop", "RawResult", "robust_factor",
-           "factor_solve", "backtrack", "line_search_pass", "initial_pass", "tolerance_floor"]
+__all__ = ["Newton", "NewtonRule", "reads_columns_first", "second_order_loop", "RawResult",
+           "robust_factor", "factor_solve", "backtrack", "line_search_pass", "initial_pass",
+           "tolerance_floor"]
 
 # status codes of RawResult.status
 OK, MAX_ITER, STALLED, NO_SPIKES = 0, 1, 2, 3
@@ -341,8 +345,13 @@ def formed_sums(data: FitData, W, b, sums: tuple, compute=None, every: int = 1):
     as :func:`~glmformula.backend.problem.sampled_hessian_sum`'s)."""
     blk = data.block
     take = (lambda a: a) if every == 1 else (lambda a: a[::every])  # noqa: E731
-    out = poisson_model_sums(take(blk.X), take(blk.Y), take(blk.rw), take(blk.offset), W, b,
-                             sums, compute)
+    if blk.X is None:  # the design laid out columns first
+        out = poisson_model_sums_columns(blk.Xt if every == 1 else blk.Xt[:, ::every],
+                                         take(blk.Y), take(blk.rw), take(blk.offset), W, b,
+                                         sums, compute)
+    else:
+        out = poisson_model_sums(take(blk.X), take(blk.Y), take(blk.rw), take(blk.offset), W,
+                                 b, sums, compute)
     return out if every == 1 else tuple(every * a for a in out)
 
 
@@ -376,7 +385,7 @@ def formed_line_search_pass(data: FitData, W, b, dW, db, f0, slope, magnitude, g
 
     a, ok = backtrack(f_at, f0, slope, magnitude, go,
                       first=_step_objective(data, loss, W + dW, nonsmooth),
-                      n_terms=data.block.X.shape[0])
+                      n_terms=rows_of(data.block))
     W_new, b_new = W + a * dW, b + a * db
     backtracked = go & (a != 1.0)
     full = ~jnp.any(backtracked)
@@ -626,6 +635,16 @@ def second_order_loop(data: FitData, tol, max_iter, *, strategy: str, rule,
     )
 
 
+def reads_columns_first(solver, obs=None) -> bool:
+    """Whether ``solver`` fits a design laid out columns first
+    (:func:`~glmformula.backend.problem.columns_first`) without a row-major copy: Newton on
+    the Poisson family, whose passes then form the linear predictor
+    (:func:`~glmformula.backend.problem.poisson_model_sums_columns`); not with sampled
+    curvature (its tiles are of the row-major design)."""
+    return (isinstance(solver, Newton) and not (solver.sampled_curvature and not solver.lazy)
+            and (obs is None or is_poisson(obs)))
+
+
 #: Newton on many units of a narrow shared Poisson design forms the linear predictor in every
 #: pass instead of storing it (``second_order_loop(formed=True)``, where
 #: :func:`~glmformula.backend.problem.fused_model_applies`); False: always stored (a switch
@@ -676,7 +695,14 @@ class Newton:
         tol = jnp.asarray(max(self.tol, tolerance_floor(dtype)), dtype)
         static = dict(strategy=hessian_strategy(U, P), rule=NewtonRule(lazy=self.lazy))
         if self.lazy:
-            static["early_stride"] = early_curvature_stride(data.block.X.shape[0])
+            static["early_stride"] = early_curvature_stride(rows_of(data.block))
+        if data.block.X is None:  # laid out columns first: only the formed passes read it
+            if not reads_columns_first(self, data.block.obs):
+                raise ValueError("a design laid out columns first is read by Poisson Newton "
+                                 "without sampled curvature only")
+            static["formed"] = True
+            return compiled_call(second_order_loop, static, data, tol,
+                                 jnp.asarray(self.max_iter, jnp.int32))
         if self.sampled_curvature and not self.lazy:
             static["stride"] = curvature_sampling(data.block.X.shape[0], U, P + 1)["stride"]
             data = with_tiles(data, static["stride"])

@@ -69,17 +69,18 @@ def _as_float_array(x, name: str, ndim: tuple[int, ...]) -> np.ndarray:
 
 
 def aligned(a, name: str = "X") -> np.ndarray:
-    """``a`` as a C-contiguous float array whose data start on a 64-byte boundary.
+    """``a`` as a C- or Fortran-contiguous float array whose data start on a 64-byte boundary.
 
     Such an array reaches the device without a copy on CPU
-    (:func:`to_device`); for a design of 1e6 x 200 float64 that saves a 1.6 GB
-    copy at every fit. An array that already qualifies is returned as is;
-    anything else (integers, Fortran order, numpy's usual 16-byte alignment)
-    is copied once, here.
+    (:func:`to_device`; a Fortran-ordered one as its transpose, :func:`columns_first`); for a
+    design of 1e6 x 200 float64 that saves a 1.6 GB copy at every fit. An array that already
+    qualifies is returned as is; anything else (integers, strided views, numpy's usual
+    16-byte alignment) is copied once, here, in C order.
     """
     a = _as_float_array(a, name, (2,))
     dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    if a.dtype == dtype and a.flags.c_contiguous and a.ctypes.data % ALIGNMENT == 0:
+    if a.dtype == dtype and (a.flags.c_contiguous or a.flags.f_contiguous) \
+            and a.ctypes.data % ALIGNMENT == 0:
         return a
     out = aligned_zeros(a.shape, dtype)
     np.copyto(out, a, casting="unsafe")
@@ -265,15 +266,34 @@ class Block(NamedTuple):
     obs: Obs = POISSON
     #: ``X`` transposed, (P, T) row-major, where a solver keeps that copy
     #: (:func:`with_transposed_rows`): the gradient's product ``X.T @ r`` reads it as a plain
-    #: product, and a pass then takes all rows at once instead of row chunks
+    #: product, and a pass then takes all rows at once instead of row chunks. Where the
+    #: design arrived columns first (:func:`columns_first`) it is the only copy and ``X`` is
+    #: None: only Newton's passes that form the linear predictor read such a block
+    #: (:func:`poisson_model_sums_columns`)
     Xt: jax.Array | None = None
 
 
-def block_from_arrays(X, y, offset, row_weight, dtype, n_units: int, obs: Obs | None = None
-                      ) -> Block:
+def rows_of(block: Block) -> int:
+    """The rows of ``block``, whichever layout holds its design."""
+    return block.X.shape[0] if block.X is not None else block.Xt.shape[1]
+
+
+def columns_first(X: np.ndarray) -> bool:
+    """Whether a host design is laid out columns first (Fortran order, aligned: its transpose
+    reaches the device without a copy), as :mod:`glmformula.fitting.groups` copies a group's
+    columns for Newton (:func:`poisson_model_sums_columns`)."""
+    return bool(X.flags.f_contiguous and not X.flags.c_contiguous and X.size
+                and X.ctypes.data % ALIGNMENT == 0)
+
+
+def block_from_arrays(X, y, offset, row_weight, dtype, n_units: int, obs: Obs | None = None,
+                      transposed: bool = False) -> Block:
     """Move one block's arrays to the device in ``dtype`` (filling in defaults; ``obs``: the
-    observation family, default Poisson)."""
+    observation family, default Poisson; ``transposed``: only ``X.T`` as :attr:`Block.Xt`, for
+    a design laid out columns first, :func:`columns_first`)."""
     T = X.shape[0]
+    design = dict(X=None, Xt=to_device(np.asarray(X).T, dtype)) if transposed \
+        else dict(X=to_device(X, dtype))
     y = np.asarray(y)
     y = y[:, None] if y.ndim == 1 else y
     if offset is None:
@@ -283,9 +303,9 @@ def block_from_arrays(X, y, offset, row_weight, dtype, n_units: int, obs: Obs | 
         off = off[:, None] if off.ndim == 1 else off
     rw = jnp.ones((T,), dtype) if row_weight is None else jnp.asarray(row_weight, dtype)
     if obs is None or is_poisson(obs):
-        return Block(to_device(X, dtype), jnp.asarray(y, dtype), off, rw)
+        return Block(Y=jnp.asarray(y, dtype), offset=off, rw=rw, **design)
     theta = None if obs.theta is None else jnp.asarray(obs.theta, dtype)
-    return Block(to_device(X, dtype), jnp.asarray(y, dtype), off, rw, Obs(obs.name, theta))
+    return Block(Y=jnp.asarray(y, dtype), offset=off, rw=rw, obs=Obs(obs.name, theta), **design)
 
 
 # --------------------------------------------------------------------------- the rate
@@ -874,6 +894,75 @@ def poisson_model_sums(X, Y, rw, offset, W, b, sums: tuple = MODEL_SUMS, compute
                  for name, a in zip(sums, acc))
 
 
+#: Bytes of one column chunk of a design laid out columns first (``(P + 1) x chunk``):
+#: measured on 226k x 21 float64 (one unit's loss, gradient and Hessian), 1,024 columns
+#: (172 kB, in the core's 2 MB cache) 11 ms, 512 11.4 ms, 2,048 17 ms.
+_COLUMN_CHUNK_BYTES = 192 * 1024
+
+
+def poisson_model_sums_columns(Xt, Y, rw, offset, W, b, sums: tuple = MODEL_SUMS,
+                               compute=None):
+    """:func:`poisson_model_sums` of a design laid out columns first (``Xt``: (P, T)): the
+    same sums, formed per chunk of ``Xt``'s columns (rows of the design) while they are in
+    cache, each unit's Hessian as one product ``(x d) x'`` of the chunk.
+
+    For Newton on a few units' own columns (:mod:`glmformula.fitting.groups` copies them
+    this way): XLA's products of a row-major design over its rows (``X.T @ r``, ``X.T diag(d)
+    X``) run far below the cores' speed for a narrow design, its products of a columns-first
+    one near it. Measured (BACKEND ONLY, 226k x 21 float64, one unit, ms): the loss and
+    gradient 2.4 against 10-15, with the Hessian 11 (7 with ``compute=float32``) against
+    19 for the Hessian alone (docs/performance_decisions.md, 'Newton on a design laid out
+    columns first').
+    """
+    P, T = Xt.shape
+    hessian = "hessian" in sums
+    if compute is not None and jnp.dtype(compute) == Xt.dtype:
+        compute = None
+    chunk = int(np.clip(2 ** int(np.log2(max(_COLUMN_CHUNK_BYTES // ((P + 1) * Xt.dtype.itemsize),
+                                                 1))), 256, 8192))
+    offset = jnp.broadcast_to(offset, (T, offset.shape[1]))
+
+    def part(x, y, w, off):  # x (P, n); y, off (n, U); w (n,)
+        eta = W.T @ x + (b[:, None] + off.T)  # (U, n)
+        y = y.T
+        rate_loss, rate_grad, r = _rate_parts(eta)
+        out = {}
+        if "loss" in sums:
+            out["loss"] = jnp.sum(w * (rate_loss - y * eta), axis=1)
+        if "grad" in sums:
+            resid = w * (rate_grad - y)
+            out["grad"] = jnp.concatenate([x @ resid.T, jnp.sum(resid, axis=1)[None, :]], axis=0)
+        if hessian:
+            d = w * r
+            xc, dc = (x, d) if compute is None else (x.astype(compute), d.astype(compute))
+            H = lax.dot_general(xc[None, :, :] * dc[:, None, :], xc, (((2,), (1,)), ((), ())))
+            xd = (dc @ xc.T).astype(x.dtype)  # (U, P): the intercept's row
+            H = jnp.concatenate([H.astype(x.dtype), xd[:, :, None]], axis=2)
+            bottom = jnp.concatenate([xd, jnp.sum(d, axis=1)[:, None]], axis=1)
+            out["hessian"] = jnp.concatenate([H, bottom[:, None, :]], axis=1)
+        if "magnitude" in sums:
+            out["magnitude"] = jnp.sum(w * (rate_loss + y * jnp.abs(eta)), axis=1)
+        return tuple(out[name] for name in sums)
+
+    def add(acc, sums):
+        return tuple(a + s for a, s in zip(acc, sums))
+
+    n_full, rem = _row_chunks(T, chunk)
+    acc = jax.eval_shape(part, Xt[:, :1], Y[:1], rw[:1], offset[:1])
+    acc = tuple(jnp.zeros(a.shape, a.dtype) for a in acc)
+    if n_full:
+        def body(i, acc):
+            rows = lambda a: lax.dynamic_slice_in_dim(a, i * chunk, chunk)  # noqa: E731
+            return add(acc, part(lax.dynamic_slice_in_dim(Xt, i * chunk, chunk, axis=1),
+                                 rows(Y), rows(rw), rows(offset)))
+
+        acc = lax.fori_loop(0, n_full, body, acc)
+    if rem:
+        tail = slice(n_full * chunk, T)
+        acc = add(acc, part(Xt[:, tail], Y[tail], rw[tail], offset[tail]))
+    return acc
+
+
 def gram_sum(X, rw):
     """Weighted Gram matrix of ``[X, 1]`` summed over rows, intercept last: (P+1, P+1)."""
     return _xtdx(X, rw, intercept=True)
@@ -916,8 +1005,13 @@ def block_stats(block: Block, columns: bool = True):
     off_mass = rw @ jnp.exp(jnp.minimum(block.offset, eta_cap(rw.dtype)))
     # a product with the 0/1 row selector, not jnp.where: XLA's CPU select with a
     # broadcast is slower here (measured: same section of docs/performance_decisions.md)
-    col_max = (jnp.max(jnp.abs(block.X * (rw > 0).astype(block.X.dtype)[:, None]), axis=0)
-               if columns else jnp.zeros(block.X.shape[1], block.X.dtype))
+    used = (rw > 0).astype(rw.dtype)
+    if block.X is None:  # the design columns first (Block.Xt)
+        col_max = (jnp.max(jnp.abs(block.Xt * used[None, :]), axis=1) if columns
+                   else jnp.zeros(block.Xt.shape[0], rw.dtype))
+    else:
+        col_max = (jnp.max(jnp.abs(block.X * used[:, None]), axis=0)
+                   if columns else jnp.zeros(block.X.shape[1], rw.dtype))
     bad = (
         ~jnp.all(jnp.isfinite(col_max))
         | ~jnp.all(jnp.isfinite(jnp.sum(block.Y, axis=0)))

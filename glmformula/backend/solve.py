@@ -39,7 +39,17 @@ from . import families
 from . import problem as pb
 from .families import FAMILIES, Obs
 from .lbfgs import LBFGS, Curvature
-from .newton import MAX_ITER, NO_SPIKES, OK, STALLED, Newton, NewtonRule, RawResult, tolerance_floor
+from .newton import (
+    MAX_ITER,
+    NO_SPIKES,
+    OK,
+    STALLED,
+    Newton,
+    NewtonRule,
+    RawResult,
+    reads_columns_first,
+    tolerance_floor,
+)
 from .problem import BlockedProblem, FitData, Problem
 from .proximal import ProximalNewton, ProximalRule
 from .regularizers import PenaltyArrays, Regularizer, resolve_penalty
@@ -389,6 +399,9 @@ def _finish(raw: RawResult, s: _Setup, solver: str, dtype: str, tol: float, comp
 def _information_sums(block: pb.Block, W, b, strategy: str):
     """Fisher information sums of every unit at ``(W, b)``, intercept last (U, P+1, P+1): one
     pass with the solvers' Hessian kernel."""
+    if block.X is None:  # laid out columns first (Poisson: Fisher = observed information)
+        return pb.poisson_model_sums_columns(block.Xt, block.Y, block.rw, block.offset, W, b,
+                                             ("hessian",))[0]
     eta = pb.linear_predictor(block, W, b)
     return pb.hessian_sum(block.X, pb.fisher_curvature(eta, block.rw, block.obs), strategy)
 
@@ -593,8 +606,9 @@ def solve(
     with jax.enable_x64(True):
         dt = jnp.dtype(name)
         t0 = time.perf_counter()
+        transposed = pb.columns_first(problem.X)
         block = pb.block_from_arrays(problem.X, problem.y, problem.offset, problem.row_weight, dt,
-                                     problem.n_units)
+                                     problem.n_units, transposed=transposed)
         stats, c0 = _block_stats(block, problem.column_max)
         cold = isinstance(init, ColdStart)
         s = _setup(stats, problem.column_mask, problem.column_groups, regularizer,
@@ -602,6 +616,8 @@ def solve(
                    problem.penalty_matrix)
         algo = _make_solver(solver, s.penalty, problem.n_rows, problem.n_cols, problem.n_units, tol,
                             max_iter, **options)
+        if transposed and not reads_columns_first(algo):  # every other solver reads rows
+            block = block._replace(X=pb.to_device(np.ascontiguousarray(problem.X), dt), Xt=None)
         if cold and algo.name in COLD_START_SOLVERS:
             s = _started(s, init)
         data = _fit_data(block, s, dt)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import backend
 from .._memory import aligned_zeros
+from ..backend.problem import columns_first as columns_first_layout
 from ..graph.design import gather
 from . import sharding
 from .rows import RowSelection, select_rows, used_row_parts
@@ -59,7 +60,8 @@ def _part(values, index):
 
 
 def _gather_columns(X: np.ndarray, columns: np.ndarray, reuse: threading.local,
-                    rows: RowSelection | None = None) -> np.ndarray:
+                    rows: RowSelection | None = None, columns_first: bool = False
+                    ) -> np.ndarray:
     """``X[:, columns]`` into an aligned array (the solver uses it in place), copied run by run
     of consecutive columns (a group's columns are a few runs: the shared terms, then each
     unit's bank; slice copies are much faster than a fancy-index gather); with ``rows``, only
@@ -70,12 +72,18 @@ def _gather_columns(X: np.ndarray, columns: np.ndarray, reuse: threading.local,
     4 kB, and on the real history model's 32 groups (226k rows x 20 columns) the copies took
     40 ms each into new arrays against 22 ms into a used one. Its columns that already hold
     the same column of the same rows (the shared terms, in the same place in every group) are
-    not copied again: only the unit's own bank is."""
+    not copied again: only the unit's own bank is.
+
+    ``columns_first``: the array is laid out columns first (Fortran order; the transpose of
+    an aligned (columns, rows) array), which Newton reads without a row-major copy
+    (:func:`..backend.problem.columns_first`); the copy costs the same."""
     columns = np.asarray(columns)
     shape = (X.shape[0] if rows is None else rows.n, len(columns))
     out = getattr(reuse, "X", None)
-    if out is None or out.shape != shape or out.dtype != X.dtype:
-        out = reuse.X = aligned_zeros(shape, X.dtype)
+    if (out is None or out.shape != shape or out.dtype != X.dtype
+            or columns_first_layout(out) != columns_first):
+        out = reuse.X = aligned_zeros(shape[::-1], X.dtype).T if columns_first \
+            else aligned_zeros(shape, X.dtype)
         reuse.held = None
     held = getattr(reuse, "held", None)  # (source, rows, columns) that ``out`` holds now
     same = np.zeros(len(columns), bool)
@@ -113,6 +121,20 @@ def _runs(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
 
 
+def reads_columns_first(options: dict) -> bool:
+    """Whether the solves of :func:`solve_in_groups` with these options read their columns
+    laid out columns first (:func:`..backend.newton.reads_columns_first`): Newton, chosen or
+    (with ``"auto"``) chosen for a group's few columns, on the Poisson family, without a
+    non-smooth regularizer or sampled curvature."""
+    solver = options.get("solver", "auto")
+    if options.get("family", "poisson") != "poisson" or solver not in ("auto", "newton"):
+        return False
+    if isinstance(options.get("regularizer"), (backend.Lasso, backend.ElasticNet,
+                                               backend.GroupLasso)):
+        return False  # the proximal solver
+    return not (options.get("sampled_curvature", False) and not options.get("lazy", True))
+
+
 def solve_in_groups(problem: backend.Problem, groups: list, init, **options) -> backend.Solution:
     """Solve each group of units on its own columns, several at once on threads
     (:func:`.threads.map_on_threads`: a unit's 20 columns keep about one core busy; on the
@@ -130,9 +152,13 @@ def solve_in_groups(problem: backend.Problem, groups: list, init, **options) -> 
     column_max = problem.column_max if problem.column_max is not None else column_maxima(
         problem.X, None if problem.row_weight is None else problem.row_weight > 0)
 
+    # Newton reads a group's columns laid out columns first faster (problem.py,
+    # poisson_model_sums_columns); any other solver would copy them back to rows first
+    columns_first = reads_columns_first(options)
+
     def solve_group(group):
         units, columns = group
-        X = _gather_columns(problem.X, columns, reuse, rows)
+        X = _gather_columns(problem.X, columns, reuse, rows, columns_first)
         sub = backend.Problem(
             X=X, y=take(problem.y[:, units]),
             column_mask=problem.column_mask[np.ix_(units, columns)],

@@ -104,8 +104,8 @@ def test_units_in_groups_copy_only_their_columns_of_a_folds_rows(monkeypatch, sm
         whole.append(out.X.shape)
         return out
 
-    def gather(X, columns, reuse, selection=None):
-        out = original_gather(X, columns, reuse, selection)
+    def gather(X, columns, reuse, selection=None, columns_first=False):
+        out = original_gather(X, columns, reuse, selection, columns_first)
         gathered.append(out.shape)
         return out
 

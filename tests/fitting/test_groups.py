@@ -14,6 +14,7 @@ import pytest
 
 import glmformula as gf
 from glmformula import errors
+from glmformula.backend import problem as pb
 from glmformula.fitting import engine, groups
 from glmformula.fitting import threads as threads_module
 
@@ -117,8 +118,10 @@ def test_a_grouped_fit_is_the_same_on_threads_one_by_one_and_on_all_columns(
         np.testing.assert_allclose(together.weights, on_threads.weights, atol=1e-6)
 
 
+@pytest.mark.parametrize("columns_first", [False, True], ids=["rows first", "columns first"])
 @pytest.mark.parametrize("fold", [False, True], ids=["all rows", "a fold's rows"])
-def test_a_threads_design_copies_only_the_columns_it_does_not_hold(monkeypatch, fold):
+def test_a_threads_design_copies_only_the_columns_it_does_not_hold(monkeypatch, fold,
+                                                                  columns_first):
     """Group after group on one thread, the reused design equals ``X[rows][:, columns]`` (its
     padding rows zero) while only the columns that changed are copied: a group's shared
     terms stay in place from the previous group; another design, other rows or a new shape
@@ -145,7 +148,8 @@ def test_a_threads_design_copies_only_the_columns_it_does_not_hold(monkeypatch, 
     expected_copies = [[0, 1, 2, 5, 6], [7, 8], [9, 10], [3, 11]]
     for columns, expect in zip(sequence, expected_copies):
         copied.clear()
-        out = groups._gather_columns(X, np.array(columns), reuse, rows)
+        out = groups._gather_columns(X, np.array(columns), reuse, rows, columns_first)
+        assert pb.columns_first(out) == columns_first
         taken = X[rows.rows] if fold else X
         np.testing.assert_array_equal(out[:len(taken)], taken[:, columns])
         np.testing.assert_array_equal(out[len(taken):], 0.0)
@@ -153,13 +157,54 @@ def test_a_threads_design_copies_only_the_columns_it_does_not_hold(monkeypatch, 
     copied.clear()
     other = X.copy()
     other[:, 0] += 1.0
-    out = groups._gather_columns(other, np.array(sequence[-1]), reuse, rows)
+    out = groups._gather_columns(other, np.array(sequence[-1]), reuse, rows, columns_first)
     assert copied == sequence[-1]  # another design: nothing it holds is of it
     np.testing.assert_array_equal(out[:len(other) if rows is None else len(rows.rows)],
                                   (other[rows.rows] if fold else other)[:, sequence[-1]])
     copied.clear()
-    groups._gather_columns(other, np.array([0, 1, 3, 9]), reuse, rows)
+    groups._gather_columns(other, np.array([0, 1, 3, 9]), reuse, rows, columns_first)
     assert copied == [0, 1, 3, 9]  # a new shape: a new array
+    copied.clear()
+    groups._gather_columns(other, np.array([0, 1, 3, 9]), reuse, rows, not columns_first)
+    assert copied == [0, 1, 3, 9]  # the other layout: a new array
+
+
+def test_groups_read_their_columns_first_where_newton_solves_them():
+    assert groups.reads_columns_first({"solver": "auto", "regularizer": None})
+    assert groups.reads_columns_first({"solver": "newton", "regularizer": gf.Ridge(1e-3)})
+    assert not groups.reads_columns_first({"solver": "lbfgs"})
+    assert not groups.reads_columns_first({"solver": "auto", "family": "gamma"})
+    assert not groups.reads_columns_first({"solver": "auto", "regularizer": gf.Lasso(1e-3)})
+    assert not groups.reads_columns_first({"solver": "newton", "lazy": False,
+                                           "sampled_curvature": True})
+
+
+@pytest.mark.parametrize("regularizer", [None, "ridge", "lasso"])
+def test_a_grouped_fit_reads_its_columns_first_to_the_same_answer(recording, monkeypatch,
+                                                                  regularizer):
+    """Newton's groups get their columns laid out columns first (the proximal solver's,
+    under a lasso, rows first) and reach the answer of groups copied rows first."""
+    monkeypatch.setattr(groups, "CALL_OVERHEAD", 0.0)
+    layouts = []
+    solve = groups.sharding.solve_on_devices
+    monkeypatch.setattr(groups.sharding, "solve_on_devices", lambda problem, **k: layouts.append(
+        pb.columns_first(problem.X)) or solve(problem, **k))
+    strength = {None: None, "ridge": gf.Ridge(1e-4), "lasso": gf.Lasso(1e-5)}[regularizer]
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return gf.fit(FORMULA, recording, bin_size="10ms", epochs="wake", smoothing=None,
+                          regularizer=strength)
+
+    columns = fit()
+    assert len(layouts) == 6 and all(layouts) == (regularizer != "lasso")
+    monkeypatch.setattr(groups, "reads_columns_first", lambda options: False)
+    layouts.clear()
+    rows = fit()
+    assert len(layouts) == 6 and not any(layouts)
+    np.testing.assert_allclose(columns.weights, rows.weights, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(columns.intercepts, rows.intercepts, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("rows", ["all", "runs", "scattered"])
