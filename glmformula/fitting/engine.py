@@ -45,7 +45,7 @@ from . import identifiability as ident
 from . import information, poisson, sharding, smoothing
 from .covariance import CovarianceStack
 from .families import family_name, get_family
-from .groups import plan_groups, solve_in_groups
+from .groups import column_statistics, columns_first_copy, plan_groups, solve_in_groups
 from .rows import select_rows, used_row_parts
 from .starts import tuning_curve_start
 
@@ -228,12 +228,15 @@ class EngineFit:
     preconditioner: backend.Curvature | None = None
 
 
-def _means(X: np.ndarray, offset, used: np.ndarray, rows_per_block: int = 16384):
+def _means(X: np.ndarray, offset, used: np.ndarray, rows_per_block: int = 16384,
+           sums: np.ndarray | None = None):
     """Column means of ``X`` and the offset's mean over the ``used`` rows (summed in float64,
-    as a blocked fit sums them; no copy of the design)."""
+    as a blocked fit sums them; no copy of the design); ``sums``: the column sums, where a
+    pass for other statistics already made them (:func:`.groups.column_statistics`)."""
     used = np.asarray(used, bool)
     n = max(int(np.count_nonzero(used)), 1)
-    sums = _column_sums(X, used, rows_per_block)
+    if sums is None:
+        sums = _column_sums(X, used, rows_per_block)
     return sums / n, (0.0 if offset is None else float(offset[used].sum() / n))
 
 
@@ -345,6 +348,18 @@ def _rotated(X: np.ndarray, constraints: dict, term_storage: dict):
         yield X
     finally:
         ident.rotate_columns(X, constraints, term_storage, back=True)
+
+
+def _rotated_with_ranges(X: np.ndarray, constraints: dict, term_storage: dict,
+                         column_max: np.ndarray) -> np.ndarray:
+    """Step 2 on a copy of the used rows laid out columns first (the other rows zero): its
+    constrained terms' columns rotated in place, and their ranges in ``column_max`` (the
+    others' are unchanged) taken from the rotated columns, which are rows of ``X.T``."""
+    ident.rotate_columns(X, constraints, term_storage)
+    for text in constraints:
+        rows = X.T[term_storage[text]]
+        column_max[term_storage[text]] = np.maximum(rows.max(axis=1), -rows.min(axis=1))
+    return X
 
 
 def _fitted_rows(problem: backend.Problem, used: np.ndarray,
@@ -499,18 +514,34 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
             design.storage, design.counts, design.offset, weights_of_rows), constraints,
             plan.term_storage, T)
     smooth_fit = None
-    in_place = contextlib.nullcontext(design.storage) if private_rows else \
-        _rotated(design.storage, constraints, plan.term_storage)
+    # Newton's groups read their columns from a copy of the used rows laid out columns first
+    # (not REML's, which read rows)
+    source = None if groups is None or (setup is not None and setup.keys) else \
+        columns_first_copy(design.storage, solver_options)
+    in_place = contextlib.nullcontext(design.storage) if private_rows or source is not None \
+        else _rotated(design.storage, constraints, plan.term_storage)
     with in_place as X:
         problem = backend.Problem(X=X, y=design.counts, offset=design.offset,
                                   row_weight=weights_of_rows, **layout)
-        if groups is None or private_rows:
+        column_sums = None
+        counts, offset, fitted_weights = design.counts, design.offset, weights_of_rows
+        if source is not None:
+            # one pass over the design for the copy, the means and the groups' column ranges;
+            # the copy's columns rotated, never the design's (private to this fit)
+            column_sums, column_max = column_statistics(X, used, copy_to=source)
+            X = _rotated_with_ranges(source, constraints, plan.term_storage, column_max)
+            problem = attrs.evolve(problem, X=X, column_max=column_max)
+        elif groups is None or private_rows:
             # groups of units copy their own columns of the fitted rows (.groups)
             problem = _fitted_rows(problem, used, always=private_rows)
-        counts, offset, fitted_weights = design.counts, design.offset, weights_of_rows
-        if private_rows:  # the copy's columns rotated, never the design's
-            X = ident.rotate_columns(problem.X, constraints, plan.term_storage)
-            counts, offset, fitted_weights = problem.y, problem.offset, problem.row_weight
+            if private_rows:  # the copy's columns rotated, never the design's
+                X = ident.rotate_columns(problem.X, constraints, plan.term_storage)
+                counts, offset, fitted_weights = problem.y, problem.offset, problem.row_weight
+        else:  # one pass over the rotated design for the groups' column ranges and the means
+            column_sums, column_max = column_statistics(X, used)
+            problem = attrs.evolve(problem, column_max=column_max)
+            column_sums = ident.rotate_columns(column_sums[None, :], constraints,
+                                               plan.term_storage, back=True)[0]
         with _backend_errors(plan, formula):
             if setup is not None and setup.keys:
                 smooth_fit = _choose_strengths(
@@ -564,7 +595,8 @@ def fit_design(design: DesignMatrix, options: FitOptions = FitOptions(), *,
             U, plan.n_storage, "this fit was made without standard errors (covariance=False)")
     return EngineFit(weights, np.asarray(solution.intercept, float), cov,
                      _diagnostics(solution, ll, used, design.counts, constraints, design.dropped),
-                     used, *_means(design.storage, design.offset, used), smoothing=smooth_fit,
+                     used, *_means(design.storage, design.offset, used, sums=column_sums),
+                     smoothing=smooth_fit,
                      family=family.name, dispersion=solution.dispersion,
                      preconditioner=solution.preconditioner)
 

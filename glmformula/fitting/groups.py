@@ -19,10 +19,11 @@ import numpy as np
 from .. import backend
 from .._memory import aligned_zeros
 from ..backend.problem import columns_first as columns_first_layout
+from ..config import config
 from ..graph.design import gather
 from . import sharding
-from .rows import RowSelection, select_rows, used_row_parts
-from .threads import map_on_threads
+from .rows import RowSelection, select_rows, used_row_parts, used_row_slices
+from .threads import available_threads, map_on_threads
 
 #: Group units only when that cuts the estimated solver work by at least this factor.
 GROUPING_GAIN = 4.0
@@ -100,19 +101,75 @@ def _gather_columns(X: np.ndarray, columns: np.ndarray, reuse: threading.local,
     return out
 
 
-def column_maxima(X: np.ndarray, used: np.ndarray | None,
-                  rows_per_block: int = 4096) -> np.ndarray:
-    """``max |X[t, j]|`` over the rows ``used`` (bool; None: all) per column (NaN where a
-    column holds one, inf where it holds one): :attr:`..backend.Problem.column_max` of every
-    group, from one pass over the design instead of one per group. A cache-sized part of the
-    used rows at a time (:func:`.rows.used_row_parts`), as its largest and smallest values
-    (no temporary ``|X|``).
-    """
-    out = np.zeros(X.shape[1])
-    for part in used_row_parts(X, used, rows_per_block, split_runs=True):
+def column_statistics(X: np.ndarray, used: np.ndarray | None, rows_per_block: int = 256,
+                      copy_to: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 sums and ``max |X[t, j]|`` (NaN where a column holds one, inf where it holds
+    one) per column over the rows ``used`` (bool; None: all), in one pass over the design: the
+    maxima are :attr:`..backend.Problem.column_max` of every group (one pass instead of one
+    per group), the sums the fit's column means. A cache-sized part of the used rows at a
+    time (:func:`.rows.used_row_parts`), its largest and smallest values (no temporary
+    ``|X|``) and sum read while it is in the core's cache: on the real history design (226k x
+    268) 86 ms for both against 114 ms for the maxima in parts of 4,096 rows and 57 ms for
+    the sums in a pass of their own.
+
+    ``copy_to``: a zero array of ``X``'s shape that receives ``X``'s used rows in the same
+    pass (all rows where they are scattered; e.g. one laid out columns first,
+    :func:`columns_first_copy`)."""
+    slices = used_row_slices(used, X.shape[0], rows_per_block)
+    if slices is None:  # scattered rows: the copy, then the statistics of the used ones
+        if copy_to is not None:
+            copy_to[:] = X
+        return _statistics(used_row_parts(X, used, rows_per_block, split_runs=True), X.shape[1])
+    # the slices in as many shares as there are threads (numpy's copies and reductions let go
+    # of the interpreter); each share's sums are added in order
+    shares = np.array_split(np.arange(len(slices)), max(min(available_threads(), len(slices)), 1))
+    parts = map_on_threads(lambda share: _statistics(_copied(X, [slices[i] for i in share],
+                                                             copy_to), X.shape[1]), shares)
+    return (np.sum([p[0] for p in parts], axis=0),
+            np.max([p[1] for p in parts], axis=0))
+
+
+def _statistics(parts, n_columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sums and largest absolute values of the columns of the row ``parts``."""
+    sums, maxima = np.zeros(n_columns), np.zeros(n_columns)
+    for part in parts:
+        sums += np.add.reduce(part, axis=0, dtype=np.float64)
         # NaN propagates through max and min (and np.maximum)
-        out = np.maximum(out, np.maximum(part.max(axis=0), -part.min(axis=0)))
-    return out
+        maxima = np.maximum(maxima, np.maximum(part.max(axis=0), -part.min(axis=0)))
+    return sums, maxima
+
+
+def _copied(X: np.ndarray, slices: list, copy_to: np.ndarray | None):
+    """``X``'s rows in ``slices``, each copied into ``copy_to`` (if any) as it is handed out."""
+    for rows in slices:
+        part = X[rows]
+        if copy_to is not None:
+            copy_to[rows] = part
+        yield part
+
+
+def columns_first_copy(X: np.ndarray, options: dict) -> np.ndarray | None:
+    """A zero array of ``X``'s shape and dtype laid out columns first (aligned), for
+    :func:`column_statistics` to copy ``X``'s used rows into, where the groups' solves read
+    their columns first (:func:`reads_columns_first` of the solver ``options``) and the copy
+    takes at most :data:`COLUMNS_FIRST_COPY_MAX_FRACTION` of ``gf.config.memory_limit``; else
+    None. Each group's copy of its columns is then a copy of whole columns, not a gather of a
+    few values from every row of ``X`` (on the real history design, 20 ms a group)."""
+    if not reads_columns_first(options) \
+            or X.nbytes > COLUMNS_FIRST_COPY_MAX_FRACTION * config.memory_limit:
+        return None
+    return aligned_zeros(X.shape[::-1], X.dtype).T
+
+
+#: :func:`columns_first_copy` is made where it takes at most this fraction of
+#: ``gf.config.memory_limit`` (as L-BFGS's transposed copy of a design).
+COLUMNS_FIRST_COPY_MAX_FRACTION = 0.25
+
+
+def column_maxima(X: np.ndarray, used: np.ndarray | None,
+                  rows_per_block: int = 256) -> np.ndarray:
+    """The maxima of :func:`column_statistics`."""
+    return column_statistics(X, used, rows_per_block)[1]
 
 
 def _runs(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -190,5 +247,5 @@ def solve_in_groups(problem: backend.Problem, groups: list, init, **options) -> 
         joined.solve_seconds, max(wall - joined.compile_seconds, 0.0)))
 
 
-__all__ = ["plan_groups", "solve_in_groups", "column_maxima", "GROUPING_GAIN",
+__all__ = ["plan_groups", "solve_in_groups", "column_maxima", "column_statistics", "GROUPING_GAIN",
            "CALL_OVERHEAD"]

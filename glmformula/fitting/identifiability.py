@@ -178,11 +178,28 @@ def rotation(constraints: dict, term_storage: dict, n_columns: int) -> np.ndarra
 def rotate_columns(X: np.ndarray, constraints: dict, term_storage: dict,
                    back: bool = False) -> np.ndarray:
     """Rotate each constrained term's columns of ``X`` in place (``X Q``; ``X Q'`` if
-    ``back``) and return ``X``."""
+    ``back``) and return ``X``.
+
+    A block of :data:`ROTATION_ROWS` rows at a time: the product of all rows at once copies
+    the term's strided columns out and back through memory (real head-direction design,
+    226k x 268, a 12-column term: 66 ms in the fit against 14-20 ms in blocks). A design laid
+    out columns first is rotated as its transpose (``Q' X'``: the term's columns are rows of
+    it)."""
+    columns_first = X.ndim == 2 and X.flags.f_contiguous and not X.flags.c_contiguous
     for text, Q in constraints.items():
         block = term_storage[text]
-        X[:, block] = X[:, block] @ (Q.T if back else Q)
+        M = Q.T if back else Q
+        for start in range(0, X.shape[0], ROTATION_ROWS):
+            rows = slice(start, start + ROTATION_ROWS)
+            if columns_first:
+                X.T[block, rows] = M.T @ X.T[block, rows]
+            else:
+                X[rows, block] = X[rows, block] @ M
     return X
+
+
+#: Rows per block of :func:`rotate_columns` (a 12-column term's block: 96 kB).
+ROTATION_ROWS = 1024
 
 
 def mask_constant_directions(mask: np.ndarray, constraints: dict, term_storage: dict):

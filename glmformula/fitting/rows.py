@@ -62,18 +62,31 @@ def used_row_parts(X: np.ndarray, used: np.ndarray | None, rows_per_block: int,
     scattered in more than :data:`MAX_RUNS` runs, blocks of ``rows_per_block`` rows gathered
     by the mask."""
     T = X.shape[0]
-    flags = np.ones(T, bool) if used is None else np.asarray(used, bool)
-    edges = np.flatnonzero(np.diff(flags.view(np.int8), prepend=0, append=0))
-    if len(edges) > 2 * MAX_RUNS:
+    slices = used_row_slices(used, T, rows_per_block if split_runs else T)
+    if slices is None:
+        flags = np.asarray(used, bool)
         for start in range(0, T, rows_per_block):
             part = X[start:start + rows_per_block][flags[start:start + rows_per_block]]
             if part.shape[0]:
                 yield part
         return
-    step = rows_per_block if split_runs else T
-    for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
-        for start in range(a, b, max(step, 1)):
-            yield X[start:min(start + step, b)]
+    for rows in slices:
+        yield X[rows]
+
+
+def used_row_slices(used: np.ndarray | None, n_rows: int, rows_per_slice: int
+                    ) -> list[slice] | None:
+    """The runs of consecutive rows ``used`` (bool; None: all ``n_rows``) as slices of at
+    most ``rows_per_slice`` rows, or None where the rows are scattered in more than
+    :data:`MAX_RUNS` runs."""
+    flags = np.ones(n_rows, bool) if used is None else np.asarray(used, bool)
+    edges = np.flatnonzero(np.diff(flags.view(np.int8), prepend=0, append=0))
+    if len(edges) > 2 * MAX_RUNS:
+        return None
+    step = max(rows_per_slice, 1)
+    return [slice(start, min(start + step, b))
+            for a, b in zip(edges[::2].tolist(), edges[1::2].tolist())
+            for start in range(a, b, step)]
 
 
 def select_rows(row_weight: np.ndarray | None, always: bool = False) -> RowSelection | None:
@@ -91,4 +104,4 @@ def select_rows(row_weight: np.ndarray | None, always: bool = False) -> RowSelec
 
 
 __all__ = ["COMPACT_ROWS_BELOW", "COMPACT_ROW_MULTIPLE", "MAX_RUNS", "RowSelection",
-           "select_rows", "used_row_parts"]
+           "select_rows", "used_row_parts", "used_row_slices"]

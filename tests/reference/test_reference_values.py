@@ -60,7 +60,27 @@ def test_same_values_as_before(name, monkeypatch):
                 _close(values, expected[f"compare_{column}"], f"{name}: {column}", rtol=1e-6)
     assert set(actual) == set(expected)
     for key in expected:
-        _close(actual[key], expected[key], f"{name}: {key}")
+        if key == "std_errors":
+            _close_std_errors(actual[key], expected[key], f"{name}: {key}")
+        else:
+            _close(actual[key], expected[key], f"{name}: {key}")
+
+
+#: A standard error above this (in the weight's units) belongs to a direction the data do not
+#: determine: it is the square root of an element of a nearly singular information's inverse,
+#: whose digits depend on the CPU's rounding (the real current-injection fit's 1.2e10 and
+#: 2.2e10 differ by 2e-7 between the AMD EPYC that saved them and an Intel Xeon, with the
+#: same code).
+UNDETERMINED = 1e6
+
+
+def _close_std_errors(actual, expected, what):
+    """:func:`_close` for the determined standard errors; the undetermined ones (above
+    :data:`UNDETERMINED`) to 1e-4."""
+    huge = np.abs(np.nan_to_num(expected)) > UNDETERMINED
+    _close(np.where(huge, 0.0, actual), np.where(huge, 0.0, expected), what)
+    if huge.any():
+        _close(actual[huge], expected[huge], what + " (undetermined)", rtol=1e-4)
 
 
 def test_result_file_of_version_3_still_loads():
