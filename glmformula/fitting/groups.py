@@ -113,12 +113,12 @@ def column_statistics(X: np.ndarray, used: np.ndarray | None, rows_per_block: in
     the sums in a pass of their own.
 
     ``copy_to``: a zero array of ``X``'s shape that receives ``X``'s used rows in the same
-    pass (all rows where they are scattered; e.g. one laid out columns first,
-    :func:`columns_first_copy`)."""
+    pass, the others left zero (e.g. one laid out columns first, :func:`columns_first_copy`)."""
     slices = used_row_slices(used, X.shape[0], rows_per_block)
     if slices is None:  # scattered rows: the copy, then the statistics of the used ones
         if copy_to is not None:
             copy_to[:] = X
+            copy_to[~np.asarray(used, bool)] = 0.0
         return _statistics(used_row_parts(X, used, rows_per_block, split_runs=True), X.shape[1])
     # the slices in as many shares as there are threads (numpy's copies and reductions let go
     # of the interpreter); each share's sums are added in order

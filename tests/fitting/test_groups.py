@@ -207,6 +207,29 @@ def test_a_grouped_fit_reads_its_columns_first_to_the_same_answer(recording, mon
     np.testing.assert_allclose(columns.intercepts, rows.intercepts, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("threads_", [1, 2])
+@pytest.mark.parametrize("rows", ["all", "runs", "scattered"])
+def test_column_statistics_copy_the_used_rows_in_the_same_pass(rows, threads_, threads):
+    """The sums and ranges over the used rows, and the copy: the used rows of ``X`` laid out
+    columns first, every other row zero; the same on one thread or two."""
+    threads(threads_)
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((5000, 7))
+    used = {"all": None, "runs": (np.arange(5000) % 2000) < 1500,
+            "scattered": rng.random(5000) < 0.5}[rows]
+    X_before = X.copy()
+    copy = groups.columns_first_copy(X, {"solver": "newton"})
+    assert pb.columns_first(copy)
+    sums, maxima = groups.column_statistics(X, used, rows_per_block=256, copy_to=copy)
+    mask = np.ones(5000, bool) if used is None else used
+    np.testing.assert_allclose(sums, X[mask].sum(axis=0), rtol=1e-12)
+    np.testing.assert_array_equal(maxima, np.abs(X[mask]).max(axis=0))
+    np.testing.assert_array_equal(copy[mask], X[mask])
+    np.testing.assert_array_equal(copy[~mask], 0.0)
+    np.testing.assert_array_equal(X, X_before)  # the design itself is not touched
+    assert groups.columns_first_copy(X, {"solver": "lbfgs"}) is None
+
+
 @pytest.mark.parametrize("rows", ["all", "runs", "scattered"])
 def test_column_ranges_for_every_group_from_one_pass(rows):
     """:func:`groups.column_maxima` is the device's range of each column over the used rows
