@@ -875,21 +875,7 @@ def poisson_model_sums(X, Y, rw, offset, W, b, sums: tuple = MODEL_SUMS, compute
             out["magnitude"] = jnp.sum(w * (rate_loss + y * jnp.abs(eta)), axis=0)
         return tuple(out[name] for name in sums)
 
-    def add(acc, sums):
-        return tuple(a + s for a, s in zip(acc, sums))
-
-    n_full, rem = _row_chunks(T, chunk)
-    acc = jax.eval_shape(part, X[:1], Y[:1], rw[:1], offset[:1])
-    acc = tuple(jnp.zeros(a.shape, a.dtype) for a in acc)
-    if n_full:
-        def body(i, acc):
-            s = lambda a: lax.dynamic_slice_in_dim(a, i * chunk, chunk)  # noqa: E731
-            return add(acc, part(s(X), s(Y), s(rw), s(offset)))
-
-        acc = lax.fori_loop(0, n_full, body, acc)
-    if rem:
-        tail = slice(n_full * chunk, T)
-        acc = add(acc, part(X[tail], Y[tail], rw[tail], offset[tail]))
+    acc = _summed_over_chunks(part, X, (Y, rw, offset), chunk)
     return tuple(_symmetric_from_pairs(a, P + 1) if name == "hessian" else a
                  for name, a in zip(sums, acc))
 
@@ -944,22 +930,30 @@ def poisson_model_sums_columns(Xt, Y, rw, offset, W, b, sums: tuple = MODEL_SUMS
             out["magnitude"] = jnp.sum(w * (rate_loss + y * jnp.abs(eta)), axis=1)
         return tuple(out[name] for name in sums)
 
+    return _summed_over_chunks(part, Xt, (Y, rw, offset), chunk, design_axis=1)
+
+
+def _summed_over_chunks(part, X, row_arrays: tuple, chunk: int, design_axis: int = 0) -> tuple:
+    """``part(x, *arrays)`` of every chunk of ``chunk`` rows, summed (a tuple of sums): ``x``
+    the chunk of the design ``X`` (its rows along ``design_axis``: 0 laid out in rows, 1
+    columns first), ``arrays`` the chunk of each of ``row_arrays`` (rows first); full chunks in
+    a loop, the remainder last."""
+    T = X.shape[design_axis]
+
+    def chunk_at(start, size):
+        return (lax.dynamic_slice_in_dim(X, start, size, axis=design_axis),
+                *(lax.dynamic_slice_in_dim(a, start, size) for a in row_arrays))
+
     def add(acc, sums):
         return tuple(a + s for a, s in zip(acc, sums))
 
     n_full, rem = _row_chunks(T, chunk)
-    acc = jax.eval_shape(part, Xt[:, :1], Y[:1], rw[:1], offset[:1])
-    acc = tuple(jnp.zeros(a.shape, a.dtype) for a in acc)
+    acc = tuple(jnp.zeros(a.shape, a.dtype) for a in jax.eval_shape(part, *chunk_at(0, 1)))
     if n_full:
-        def body(i, acc):
-            rows = lambda a: lax.dynamic_slice_in_dim(a, i * chunk, chunk)  # noqa: E731
-            return add(acc, part(lax.dynamic_slice_in_dim(Xt, i * chunk, chunk, axis=1),
-                                 rows(Y), rows(rw), rows(offset)))
-
-        acc = lax.fori_loop(0, n_full, body, acc)
+        acc = lax.fori_loop(0, n_full, lambda i, acc: add(acc, part(*chunk_at(i * chunk, chunk))),
+                            acc)
     if rem:
-        tail = slice(n_full * chunk, T)
-        acc = add(acc, part(Xt[:, tail], Y[tail], rw[tail], offset[tail]))
+        acc = add(acc, part(*chunk_at(n_full * chunk, rem)))
     return acc
 
 
