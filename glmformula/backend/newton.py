@@ -701,13 +701,12 @@ class Newton:
                 raise ValueError("a design laid out columns first is read by Poisson Newton "
                                  "without sampled curvature only")
             static["formed"] = True
-            return compiled_call(second_order_loop, static, data, tol,
-                                 jnp.asarray(self.max_iter, jnp.int32))
-        if self.sampled_curvature and not self.lazy:
-            static["stride"] = curvature_sampling(data.block.X.shape[0], U, P + 1)["stride"]
-            data = with_tiles(data, static["stride"])
-        static["formed"] = bool(FORMED_PREDICTOR and "stride" not in static
-                                and data.tiles is None
-                                and fused_model_applies(data.block.obs, static["strategy"], U))
+        else:
+            if self.sampled_curvature and not self.lazy:
+                static["stride"] = curvature_sampling(data.block.X.shape[0], U, P + 1)["stride"]
+                data = with_tiles(data, static["stride"])
+            static["formed"] = bool(FORMED_PREDICTOR and "stride" not in static
+                                    and data.tiles is None
+                                    and fused_model_applies(data.block.obs, static["strategy"], U))
         return compiled_call(second_order_loop, static, data, tol,
                              jnp.asarray(self.max_iter, jnp.int32))
